@@ -1,0 +1,36 @@
+"""Errors costlens raises on purpose, and the one place internal failures are reported.
+
+Tracking must never break the user's call: an internal failure is logged, not raised.
+Under pytest (or with COSTLENS_STRICT=1) it is raised, so tests see every bug.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+__all__ = ["CostlensError", "ConfigError", "internal_error", "strict_mode"]
+
+log = logging.getLogger("costlens")
+
+
+class CostlensError(Exception):
+    """Base class of the errors costlens raises on purpose."""
+
+
+class ConfigError(CostlensError, ValueError):
+    """Bad configuration: the message says what is wrong and how to fix it."""
+
+
+def strict_mode() -> bool:
+    flag = os.environ.get("COSTLENS_STRICT")
+    if flag is not None:
+        return flag not in ("", "0", "false", "no")
+    return "PYTEST_CURRENT_TEST" in os.environ
+
+
+def internal_error(what: str, exc: BaseException) -> None:
+    """Report a failure inside costlens itself; re-raise it in strict mode."""
+    if strict_mode():
+        raise exc
+    log.error("costlens: %s failed; the call itself was not affected", what, exc_info=exc)

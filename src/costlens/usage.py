@@ -1,0 +1,174 @@
+"""The normalised shapes every other module speaks: `Usage`, `Cost` and `CallRecord`.
+
+Provider adapters fill `Usage`; pricing turns it into a `Cost`; the instrumentation wraps both
+into one `CallRecord` per call. Nothing downstream ever sees provider JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Literal
+
+__all__ = ["NANO", "CallRecord", "Cost", "Status", "Usage", "to_nanousd"]
+
+#: One US dollar in nano-dollars: stores keep money as integer nano-USD.
+NANO = 1_000_000_000
+_NANO_QUANT = Decimal("1e-9")
+
+Status = Literal["ok", "error", "blocked"]
+
+
+def to_nanousd(amount: Decimal) -> int:
+    """Round a dollar amount to integer nano-USD (banker's rounding, the only rounding on the money path)."""
+    return int(amount.quantize(_NANO_QUANT, rounding=ROUND_HALF_EVEN) * NANO)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call, normalised across providers.
+
+    `input_tokens` includes cache reads and writes; `output_tokens` includes reasoning tokens.
+    The cache and reasoning counts are parts of those totals, never extras.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"Usage.{name} must be a non-negative int, got {value!r}")
+        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValueError(
+                "Usage.cache_read_tokens + cache_write_tokens exceed input_tokens "
+                f"({self.cache_read_tokens} + {self.cache_write_tokens} > {self.input_tokens}); "
+                "input_tokens must include cached tokens"
+            )
+        if self.reasoning_tokens > self.output_tokens:
+            raise ValueError(
+                f"Usage.reasoning_tokens ({self.reasoning_tokens}) exceed output_tokens "
+                f"({self.output_tokens}); output_tokens must include reasoning tokens"
+            )
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """Input tokens billed at the plain input price."""
+        return self.input_tokens - self.cache_read_tokens - self.cache_write_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """The price of one `Usage`. `total` is None, never zero, when the price is unknown.
+
+    `parts` maps a token kind (`input`, `cache_read`, `cache_write`, `output`, ...) to dollars;
+    the parts sum exactly to `total`.
+    """
+
+    total: Decimal | None
+    known: bool
+    parts: dict[str, Decimal] = field(default_factory=dict)
+    price_version: str = ""
+    currency: str = "USD"
+
+    @property
+    def nanousd(self) -> int | None:
+        return None if self.total is None else to_nanousd(self.total)
+
+    @classmethod
+    def unknown(cls, price_version: str = "") -> Cost:
+        return cls(total=None, known=False, parts={}, price_version=price_version)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One LLM call: what was asked, what it used, what it cost, and who it is attributed to.
+
+    Field names map one to one onto the OpenTelemetry GenAI conventions where one exists
+    (`provider` -> `gen_ai.provider.name`, `request_model` -> `gen_ai.request.model`, ...).
+    """
+
+    provider: str
+    operation: str
+    request_model: str
+    started_at: datetime = field(default_factory=_utcnow)
+    ended_at: datetime | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    response_model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_nanousd: int | None = None
+    price_known: bool = False
+    price_version: str = ""
+    estimated: bool = False
+    status: Status = "ok"
+    error_type: str | None = None
+    http_status: int | None = None
+    stream: bool = False
+    service_tier: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    route: dict[str, Any] | None = None
+    budgets: list[dict[str, Any]] = field(default_factory=list)
+    trace_id: str | None = None
+    span_id: str | None = None
+    content: dict[str, Any] | None = None
+    id: str = field(default_factory=_new_id)
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+        )
+
+    def set_usage(self, usage: Usage) -> None:
+        self.input_tokens = usage.input_tokens
+        self.output_tokens = usage.output_tokens
+        self.cache_read_tokens = usage.cache_read_tokens
+        self.cache_write_tokens = usage.cache_write_tokens
+        self.reasoning_tokens = usage.reasoning_tokens
+
+    def set_cost(self, cost: Cost) -> None:
+        self.cost_nanousd = cost.nanousd
+        self.price_known = cost.known
+        self.price_version = cost.price_version
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        return None if self.cost_nanousd is None else Decimal(self.cost_nanousd) / NANO
