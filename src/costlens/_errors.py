@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
-__all__ = ["CostlensError", "ConfigError", "internal_error", "strict_mode"]
+__all__ = ["ConfigError", "CostlensError", "internal_error", "strict_mode"]
 
 log = logging.getLogger("costlens")
 

@@ -1,0 +1,44 @@
+# Set-up commands: `make demo` and `make test` work on a fresh machine with Python 3.11 and the package registries.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.stamp-runtime
+DEV_STAMP     := $(VENV)/.stamp-dev
+
+.PHONY: demo test bench lint format venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Re-installs whenever pyproject.toml changes, so `make` always refreshes the venv it uses.
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[openai,anthropic]'
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@ $(RUNTIME_STAMP)
+
+venv: $(DEV_STAMP)
+
+demo: $(RUNTIME_STAMP)
+	$(BIN)/python examples/demo.py
+
+test: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(DEV_STAMP)
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy src
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
+
+clean:
+	rm -rf $(VENV) .costlens .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""The `costlens` command: a thin Typer + Rich shell over the library.
+
+Only this package imports Typer and Rich. Commands import the heavy pieces (pricing, stores,
+the fake provider) inside their bodies, so `costlens --help` starts fast.
+Exit codes: 0 ok, 1 the request could not be answered, 2 a usage error (one line says what to do).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from costlens.cli import _calls, _prices, _report
+from costlens.cli._output import friendly_errors
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="costlens",
+    help="Exact cost tracking for LLM calls: reports, prices, recorded calls.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+prices_app = typer.Typer(help="Model prices: show one, list unpriced models, update the catalogue.")
+calls_app = typer.Typer(help="Recorded calls.")
+app.add_typer(prices_app, name="prices", no_args_is_help=True)
+app.add_typer(calls_app, name="calls", no_args_is_help=True)
+
+app.command("report")(friendly_errors(_report.report))
+prices_app.command("show")(friendly_errors(_prices.show))
+prices_app.command("missing")(friendly_errors(_prices.missing))
+prices_app.command("update")(friendly_errors(_prices.update))
+calls_app.command("tail")(friendly_errors(_calls.tail))
+
+
+@app.command("fake-provider")
+def fake_provider(
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8900,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve a fake OpenAI/Anthropic-compatible API with real usage fields, for demos and tests."""
+    from costlens.testing import serve_forever
+
+    def ready(fake: object) -> None:
+        typer.echo(f"fake provider listening on {getattr(fake, 'base_url', '')} (Ctrl-C stops)")
+
+    serve_forever(host, port, on_ready=ready)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from costlens import __version__
+
+        typer.echo(f"costlens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Exact cost tracking for LLM calls."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,116 @@
+"""`costlens prices show|missing|update`: what a model costs, which models have no price."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from costlens.cli._output import (
+    FORMAT_HELP,
+    STORE_HELP,
+    cells,
+    check_format,
+    console,
+    fail,
+    make_table,
+    note,
+    open_cli_store,
+    usage_error,
+    write_csv,
+    write_json,
+    write_mapping,
+)
+
+_HOW_TO_ADD = (
+    "add it to a prices overrides file (TOML or JSON) and point COSTLENS_PRICES at that file; "
+    "check with `costlens prices show MODEL`"
+)
+_MISSING_COLUMNS = ("provider", "model", "calls", "first_seen", "last_seen")
+
+
+def show(
+    model: Annotated[str, typer.Argument(help="Model name, e.g. gpt-4o-mini.")],
+    provider: Annotated[str | None, typer.Option(help="Provider, e.g. openai (default: inferred).")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Price in force at this ISO date/time (default: now).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
+) -> None:
+    """Show the price of one model (per-token rates, source, version)."""
+    from costlens.pricing import describe_price
+
+    fmt = check_format(fmt)
+    when = _parse_at(at)
+    try:
+        price = describe_price(model, provider=provider, at=when)
+    except LookupError:
+        price = None
+    if not price or price.get("known") is False:
+        where = f" (provider {provider})" if provider else ""
+        hint = (price or {}).get("hint") or _HOW_TO_ADD
+        fail(f"no price known for model {model!r}{where}: {hint} (set COSTLENS_PRICES to use another file)")
+    write_mapping(price, fmt, title=f"Price of {model}")
+
+
+def _parse_at(text: str | None) -> datetime | None:
+    from costlens.reports import parse_since
+
+    if text is None:
+        return None
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        usage_error(f"bad --at: {exc}")
+
+
+def missing(
+    store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
+) -> None:
+    """List the models seen in recorded calls that have no known price."""
+    fmt = check_format(fmt)
+    backend = open_cli_store(store)
+    try:
+        rows = [
+            {"provider": m.provider, "model": m.model, "calls": m.calls, "first_seen": m.first_seen,
+             "last_seen": m.last_seen}
+            for m in backend.unpriced_models()
+        ]  # fmt: skip
+    finally:
+        backend.close()
+    if fmt == "json":
+        write_json(rows)
+    elif fmt == "csv":
+        write_csv(rows, _MISSING_COLUMNS)
+    elif not rows:
+        console().print("Every recorded call has a known price.")
+    else:
+        table = make_table(_MISSING_COLUMNS, title="Models without a known price", right=["calls"])
+        for row in rows:
+            table.add_row(*cells([_short_time(row[c]) for c in _MISSING_COLUMNS]))
+        console().print(table)
+        note(f"To price a model, {_HOW_TO_ADD}.")
+
+
+def _short_time(value: object) -> object:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else value
+
+
+def update(fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table") -> None:
+    """Fetch the latest price catalogue (needs the network)."""
+    from costlens.pricing import update_prices
+
+    fmt = check_format(fmt)
+    try:
+        result = update_prices()
+    except Exception as exc:  # the catalogue download fails in many ways; all mean "not updated"
+        fail(f"prices not updated: {exc}")
+    if isinstance(result, Mapping):
+        write_mapping(result, fmt, title="Price catalogue")
+    elif fmt == "json":
+        write_json(result)
+    else:
+        typer.echo("Prices updated." if result is None else f"Prices updated: {result}")

@@ -1,0 +1,197 @@
+"""Process-wide settings and the recorder that every tracked call feeds.
+
+Environment (read when `configure()` leaves a value as None, or on first use without `configure()`):
+`COSTLENS_STORE` (store URL), `COSTLENS_DURABILITY` (async|sync), `COSTLENS_STORE_CONTENT` and
+`COSTLENS_HASH_USER_IDS` (1/0, true/false, yes/no, on/off), `COSTLENS_HOME` (data folder; default
+the platform's user data dir). The default store is `sqlite:///<data dir>/costlens.db`; the folder
+is created on the first write, never at import or configure time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from costlens._errors import ConfigError, internal_error
+from costlens.recorder import Durability, Recorder
+from costlens.store import Store, check_store_url, open_store
+from costlens.usage import CallRecord
+
+__all__ = [
+    "Settings",
+    "configure",
+    "data_dir",
+    "default_store_url",
+    "emit",
+    "flush",
+    "get_recorder",
+    "get_settings",
+    "hash_user_id",
+    "replay_spool",
+    "shutdown",
+]
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What `configure()` settled on. `store_url` is None when a Store object was passed."""
+
+    store_url: str | None
+    durability: Durability
+    store_content: bool
+    hash_user_ids: bool
+
+
+_lock = threading.RLock()
+_state: tuple[Settings, Recorder] | None = None
+
+
+def data_dir() -> Path:
+    """`COSTLENS_HOME`, else the platform's user data folder (not created here)."""
+    home = os.environ.get("COSTLENS_HOME")
+    if home:
+        return Path(home).expanduser().absolute()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("costlens"))
+
+
+def default_store_url() -> str:
+    """`COSTLENS_STORE`, else the SQLite file in the data folder."""
+    return os.environ.get("COSTLENS_STORE") or f"sqlite://{data_dir() / 'costlens.db'}"
+
+
+def _env_bool(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean: set it to 1 or 0 (or true/false)")
+
+
+def _durability(value: str | None) -> Durability:
+    value = value if value is not None else os.environ.get("COSTLENS_DURABILITY", "async").strip().lower()
+    if value not in ("async", "sync"):
+        raise ConfigError(
+            f"durability {value!r} is not known: use 'async' (batched in the background, the default) "
+            "or 'sync' (written before the call returns), in configure() or COSTLENS_DURABILITY"
+        )
+    return cast(Durability, value)
+
+
+def configure(
+    store: str | Store | None = None,
+    *,
+    durability: str | None = None,
+    store_content: bool | None = None,
+    hash_user_ids: bool | None = None,
+) -> Settings:
+    """Replace the process-wide settings and recorder; the old recorder is flushed and closed.
+
+    Every argument left as None comes from the environment (see the module docstring), not from
+    an earlier `configure()` call. A store given by URL is owned (closed) by the recorder; a Store
+    object stays the caller's to close.
+    """
+    settings, backend = _resolve(store, durability, store_content, hash_user_ids)
+    recorder = Recorder(
+        backend,
+        durability=settings.durability,
+        spool_dir=data_dir() / "spool",
+        owns_store=settings.store_url is not None,
+    )
+    global _state
+    with _lock:
+        old, _state = _state, (settings, recorder)
+    if old is not None:
+        old[1].close()
+    return settings
+
+
+def _resolve(
+    store: str | Store | None, durability: str | None, content: bool | None, hash_ids: bool | None
+) -> tuple[Settings, Store]:
+    if store is None or isinstance(store, str):
+        url = store if store is not None else default_store_url()
+        check_store_url(url)
+        backend = None
+    elif isinstance(store, Store):
+        url, backend = None, store
+    else:
+        raise ConfigError(f"configure(store=...) takes a store URL or a Store, got {type(store).__name__}")
+    settings = Settings(
+        store_url=url,
+        durability=_durability(durability),
+        store_content=_env_bool("COSTLENS_STORE_CONTENT") if content is None else bool(content),
+        hash_user_ids=_env_bool("COSTLENS_HASH_USER_IDS") if hash_ids is None else bool(hash_ids),
+    )
+    return settings, backend if backend is not None else open_store(cast(str, url))
+
+
+def _current() -> tuple[Settings, Recorder]:
+    state = _state
+    if state is None:
+        with _lock:
+            if _state is None:
+                configure()
+            state = _state
+    assert state is not None
+    return state
+
+
+def get_recorder() -> Recorder:
+    """The process-wide recorder, configured from the environment on first use."""
+    return _current()[1]
+
+
+def get_settings() -> Settings:
+    return _current()[0]
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until every call recorded so far is in the store; False if `timeout` ran out."""
+    state = _state
+    return True if state is None else state[1].flush(timeout)
+
+
+def replay_spool() -> int:
+    """Re-append records spooled while the store was failing; returns how many were read."""
+    return get_recorder().replay_spool()
+
+
+def shutdown() -> None:
+    """Flush and close the process-wide recorder; the next use configures afresh from the environment."""
+    global _state
+    with _lock:
+        old, _state = _state, None
+    if old is not None:
+        old[1].close()
+
+
+def hash_user_id(user: str) -> str:
+    """A stable pseudonym: the first 16 hex digits of sha256 (unsalted, so it joins across installs)."""
+    return hashlib.sha256(user.encode()).hexdigest()[:16]
+
+
+def emit(record: CallRecord) -> None:
+    """Record one finished call: apply the privacy settings, then hand it to the recorder.
+
+    Called by the instrumentation after every LLM call; it never raises (outside strict mode).
+    """
+    try:
+        state = _state or _current()
+        settings = state[0]
+        if record.content is not None and not settings.store_content:
+            record.content = None
+        if settings.hash_user_ids and "user" in record.tags:
+            record.tags = {**record.tags, "user": hash_user_id(record.tags["user"])}
+        state[1].submit(record)
+    except Exception as exc:
+        internal_error("recording an LLM call", exc)

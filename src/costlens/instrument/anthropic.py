@@ -1,0 +1,120 @@
+"""Anthropic SDK specifics: `Anthropic` and `AsyncAnthropic` messages, plain, streaming and `.stream()`.
+
+Anthropic reports `input_tokens` *excluding* cache reads and writes; costlens' `Usage.input_tokens`
+includes them, so the adapter adds them back. Streams carry usage in `message_start` (input side)
+and `message_delta` (cumulative output), so nothing needs to be injected.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from costlens.instrument._core import CallState, Request
+from costlens.instrument.openai import _get, _int, _parsed
+from costlens.usage import Usage
+
+__all__ = ["AnthropicAdapter", "messages_usage"]
+
+_OPERATIONS = {"/v1/messages": "chat", "/v1/complete": "text_completion"}
+
+
+def messages_usage(usage: Any, *, output_tokens: int | None = None) -> Usage:
+    cache_read = _int(_get(usage, "cache_read_input_tokens"))
+    cache_write = _int(_get(usage, "cache_creation_input_tokens"))
+    uncached = _int(_get(usage, "input_tokens"))
+    if uncached < 0 or cache_read < 0 or cache_write < 0:
+        raise ValueError(f"negative token count in {usage!r}")
+    return Usage(
+        input_tokens=uncached + cache_read + cache_write,
+        output_tokens=_int(_get(usage, "output_tokens")) if output_tokens is None else output_tokens,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+class AnthropicAdapter:
+    name = "anthropic"
+
+    def matches(self, client: object) -> bool:
+        anthropic = sys.modules.get("anthropic")
+        if anthropic is None:
+            return False
+        return isinstance(client, anthropic.Anthropic | anthropic.AsyncAnthropic)
+
+    def provider_for(self, client: object) -> str:
+        return "anthropic"
+
+    def parse_request(self, options: Any, stream: bool) -> Request | None:
+        if str(getattr(options, "method", "")).lower() != "post":
+            return None
+        operation = _OPERATIONS.get(str(options.url).split("?", 1)[0])
+        body = options.json_data
+        if operation is None or not isinstance(body, dict):
+            return None
+        return Request(operation, body, stream)
+
+    def facts_of(self, result: Any) -> dict[str, Any]:
+        result = _parsed(result)
+        return {
+            "response_model": _get(result, "model"),
+            "service_tier": _get(_get(result, "usage"), "service_tier"),
+        }
+
+    def usage_of(self, result: Any) -> Usage | None:
+        raw = _get(_parsed(result), "usage")
+        return None if raw is None else messages_usage(raw)
+
+    def output_text(self, result: Any) -> list[str]:
+        blocks = _get(_parsed(result), "content") or ()
+        return [t for b in blocks if isinstance(t := _get(b, "text") or _get(b, "thinking"), str)]
+
+    def observe(self, call: CallState, event: Any) -> bool:
+        kind = _get(event, "type")
+        if kind == "content_block_delta":
+            delta = _get(event, "delta")
+            text = _get(delta, "text") or _get(delta, "thinking")
+            if isinstance(text, str):
+                call.text.append(text)
+        elif kind == "message_start":
+            message = _get(event, "message")
+            usage = _get(message, "usage")
+            call.apply_facts(
+                {"response_model": _get(message, "model"), "service_tier": _get(usage, "service_tier")}
+            )
+            if usage is not None:
+                call.set_usage(lambda: messages_usage(usage))
+        elif kind == "message_delta":
+            self._observe_delta(call, _get(event, "usage"))
+        return False
+
+    @staticmethod
+    def _observe_delta(call: CallState, usage: Any) -> None:
+        """`message_delta` has the final cumulative output count; input counts there are optional."""
+        if usage is None:
+            return
+        start = call.usage or Usage()
+
+        def merged() -> Usage:
+            cache_read = _get(usage, "cache_read_input_tokens")
+            cache_write = _get(usage, "cache_creation_input_tokens")
+            uncached = _get(usage, "input_tokens")
+            cache_read = start.cache_read_tokens if cache_read is None else _int(cache_read)
+            cache_write = start.cache_write_tokens if cache_write is None else _int(cache_write)
+            uncached = start.uncached_input_tokens if uncached is None else _int(uncached)
+            if min(cache_read, cache_write, uncached) < 0:
+                raise ValueError(f"negative token count in {usage!r}")
+            return Usage(
+                input_tokens=uncached + cache_read + cache_write,
+                output_tokens=_int(_get(usage, "output_tokens")),
+                cache_read_tokens=cache_read,
+                cache_write_tokens=cache_write,
+            )
+
+        call.set_usage(merged)
+
+    def count_input(self, request: Request) -> int:
+        from costlens.tokens import count_messages
+
+        body = request.body
+        return count_messages(body.get("messages") or (), request.model, system=body.get("system")).tokens

@@ -1,0 +1,243 @@
+"""OpenAI SDK specifics: `OpenAI`, `AsyncOpenAI`, `AzureOpenAI` and any OpenAI-compatible server.
+
+Covers chat completions, the Responses API and embeddings, plain and streaming. For a chat stream
+whose caller did not ask for usage we ask for it (`stream_options.include_usage`) and hide the
+extra usage-only chunk, so the caller sees exactly what the SDK would have given.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+from costlens.instrument._core import CallState, Request
+from costlens.usage import Usage
+
+__all__ = ["OpenAIAdapter", "provider_from_base_url"]
+
+_OPERATIONS = {
+    "/chat/completions": "chat",
+    "/responses": "responses",
+    "/embeddings": "embeddings",
+    "/completions": "text_completion",
+}
+
+# Host suffix -> provider id, for OpenAI-compatible servers. Anything else is named by its host,
+# and pricing then matches the model across providers.
+_HOSTS = {
+    "api.openai.com": "openai",
+    "openai.azure.com": "azure",
+    "cognitiveservices.azure.com": "azure",
+    "api.groq.com": "groq",
+    "api.together.xyz": "together",
+    "api.deepseek.com": "deepseek",
+    "api.mistral.ai": "mistral",
+    "generativelanguage.googleapis.com": "google",
+    "openrouter.ai": "openrouter",
+    "api.x.ai": "x-ai",
+    "api.fireworks.ai": "fireworks",
+    "api.perplexity.ai": "perplexity",
+    "api.cerebras.ai": "cerebras",
+}
+
+
+def provider_from_base_url(base_url: str) -> str:
+    host = (urlsplit(base_url).hostname or "").lower()
+    for suffix, provider in _HOSTS.items():
+        if host == suffix or host.endswith("." + suffix):
+            return provider
+    return host or "openai"
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _int(value: Any) -> int:
+    """Token counts as int; a missing count is 0, anything else malformed is an error."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"token count {value!r} is not an integer")
+    return value
+
+
+def chat_usage(usage: Any) -> Usage:
+    """Usage of chat completions (`prompt_tokens` include cached ones, `completion_tokens` reasoning)."""
+    return Usage(
+        input_tokens=_int(_get(usage, "prompt_tokens")),
+        output_tokens=_int(_get(usage, "completion_tokens")),
+        cache_read_tokens=_int(_get(_get(usage, "prompt_tokens_details"), "cached_tokens")),
+        cache_write_tokens=_int(_get(_get(usage, "prompt_tokens_details"), "cache_write_tokens")),
+        reasoning_tokens=_int(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens")),
+    )
+
+
+def responses_usage(usage: Any) -> Usage:
+    return Usage(
+        input_tokens=_int(_get(usage, "input_tokens")),
+        output_tokens=_int(_get(usage, "output_tokens")),
+        cache_read_tokens=_int(_get(_get(usage, "input_tokens_details"), "cached_tokens")),
+        cache_write_tokens=_int(_get(_get(usage, "input_tokens_details"), "cache_write_tokens")),
+        reasoning_tokens=_int(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
+    )
+
+
+def embeddings_usage(usage: Any) -> Usage:
+    return Usage(input_tokens=_int(_get(usage, "prompt_tokens")))
+
+
+_USAGE_READERS = {
+    "chat": chat_usage,
+    "text_completion": chat_usage,
+    "responses": responses_usage,
+    "embeddings": embeddings_usage,
+}
+
+
+def _output_texts(parsed: Any) -> list[str]:
+    """The answer's text, counted when a response came without usage."""
+    texts = [
+        _get(_get(choice, "message"), "content") or _get(choice, "text")
+        for choice in _get(parsed, "choices") or ()
+    ]
+    output_text = getattr(parsed, "output_text", None)
+    if isinstance(output_text, str):
+        texts.append(output_text)
+    return [t for t in texts if isinstance(t, str)]
+
+
+def _operation_of(parsed: Any) -> str:
+    """Which usage shape a parsed response carries, from its `object` field."""
+    kind = _get(parsed, "object")
+    if kind == "response":
+        return "responses"
+    if kind == "list":
+        return "embeddings"
+    return "chat"
+
+
+def _parsed(result: Any) -> Any:
+    """The parsed model behind `with_raw_response` results (the SDK caches the parse)."""
+    if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
+        return result.parse()
+    return result
+
+
+class OpenAIAdapter:
+    name = "openai"
+
+    def matches(self, client: object) -> bool:
+        openai = sys.modules.get("openai")
+        if openai is None:
+            return False
+        return isinstance(client, openai.OpenAI | openai.AsyncOpenAI)
+
+    def provider_for(self, client: object) -> str:
+        openai = sys.modules["openai"]
+        if isinstance(client, openai.AzureOpenAI | openai.AsyncAzureOpenAI):
+            return "azure"
+        return provider_from_base_url(str(getattr(client, "base_url", "")))
+
+    def parse_request(self, options: Any, stream: bool) -> Request | None:
+        if str(getattr(options, "method", "")).lower() != "post":
+            return None
+        operation = _OPERATIONS.get(str(options.url))
+        body = options.json_data
+        if operation is None or not isinstance(body, dict):
+            return None
+        request = Request(operation, body, stream)
+        if stream and operation in ("chat", "text_completion"):
+            self._ask_for_stream_usage(request, options)
+        return request
+
+    @staticmethod
+    def _ask_for_stream_usage(request: Request, options: Any) -> None:
+        stream_options = request.body.get("stream_options")
+        if isinstance(stream_options, dict) and stream_options.get("include_usage"):
+            return
+        # A new dict for the SDK's request body: the caller's own objects are never mutated.
+        body = dict(request.body)
+        body["stream_options"] = {**(stream_options or {}), "include_usage": True}
+        options.json_data = body
+        request.body = body
+        request.usage_injected = True
+
+    def facts_of(self, result: Any) -> dict[str, Any]:
+        parsed = _parsed(result)
+        return {"response_model": _get(parsed, "model"), "service_tier": _get(parsed, "service_tier")}
+
+    def usage_of(self, result: Any) -> Usage | None:
+        parsed = _parsed(result)
+        raw_usage = _get(parsed, "usage")
+        if raw_usage is None:
+            return None
+        return _USAGE_READERS[_operation_of(parsed)](raw_usage)
+
+    def output_text(self, result: Any) -> list[str]:
+        return _output_texts(_parsed(result))
+
+    def observe(self, call: CallState, event: Any) -> bool:
+        if call.request.operation == "responses":
+            self._observe_responses(call, event)
+            return False
+        return self._observe_chat(call, event)
+
+    @staticmethod
+    def _observe_chat(call: CallState, chunk: Any) -> bool:
+        if call.record.response_model is None:
+            call.apply_facts(
+                {"response_model": _get(chunk, "model"), "service_tier": _get(chunk, "service_tier")}
+            )
+        choices = _get(chunk, "choices") or ()
+        for choice in choices:
+            delta = _get(choice, "delta")
+            text = _get(delta, "content") if delta is not None else _get(choice, "text")
+            if isinstance(text, str):
+                call.text.append(text)
+        usage = _get(chunk, "usage")
+        if usage is not None:
+            call.set_usage(lambda: chat_usage(usage))
+        if not call.request.usage_injected:
+            return False
+        if not choices and usage is not None:
+            return True  # the usage-only chunk the caller did not ask for
+        fields_set = getattr(chunk, "__pydantic_fields_set__", None)
+        if usage is None and fields_set is not None:
+            fields_set.discard("usage")  # `"usage": null` appears only because we asked for usage
+        return False
+
+    @staticmethod
+    def _observe_responses(call: CallState, event: Any) -> None:
+        kind = _get(event, "type")
+        if kind == "response.output_text.delta":
+            delta = _get(event, "delta")
+            if isinstance(delta, str):
+                call.text.append(delta)
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            response = _get(event, "response")
+            call.apply_facts(
+                {"response_model": _get(response, "model"), "service_tier": _get(response, "service_tier")}
+            )
+            usage = _get(response, "usage")
+            if usage is not None:
+                call.set_usage(lambda: responses_usage(usage))
+
+    def count_input(self, request: Request) -> int:
+        from costlens.tokens import count_messages, count_text
+
+        body = request.body
+        if request.operation == "chat":
+            return count_messages(body.get("messages") or (), request.model).tokens
+        if request.operation == "responses":
+            raw = body.get("input")
+            items = [{"content": raw}] if isinstance(raw, str) else list(raw or ())
+            return count_messages(items, request.model, system=body.get("instructions")).tokens
+        raw = body.get("input") if request.operation == "embeddings" else body.get("prompt")
+        texts = [raw] if isinstance(raw, str) else [str(x) for x in raw or ()]
+        return sum(count_text(t, request.model).tokens for t in texts)

@@ -1,0 +1,222 @@
+"""The price catalogue: overrides over genai-prices, resolved once per (provider, model, tier).
+
+The first `cost()` for a (provider, model, service tier) finds the model, flattens all its
+dated prices into an `Entry` and caches it under the exact strings the caller passed; every
+later call is a dict lookup, at most one bisect by timestamp, and a few exact multiplications.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from costlens.pricing._model import ModelPrice, max_cost, price_usage
+from costlens.pricing._overrides import Overrides, load_overrides, prices_path
+from costlens.pricing._providers import STANDARD, canonical_provider, normalize_tier
+from costlens.pricing._timeline import Entry, Timeline, merge, prices_of
+from costlens.usage import Cost, Usage
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "PriceCatalogue",
+    "cost",
+    "estimate_max_cost",
+    "get_catalogue",
+    "reload_catalogue",
+    "set_catalogue",
+    "update_prices",
+]
+
+log = logging.getLogger("costlens")
+# Entries are keyed by the caller's raw strings; a process that invents model names without
+# end must not grow the cache without end, so it is emptied past this size (and rebuilt).
+_MAX_ENTRIES = 10_000
+_COMMON_TIERS = ("batch", "flex", "priority")
+
+
+class PriceCatalogue:
+    """Prices from genai-prices' data (optional) and a user overrides file; overrides win.
+
+    `version` names the data: `genai-prices-<version>` (`+live-<digest>` after `update_prices`)
+    plus `+overrides-<sha256 prefix of the file>` when an overrides file is loaded.
+    """
+
+    def __init__(self, overrides: Overrides | None = None, *, genai: bool = True) -> None:
+        from costlens.pricing._genai import GenaiPrices
+
+        self.overrides = overrides
+        self._genai = GenaiPrices() if genai else None
+        parts = [self._genai.version] if self._genai else []
+        if overrides is not None:
+            parts.append(f"overrides-{overrides.digest}")
+        self.version = "+".join(parts) or "empty"
+        self._entries: dict[tuple[str | None, str, str | None], Entry] = {}
+        self._missing: set[tuple[str | None, str]] = set()
+
+    @classmethod
+    def load(cls, path: Path | None = None, *, genai: bool = True) -> PriceCatalogue:
+        """A catalogue with the overrides file at `path`, or the configured one when None."""
+        return cls(load_overrides(path), genai=genai)
+
+    def entry(self, provider: str | None, model: str, service_tier: str | None = None) -> Entry:
+        """The cached prices of a (provider, model, tier), built on first use."""
+        key = (provider, model, service_tier)
+        found = self._entries.get(key)
+        if found is None:
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries.clear()
+            found = self._entries[key] = Entry(self.timeline(provider, model, service_tier))
+        return found
+
+    def timeline(self, provider: str | None, model: str, service_tier: str | None = None) -> Timeline:
+        """Every dated price of the model for the tier, overrides merged over genai-prices."""
+        who = None if provider is None else canonical_provider(provider)
+        tier = normalize_tier(service_tier)
+        name = model.strip()
+        match = self.overrides.match(who, name) if self.overrides is not None else None
+        preferred = match.timeline(who, tier, self.overrides.source) if match and self.overrides else None
+        fallback = None
+        if self._genai is not None and (preferred is None or preferred[0][0] is not None):
+            fallback = self._genai.timeline(who, name, tier)
+        timeline = merge(preferred, fallback)
+        if any(p.tier_rule == "fallback-standard" for _, seg in timeline for p in prices_of(seg)):
+            log.debug("costlens: no %r price for %s/%s; the standard price is used", tier, provider, model)
+        return timeline
+
+    def resolve(
+        self,
+        provider: str | None,
+        model: str,
+        at: datetime | None = None,
+        service_tier: str | None = None,
+    ) -> ModelPrice | None:
+        """The price in force at `at` (now when None); None when the model has no known price."""
+        entry = self.entry(provider, model, service_tier)
+        return entry.fixed or entry.lookup(at)
+
+    def tiers(self, provider: str | None, model: str) -> list[str]:
+        """Service tiers worth showing for a model: explicit ones plus batch, flex and priority."""
+        who = None if provider is None else canonical_provider(provider)
+        names = set(_COMMON_TIERS)
+        match = self.overrides.match(who, model) if self.overrides is not None else None
+        if match is not None:
+            names.update(match.tiers())
+        if self._genai is not None:
+            names.update(self._genai.tiers(who, model))
+        return sorted(names - {STANDARD})
+
+    def unknown(self, provider: str | None, model: str) -> Cost:
+        """`Cost` for an unpriced model; logs one warning per (provider, model) per catalogue."""
+        key = (provider, model)
+        if key not in self._missing:
+            self._missing.add(key)
+            log.warning(
+                "costlens: no price known for model %r (provider %r); its calls are recorded with cost "
+                'unknown, never $0. To price it, add to %s a [[models]] table with provider = "%s", '
+                'model = "%s", input = <USD per 1M tokens>, output = <USD per 1M tokens> '
+                "(or point COSTLENS_PRICES at such a file)",
+                model,
+                provider,
+                prices_path() if self.overrides is None else self.overrides.path,
+                provider,
+                model,
+            )
+        return Cost.unknown(self.version)
+
+    def missing(self) -> list[tuple[str | None, str]]:
+        """The (provider, model) pairs asked for without a known price, in this process."""
+        return sorted(self._missing, key=lambda pm: (pm[0] or "", pm[1]))
+
+
+_current: PriceCatalogue | None = None
+_lock = threading.Lock()
+
+
+def get_catalogue() -> PriceCatalogue:
+    """The process-wide catalogue, built on first use (never at import)."""
+    global _current
+    catalogue = _current
+    if catalogue is None:
+        with _lock:
+            if _current is None:
+                _current = PriceCatalogue.load()
+            catalogue = _current
+    return catalogue
+
+
+def set_catalogue(catalogue: PriceCatalogue | None) -> None:
+    """Replace the process-wide catalogue (tests, fixed price snapshots); None rebuilds it lazily."""
+    global _current
+    with _lock:
+        _current = catalogue
+
+
+def reload_catalogue() -> PriceCatalogue:
+    """Drop the cached catalogue and build it again (re-reads the overrides file)."""
+    set_catalogue(None)
+    return get_catalogue()
+
+
+def cost(
+    usage: Usage,
+    *,
+    provider: str,
+    model: str,
+    at: datetime | None = None,
+    service_tier: str | None = None,
+) -> Cost:
+    """The exact cost of one call's `usage`; `Cost(total=None, known=False)` when unpriced.
+
+    `at` picks the price in force at the call's time (now when None; naive means UTC).
+    `service_tier`: `batch`, `flex`, `priority`, ...; None, `auto`, `default` and `standard`
+    mean the standard price. A tier without its own price uses, in order: the override's
+    multiplier, the documented 50% batch discount (OpenAI, Anthropic, Azure OpenAI only), else
+    the standard price (logged at debug level).
+    """
+    catalogue = _current or get_catalogue()
+    entry = catalogue._entries.get((provider, model, service_tier))
+    if entry is None:
+        entry = catalogue.entry(provider, model, service_tier)
+    price = entry.fixed or entry.lookup(at)
+    if price is None:
+        return catalogue.unknown(provider, model)
+    return price_usage(usage, price, catalogue.version)
+
+
+def estimate_max_cost(
+    provider: str,
+    model: str,
+    input_tokens: int,
+    max_output_tokens: int,
+    at: datetime | None = None,
+    service_tier: str | None = None,
+) -> Cost:
+    """Worst-case cost of a call before it is made (budget reservations).
+
+    Every input token is priced as uncached at the dearest input price (cache writes included)
+    of the long-context tier `input_tokens` falls in; every output token at the output price.
+    """
+    if input_tokens < 0 or max_output_tokens < 0:
+        raise ValueError("input_tokens and max_output_tokens must be non-negative")
+    catalogue = get_catalogue()
+    price = catalogue.resolve(provider, model, at, service_tier)
+    if price is None:
+        return catalogue.unknown(provider, model)
+    return max_cost(price, input_tokens, max_output_tokens, catalogue.version)
+
+
+def update_prices(timeout: float = 10, *, url: str | None = None) -> str:
+    """Fetch the newest genai-prices data (network), use it from now on; returns the new version.
+
+    Uses genai-prices' own updater (its default URL unless `url` is given). The fetched data
+    lives for this process only. Raises `CostlensError` within about `timeout` + 1 s when the
+    data cannot be fetched; the prices in use stay as they were.
+    """
+    from costlens.pricing._genai import fetch_latest
+
+    fetch_latest(timeout, url)
+    return reload_catalogue().version

@@ -1,0 +1,210 @@
+"""Price objects and the hot path that turns a `Usage` into a `Cost`.
+
+Prices are stored per token, as `Decimal` already divided by 1,000,000, so pricing a call is a
+handful of exact multiplications. All arithmetic runs in a private decimal context with 60 digits
+of precision that traps `Inexact`: a result is either exact or an error, never silently rounded,
+and the caller's own decimal context (which may have a low precision) cannot change a price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
+
+from costlens.usage import Cost, Usage
+
+__all__ = [
+    "MONEY",
+    "LongContextTier",
+    "ModelPrice",
+    "Rates",
+    "max_cost",
+    "per_mtok",
+    "per_token",
+    "price_usage",
+]
+
+#: The decimal context of every money operation in costlens.pricing (exact or raise).
+MONEY = Context(
+    prec=60,
+    rounding=ROUND_HALF_EVEN,
+    traps=[InvalidOperation, DivisionByZero, Overflow, Inexact],
+)
+_ZERO = Decimal(0)
+_mul = MONEY.multiply
+_add = MONEY.add
+
+
+def per_token(per_million: Decimal) -> Decimal:
+    """USD per 1M tokens -> USD per token, exactly."""
+    return MONEY.scaleb(per_million, -6)
+
+
+def per_mtok(price_per_token: Decimal) -> Decimal:
+    """USD per token -> USD per 1M tokens, exactly (for display)."""
+    return MONEY.scaleb(price_per_token, 6)
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per token for each kind of token, plus a flat fee per request.
+
+    `reasoning` is None when reasoning tokens bill as output tokens (the usual case);
+    `cache_read` / `cache_write` equal `input` when a model has no separate cache price.
+    """
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+    reasoning: Decimal | None = None
+    request: Decimal = _ZERO
+
+    def scaled(self, factor: Decimal) -> Rates:
+        """Every token price times `factor` (a service-tier multiplier); the request fee is kept."""
+        return Rates(
+            input=_mul(self.input, factor),
+            output=_mul(self.output, factor),
+            cache_read=_mul(self.cache_read, factor),
+            cache_write=_mul(self.cache_write, factor),
+            reasoning=None if self.reasoning is None else _mul(self.reasoning, factor),
+            request=self.request,
+        )
+
+    def per_mtok(self) -> dict[str, str | None]:
+        """JSON-friendly prices per 1M tokens as decimal strings (request fee per call)."""
+        return {
+            "input": fmt(per_mtok(self.input)),
+            "output": fmt(per_mtok(self.output)),
+            "cache_read": fmt(per_mtok(self.cache_read)),
+            "cache_write": fmt(per_mtok(self.cache_write)),
+            "reasoning": None if self.reasoning is None else fmt(per_mtok(self.reasoning)),
+            "per_request": fmt(self.request),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LongContextTier:
+    """Prices for calls whose input (cached tokens included) exceeds `threshold` tokens.
+
+    Like genai-prices and the providers (Anthropic, Google), crossing the threshold reprices ALL
+    tokens of the call, not only those above it.
+    """
+
+    threshold: int
+    rates: Rates
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """The resolved price of one model, for one service tier, valid from `starts_at`.
+
+    `source` is `genai-prices` or `override:<path>`. `tier_rule` says how the service tier was
+    priced: `standard`, `explicit` (a price for that tier exists), `multiplier` (override
+    multiplier), `batch-50%` (documented provider discount) or `fallback-standard` (no rule found).
+    The fine-tuning fields come from overrides only; nothing computes with them yet.
+    """
+
+    provider: str
+    model: str
+    source: str
+    rates: Rates
+    long_context: tuple[LongContextTier, ...] = ()
+    starts_at: datetime | None = None
+    service_tier: str = "standard"
+    tier_rule: str = "standard"
+    training_per_mtok: Decimal | None = None
+    training_per_hour: Decimal | None = None
+    hosting_per_hour: Decimal | None = None
+    storage_per_month: Decimal | None = None
+    min_training_charge: Decimal | None = None
+
+    def rates_for(self, input_tokens: int) -> Rates:
+        """The rates that apply to a call with this many input tokens (long-context tiers)."""
+        for tier in reversed(self.long_context):
+            if input_tokens > tier.threshold:
+                return tier.rates
+        return self.rates
+
+    def for_tier(self, service_tier: str, tier_rule: str, fn: Callable[[Rates], Rates]) -> ModelPrice:
+        """A copy priced for a service tier: `fn` applied to the base and every long-context rate set."""
+        tiers = tuple(LongContextTier(t.threshold, fn(t.rates)) for t in self.long_context)
+        return replace(
+            self, rates=fn(self.rates), long_context=tiers, service_tier=service_tier, tier_rule=tier_rule
+        )
+
+    @property
+    def input_per_mtok(self) -> Decimal:
+        return per_mtok(self.rates.input)
+
+    @property
+    def output_per_mtok(self) -> Decimal:
+        return per_mtok(self.rates.output)
+
+
+def fmt(value: Decimal) -> str:
+    """A decimal as a plain string without exponent or trailing zeros: 2.50E-6 -> '0.0000025'."""
+    text = format(value.normalize(MONEY), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def price_usage(usage: Usage, price: ModelPrice, version: str) -> Cost:
+    """The exact cost of `usage` at `price`; the parts sum exactly to the total. Hot path."""
+    n_in = usage.input_tokens
+    rates = price.rates_for(n_in) if price.long_context else price.rates
+    cache_read = usage.cache_read_tokens
+    cache_write = usage.cache_write_tokens
+    uncached = n_in - cache_read - cache_write
+    p_in = _mul(rates.input, uncached) if uncached else _ZERO
+    p_cr = _mul(rates.cache_read, cache_read) if cache_read else _ZERO
+    p_cw = _mul(rates.cache_write, cache_write) if cache_write else _ZERO
+    out = usage.output_tokens
+    parts = {"input": p_in, "cache_read": p_cr, "cache_write": p_cw}
+    if rates.reasoning is None:
+        p_out = _mul(rates.output, out) if out else _ZERO
+        total = _add(_add(p_in, p_cr), _add(p_cw, p_out))
+    else:
+        reasoning = usage.reasoning_tokens
+        p_out = _mul(rates.output, out - reasoning) if out > reasoning else _ZERO
+        p_rs = _mul(rates.reasoning, reasoning) if reasoning else _ZERO
+        parts["reasoning"] = p_rs
+        total = _add(_add(_add(p_in, p_cr), _add(p_cw, p_out)), p_rs)
+    parts["output"] = p_out
+    if rates.request:
+        parts["request"] = rates.request
+        total = _add(total, rates.request)
+    return Cost(total, True, parts, version)
+
+
+def max_cost(price: ModelPrice, input_tokens: int, max_output_tokens: int, version: str) -> Cost:
+    """Worst-case cost: every input token at the dearest input price, every output at the dearest output.
+
+    The dearest input price is max(input, cache_write, cache_read) of the long-context tier the
+    input count falls in, because a prompt may write a cache entry (Anthropic bills that at 1.25x).
+    Output is priced at max(output, reasoning) when reasoning has its own price.
+    """
+    rates = price.rates_for(input_tokens)
+    p_input = max(rates.input, rates.cache_write, rates.cache_read)
+    p_output = rates.output if rates.reasoning is None else max(rates.output, rates.reasoning)
+    parts = {
+        "input": _mul(p_input, input_tokens),
+        "cache_read": _ZERO,
+        "cache_write": _ZERO,
+        "output": _mul(p_output, max_output_tokens),
+    }
+    if rates.request:
+        parts["request"] = rates.request
+    total = _ZERO
+    for value in parts.values():
+        total = _add(total, value)
+    return Cost(total, True, parts, version)

@@ -1,0 +1,85 @@
+"""Provider ids and service tiers, normalised once so every lookup agrees.
+
+costlens speaks its own provider ids (`openai`, `anthropic`, `azure`, `google`, ...) and accepts
+any other name for OpenAI-compatible endpoints. genai-prices has its own ids and loose matching
+(`"my-openai-proxy"` contains `openai`), so the few spellings that would match the wrong provider
+there are mapped here first.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BATCH_DISCOUNT_PROVIDERS",
+    "STANDARD",
+    "canonical_provider",
+    "genai_provider_id",
+    "normalize_tier",
+]
+
+#: The service tier whose prices are the plain list prices.
+STANDARD = "standard"
+
+# Spellings used by SDKs, LiteLLM and OTel for the same provider -> the costlens id.
+_ALIASES: dict[str, str] = {
+    "azure_openai": "azure",
+    "azure-openai": "azure",
+    "azure.ai.openai": "azure",
+    "az.ai.openai": "azure",
+    "gemini": "google",
+    "google_genai": "google",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "vertex": "google",
+    "vertex_ai": "google",
+    "vertexai": "google",
+    "xai": "x-ai",
+    "x_ai": "x-ai",
+    "grok": "x-ai",
+    "aws.bedrock": "aws",
+    "bedrock": "aws",
+    "aws-bedrock": "aws",
+    "together_ai": "together",
+    "together-ai": "together",
+    "togetherai": "together",
+    "fireworks_ai": "fireworks",
+    "fireworks-ai": "fireworks",
+    "mistral_ai": "mistral",
+    "mistralai": "mistral",
+    "moonshot": "moonshotai",
+    "voyage": "voyageai",
+}
+
+# Tier spellings that mean "the standard price": OpenAI reports "default"/"auto", Anthropic "standard".
+_STANDARD_TIERS = frozenset({"", "auto", "default", "standard", "on_demand", "on-demand"})
+
+#: Providers whose 50% Batch discount is documented, so it may be applied when the data has no
+#: explicit batch price: OpenAI (https://platform.openai.com/docs/guides/batch), Anthropic
+#: (https://docs.claude.com/en/docs/build-with-claude/batch-processing#pricing) and Azure OpenAI,
+#: whose Global Batch is documented at 50% of Global Standard
+#: (https://learn.microsoft.com/azure/ai-services/openai/how-to/batch). Keys are genai-prices ids.
+BATCH_DISCOUNT_PROVIDERS = frozenset({"openai", "anthropic", "azure"})
+
+
+def canonical_provider(provider: str) -> str:
+    """The costlens id for a provider name: lower-cased, trimmed, with known aliases mapped."""
+    key = provider.strip().lower()
+    return _ALIASES.get(key, key)
+
+
+def genai_provider_id(provider: str | None, known_ids: frozenset[str]) -> str | None:
+    """The genai-prices provider id for a costlens id, or None to match the model across providers.
+
+    Only exact ids are passed on: genai-prices' own fuzzy provider matching would price a
+    self-hosted `"vllm-openai"` endpoint as OpenAI, which an unknown name should not imply.
+    """
+    if provider is None:
+        return None
+    return provider if provider in known_ids else None
+
+
+def normalize_tier(service_tier: str | None) -> str:
+    """`batch`, `flex`, `priority`, ... as given; every spelling of the default tier -> `standard`."""
+    if service_tier is None:
+        return STANDARD
+    tier = service_tier.strip().lower()
+    return STANDARD if tier in _STANDARD_TIERS else tier

@@ -1,0 +1,103 @@
+"""Offline token counts for requests and responses whose usage the provider did not report.
+
+Exact for OpenAI models (the `bpe-openai` package ships the o200k/cl100k BPE tables, so nothing is
+downloaded); for other models the o200k count is an estimate and is flagged as such. The tokenizer
+loads on first use (about 0.6 s), never at import.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Protocol
+
+__all__ = ["TokenCount", "count_messages", "count_text", "encoding_name_for"]
+
+# Per the OpenAI cookbook: every chat message costs its content plus ~3 framing tokens, and
+# every reply is primed with 3 more. Close enough for an estimate flagged as estimated.
+_TOKENS_PER_MESSAGE = 3
+_REPLY_PRIMING = 3
+_CHARS_PER_TOKEN = 4  # fallback when no tokenizer is installed
+
+
+class _Encoder(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    tokens: int
+    exact: bool
+
+
+def encoding_name_for(model: str) -> str | None:
+    """The BPE table an OpenAI model uses, or None when the model is not OpenAI's."""
+    name = model.rsplit("/", 1)[-1].lower()
+    if name.startswith(("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt", "gpt-oss")):
+        return "o200k_base"
+    if name.startswith(("gpt-4", "gpt-3.5", "gpt-35", "text-embedding")):
+        return "cl100k_base"
+    return None
+
+
+@cache
+def _encoder(name: str) -> _Encoder | None:
+    with warnings.catch_warnings():
+        # bpe-openai reads its tables (at import, too) with importlib.resources' deprecated open_binary.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import bpe_openai
+        except ImportError:
+            return None
+        encoder: _Encoder = bpe_openai.get_encoding(name)
+    return encoder
+
+
+def count_text(text: str, model: str = "") -> TokenCount:
+    """Tokens in `text` for `model`: exact for OpenAI models, an o200k estimate otherwise."""
+    if not text:
+        return TokenCount(0, True)
+    exact_name = encoding_name_for(model)
+    encoder = _encoder(exact_name or "o200k_base")
+    if encoder is None:
+        return TokenCount(math.ceil(len(text) / _CHARS_PER_TOKEN), False)
+    return TokenCount(len(encoder.encode(text)), exact_name is not None)
+
+
+def _content_text(content: Any) -> Iterable[str]:
+    """Text parts of a message `content`, which may be a string or a list of typed parts."""
+    if isinstance(content, str):
+        yield content
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, Mapping):
+                for key in ("text", "input_text", "thinking"):
+                    value = part.get(key)
+                    if isinstance(value, str):
+                        yield value
+            elif isinstance(part, str):
+                yield part
+    elif content is not None:
+        yield json.dumps(content, default=str)
+
+
+def count_messages(messages: Iterable[Any], model: str = "", *, system: Any = None) -> TokenCount:
+    """Prompt tokens of a chat request (OpenAI `messages`, Anthropic `messages` + `system`)."""
+    texts: list[str] = list(_content_text(system)) if system is not None else []
+    n_messages = 0
+    for message in messages:
+        n_messages += 1
+        if isinstance(message, Mapping):
+            texts.extend(_content_text(message.get("content")))
+            for key in ("name", "tool_calls"):
+                if message.get(key):
+                    texts.append(json.dumps(message[key], default=str))
+        else:
+            texts.extend(_content_text(message))
+    counted = count_text("\n".join(texts), model)
+    framing = n_messages * _TOKENS_PER_MESSAGE + _REPLY_PRIMING
+    return TokenCount(counted.tokens + framing, counted.exact)

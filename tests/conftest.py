@@ -1,0 +1,57 @@
+"""Shared fixtures: one fake provider per session, a fresh in-memory store per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import costlens
+from costlens.store.memory import MemoryStore
+from costlens.testing import FakeProvider
+from costlens.usage import CallRecord
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the developer's real costlens config, prices or data."""
+    home = tmp_path_factory.mktemp("costlens-home")
+    monkeypatch.setenv("COSTLENS_HOME", str(home))
+    monkeypatch.delenv("COSTLENS_STORE", raising=False)
+    monkeypatch.delenv("COSTLENS_PRICES", raising=False)
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeProvider]:
+    with FakeProvider() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_server: FakeProvider) -> FakeProvider:
+    fake_server.reset()
+    return fake_server
+
+
+class Recorded:
+    """The calls recorded during one test, read back from the store costlens wrote to."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def all(self) -> list[CallRecord]:
+        costlens.flush()
+        return list(self.store.iter_records())
+
+    def one(self) -> CallRecord:
+        records = self.all()
+        assert len(records) == 1, records
+        return records[0]
+
+
+@pytest.fixture
+def recorded() -> Iterator[Recorded]:
+    store = MemoryStore()
+    costlens.configure(store=store, durability="sync")
+    yield Recorded(store)
+    costlens.configure(store="memory://", durability="sync")

@@ -1,0 +1,310 @@
+"""The recorder: async batching with flush, sync durability, backpressure, retry + spool + replay, atexit."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from costlens.recorder import Recorder, replay_spool
+from costlens.store import SpendQuery
+from costlens.store.memory import MemoryStore
+from costlens.store.sqlite import SQLiteStore
+from costlens.usage import CallRecord
+
+
+def records(n: int, model: str = "m") -> list[CallRecord]:
+    return [CallRecord("openai", "chat", model, cost_nanousd=i + 1) for i in range(n)]
+
+
+def count(store: MemoryStore | SQLiteStore) -> int:
+    return sum(row.calls for row in store.query(SpendQuery()))
+
+
+class SpyStore(MemoryStore):
+    """Records which thread wrote each batch; can block the writer thread or fail a number of times."""
+
+    def __init__(self, *, fail_times: int = 0, block_writer: bool = False) -> None:
+        super().__init__()
+        self.fail_times = fail_times
+        self.attempts = 0
+        self.batches: list[tuple[str, int]] = []
+        self.release = threading.Event()
+        self.block_writer = block_writer
+        self.writer_busy = threading.Event()
+        self.appended = threading.Event()
+
+    def append(self, records: Sequence[CallRecord]) -> None:
+        self.attempts += 1
+        name = threading.current_thread().name
+        if self.block_writer and name == "costlens-recorder":
+            self.writer_busy.set()
+            self.release.wait(30)
+        if self.fail_times:
+            self.fail_times -= 1
+            raise OSError("disk I/O error")
+        super().append(records)
+        self.batches.append((name, len(records)))
+        self.appended.set()
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def recorders() -> Iterator[list[Recorder]]:
+    made: list[Recorder] = []
+    yield made
+    for recorder in made:
+        recorder.close()
+
+
+def test_async_flush_writes_everything_in_batches(recorders: list[Recorder], spool: Path) -> None:
+    store = SpyStore()
+    recorder = Recorder(store, batch_size=500, flush_interval_s=60, spool_dir=spool)
+    recorders.append(recorder)
+    for record in records(10_000):
+        recorder.submit(record)
+    assert recorder.flush(timeout=30)
+    assert count(store) == 10_000
+    assert store.query(SpendQuery())[0].cost_nanousd == sum(range(1, 10_001))
+    assert all(name == "costlens-recorder" and n <= 500 for name, n in store.batches)
+
+
+def test_flush_returns_promptly_without_waiting_for_the_interval(
+    recorders: list[Recorder], spool: Path
+) -> None:
+    store = MemoryStore()
+    recorder = Recorder(store, flush_interval_s=3600, spool_dir=spool)
+    recorders.append(recorder)
+    recorder.submit(records(1)[0])
+    assert recorder.flush(timeout=10)  # a marker wakes the writer: no 1-hour wait
+    assert count(store) == 1
+    assert recorder.flush(timeout=10)  # nothing pending: still fine
+
+
+def test_a_full_batch_wakes_the_writer_without_flush(recorders: list[Recorder], spool: Path) -> None:
+    store = SpyStore()
+    recorder = Recorder(store, batch_size=10, flush_interval_s=3600, spool_dir=spool)
+    recorders.append(recorder)
+    for record in records(10):
+        recorder.submit(record)
+    assert store.appended.wait(10)
+    assert store.batches[0] == ("costlens-recorder", 10)
+
+
+def test_sync_durability_writes_before_submit_returns(spool: Path) -> None:
+    store = SpyStore()
+    recorder = Recorder(store, durability="sync", spool_dir=spool)
+    recorder.submit(records(1)[0])
+    assert count(store) == 1
+    assert store.batches == [(threading.current_thread().name, 1)]
+    assert recorder._thread is None
+    recorder.close()
+
+
+def test_full_queue_writes_in_the_caller_and_warns_once(
+    recorders: list[Recorder], spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SpyStore(block_writer=True)
+    recorder = Recorder(store, max_queue=5, batch_size=2, flush_interval_s=60, spool_dir=spool)
+    recorders.append(recorder)
+    recorder.submit(records(1)[0])
+    recorder.submit(records(1)[0])  # a full batch: the writer takes it and blocks in the store
+    assert store.writer_busy.wait(10)
+    for record in records(5 + 3):
+        recorder.submit(record)  # 5 fill the queue, 3 overflow
+    caller = threading.current_thread().name
+    assert [b for b in store.batches if b[0] == caller] == [(caller, 1)] * 3
+    assert [r.message for r in caplog.records].count(
+        "costlens: recorder queue is full (5 records): the store is slower than the call rate; "
+        "writing in the calling thread until it catches up"
+    ) == 1
+    store.release.set()
+    assert recorder.flush(timeout=10)
+    assert count(store) == 10
+
+
+def test_a_flaky_store_is_retried_without_spooling(recorders: list[Recorder], spool: Path) -> None:
+    store = SpyStore(fail_times=2)
+    recorder = Recorder(store, retries=3, retry_backoff_s=0.001, spool_dir=spool)
+    recorders.append(recorder)
+    for record in records(7):
+        recorder.submit(record)
+    assert recorder.flush(timeout=10)
+    assert count(store) == 7
+    assert store.attempts == 3
+    assert not spool.exists()
+
+
+def test_failing_store_spools_then_replay_restores_every_record(
+    recorders: list[Recorder], spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = SpyStore(fail_times=10**9)
+    recorder = Recorder(down, batch_size=100, retries=2, retry_backoff_s=0.001, spool_dir=spool)
+    recorders.append(recorder)
+    sent = records(250)
+    for record in sent[:100]:
+        recorder.submit(record)
+    assert recorder.flush(timeout=10)
+    assert down.attempts == 3  # first batch: 1 try + 2 retries
+    for record in sent[100:]:
+        recorder.submit(record)
+    assert recorder.flush(timeout=10)
+    assert down.attempts == 3 + 2  # still failing: one try per batch, so the queue drains
+    assert len(list(spool.glob("*.jsonl"))) == 3
+    assert not list(spool.glob("*.part"))
+    assert any("spooled 100 records" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+
+    healthy = SQLiteStore(spool.parent / "recovered.db")
+    assert replay_spool(healthy, spool) == 250
+    assert not list(spool.glob("*.jsonl"))
+    assert sorted(r.id for r in healthy.iter_records()) == sorted(r.id for r in sent)
+    assert list(healthy.iter_records()) == sorted(sent, key=lambda r: (r.started_at, r.id))
+    healthy.close()
+
+
+def test_replay_is_idempotent_and_uses_the_recorders_store(spool: Path) -> None:
+    store = SpyStore(fail_times=1)
+    recorder = Recorder(store, durability="sync", retries=0, spool_dir=spool)
+    sent = records(3)
+    recorder.submit(sent[0])  # fails once: spooled
+    recorder.submit(sent[1])
+    [spooled] = spool.glob("*.jsonl")
+    copy = spool / "copy.jsonl"
+    copy.write_bytes(spooled.read_bytes())  # as if two processes spooled the same record
+    assert recorder.replay_spool() == 2
+    assert recorder.replay_spool() == 0
+    assert sorted(r.id for r in store.iter_records()) == sorted(r.id for r in sent[:2])
+    recorder.close()
+
+
+def test_unreadable_spool_file_is_left_in_place(spool: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool.mkdir()
+    (spool / "bad.jsonl").write_text("{not json\n")
+    assert replay_spool(MemoryStore(), spool) == 0
+    assert (spool / "bad.jsonl").exists()
+    assert "cannot read spool file" in caplog.text
+
+
+def test_when_store_and_spool_both_fail_strict_mode_raises(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    recorder = Recorder(SpyStore(fail_times=1), durability="sync", retries=0, spool_dir=not_a_dir / "spool")
+    with pytest.raises(NotADirectoryError):  # under pytest internal errors raise
+        recorder.submit(records(1)[0])
+    recorder.close()
+
+
+def test_when_store_and_spool_both_fail_production_logs_the_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("COSTLENS_STRICT", "0")
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    recorder = Recorder(SpyStore(fail_times=1), durability="sync", retries=0, spool_dir=not_a_dir / "spool")
+    recorder.submit(records(1)[0])  # does not raise into the user's call
+    assert "LOST 1 call records" in caplog.text
+    assert "the call itself was not affected" in caplog.text
+    recorder.close()
+
+
+def test_close_writes_the_queue_and_later_submits_are_synchronous(spool: Path) -> None:
+    store = MemoryStore()
+    recorder = Recorder(store, flush_interval_s=3600, spool_dir=spool)
+    for record in records(5):
+        recorder.submit(record)
+    recorder.close()
+    assert count(store) == 5
+    recorder.submit(records(1)[0])
+    assert count(store) == 6
+    recorder.close()
+
+
+def test_bad_settings_are_refused() -> None:
+    from costlens._errors import ConfigError
+
+    with pytest.raises(ConfigError, match="durability"):
+        Recorder(MemoryStore(), durability="later")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="max_queue"):
+        Recorder(MemoryStore(), max_queue=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_writer(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "fork.db")
+    recorder = Recorder(store, flush_interval_s=3600, spool_dir=tmp_path / "spool")
+    for record in records(3, "parent"):
+        recorder.submit(record)  # still queued at fork time: the parent writes them, not the child
+
+    def child() -> None:
+        for record in records(5, "child"):
+            recorder.submit(record)
+        assert recorder.flush(timeout=10)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 0
+    recorder.close()
+    assert {row.keys["model"]: row.calls for row in store.query(SpendQuery(("model",)))} == {
+        "parent": 3,
+        "child": 5,
+    }
+    store.close()
+
+
+ATEXIT_SCRIPT = """
+import sys
+from costlens.recorder import Recorder
+from costlens.store.sqlite import SQLiteStore
+from costlens.usage import CallRecord
+
+recorder = Recorder(SQLiteStore(sys.argv[1]), flush_interval_s=3600, spool_dir=sys.argv[2])
+for i in range(1000):
+    recorder.submit(CallRecord("openai", "chat", "m", cost_nanousd=i))
+# no flush, no close: the atexit hook must write the 1000 queued records
+"""
+
+EMIT_SCRIPT = """
+from costlens.config import emit
+from costlens.usage import CallRecord
+
+for i in range(300):
+    emit(CallRecord("openai", "chat", "m", cost_nanousd=i))
+"""
+
+
+def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> None:
+    full_env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"} | (env or {})
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], env=full_env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b"", done.stderr.decode()
+
+
+def test_records_queued_at_exit_are_written(tmp_path: Path) -> None:
+    db = tmp_path / "exit.db"
+    run_python(ATEXIT_SCRIPT, str(db), str(tmp_path / "spool"))
+    store = SQLiteStore(db)
+    [row] = store.query(SpendQuery())
+    assert (row.calls, row.cost_nanousd) == (1000, sum(range(1000)))
+    store.close()
+
+
+def test_emitted_records_are_written_at_exit_with_default_config(tmp_path: Path) -> None:
+    run_python(EMIT_SCRIPT, env={"COSTLENS_HOME": str(tmp_path / "home")})
+    store = SQLiteStore(tmp_path / "home" / "costlens.db")
+    assert count(store) == 300
+    store.close()

@@ -1,0 +1,329 @@
+"""The Store contract, run against every backend (PostgreSQL/ClickHouse join `BACKENDS` later)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from costlens._errors import ConfigError
+from costlens.store import SpendQuery, SpendRow, Store, known_schemes, open_store, register_store
+from costlens.store.memory import MemoryStore
+from costlens.usage import CallRecord
+
+T0 = datetime(2025, 3, 1, 10, 30, tzinfo=UTC)
+
+#: name -> URL builder (given a temp folder). A new backend adds one line here.
+BACKENDS: dict[str, Callable[[Path], str]] = {
+    "memory": lambda tmp: "memory://",
+    "sqlite": lambda tmp: f"sqlite://{tmp / 'calls.db'}",
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    backend = open_store(BACKENDS[request.param](tmp_path))
+    yield backend
+    backend.close()
+
+
+def rec(
+    model: str = "gpt-4o", *, at: datetime = T0, provider: str = "openai", cost: int | None = 1_000, **kw: Any
+) -> CallRecord:
+    kw.setdefault("operation", "chat")
+    kw.setdefault("input_tokens", 100)
+    kw.setdefault("output_tokens", 10)
+    return CallRecord(
+        provider=provider,
+        request_model=model,
+        started_at=at,
+        cost_nanousd=cost,
+        price_known=cost is not None,
+        **kw,
+    )
+
+
+def by(store: Store, *keys: str, **kw: Any) -> dict[tuple[str | None, ...], SpendRow]:
+    rows = store.query(SpendQuery(tuple(keys), **kw))
+    return {tuple(row.keys[k] for k in keys): row for row in rows}
+
+
+def test_every_backend_is_a_store(store: Store) -> None:
+    assert isinstance(store, Store)
+
+
+def test_empty_store_has_no_rows(store: Store) -> None:
+    assert store.query(SpendQuery()) == []
+    assert store.query(SpendQuery(("model",))) == []
+    assert list(store.iter_records()) == []
+    assert store.unpriced_models() == []
+
+
+def test_group_by_model_falls_back_to_request_model(store: Store) -> None:
+    store.append(
+        [
+            rec("gpt-4o", response_model="gpt-4o-2024-08-06", cost=5),
+            rec("gpt-4o", cost=7),
+            rec("gpt-4o", response_model="", cost=11),
+            rec("claude", provider="anthropic", cost=13),
+        ]
+    )
+    rows = by(store, "model")
+    assert {k: r.cost_nanousd for k, r in rows.items()} == {
+        ("gpt-4o-2024-08-06",): 5,
+        ("gpt-4o",): 18,
+        ("claude",): 13,
+    }
+    assert {k: r.calls for k, r in by(store, "request_model").items()} == {("gpt-4o",): 3, ("claude",): 1}
+    assert {k: r.calls for k, r in by(store, "provider").items()} == {("openai",): 3, ("anthropic",): 1}
+
+
+def test_sums_every_token_kind_and_flag(store: Store) -> None:
+    store.append(
+        [
+            rec(
+                input_tokens=100,
+                output_tokens=50,
+                cache_read_tokens=30,
+                cache_write_tokens=20,
+                reasoning_tokens=5,
+            ),
+            rec(input_tokens=1, output_tokens=2, status="error", estimated=True, cost=None),
+        ]
+    )
+    [row] = store.query(SpendQuery())
+    assert row == SpendRow(
+        keys={},
+        calls=2,
+        input_tokens=101,
+        output_tokens=52,
+        cache_read_tokens=30,
+        cache_write_tokens=20,
+        reasoning_tokens=5,
+        cost_nanousd=1_000,
+        unpriced_calls=1,
+        error_calls=1,
+        estimated_calls=1,
+    )
+
+
+def test_group_by_day_and_hour_in_utc(store: Store) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    store.append(
+        [
+            rec(at=datetime(2025, 3, 1, 23, 59, 59, 999_999, tzinfo=UTC)),
+            rec(at=datetime(2025, 3, 2, 1, 0, tzinfo=plus2)),  # 2025-03-01T23:00Z
+            rec(at=datetime(2025, 3, 2, 0, 0, tzinfo=UTC)),
+        ]
+    )
+    assert {k: r.calls for k, r in by(store, "day").items()} == {("2025-03-01",): 2, ("2025-03-02",): 1}
+    assert {k: r.calls for k, r in by(store, "hour").items()} == {
+        ("2025-03-01T23:00Z",): 2,
+        ("2025-03-02T00:00Z",): 1,
+    }
+
+
+def test_group_by_tag_bare_or_prefixed_and_missing(store: Store) -> None:
+    store.append(
+        [
+            rec(tags={"feature": "search", "user": "u1"}, cost=1),
+            rec(tags={"feature": "search"}, cost=2),
+            rec(tags={"feature": "chat", "user": "u1"}, cost=4),
+            rec(cost=8),
+        ]
+    )
+    assert {k: r.cost_nanousd for k, r in by(store, "feature").items()} == {
+        ("search",): 3,
+        ("chat",): 4,
+        (None,): 8,
+    }
+    assert {k: r.cost_nanousd for k, r in by(store, "tag:feature", "user").items()} == {
+        ("search", "u1"): 1,
+        ("search", None): 2,
+        ("chat", "u1"): 4,
+        (None, None): 8,
+    }
+
+
+def test_tag_named_like_a_builtin_key_needs_the_prefix(store: Store) -> None:
+    store.append([rec("gpt-4o", tags={"model": "mine"})])
+    assert list(by(store, "tag:model")) == [("mine",)]
+    assert list(by(store, "model")) == [("gpt-4o",)]
+
+
+def test_where_filters_on_columns_tags_and_buckets(store: Store) -> None:
+    store.append(
+        [
+            rec("a", tags={"feature": "search"}, cost=1),
+            rec("b", tags={"feature": "search"}, cost=2),
+            rec("a", tags={"feature": "chat"}, cost=4, at=T0 + timedelta(days=1)),
+            rec("a", cost=8, status="error"),
+        ]
+    )
+    assert by(store, where={"feature": "search"})[()].cost_nanousd == 3
+    assert by(store, where={"model": "a", "feature": "search"})[()].cost_nanousd == 1
+    assert by(store, "model", where={"feature": "search"}).keys() == {("a",), ("b",)}
+    assert by(store, where={"day": "2025-03-02"})[()].cost_nanousd == 4
+    assert by(store, where={"status": "error"})[()].error_calls == 1
+    assert by(store, where={"feature": "nope"}) == {}
+
+
+def test_since_is_inclusive_and_until_exclusive(store: Store) -> None:
+    times = [T0 + timedelta(microseconds=i) for i in range(4)]
+    store.append([rec(at=t, cost=10**i) for i, t in enumerate(times)])
+    assert by(store, since=times[1], until=times[3])[()].cost_nanousd == 10 + 100
+    assert by(store, since=times[3])[()].cost_nanousd == 1000
+    assert by(store, until=times[0]) == {}
+    naive = times[2].replace(tzinfo=None)  # naive datetimes are UTC
+    assert by(store, since=naive)[()].calls == 2
+
+
+def test_unpriced_calls_are_counted_not_costed(store: Store) -> None:
+    store.append([rec("known", cost=500), rec("mystery", cost=None), rec("mystery", cost=None, provider="x")])
+    rows = by(store, "model")
+    assert rows[("mystery",)].cost_nanousd == 0
+    assert rows[("mystery",)].unpriced_calls == 2
+    assert rows[("known",)].unpriced_calls == 0
+    [total] = store.query(SpendQuery())
+    assert (total.cost_nanousd, total.unpriced_calls) == (500, 2)
+
+
+def test_unpriced_models_lists_models_with_unknown_prices(store: Store) -> None:
+    store.append(
+        [
+            rec("mystery", cost=None, at=T0),
+            rec("mystery", cost=None, at=T0 + timedelta(hours=2)),
+            rec("m2", response_model="m2-2025", cost=None, provider="acme"),
+            rec("known", cost=1),
+        ]
+    )
+    found = [(m.provider, m.model, m.calls, m.first_seen, m.last_seen) for m in store.unpriced_models()]
+    assert found == [
+        ("openai", "mystery", 2, T0, T0 + timedelta(hours=2)),
+        ("acme", "m2-2025", 1, T0, T0),
+    ]
+
+
+def test_append_is_idempotent_by_id(store: Store) -> None:
+    first = rec(cost=1, tags={"feature": "a"})
+    store.append([first, first])
+    store.append([first])
+    clone = rec(cost=999, tags={"feature": "b", "user": "u"})
+    clone.id = first.id
+    store.append([clone, rec(cost=2)])
+    [total] = store.query(SpendQuery())
+    assert (total.calls, total.cost_nanousd) == (2, 3)
+    assert by(store, "feature").keys() == {("a",), (None,)}
+    assert by(store, "user").keys() == {(None,)}
+    store.append([])
+
+
+def test_records_round_trip_every_field(store: Store) -> None:
+    full = CallRecord(
+        provider="openai",
+        operation="responses",
+        request_model="gpt-5",
+        started_at=datetime(2025, 3, 1, 10, 30, 1, 123_456, tzinfo=UTC),
+        ended_at=datetime(2025, 3, 1, 10, 30, 2, 654_321, tzinfo=UTC),
+        latency_ms=1531.2,
+        ttft_ms=120.5,
+        response_model="gpt-5-2025",
+        input_tokens=1000,
+        output_tokens=200,
+        cache_read_tokens=300,
+        cache_write_tokens=100,
+        reasoning_tokens=50,
+        cost_nanousd=123_456_789,
+        price_known=True,
+        price_version="genai-prices-0.2.3",
+        estimated=True,
+        status="error",
+        error_type="RateLimitError",
+        http_status=429,
+        stream=True,
+        service_tier="flex",
+        tags={"feature": "search", "user": "ü-1"},
+        route={"policy": "cheapest", "candidates": ["a", "b"]},
+        budgets=[{"name": "team", "reserved_nanousd": 10}],
+        trace_id="t" * 32,
+        span_id="s" * 16,
+        content={"prompt": [{"role": "user", "content": "hi"}]},
+    )
+    store.append([full])
+    assert list(store.iter_records()) == [full]
+
+
+def test_iter_records_order_limit_and_filters(store: Store) -> None:
+    records = [rec(at=T0 + timedelta(seconds=s), tags={"n": str(s)}) for s in (3, 1, 2, 0)]
+    same_time = [rec(at=T0 + timedelta(seconds=5)) for _ in range(3)]
+    store.append(records + same_time)
+    oldest_first = sorted(records, key=lambda r: r.started_at) + sorted(same_time, key=lambda r: r.id)
+    assert [r.id for r in store.iter_records()] == [r.id for r in oldest_first]
+    assert [r.id for r in store.iter_records(newest_first=True)] == [r.id for r in oldest_first[::-1]]
+    assert [r.id for r in store.iter_records(limit=2)] == [r.id for r in oldest_first[:2]]
+    assert [r.id for r in store.iter_records(limit=2, newest_first=True)] == [
+        r.id for r in oldest_first[:-3:-1]
+    ]
+    window = store.iter_records(since=T0 + timedelta(seconds=1), until=T0 + timedelta(seconds=3))
+    assert [r.tags["n"] for r in window] == ["1", "2"]
+    assert [r.tags["n"] for r in store.iter_records(where={"n": "2"})] == ["2"]
+
+
+def test_bad_keys_are_rejected(store: Store) -> None:
+    with pytest.raises(ValueError, match="bad group/filter key"):
+        store.query(SpendQuery(("not a key",)))
+    with pytest.raises(ValueError, match="bad group/filter key"):
+        store.query(SpendQuery(where={"tag:": "x"}))
+    with pytest.raises(TypeError):
+        SpendQuery("model")  # type: ignore[arg-type]
+
+
+def test_migrate_is_idempotent(store: Store) -> None:
+    store.migrate()
+    store.append([rec()])
+    store.migrate()
+    assert store.query(SpendQuery())[0].calls == 1
+
+
+# -- the URL registry --------------------------------------------------------------------------
+
+
+def test_unknown_scheme_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown store URL 'postgres://x'.*memory://, sqlite://"):
+        open_store("postgres://x")
+    with pytest.raises(ConfigError, match="unknown store URL"):
+        open_store("/no/scheme.db")
+
+
+def test_register_store_adds_a_scheme() -> None:
+    seen: list[str] = []
+
+    def factory(url: str) -> Store:
+        seen.append(url)
+        return MemoryStore()
+
+    register_store("testonly", factory)
+    try:
+        assert isinstance(open_store("TestOnly://anything"), MemoryStore)
+        assert seen == ["TestOnly://anything"]
+        assert "testonly" in known_schemes()
+    finally:
+        from costlens.store import _FACTORIES
+
+        _FACTORIES.pop("testonly")
+
+
+def test_named_memory_stores_are_shared_in_process() -> None:
+    a, b = open_store("memory://shared-test"), open_store("memory://shared-test")
+    assert a is b
+    assert open_store("memory://") is not open_store("memory://")
+
+
+def test_sqlite_url_needs_a_file() -> None:
+    with pytest.raises(ConfigError, match="name a file"):
+        open_store("sqlite://")
+    with pytest.raises(ConfigError, match="memory://"):
+        open_store("sqlite:///:memory:")

@@ -1,0 +1,73 @@
+"""`costlens.track` on the real `anthropic` SDK clients: messages plain, `stream=True` and `.stream()`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anthropic
+
+import costlens
+from costlens.pricing import cost
+from costlens.testing import FakeProvider, FakeUsage
+from costlens.usage import Usage
+from tests.conftest import Recorded
+
+MSG: Any = [{"role": "user", "content": "hello"}]
+MODEL = "claude-sonnet-4-6"
+# costlens' input includes cache reads and writes (Anthropic's own `input_tokens` does not).
+CACHED = FakeUsage(input_tokens=3000, output_tokens=120, cached_tokens=2000, cache_write_tokens=500)
+CACHED_USAGE = Usage(3000, 120, cache_read_tokens=2000, cache_write_tokens=500)
+
+
+def _client(fake: FakeProvider) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=fake.base_url, api_key="sk-ant-secret", max_retries=0)
+
+
+def test_message_with_cache_read_and_write(fake: FakeProvider, recorded: Recorded) -> None:
+    fake.enqueue(usage=CACHED)
+    client = costlens.track(_client(fake), feature="support")
+    message = client.messages.create(model=MODEL, max_tokens=200, messages=MSG)
+    assert message.usage.input_tokens == 500  # what the SDK itself reports: uncached only
+    record = recorded.one()
+    assert record.provider == "anthropic" and record.usage == CACHED_USAGE
+    expected = cost(CACHED_USAGE, provider="anthropic", model=message.model)
+    assert expected.known and record.cost_nanousd == expected.nanousd
+    assert record.tags == {"feature": "support"}
+
+
+def test_stream_true_and_stream_helper(fake: FakeProvider, recorded: Recorded) -> None:
+    fake.default_usage = CACHED
+    client = costlens.track(_client(fake))
+    raw_events = list(_client(fake).messages.create(model=MODEL, max_tokens=200, messages=MSG, stream=True))
+    events = list(client.messages.create(model=MODEL, max_tokens=200, messages=MSG, stream=True))
+    assert [e.type for e in events] == [e.type for e in raw_events]
+    with client.messages.stream(model=MODEL, max_tokens=200, messages=MSG) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.usage.output_tokens == 120
+    streamed, helped = recorded.all()
+    assert streamed.usage == helped.usage == CACHED_USAGE
+    assert streamed.stream and helped.stream and not helped.estimated
+    assert helped.ttft_ms is not None
+
+
+def test_async_anthropic(fake: FakeProvider, recorded: Recorded) -> None:
+    fake.default_usage = FakeUsage(input_tokens=40, output_tokens=4)
+
+    async def main() -> None:
+        async with anthropic.AsyncAnthropic(base_url=fake.base_url, api_key="k", max_retries=0) as client:
+            costlens.track(client)
+            await client.messages.create(model=MODEL, max_tokens=10, messages=MSG)
+            async with client.messages.stream(model=MODEL, max_tokens=10, messages=MSG) as stream:
+                await stream.get_final_message()
+
+    asyncio.run(main())
+    plain, streamed = recorded.all()
+    assert plain.usage == streamed.usage == Usage(40, 4)
+
+
+def test_untrack_restores_anthropic(fake: FakeProvider, recorded: Recorded) -> None:
+    client = costlens.untrack(costlens.track(_client(fake)))
+    client.messages.create(model=MODEL, max_tokens=10, messages=MSG)
+    assert recorded.all() == []
