@@ -6,8 +6,6 @@ interleaved in blocks so drift on the machine hits all of them alike. Figures ar
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,35 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 import costlens
+from costlens.testing import fake_provider_process
 
 CALLS = 2000
 STREAM_CALLS = 600
-BLOCK = 100
 MESSAGES = [{"role": "user", "content": "Say hello"}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _serve(port: int) -> None:
-    from costlens.testing import serve_forever
-
-    serve_forever("127.0.0.1", port)
-
-
-def _wait_until_up(port: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("fake provider did not start")
 
 
 def _time_calls(fn: Callable[[], object], n: int) -> list[float]:
@@ -62,13 +36,21 @@ def _time_calls(fn: Callable[[], object], n: int) -> list[float]:
 
 
 def _interleaved(variants: dict[str, Callable[[], object]], total: int) -> dict[str, list[float]]:
+    """Round-robin, one call of each variant in turn, so machine noise hits every variant alike."""
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for fn in variants.values():  # warm connections, caches and the tokenizer-free paths
+    for fn in variants.values():  # warm connections and caches
         _time_calls(fn, 50)
-    for _ in range(total // BLOCK):
+    for _ in range(total):
         for name, fn in variants.items():
-            samples[name].extend(_time_calls(fn, BLOCK))
+            t0 = time.perf_counter_ns()
+            fn()
+            samples[name].append((time.perf_counter_ns() - t0) / 1000)
     return samples
+
+
+def _paired_added(values: list[float], baseline: list[float]) -> float:
+    """Median of per-round differences: robust to drift that a difference of medians is not."""
+    return statistics.median(v - b for v, b in zip(values, baseline, strict=True))
 
 
 def _p(values: list[float], q: float) -> float:
@@ -137,39 +119,25 @@ def import_times(repeats: int = 7) -> dict[str, float]:
 
 def main() -> None:
     console = Console()
-    port = _free_port()
-    server = mp.get_context("spawn").Process(target=_serve, args=(port,), daemon=True)
-    server.start()
-    try:
-        _wait_until_up(port)
-        base_url = f"http://127.0.0.1:{port}/v1"
-        with tempfile.TemporaryDirectory() as tmp:
-            costlens.configure(store=f"sqlite:///{Path(tmp) / 'bench.db'}", durability="async")
-            calls = _interleaved(call_variants(base_url), CALLS)
-            streams = _interleaved(stream_variants(base_url), STREAM_CALLS)
-            costlens.flush()
-            costlens.configure(store="memory://")
-    finally:
-        server.terminate()
-        server.join()
+    with fake_provider_process() as fake, tempfile.TemporaryDirectory() as tmp:
+        costlens.configure(store=f"sqlite:///{Path(tmp) / 'bench.db'}", durability="async")
+        calls = _interleaved(call_variants(fake.openai_base_url), CALLS)
+        streams = _interleaved(stream_variants(fake.openai_base_url), STREAM_CALLS)
+        costlens.flush()
+        costlens.configure(store="memory://")
 
     table = Table(
         title="Per-call latency, sequential calls to the local fake (SQLite store, async durability)"
     )
-    for col in ("variant", "calls", "p50 µs", "p90 µs", "p50 vs raw", "added p50 µs"):
+    for col in ("variant", "calls", "p50 µs", "p90 µs", "p50 vs raw", "added µs (paired median)"):
         table.add_column(col, justify="right" if col != "variant" else "left")
     for group, baseline in ((calls, "raw openai"), (streams, "raw openai stream")):
         base = statistics.median(group[baseline])
         for name, values in group.items():
             med = statistics.median(values)
-            table.add_row(
-                name,
-                str(len(values)),
-                f"{med:.0f}",
-                f"{_p(values, 90):.0f}",
-                f"{med / base:.3f}",
-                f"{med - base:+.0f}",
-            )
+            added = _paired_added(values, group[baseline])
+            row = (f"{med:.0f}", f"{_p(values, 90):.0f}", f"{med / base:.3f}", f"{added:+.0f}")
+            table.add_row(name, str(len(values)), *row)
     console.print(table)
 
     imports = Table(title="Import time in a fresh interpreter (median of 7)")

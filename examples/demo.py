@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import costlens
-from costlens.testing import FakeProvider
+from costlens.testing import fake_provider_process
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = {
@@ -51,7 +51,11 @@ def load_trace(limit: int | None) -> list[TraceRow]:
 
 
 def replay_one(client: openai.OpenAI, model: str, row: TraceRow) -> None:
-    headers = {"x-fake-input-tokens": str(row.input_tokens), "x-fake-output-tokens": str(row.output_tokens)}
+    headers = {
+        "x-fake-input-tokens": str(row.input_tokens),
+        "x-fake-output-tokens": str(row.output_tokens),
+        "x-fake-stream-deltas": "8",
+    }
     messages = [{"role": "user", "content": f"{row.feature} request"}]
     with costlens.tags(feature=row.feature, project="demo"):
         if row.feature == "conversation":
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"[bold]costlens demo[/]: {len(rows):,} real requests (Azure LLM trace 2023) as {args.model}"
     )
-    with FakeProvider() as fake:
+    with fake_provider_process() as fake:
         replay(rows, fake.openai_base_url, args.model, args.workers, console)
     costlens.flush()
 

@@ -724,3 +724,21 @@ def test_memory_store_is_reexported_lazily() -> None:
     assert testing.MemoryStore is MemoryStore
     with pytest.raises(AttributeError):
         _ = testing.NoSuchThing  # type: ignore[attr-defined]
+
+
+def test_stream_deltas_header_groups_words_without_changing_text() -> None:
+    with FakeProvider() as fake:
+        client = openai.OpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0)
+        headers = {"x-fake-output-tokens": "40", "x-fake-stream-deltas": "4"}
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "hi"}],
+                stream=True,
+                extra_headers=headers,
+            )
+        )
+        texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+        client.close()
+    assert len(texts) == 4
+    assert "".join(texts) == " ".join(["tok"] * 40)

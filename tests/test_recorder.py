@@ -174,6 +174,26 @@ def test_failing_store_spools_then_replay_restores_every_record(
     healthy.close()
 
 
+def test_full_queue_while_the_store_fails_spools_in_the_caller_without_waiting(
+    recorders: list[Recorder], spool: Path
+) -> None:
+    store = SpyStore(fail_times=10**9)
+    recorder = Recorder(store, max_queue=2, batch_size=1, retries=0, flush_interval_s=60, spool_dir=spool)
+    recorders.append(recorder)
+    recorder.submit(records(1)[0])
+    assert recorder.flush(timeout=10)  # failed once: the recorder now knows the store is down
+    store.block_writer = True
+    recorder.submit(records(1)[0])  # the writer takes it and hangs in the store
+    assert store.writer_busy.wait(10)
+    attempts = store.attempts
+    for record in records(3):  # 2 fill the queue, 1 overflows
+        recorder.submit(record)
+    assert store.attempts == attempts  # the caller went straight to the spool
+    store.release.set()
+    assert recorder.flush(timeout=10)
+    assert replay_spool(MemoryStore(), spool) == 5
+
+
 def test_replay_is_idempotent_and_uses_the_recorders_store(spool: Path) -> None:
     store = SpyStore(fail_times=1)
     recorder = Recorder(store, durability="sync", retries=0, spool_dir=spool)

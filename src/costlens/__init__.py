@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from costlens._errors import ConfigError, CostlensError
 from costlens.usage import CallRecord, Cost, Usage
 
 if TYPE_CHECKING:
@@ -21,7 +22,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallRecord",
+    "ConfigError",
     "Cost",
+    "CostlensError",
     "Usage",
     "__version__",
     "configure",

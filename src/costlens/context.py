@@ -8,9 +8,8 @@ Nesting merges (inner keys win); leaving the block restores the outer tags.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from types import MappingProxyType
 
 __all__ = ["WELL_KNOWN_TAGS", "current_tags", "tags"]
@@ -38,16 +37,33 @@ def _clean(kv: Mapping[str, object]) -> dict[str, str]:
     return out
 
 
-@contextmanager
-def tags(**kv: object) -> Iterator[Mapping[str, str]]:
+class tags:
     """Attribute every call made inside the block to these tags.
 
-    Works as `with` and, because contextvars follow asyncio tasks, inside `async` code too
-    (`with costlens.tags(...)` around `await`). A value of None leaves the key untouched.
+    Use `with costlens.tags(...)` or `async with costlens.tags(...)`; contextvars follow asyncio
+    tasks, so concurrent tasks never see each other's tags. A value of None leaves the key untouched.
     """
-    merged = MappingProxyType({**_tags.get(), **_clean(kv)})
-    token = _tags.set(merged)
-    try:
-        yield merged
-    finally:
-        _tags.reset(token)
+
+    __slots__ = ("_kv", "_token")
+
+    def __init__(self, **kv: object) -> None:
+        self._kv = _clean(kv)
+        self._token: Token[Mapping[str, str]] | None = None
+
+    def __enter__(self) -> Mapping[str, str]:
+        if self._token is not None:
+            raise RuntimeError("this costlens.tags(...) block is already active; create a new one")
+        merged = MappingProxyType({**_tags.get(), **self._kv})
+        self._token = _tags.set(merged)
+        return merged
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _tags.reset(self._token)
+            self._token = None
+
+    async def __aenter__(self) -> Mapping[str, str]:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)

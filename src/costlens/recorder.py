@@ -9,7 +9,8 @@ Failure policy (records are never silently lost):
   folder and log an error; `replay_spool()` re-appends spooled files (appends are idempotent by id).
   While the store keeps failing, later batches are spooled after a single attempt so the queue drains.
 - queue full (`max_queue`): the caller writes its own record synchronously (backpressure instead of
-  blocking forever or dropping), with a single attempt then the spool; a warning is logged once.
+  blocking forever or dropping): one store attempt (bounded by the store's own timeout) then the
+  spool, or straight to the spool while the store is known to be failing; a warning is logged once.
 - `flush()` waits for a marker placed behind everything submitted so far; `atexit` flushes.
 """
 
@@ -125,7 +126,10 @@ class Recorder:
                 "writing in the calling thread until it catches up",
                 self._max_queue,
             )
-        self._write([record], 1)
+        if time.monotonic() < self._degraded_until:  # the store is failing: don't wait on it here
+            self._spool([record], RuntimeError("store failing; record spooled by the caller"))
+        else:
+            self._write([record], 1)
 
     # -- writer ------------------------------------------------------------------------------
 

@@ -37,9 +37,11 @@ _LOOKBACK = timedelta(minutes=10)
 
 
 def tail(
-    count: Annotated[int, typer.Option("-n", "--count", min=1, help="How many calls to show.")] = 20,
-    store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
-    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
+    count: Annotated[
+        int, typer.Option("-n", "--count", min=1, metavar="N", help="How many calls to show.")
+    ] = 20,
+    store: Annotated[str | None, typer.Option(metavar="URL", help=STORE_HELP)] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)] = "table",
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new calls (Ctrl-C stops).")
     ] = False,

@@ -33,11 +33,13 @@ _MISSING_COLUMNS = ("provider", "model", "calls", "first_seen", "last_seen")
 
 def show(
     model: Annotated[str, typer.Argument(help="Model name, e.g. gpt-4o-mini.")],
-    provider: Annotated[str | None, typer.Option(help="Provider, e.g. openai (default: inferred).")] = None,
-    at: Annotated[
-        str | None, typer.Option(help="Price in force at this ISO date/time (default: now).")
+    provider: Annotated[
+        str | None, typer.Option(metavar="PROVIDER", help="Provider, e.g. openai (default: inferred).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
+    at: Annotated[
+        str | None, typer.Option(metavar="WHEN", help="Price in force at this ISO date/time (default: now).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)] = "table",
 ) -> None:
     """Show the price of one model (per-token rates, source, version)."""
     from costlens.pricing import describe_price
@@ -67,8 +69,8 @@ def _parse_at(text: str | None) -> datetime | None:
 
 
 def missing(
-    store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
-    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
+    store: Annotated[str | None, typer.Option(metavar="URL", help=STORE_HELP)] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)] = "table",
 ) -> None:
     """List the models seen in recorded calls that have no known price."""
     fmt = check_format(fmt)
@@ -99,7 +101,9 @@ def _short_time(value: object) -> object:
     return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else value
 
 
-def update(fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table") -> None:
+def update(
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)] = "table",
+) -> None:
     """Fetch the latest price catalogue (needs the network)."""
     from costlens.pricing import update_prices
 

@@ -53,19 +53,25 @@ def report(
         list[str] | None,
         typer.Option(
             "--by",
+            metavar="KEY",
             help="Group by model, request_model, provider, operation, status, day, hour or a tag name "
             "(repeat or comma-separate for several). Default: model.",
         ),
     ] = None,
     since: Annotated[
-        str | None, typer.Option(help="Start: 30d, 12h, 2w, 90m ago, or an ISO date/time.")
+        str | None, typer.Option(metavar="WHEN", help="Start: 30d, 12h, 2w, 90m ago, or an ISO date/time.")
     ] = None,
-    until: Annotated[str | None, typer.Option(help="End (exclusive), same forms as --since.")] = None,
+    until: Annotated[
+        str | None, typer.Option(metavar="WHEN", help="End (exclusive), same forms as --since.")
+    ] = None,
     where: Annotated[
-        list[str] | None, typer.Option(help="Only calls where key=value (repeatable), e.g. feature=search.")
+        list[str] | None,
+        typer.Option(
+            metavar="KEY=VALUE", help="Only calls where key=value (repeatable), e.g. feature=search."
+        ),
     ] = None,
-    store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
-    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
+    store: Annotated[str | None, typer.Option(metavar="URL", help=STORE_HELP)] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)] = "table",
 ) -> None:
     """Show exact spend, grouped, most expensive first."""
     from costlens.reports import report_totals, spend_report

@@ -11,6 +11,8 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel
+
 from costlens.instrument._core import CallState, Request
 from costlens.usage import Usage
 
@@ -124,6 +126,8 @@ def _operation_of(parsed: Any) -> str:
 
 def _parsed(result: Any) -> Any:
     """The parsed model behind `with_raw_response` results (the SDK caches the parse)."""
+    if isinstance(result, BaseModel):  # the common case, tested first: pydantic's hasattr is slow
+        return result
     if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
         return result.parse()
     return result

@@ -17,7 +17,9 @@ replay); they win over `enqueue`, which wins over `default_usage` / `latency_s`:
 `x-fake-input-tokens`, `x-fake-output-tokens`, `x-fake-cached-tokens`, `x-fake-cache-write-tokens`,
 `x-fake-reasoning-tokens`, `x-fake-latency-ms`, and `x-fake-fault` with a `Fault.name`:
 `http-429`, `http-429-retry-0.5`, `http-500`, `timeout-2.0`, `cut-3`, `malformed`, `usage-missing`,
-`usage-negative`. A bad header value is answered with a 400.
+`usage-negative`. `x-fake-stream-deltas: N` sends a streamed answer in at most N text deltas (the
+same text and usage; replays of long answers then cost the client less parsing). A bad header value
+is answered with a 400.
 
 `MemoryStore` (from `costlens.store.memory`) is re-exported lazily.
 """
@@ -30,11 +32,22 @@ from typing import TYPE_CHECKING, Any
 from costlens.testing._clock import FixedClock
 from costlens.testing._config import FakeUsage, Fault
 from costlens.testing._fake_provider import FakeProvider, FakeRequest, serve_forever
+from costlens.testing._process import FakeProviderProcess, fake_provider_process
 
 if TYPE_CHECKING:
     from costlens.store.memory import MemoryStore
 
-__all__ = ["FakeProvider", "FakeRequest", "FakeUsage", "Fault", "FixedClock", "MemoryStore", "serve_forever"]
+__all__ = [
+    "FakeProvider",
+    "FakeProviderProcess",
+    "FakeRequest",
+    "FakeUsage",
+    "Fault",
+    "FixedClock",
+    "MemoryStore",
+    "fake_provider_process",
+    "serve_forever",
+]
 
 
 def __getattr__(name: str) -> Any:

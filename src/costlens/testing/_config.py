@@ -172,6 +172,7 @@ class Behaviour:
     fault: Fault | None = None
     text: str | None = None
     latency_s: float | None = None
+    stream_deltas: int | None = None  # at most this many text deltas per stream (None: one per word)
 
 
 _USAGE_HEADERS = {
@@ -190,6 +191,7 @@ class Overrides:
     usage: dict[str, int]
     fault: Fault | None = None
     latency_s: float | None = None
+    stream_deltas: int | None = None
 
     def apply(self, base: Behaviour) -> Behaviour:
         usage = base.usage or FakeUsage()
@@ -202,6 +204,7 @@ class Overrides:
             fault=self.fault or base.fault,
             text=base.text,
             latency_s=base.latency_s if self.latency_s is None else self.latency_s,
+            stream_deltas=self.stream_deltas or base.stream_deltas,
         )
 
 
@@ -220,7 +223,10 @@ def parse_overrides(headers: Mapping[str, str]) -> Overrides:
             fault = Fault.parse(headers["x-fake-fault"])
         except ValueError as err:
             raise ConfigError(f"x-fake-fault: {err}") from err
-    return Overrides(usage=usage, fault=fault, latency_s=latency)
+    deltas = None
+    if "x-fake-stream-deltas" in headers:
+        deltas = max(1, _header_number(headers, "x-fake-stream-deltas", int))
+    return Overrides(usage=usage, fault=fault, latency_s=latency, stream_deltas=deltas)
 
 
 def _header_number(headers: Mapping[str, str], name: str, kind: type[int] | type[float]) -> Any:
@@ -326,10 +332,15 @@ class Call:
     body: Mapping[str, Any]
     usage_mode: UsageMode = "normal"
     truncated: bool = False
+    max_deltas: int | None = None
 
     @property
     def pieces(self) -> list[str]:
-        return word_pieces(self.text)
+        pieces = word_pieces(self.text)
+        if self.max_deltas is None or len(pieces) <= self.max_deltas:
+            return pieces
+        size = math.ceil(len(pieces) / self.max_deltas)  # fewer, larger deltas: same text
+        return ["".join(pieces[i : i + size]) for i in range(0, len(pieces), size)]
 
     def make_id(self, kind: str, length: int, *, hex_only: bool = False) -> str:
         """A realistic-looking id, stable for a given request number and kind."""

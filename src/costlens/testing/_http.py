@@ -304,4 +304,5 @@ def _make_call(route: Route, body: Mapping[str, Any], behaviour: Behaviour, seed
         body=body,
         usage_mode=_usage_mode(behaviour.fault),
         truncated=bound is not None and tokens.output >= bound,
+        max_deltas=behaviour.stream_deltas,
     )
