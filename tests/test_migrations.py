@@ -18,6 +18,8 @@ PINNED = [
     ("0001_create_calls", "e957130c184005d11d2c0a22a347643f091c877ac84f25c4c11584e49cf2ecbf"),
     ("0002_create_call_tags", "dc490ecbc45005e636e09cc37e349c0ad0741dcbf1af08b803df352b8d2cb8dd"),
     ("0003_index_unpriced_calls", "d747100a3e01fef072e90cf814afb7fb795acda098d0d0c8956f30827f1962ab"),
+    ("0004_tagsets", "bd8a51247229172b70c62af8c0ee67a5b9b2bfc1fe4baa9224b5d5962a1bf276"),
+    ("0005_rollup_hourly", "dc3b532e26fb6fbe267de5b334479dfd1c8a0f59342c0013967f594c18b9431c"),
 ]
 
 
@@ -90,3 +92,43 @@ def test_without_auto_migrate_nothing_is_created_until_asked(tmp_path: Path) -> 
     store.migrate()
     assert store.query(SpendQuery()) == []
     store.close()
+
+
+def test_a_file_with_call_tags_is_migrated_to_tagsets_and_rollups(tmp_path: Path) -> None:
+    """0004 moves the per-call tags of 0002 into tag sets; 0005 builds the rollup from existing calls."""
+    path = tmp_path / "v3.db"
+    raw = sqlite3.connect(path)
+    for _, sql in MIGRATIONS[:3]:
+        for statement in statements(sql):
+            raw.execute(statement)
+    raw.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for name, _ in MIGRATIONS[:3]:
+        raw.execute("INSERT INTO schema_migrations VALUES (?, '2025-01-01T00:00:00+00:00')", (name,))
+    calls = [
+        ("a", 3_600_000_000 * 10 + 5, '{"feature":"search"}', 100, 7),
+        ("b", 3_600_000_000 * 10 + 9, '{"feature":"search"}', 50, None),
+        ("c", 3_600_000_000 * 11, "{}", 1, 3),
+    ]
+    for call_id, at, tags, tokens, cost in calls:
+        raw.execute(
+            "INSERT INTO calls (id, started_at_us, provider, operation, request_model, input_tokens, "
+            "cost_nanousd, tags) VALUES (?, ?, 'openai', 'chat', 'gpt-4o', ?, ?, ?)",
+            (call_id, at, tokens, cost, tags),
+        )
+    raw.executemany("INSERT INTO call_tags VALUES (?, 'feature', 'search')", [("a",), ("b",)])
+    raw.commit()
+    raw.close()
+    store = SQLiteStore(path)
+    rows = {r.keys["feature"]: r for r in store.query(SpendQuery(("feature",)))}
+    assert (rows["search"].calls, rows["search"].input_tokens, rows["search"].cost_nanousd) == (2, 150, 7)
+    assert rows["search"].unpriced_calls == 1
+    assert (rows[None].calls, rows[None].cost_nanousd) == (1, 3)
+    raw_rows = store.query(SpendQuery(("feature", "hour"), use_rollups=False))
+    rolled = store.query(SpendQuery(("feature", "hour")))
+    assert sorted(map(repr, raw_rows)) == sorted(map(repr, rolled))
+    store.close()
+    with sqlite3.connect(path) as check:
+        tables = {name for (name,) in check.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "call_tags" not in tables
+        assert check.execute("SELECT SUM(calls) FROM rollup_hourly").fetchone() == (3,)
+    check.close()

@@ -10,6 +10,9 @@ import pytest
 import costlens
 
 EXPECTED_ALL = {
+    "Budget",
+    "BudgetExceeded",
+    "budget",
     "CallRecord",
     "ConfigError",
     "CostlensError",

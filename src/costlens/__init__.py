@@ -13,6 +13,7 @@ from costlens._errors import ConfigError, CostlensError
 from costlens.usage import CallRecord, Cost, Usage
 
 if TYPE_CHECKING:
+    from costlens.budgets import Budget, BudgetExceeded, budget
     from costlens.config import configure, flush, get_recorder
     from costlens.context import current_tags, tags
     from costlens.instrument import track, untrack
@@ -21,12 +22,15 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Budget",
+    "BudgetExceeded",
     "CallRecord",
     "ConfigError",
     "Cost",
     "CostlensError",
     "Usage",
     "__version__",
+    "budget",
     "configure",
     "cost",
     "current_tags",
@@ -38,6 +42,9 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Budget": "costlens.budgets",
+    "BudgetExceeded": "costlens.budgets",
+    "budget": "costlens.budgets",
     "configure": "costlens.config",
     "flush": "costlens.config",
     "get_recorder": "costlens.config",

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from costlens.cli import _calls, _prices, _report
+from costlens.cli import _budgets, _calls, _export, _forecast, _import, _prices, _report, _reprice, _roi
 from costlens.cli._output import friendly_errors
 
 __all__ = ["app", "main"]
@@ -29,10 +29,27 @@ app.add_typer(prices_app, name="prices", no_args_is_help=True)
 app.add_typer(calls_app, name="calls", no_args_is_help=True)
 
 app.command("report")(friendly_errors(_report.report))
+app.command("forecast")(friendly_errors(_forecast.forecast))
+app.command("anomalies")(friendly_errors(_forecast.anomalies))
+app.command("reprice")(friendly_errors(_reprice.reprice))
+app.command("import")(friendly_errors(_import.import_))
+app.command("export")(friendly_errors(_export.export))
 prices_app.command("show")(friendly_errors(_prices.show))
 prices_app.command("missing")(friendly_errors(_prices.missing))
 prices_app.command("update")(friendly_errors(_prices.update))
 calls_app.command("tail")(friendly_errors(_calls.tail))
+
+roi_app = typer.Typer(help="ROI: prompt engineering vs fine-tuning (payback, break-even, verdict).")
+app.add_typer(roi_app, name="roi", no_args_is_help=True)
+roi_app.command("plan")(friendly_errors(_roi.plan))
+roi_app.command("from-usage")(friendly_errors(_roi.from_usage))
+roi_app.command("catalogue")(friendly_errors(_roi.catalogue))
+budgets_app = typer.Typer(help="Budgets: list them, their status, set or remove one.")
+app.add_typer(budgets_app, name="budgets", no_args_is_help=True)
+budgets_app.command("list")(friendly_errors(_budgets.list_budgets))
+budgets_app.command("status")(friendly_errors(_budgets.status))
+budgets_app.command("set")(friendly_errors(_budgets.set_budget))
+budgets_app.command("remove")(friendly_errors(_budgets.remove))
 
 
 @app.command("fake-provider")

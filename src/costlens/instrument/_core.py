@@ -9,6 +9,7 @@ Provider specifics (URLs, usage JSON, stream events) live in one adapter module 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -18,7 +19,16 @@ from costlens._errors import internal_error
 from costlens.context import current_tags
 from costlens.usage import CallRecord, Usage
 
-__all__ = ["Adapter", "CallState", "Request", "wrap_async_request", "wrap_sync_request"]
+__all__ = [
+    "Adapter",
+    "BudgetGate",
+    "BudgetTicket",
+    "CallState",
+    "Request",
+    "set_budget_gate",
+    "wrap_async_request",
+    "wrap_sync_request",
+]
 
 log = logging.getLogger("costlens")
 
@@ -64,11 +74,51 @@ class Adapter(Protocol):
         """Prompt tokens counted offline, for calls whose usage never arrived."""
 
 
+class BudgetTicket(Protocol):
+    """A call's admission by the budgets: settled (or released) when the call finishes."""
+
+    def finish(self, call: CallState) -> None: ...
+
+
+class BudgetGate(Protocol):
+    """`costlens.budgets` plugs in here. `admit` may raise `BudgetExceeded` / `BudgetUnavailable`,
+    which reach the caller (after the call is recorded as blocked); it may set `call.budget`."""
+
+    def admit(self, call: CallState, options: Any) -> None: ...
+
+
+# None until budgets are configured: then one global read per call is all budgets cost.
+_budget_gate: BudgetGate | None = None
+_budget_env_read = False
+
+
+def set_budget_gate(gate: BudgetGate | None, *, env_read: bool = True) -> None:
+    """Install (or remove, with None) the budget gate; `env_read=False`: the next call reads the file."""
+    global _budget_gate, _budget_env_read
+    _budget_gate = gate
+    _budget_env_read = env_read
+
+
+def _gate_from_env() -> BudgetGate | None:
+    """First tracked call: the budgets file ($COSTLENS_BUDGETS, else budgets.toml in the data folder),
+    when there is one; `costlens.budgets` is imported only then."""
+    global _budget_env_read
+    from costlens.config import data_dir
+
+    if os.environ.get("COSTLENS_BUDGETS") or (data_dir() / "budgets.toml").is_file():
+        from costlens.budgets._runtime import load_env_budgets
+
+        load_env_budgets()
+    _budget_env_read = True
+    return _budget_gate
+
+
 class CallState:
     """One call in flight. Streaming adapters fill `usage`, `text` and `facts` as events pass."""
 
     __slots__ = (
         "adapter",
+        "budget",
         "finished",
         "first_event_ns",
         "record",
@@ -96,6 +146,7 @@ class CallState:
         self.usage_invalid = False
         self.text: list[str] = []
         self.finished = False
+        self.budget: BudgetTicket | None = None
 
     def set_usage(self, build: Callable[[], Usage | None]) -> None:
         """Accept the provider's usage, or note that it was malformed (then tokens are counted)."""
@@ -119,6 +170,20 @@ class CallState:
             self.record.service_tier = str(tier)
 
     # -- ending a call ---------------------------------------------------------------------
+
+    def refuse(self, error: BaseException) -> None:
+        """Record a call the budgets refused before it was made (`status="blocked"`, cost $0)."""
+        if self.finished:
+            return
+        self.finished = True
+        record = self.record
+        record.latency_ms = (time.perf_counter_ns() - self.start_ns) / 1e6
+        record.ended_at = datetime.now(UTC)
+        record.status = "blocked"
+        record.error_type = type(error).__name__
+        record.cost_nanousd = 0
+        record.price_known = True
+        _emit(record)
 
     def finish(self, *, error: BaseException | None = None) -> None:
         if self.finished:
@@ -147,6 +212,11 @@ class CallState:
         if usage is not None:
             record.set_usage(usage)
             _price(record, usage)
+        if self.budget is not None:
+            try:
+                self.budget.finish(self)
+            except Exception as exc:
+                internal_error("settling a budget reservation", exc)
         _emit(record)
 
     def _counted_usage(self) -> Usage:
@@ -195,10 +265,14 @@ def _start(
             return None
         context = current_tags()
         merged = {**tags, **context} if context else tags
-        return CallState(adapter, provider, request, merged)
+        call = CallState(adapter, provider, request, merged)
     except Exception as exc:
         internal_error("preparing to record an LLM call", exc)
         return None
+    gate = _budget_gate if _budget_env_read else _gate_from_env()
+    if gate is not None:
+        gate.admit(call, options)  # BudgetExceeded / BudgetUnavailable propagate, on purpose
+    return call
 
 
 def _complete_response(call: CallState, result: Any) -> None:

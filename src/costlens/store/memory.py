@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from costlens.store._base import (
@@ -29,19 +30,40 @@ class MemoryStore:
     """Records kept in a list, guarded by a lock; records are copied in and out (no aliasing)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._records: list[CallRecord] = []
         self._ids: set[str] = set()
 
     def append(self, records: Sequence[CallRecord]) -> None:
         with self._lock:
-            for record in records:
-                if record.id not in self._ids:
-                    self._ids.add(record.id)
-                    self._records.append(_clone(record))
+            self._append(records)
+
+    def _append(self, records: Sequence[CallRecord]) -> int:
+        added = 0
+        for record in records:
+            if record.id not in self._ids:
+                self._ids.add(record.id)
+                self._records.append(_clone(record))
+                added += 1
+        return added
+
+    @contextmanager
+    def bulk(self) -> Iterator[Callable[[Sequence[CallRecord]], int]]:
+        """All-or-nothing writes of many batches: `write(batch)` returns how many records were new."""
+        with self._lock:
+            ids, count = set(self._ids), len(self._records)
+            try:
+                yield self._append
+            except BaseException:
+                self._ids, self._records = ids, self._records[:count]
+                raise
 
     def _matching(
-        self, since: datetime | None, until: datetime | None, where: Mapping[str, str] | None
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        where: Mapping[str, str] | None,
+        timezone: str = "UTC",
     ) -> list[CallRecord]:
         for key in where or {}:
             parse_key(key)
@@ -54,14 +76,14 @@ class MemoryStore:
             at = to_micros(record.started_at)
             if (lo is not None and at < lo) or (hi is not None and at >= hi):
                 continue
-            if all(group_value(record, k) == v for k, v in (where or {}).items()):
+            if all(group_value(record, k, timezone) == v for k, v in (where or {}).items()):
                 out.append(record)
         return out
 
     def query(self, q: SpendQuery) -> list[SpendRow]:
         groups: dict[tuple[str | None, ...], list[CallRecord]] = {}
-        for record in self._matching(q.since, q.until, q.where):
-            key = tuple(group_value(record, k) for k in q.group_by)
+        for record in self._matching(q.since, q.until, q.where, q.timezone):
+            key = tuple(group_value(record, k, q.timezone) for k in q.group_by)
             groups.setdefault(key, []).append(record)
         return [_row(dict(zip(q.group_by, key, strict=True)), members) for key, members in groups.items()]
 

@@ -3,6 +3,11 @@
 WAL mode plus a busy timeout let several threads and processes append to one file; each thread
 gets its own connection. Schema and conventions: see `_migrations.py`. The SQL stays close to
 what PostgreSQL accepts, so the later backends can reuse its shape.
+
+Reads over long ranges use the hourly rollup: whole UTC hours come from `rollup_hourly`, the
+partial hours at either edge from raw calls, and the parts are added up (exact integer sums,
+so the answer equals a raw scan). Time buckets in a zone whose offsets are not whole hours (India,
+Nepal, Lord Howe) cannot be built from UTC hours, so those queries scan raw calls.
 """
 
 from __future__ import annotations
@@ -11,15 +16,18 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 from costlens._errors import ConfigError
-from costlens.store._base import SpendQuery, SpendRow, UnpricedModel, from_micros, parse_key, to_micros
-from costlens.store._codec import dumps
+from costlens.store._base import SpendQuery, SpendRow, UnpricedModel, from_micros, to_micros
 from costlens.store._migrations import MIGRATIONS, statements
+from costlens.store._sql import RAW, ROLLUP, Filter, Source, aggregate_sql
+from costlens.store._sqlwrite import TagsetCache, prepare, write_batch
+from costlens.store._time import HOUR_US, hour_aligned, offset_segments
 from costlens.usage import CallRecord, Status
 
 __all__ = ["SQLiteStore", "from_url"]
@@ -31,69 +39,31 @@ _COLUMNS = (
     "estimated", "status", "error_type", "http_status", "stream", "service_tier", "tags", "route",
     "budgets", "trace_id", "span_id", "content",
 )  # fmt: skip
-_INSERT_CALL = f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-_INSERT_TAG = "INSERT INTO call_tags (call_id, key, value) VALUES (?, ?, ?)"
-_SELECT_CALLS = f"SELECT {', '.join('c.' + c for c in _COLUMNS)} FROM calls c"
-_ID_CHUNK = 500
+_SELECT_CALLS = f"SELECT {', '.join('c.' + c for c in _COLUMNS)}"
 _CREATE_MIGRATIONS = (
     "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
 )
-
-# Floor division to whole seconds, right for negative timestamps too (SQLite `/` truncates).
-_SECONDS = "((c.started_at_us - (((c.started_at_us % 1000000) + 1000000) % 1000000)) / 1000000)"
-_COLUMN_SQL = {
-    "model": "COALESCE(NULLIF(c.response_model, ''), c.request_model)",
-    "request_model": "c.request_model",
+_SCAN_SQL = {
+    "id": "c.id",
+    "started_at_us": "c.started_at_us",
+    "latency_ms": "c.latency_ms",
+    "ttft_ms": "c.ttft_ms",
     "provider": "c.provider",
-    "operation": "c.operation",
+    "request_model": "c.request_model",
+    "response_model": "c.response_model",
+    "service_tier": "c.service_tier",
     "status": "c.status",
-    "day": f"strftime('%Y-%m-%d', {_SECONDS}, 'unixepoch')",
-    "hour": f"strftime('%Y-%m-%dT%H:00Z', {_SECONDS}, 'unixepoch')",
+    "input_tokens": "c.input_tokens",
+    "output_tokens": "c.output_tokens",
+    "cache_read_tokens": "c.cache_read_tokens",
+    "cache_write_tokens": "c.cache_write_tokens",
+    "reasoning_tokens": "c.reasoning_tokens",
+    "cost_nanousd": "c.cost_nanousd",
+    "estimated": "c.estimated",
 }
-_AGGREGATES = """COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens), SUM(c.cache_read_tokens),
-    SUM(c.cache_write_tokens), SUM(c.reasoning_tokens), SUM(c.cost_nanousd),
-    SUM(CASE WHEN c.cost_nanousd IS NULL THEN 1 ELSE 0 END),
-    SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END), SUM(c.estimated)"""
-
-
-class _Filter:
-    """Builds FROM/WHERE clauses: a LEFT JOIN per tag key, shared by group-by and where."""
-
-    def __init__(self) -> None:
-        self.joins: list[str] = []
-        self.join_params: list[object] = []
-        self.conds: list[str] = []
-        self.cond_params: list[object] = []
-        self._tag_alias: dict[str, str] = {}
-
-    def expr(self, key: str) -> str:
-        kind, name = parse_key(key)
-        if kind == "column":
-            return _COLUMN_SQL[name]
-        alias = self._tag_alias.get(name)
-        if alias is None:
-            alias = self._tag_alias[name] = f"t{len(self._tag_alias)}"
-            self.joins.append(f"LEFT JOIN call_tags {alias} ON {alias}.call_id = c.id AND {alias}.key = ?")
-            self.join_params.append(name)
-        return f"{alias}.value"
-
-    def add(self, since: datetime | None, until: datetime | None, where: Mapping[str, str] | None) -> None:
-        if since is not None:
-            self.conds.append("c.started_at_us >= ?")
-            self.cond_params.append(to_micros(since))
-        if until is not None:
-            self.conds.append("c.started_at_us < ?")
-            self.cond_params.append(to_micros(until))
-        for key, value in (where or {}).items():
-            self.conds.append(f"{self.expr(key)} = ?")
-            self.cond_params.append(value)
-
-    def sql(self) -> str:
-        where = f" WHERE {' AND '.join(self.conds)}" if self.conds else ""
-        return " ".join(self.joins) + where
-
-    def params(self) -> list[object]:
-        return [*self.join_params, *self.cond_params]
+Segments = tuple[tuple[int, int], ...]
+_BULK_CACHE_KIB = -131072  # negative: KiB, as SQLite's cache_size pragma takes it
+_DEFAULT_CACHE_KIB = -2000
 
 
 class SQLiteStore:
@@ -109,6 +79,7 @@ class SQLiteStore:
         self._pid = os.getpid()
         self._migrated = False
         self._closed = False
+        self._tagsets = TagsetCache()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -148,6 +119,8 @@ class SQLiteStore:
         # WAL + NORMAL: a committed write survives an application crash; only an OS crash or
         # power loss may drop the last commits (the file never corrupts).
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        prepare(conn)
         return conn
 
     def _close_dead_threads_conns(self) -> None:
@@ -196,33 +169,94 @@ class SQLiteStore:
     def append(self, records: Sequence[CallRecord]) -> None:
         if not records:
             return
+        with self._transaction() as write:
+            write(records)
+
+    @contextmanager
+    def bulk(self) -> Iterator[Callable[[Sequence[CallRecord]], int]]:
+        """One write transaction for many batches (imports): all of them commit, or none.
+
+        The block receives `write(batch) -> number of new records`; an exception rolls back every
+        batch. Ids already stored (or repeated) are skipped, and the hourly rollup is updated in the
+        same transaction. For its duration the connection's page cache is raised to 128 MiB (the only
+        import-only setting; durability stays as configured).
+        """
         conn = self._conn()
+        conn.execute(f"PRAGMA cache_size = {_BULK_CACHE_KIB}")
+        try:
+            with self._transaction() as write:
+                yield write
+        finally:
+            conn.execute(f"PRAGMA cache_size = {_DEFAULT_CACHE_KIB}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Callable[[Sequence[CallRecord]], int]]:
+        conn = self._conn()
+        fresh: dict[str, int] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
-            fresh = _fresh(conn, records)
-            conn.executemany(_INSERT_CALL, [_to_row(r) for r in fresh])
-            conn.executemany(_INSERT_TAG, [(r.id, k, str(v)) for r in fresh for k, v in r.tags.items()])
+            yield lambda batch: write_batch(conn, batch, self._tagsets, fresh)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self._tagsets.commit(fresh)
 
     # -- reads -------------------------------------------------------------------------------
 
     def query(self, q: SpendQuery) -> list[SpendRow]:
-        f = _Filter()
-        exprs = [f.expr(key) for key in q.group_by]
-        f.add(q.since, q.until, q.where)
-        select = ", ".join([*exprs, _AGGREGATES])
-        group = f" GROUP BY {', '.join(exprs)}" if exprs else ""
-        sql = f"SELECT {select} FROM calls c {f.sql()}{group}"
-        rows = self._conn().execute(sql, f.params()).fetchall()
-        n = len(exprs)
-        return [
-            SpendRow(dict(zip(q.group_by, row[:n], strict=True)), *(int(v or 0) for v in row[n:]))
-            for row in rows
-            if row[n]  # no GROUP BY: one row even when nothing matched
-        ]
+        conn = self._conn()
+        lo = None if q.since is None else to_micros(q.since)
+        hi = None if q.until is None else to_micros(q.until)
+        segments = self._segments(conn, q, lo, hi)
+        whole_lo = None if lo is None else -(-lo // HOUR_US) * HOUR_US
+        whole_hi = None if hi is None else hi // HOUR_US * HOUR_US
+        empty = whole_lo is not None and whole_hi is not None and whole_lo >= whole_hi
+        if not q.use_rollups or empty or (q.time_keys and not hour_aligned(segments)):
+            return _rows(q, self._aggregate(conn, RAW, q, lo, hi, segments))
+        rows = self._aggregate(conn, ROLLUP, q, whole_lo, whole_hi, segments)
+        if lo is not None and whole_lo is not None and lo < whole_lo:
+            rows += self._aggregate(conn, RAW, q, lo, whole_lo, segments)
+        if hi is not None and whole_hi is not None and whole_hi < hi:
+            rows += self._aggregate(conn, RAW, q, whole_hi, hi, segments)
+        return _rows(q, rows)
+
+    def _segments(self, conn: sqlite3.Connection, q: SpendQuery, lo: int | None, hi: int | None) -> Segments:
+        """The zone's UTC offsets over the queried range (the stored range where it is open)."""
+        if not q.time_keys or q.timezone == "UTC":
+            return ((0, 0),)
+        if lo is None or hi is None:
+            first, last = conn.execute("SELECT MIN(started_at_us), MAX(started_at_us) FROM calls").fetchone()
+            lo = lo if lo is not None else (first if first is not None else 0)
+            hi = hi if hi is not None else (last if last is not None else 0)
+        return offset_segments(q.timezone, lo, hi)
+
+    def _aggregate(
+        self,
+        conn: sqlite3.Connection,
+        source: Source,
+        q: SpendQuery,
+        lo: int | None,
+        hi: int | None,
+        segments: Segments,
+    ) -> list[tuple[Any, ...]]:
+        sql, params = aggregate_sql(source, q.group_by, lo, hi, q.where, segments, q.timezone)
+        return conn.execute(sql, params).fetchall()
+
+    def scan(self, q: SpendQuery, fields: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """Per-call values (see `costlens.store._base.scan_calls`), straight from `calls`."""
+        conn = self._conn()
+        lo = None if q.since is None else to_micros(q.since)
+        hi = None if q.until is None else to_micros(q.until)
+        f = Filter(RAW, self._segments(conn, q, lo, hi), q.timezone)
+        exprs = [f.expr(key) for key in q.group_by] + [_SCAN_SQL[name] for name in fields]
+        f.add(lo, hi, q.where)
+        cursor = conn.execute(f"SELECT {', '.join(exprs)} {f.sql()}", f.params())
+        try:
+            while batch := cursor.fetchmany(5000):
+                yield from batch
+        finally:
+            cursor.close()
 
     def iter_records(
         self,
@@ -232,8 +266,8 @@ class SQLiteStore:
         limit: int | None = None,
         newest_first: bool = False,
     ) -> Iterator[CallRecord]:
-        f = _Filter()
-        f.add(since, until, where)
+        f = Filter(RAW)
+        f.add(None if since is None else to_micros(since), None if until is None else to_micros(until), where)
         order = "DESC" if newest_first else "ASC"
         sql = f"{_SELECT_CALLS} {f.sql()} ORDER BY c.started_at_us {order}, c.id {order}"
         params = f.params()
@@ -248,7 +282,7 @@ class SQLiteStore:
             cursor.close()
 
     def unpriced_models(self) -> list[UnpricedModel]:
-        model = _COLUMN_SQL["model"]
+        model = RAW.columns["model"]
         sql = (
             f"SELECT c.provider, {model}, COUNT(*), MIN(c.started_at_us), MAX(c.started_at_us) "
             f"FROM calls c WHERE c.cost_nanousd IS NULL GROUP BY c.provider, {model} "
@@ -258,6 +292,22 @@ class SQLiteStore:
             UnpricedModel(provider, name, calls, from_micros(first), from_micros(last))
             for provider, name, calls, first, last in self._conn().execute(sql)
         ]
+
+
+def _rows(q: SpendQuery, raw: list[tuple[Any, ...]]) -> list[SpendRow]:
+    """SpendRows from (keys..., sums...) tuples; parts of one group (rollup + edges) are added up."""
+    n = len(q.group_by)
+    merged: dict[tuple[Any, ...], list[int]] = {}
+    for row in raw:
+        if not row[n]:  # no GROUP BY: one row even when nothing matched
+            continue
+        sums = [int(v or 0) for v in row[n:]]
+        key = tuple(row[:n])
+        if key in merged:
+            merged[key] = [a + b for a, b in zip(merged[key], sums, strict=True)]
+        else:
+            merged[key] = sums
+    return [SpendRow(dict(zip(q.group_by, key, strict=True)), *sums) for key, sums in merged.items()]
 
 
 def _pending(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -273,37 +323,6 @@ def _pending(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             "upgrade costlens to read it"
         )
     return [(name, sql) for name, sql in MIGRATIONS if name not in applied]
-
-
-def _fresh(conn: sqlite3.Connection, records: Sequence[CallRecord]) -> list[CallRecord]:
-    """The records whose id is neither stored nor repeated earlier in the batch (idempotent append)."""
-    ids = list({r.id for r in records})
-    stored: set[str] = set()
-    for i in range(0, len(ids), _ID_CHUNK):
-        chunk = ids[i : i + _ID_CHUNK]
-        sql = f"SELECT id FROM calls WHERE id IN ({', '.join('?' * len(chunk))})"
-        stored.update(row[0] for row in conn.execute(sql, chunk))
-    fresh = []
-    for record in records:
-        if record.id not in stored:
-            stored.add(record.id)
-            fresh.append(record)
-    return fresh
-
-
-def _json_or_none(value: object) -> str | None:
-    return None if value is None else dumps(value)
-
-
-def _to_row(r: CallRecord) -> tuple[object, ...]:
-    return (
-        r.id, to_micros(r.started_at), None if r.ended_at is None else to_micros(r.ended_at),
-        r.latency_ms, r.ttft_ms, r.provider, r.operation, r.request_model, r.response_model,
-        r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens, r.reasoning_tokens,
-        r.cost_nanousd, int(r.price_known), r.price_version, int(r.estimated), r.status, r.error_type,
-        r.http_status, int(r.stream), r.service_tier, dumps(r.tags), _json_or_none(r.route),
-        dumps(r.budgets), r.trace_id, r.span_id, _json_or_none(r.content),
-    )  # fmt: skip
 
 
 def _loads(text: str | None) -> Any:

@@ -1,0 +1,106 @@
+"""Budgets and alerts: spending limits that hold exactly under concurrency, and warnings before the overrun.
+
+    import costlens
+    costlens.budget("chat-daily", limit_usd="5.00", window="day", timezone="Europe/Berlin",
+                    scope={"feature": "chat"}, mode="block")
+    client = costlens.track(openai.OpenAI())
+    try:
+        client.chat.completions.create(...)          # reserved before, settled after
+    except costlens.BudgetExceeded as exc:
+        ...                                          # refused before any money was spent
+
+Before each tracked call its worst-case cost (prompt tokens + the output bound, at the model's
+price) is reserved atomically on every budget it falls in; after the call the real cost is settled.
+See `configure_budgets` (process-wide setup), `Budget` (definitions), `Ledger` (the storage
+interface: SQLite and memory here), the alert sinks, and `budget_status` (the CLI's `status`).
+"""
+
+from __future__ import annotations
+
+from costlens.budgets._alerts import (
+    Alert,
+    AlertDispatcher,
+    AlertKind,
+    AlertSink,
+    CallbackSink,
+    LoggingSink,
+    SlackSink,
+    WebhookSink,
+)
+from costlens.budgets._config import BudgetConfig, load_budgets, parse_budgets
+from costlens.budgets._enforce import BudgetEngine, EngineSettings
+from costlens.budgets._errors import (
+    BudgetExceeded,
+    BudgetUnavailable,
+    LedgerUnavailable,
+    LimitReached,
+    UnknownPriceBlocked,
+)
+from costlens.budgets._ledger import (
+    BudgetKey,
+    Ledger,
+    MemoryLedger,
+    Reservation,
+    Spent,
+    open_ledger,
+    register_ledger,
+)
+from costlens.budgets._model import DEFAULT_THRESHOLDS, Budget, Mode, Scope, UnknownPricePolicy
+from costlens.budgets._runtime import (
+    budget,
+    budgets_path,
+    configure_budgets,
+    default_ledger_url,
+    flush_alerts,
+    get_engine,
+    remove_budget,
+    reset_budgets,
+)
+from costlens.budgets._status import BudgetStatus, budget_status
+from costlens.budgets._window import Window, parse_window, window_bounds
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "Alert",
+    "AlertDispatcher",
+    "AlertKind",
+    "AlertSink",
+    "Budget",
+    "BudgetConfig",
+    "BudgetEngine",
+    "BudgetExceeded",
+    "BudgetKey",
+    "BudgetStatus",
+    "BudgetUnavailable",
+    "CallbackSink",
+    "EngineSettings",
+    "Ledger",
+    "LedgerUnavailable",
+    "LimitReached",
+    "LoggingSink",
+    "MemoryLedger",
+    "Mode",
+    "Reservation",
+    "Scope",
+    "SlackSink",
+    "Spent",
+    "UnknownPriceBlocked",
+    "UnknownPricePolicy",
+    "WebhookSink",
+    "Window",
+    "budget",
+    "budget_status",
+    "budgets_path",
+    "configure_budgets",
+    "default_ledger_url",
+    "flush_alerts",
+    "get_engine",
+    "load_budgets",
+    "open_ledger",
+    "parse_budgets",
+    "parse_window",
+    "register_ledger",
+    "remove_budget",
+    "reset_budgets",
+    "window_bounds",
+]

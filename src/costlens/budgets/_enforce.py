@@ -1,0 +1,393 @@
+"""Admission: which budgets a call falls in, its worst-case reservation, modes, and settling.
+
+Before the call (`BudgetEngine.admit`, from the instrumentation's `_start`):
+1. every budget whose scope the call falls in applies (nested budgets: all of them must admit it);
+2. the worst-case cost is reserved on all of their keys at once, all or nothing;
+3. a key that cannot take it decides: `block` raises `BudgetExceeded`; `downgrade` retries with the
+   budget's `downgrade_to` model (budgets are chosen again for that model) and rewrites the request;
+   `warn` keys are charged but never refuse;
+4. a model without a price follows each budget's `unknown_price` policy.
+After the call (`Ticket.finish`, from `CallState.finish`): settle the real cost, or release when
+there is none (the call failed before any output). Streams settle when they end or are closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from costlens._errors import ConfigError, internal_error
+from costlens.budgets._alerts import Alert, AlertDispatcher, AlertSink
+from costlens.budgets._errors import (
+    BudgetExceeded,
+    BudgetUnavailable,
+    LedgerUnavailable,
+    LimitReached,
+    UnknownPriceBlocked,
+)
+from costlens.budgets._estimate import Estimate, cap_key, effective_body, estimate, output_bound, rewrite_body
+from costlens.budgets._ledger import BudgetKey, Ledger, Reservation, open_ledger
+from costlens.budgets._model import Budget
+from costlens.budgets._watch import Applied, Watch
+from costlens.budgets._window import CALENDAR, Position, to_us
+from costlens.instrument._core import CallState
+
+__all__ = ["BudgetEngine", "EngineSettings", "Ticket"]
+
+log = logging.getLogger("costlens")
+_MAX_DOWNGRADES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """`fail_open`: let calls through unbudgeted when the ledger fails (default: refuse them).
+    `default_max_output_tokens`: the output bound of a call that sets none; with `cap_output` it is
+    also put into the request, so the reservation truly bounds the call. `reservation_ttl_s`: how
+    long a reservation of a crashed process holds the budget."""
+
+    fail_open: bool = False
+    default_max_output_tokens: int = 4096
+    cap_output: bool = True
+    reservation_ttl_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.default_max_output_tokens, int) or self.default_max_output_tokens <= 0:
+            raise ConfigError(
+                "default_max_output_tokens must be a positive integer, "
+                f"got {self.default_max_output_tokens!r}"
+            )
+        if not self.reservation_ttl_s > 0:
+            raise ConfigError(f"reservation_ttl_s must be positive, got {self.reservation_ttl_s!r}")
+
+
+class Ticket:
+    """One admitted call's reservation; `finish` settles it (CallState calls it once)."""
+
+    __slots__ = ("applied", "engine", "reservation")
+
+    def __init__(self, engine: BudgetEngine, applied: list[Applied], reservation: Reservation) -> None:
+        self.engine = engine
+        self.applied = applied
+        self.reservation = reservation
+
+    def finish(self, call: CallState) -> None:
+        self.engine.settle(self, call)
+
+
+class BudgetEngine:
+    """Budgets in force, the ledger they are kept in, and the alert sinks. Thread-safe."""
+
+    def __init__(
+        self,
+        budgets: Iterable[Budget] = (),
+        *,
+        ledger: Ledger | str = "memory://",
+        sinks: Sequence[AlertSink | Callable[[Alert], object]] = (),
+        settings: EngineSettings | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.ledger = open_ledger(ledger) if isinstance(ledger, str) else ledger
+        self.dispatcher = AlertDispatcher(sinks)
+        self.settings = settings or EngineSettings()
+        self.clock = clock or _utcnow
+        self.watch = Watch(self.ledger, self.dispatcher)
+        self._budgets: tuple[Budget, ...] = ()
+        self._positions: dict[str, Position] = {}
+        self._lock = threading.Lock()
+        for budget in budgets:
+            self.add(budget)
+
+    # -- the budgets in force ------------------------------------------------------------------------
+
+    @property
+    def budgets(self) -> tuple[Budget, ...]:
+        return self._budgets
+
+    def add(self, budget: Budget) -> Budget:
+        """Put a budget in force; one with the same name is replaced (its spend is kept)."""
+        if not isinstance(budget, Budget):
+            raise ConfigError(f"expected a costlens.Budget, got {type(budget).__name__}")
+        self.dispatcher.check_names(budget.notify, budget.name)
+        with self._lock:
+            self._budgets = (*(b for b in self._budgets if b.name != budget.name), budget)
+            self._positions.pop(budget.name, None)
+        return budget
+
+    def remove(self, name: str) -> bool:
+        with self._lock:
+            kept = tuple(b for b in self._budgets if b.name != name)
+            found, self._budgets = len(kept) != len(self._budgets), kept
+        return found
+
+    def get(self, name: str) -> Budget | None:
+        return next((b for b in self._budgets if b.name == name), None)
+
+    def position(self, budget: Budget, at: datetime, at_us: int) -> Position:
+        """The window position of `at`, cached while it holds."""
+        pos = self._positions.get(budget.name)
+        if pos is None or not pos.bucket_us <= at_us < pos.valid_until_us:
+            pos = self._positions[budget.name] = budget.window.position(at)
+        return pos
+
+    def applicable(self, tags: Mapping[str, str], model: str, provider: str, at: datetime) -> list[Applied]:
+        """The budgets a call falls in, with their ledger keys at `at`."""
+        at_us = to_us(at)
+        out = []
+        for budget in self._budgets:
+            key_id = budget.key_for(tags, model, provider)
+            if key_id is not None:
+                pos = self.position(budget, at, at_us)
+                key = BudgetKey(key_id, budget.limit_nanousd, pos.since_us, pos.bucket_us, budget.enforced)
+                out.append(Applied(budget, key, pos))
+        return out
+
+    # -- before the call -----------------------------------------------------------------------------
+
+    def admit(self, call: CallState, options: Any) -> None:
+        """Reserve the call's worst case on every budget it falls in, or refuse it (raises)."""
+        if not self._budgets:
+            return
+        try:
+            call.budget = self._admit(call, options)
+        except BudgetExceeded as exc:
+            call.record.budgets.append(
+                {
+                    "budget": exc.budget,
+                    "key": exc.key,
+                    "outcome": "blocked",
+                    "reason": type(exc).__name__,
+                    "spent_nanousd": exc.spent_nanousd,
+                    "reserved_nanousd": exc.reserved_nanousd,
+                    "limit_nanousd": exc.limit_nanousd,
+                    "estimate_nanousd": exc.estimate_nanousd,
+                }
+            )
+            call.refuse(exc)
+            raise
+        except LedgerUnavailable as exc:
+            self._unavailable(call, exc)
+        except Exception as exc:
+            internal_error("checking budgets", exc)
+            self._unavailable(call, exc)
+
+    def _unavailable(self, call: CallState, exc: Exception) -> None:
+        if self.settings.fail_open:
+            log.warning("costlens: budgets not checked (%s); the call goes on because fail_open=True", exc)
+            call.record.budgets.append({"outcome": "unenforced", "reason": f"{type(exc).__name__}: {exc}"})
+            return
+        refused = BudgetUnavailable(self.ledger.url, exc)
+        call.refuse(refused)
+        raise refused from exc
+
+    def _admit(self, call: CallState, options: Any) -> Ticket | None:
+        request, record = call.request, call.record
+        at = self.clock()
+        body = effective_body(request, options)
+        model = original = request.model
+        notes: list[dict[str, Any]] = []
+        while True:  # ends: each pass reserves, refuses, or downgrades (at most _MAX_DOWNGRADES times)
+            applied = self.applicable(record.tags, model, record.provider, at)
+            if not applied:
+                break
+            est = estimate(
+                record.provider,
+                model,
+                request.operation,
+                body,
+                max_output_tokens=self.settings.default_max_output_tokens,
+                at=at,
+                service_tier=record.service_tier,
+            )
+            outcome = self._try(applied, est, at, notes, record.provider)
+            if isinstance(outcome, str):
+                model = outcome  # downgraded: choose the budgets again for the cheaper model
+                continue
+            self._apply(call, options, body, original, model, notes, cap=outcome is not None)
+            if outcome is None:
+                record.budgets.extend(
+                    {"budget": a.budget.name, "key": a.key.id, "outcome": "unpriced"} for a in applied
+                )
+                return None
+            record.budgets.extend(_entry(a, outcome) for a in applied)
+            return Ticket(self, applied, outcome)
+        self._apply(call, options, body, original, model, notes, cap=False)  # no budget applies
+        return None
+
+    def _try(
+        self, applied: list[Applied], est: Estimate, at: datetime, notes: list[dict[str, Any]], provider: str
+    ) -> Reservation | str | None:
+        """A reservation, a model to downgrade to, or None (unpriced and allowed). Raises to refuse."""
+        # Models already tried may not be downgraded to again (no cycles), and chains are bounded.
+        tried: set[str] | None = {est.model, *(n["from"] for n in notes), *(n["to"] for n in notes)}
+        if len(notes) >= _MAX_DOWNGRADES:
+            tried = None
+        if est.cost_nanousd is None:
+            blocker = next((a for a in applied if a.budget.unknown_price == "block"), None)
+            if blocker is None:
+                return None
+            target = _downgrade(blocker.budget, tried)
+            if target is not None:
+                notes.append(_note(blocker, est.model, target, "price unknown"))
+                return target
+            raise UnknownPriceBlocked(
+                blocker.budget.name, blocker.key.id, provider=provider, model=est.model,
+                limit_nanousd=blocker.budget.limit_nanousd,
+            )  # fmt: skip
+        try:
+            return self.ledger.reserve(
+                [a.key for a in applied], est.cost_nanousd, self.settings.reservation_ttl_s, at=at
+            )
+        except LimitReached as full:
+            # Order-independent: a full `downgrade` budget downgrades the call, even when a `block`
+            # budget is full too (the cheaper model may fit it); otherwise the first full one refuses.
+            failing = {f[0]: f for f in full.failures}
+            full_ones = [a for a in applied if a.key.id in failing]
+            hit = next((a for a in full_ones if _downgrade(a.budget, tried)), full_ones[0])
+            target = _downgrade(hit.budget, tried)
+            for item in full_ones:
+                self.watch.refused(item, at, downgraded_to=target if item is hit else None)
+            if target is not None:
+                notes.append(_note(hit, est.model, target, "limit reached"))
+                return target
+            raise _exceeded(hit, failing[hit.key.id], est) from None
+
+    def _apply(
+        self,
+        call: CallState,
+        options: Any,
+        body: Mapping[str, Any],
+        original: str,
+        model: str,
+        notes: list[dict[str, Any]],
+        *,
+        cap: bool,
+    ) -> None:
+        """Rewrite the request: the downgraded model, and (for a reserved call) an output cap when the
+        caller set none, so that the reservation bounds the call."""
+        request, record = call.request, call.record
+        changes: dict[str, Any] = {}
+        if model != original:
+            changes["model"] = model
+            record.request_model = model
+            record.route = {
+                "policy": "budget-downgrade",
+                "from": original,
+                "to": model,
+                "budget": notes[0]["budget"],
+            }
+            record.budgets.extend(notes)
+        if (
+            cap
+            and self.settings.cap_output
+            and output_bound(request.operation, body) is None
+            and request.operation != "embeddings"
+        ):
+            changes[cap_key(request.operation, record.provider, model)] = (
+                self.settings.default_max_output_tokens
+            )
+        if changes:
+            rewrite_body(request, options, changes)
+
+    # -- after the call ------------------------------------------------------------------------------
+
+    def settle(self, ticket: Ticket, call: CallState) -> None:
+        """Charge the call's real cost (release when it has none); then check alerts."""
+        r, record = ticket.reservation, call.record
+        actual = record.cost_nanousd
+        try:
+            if actual is None:
+                self.ledger.release(r)
+            else:
+                self.ledger.settle(r, actual)
+        except LedgerUnavailable as exc:
+            log.error("costlens: budget reservation %s not settled (%s); it expires by itself", r.id, exc)
+            _mark(record.budgets, r.id, "unsettled", None)
+            return
+        _mark(record.budgets, r.id, "released" if actual is None else "settled", actual)
+        if actual is None:
+            return
+        if actual > r.amount_nanousd:
+            _underestimated(record.provider, record.request_model, r.amount_nanousd, actual)
+        self.watch.settled(ticket.applied, r, actual, self.clock())
+
+    def close(self) -> None:
+        self.dispatcher.close()
+        self.ledger.close()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+_underestimated_models: set[tuple[str, str]] = set()
+
+
+def _underestimated(provider: str, model: str, reserved: int, actual: int) -> None:
+    """A call cost more than its worst case (inputs not counted: images, server-side conversation
+    state...): budgets may then pass their limit by the difference. Warned once per model."""
+    if (provider, model) in _underestimated_models:
+        return
+    _underestimated_models.add((provider, model))
+    log.warning(
+        "costlens: a call to %s/%s cost %s nano-USD, more than its reserved worst case %s; inputs the "
+        "estimate cannot see (images, audio, files, previous_response_id) let budgets pass their limit "
+        "by the difference",
+        provider,
+        model,
+        actual,
+        reserved,
+    )
+
+
+def _downgrade(budget: Budget, tried: set[str] | None) -> str | None:
+    target = budget.downgrade_to if budget.mode == "downgrade" and tried is not None else None
+    return target if target is not None and tried is not None and target not in tried else None
+
+
+def _note(item: Applied, model: str, target: str, why: str) -> dict[str, Any]:
+    return {
+        "budget": item.budget.name,
+        "key": item.key.id,
+        "outcome": "downgraded",
+        "from": model,
+        "to": target,
+        "reason": why,
+    }
+
+
+def _entry(item: Applied, r: Reservation) -> dict[str, Any]:
+    return {
+        "budget": item.budget.name,
+        "key": item.key.id,
+        "mode": item.budget.mode,
+        "window_start": item.position.start.isoformat(),
+        "reservation": r.id,
+        "reserved_nanousd": r.amount_nanousd,
+        "outcome": "reserved",
+    }
+
+
+def _mark(entries: list[dict[str, Any]], reservation: str, outcome: str, charged: int | None) -> None:
+    for entry in entries:
+        if entry.get("reservation") == reservation:
+            entry["outcome"] = outcome
+            entry["charged_nanousd"] = charged
+
+
+def _exceeded(item: Applied, failure: tuple[str, int, int, int], est: Estimate) -> BudgetExceeded:
+    calendar = item.budget.window.kind in CALENDAR
+    key, spent, reserved, limit = failure
+    return BudgetExceeded(
+        item.budget.name,
+        key,
+        spent_nanousd=spent,
+        reserved_nanousd=reserved,
+        limit_nanousd=limit,
+        estimate_nanousd=est.cost_nanousd,
+        model=est.model,
+        resets_at=item.position.end if calendar else None,
+    )

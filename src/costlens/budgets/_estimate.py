@@ -1,0 +1,173 @@
+"""A call's worst-case cost before it is made: prompt tokens plus the output bound, at the model's price.
+
+Prompt tokens are counted with the model's own tokenizer where one ships offline (OpenAI models:
+the cookbook formula, text + 3 per message + 3). For other models the count is a bound that cannot
+be beaten: the UTF-8 bytes of the prompt's text (a byte-level BPE token is at least one byte), plus
+per-message framing, plus 1,024 tokens when tools are declared (providers add a tool prompt).
+Image, audio and file parts are not counted: such calls are reserved for their text and settled at
+their real cost.
+
+The output bound is `max_completion_tokens` / `max_tokens` / `max_output_tokens`, times `n`. When the
+caller gives none, a default cap is put into the request (so the reservation really bounds the call);
+`cap_output=False` only reserves it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from costlens.instrument._core import Request
+from costlens.pricing import estimate_max_cost
+from costlens.tokens import _content_text, count_text, encoding_name_for
+
+__all__ = ["Estimate", "cap_key", "choices", "effective_body", "estimate", "output_bound", "rewrite_body"]
+
+_TOKENS_PER_MESSAGE = 3
+_REPLY_PRIMING = 3
+_BYTES_FRAMING_PER_MESSAGE = 8
+_TOOL_PROMPT_ALLOWANCE = 1024
+_SKIP_KEYS = frozenset({"role", "type", "content", "cache_control", "id"})
+_EXTRA_FIELDS = {
+    "chat": ("tools", "functions", "tool_choice", "response_format"),
+    "responses": ("tools", "tool_choice", "text"),
+    "text_completion": ("suffix",),
+    "embeddings": (),
+}
+_OUTPUT_KEYS = {
+    "chat": ("max_completion_tokens", "max_tokens"),
+    "responses": ("max_output_tokens",),
+    "text_completion": ("max_tokens",),
+}
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """Worst case of one call. `cost_nanousd` is None when the model's price is unknown."""
+
+    model: str
+    input_tokens: int
+    input_exact: bool
+    output_tokens: int
+    cost_nanousd: int | None
+
+
+def effective_body(request: Request, options: Any) -> dict[str, Any]:
+    """The JSON the SDK will send: the body with `extra_body` merged over it."""
+    extra = getattr(options, "extra_json", None)
+    return {**request.body, **extra} if isinstance(extra, Mapping) and extra else request.body
+
+
+def rewrite_body(request: Request, options: Any, changes: Mapping[str, Any]) -> None:
+    """Change fields of the outgoing JSON; a new dict, so the caller's objects are never mutated."""
+    body = {**request.body, **changes}
+    options.json_data = body
+    request.body = body
+    extra = getattr(options, "extra_json", None)
+    if isinstance(extra, Mapping) and any(k in extra for k in changes):
+        options.extra_json = {**extra, **{k: v for k, v in changes.items() if k in extra}}
+    if "model" in changes:
+        request.model = str(changes["model"])
+
+
+def output_bound(operation: str, body: Mapping[str, Any]) -> int | None:
+    """The most output tokens per choice the request allows, or None when it sets no bound."""
+    if operation == "embeddings":
+        return 0
+    for key in _OUTPUT_KEYS.get(operation, ("max_tokens",)):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def choices(operation: str, body: Mapping[str, Any]) -> int:
+    """How many answers the request asks for (`n`; `best_of` for text completions)."""
+    raw = body.get("best_of") or body.get("n") if operation == "text_completion" else body.get("n")
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 1 else 1
+
+
+def cap_key(operation: str, provider: str, model: str) -> str:
+    """The field that caps output for this request (used when the caller set none)."""
+    if operation == "responses":
+        return "max_output_tokens"
+    reasoning = model.rsplit("/", 1)[-1].lower().startswith(_REASONING_PREFIXES)
+    if operation == "chat" and provider in ("openai", "azure") and reasoning:
+        return "max_completion_tokens"
+    return "max_tokens"
+
+
+def _item_texts(item: object) -> Iterable[str]:
+    if isinstance(item, str):
+        yield item
+        return
+    if not isinstance(item, Mapping):
+        yield json.dumps(item, default=str, ensure_ascii=False)
+        return
+    yield from _content_text(item.get("content"))
+    for key, value in item.items():
+        if key in _SKIP_KEYS or value is None:
+            continue
+        yield value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _prompt(operation: str, body: Mapping[str, Any]) -> tuple[list[str], int, bool]:
+    """(texts, number of messages, tools declared) of the request's prompt."""
+    texts: list[str] = []
+    if operation == "chat":
+        texts.extend(_content_text(body.get("system")) if body.get("system") is not None else ())
+        items = body.get("messages") or ()
+    elif operation == "responses":
+        texts.extend(_content_text(body.get("instructions")) if body.get("instructions") else ())
+        raw = body.get("input")
+        items = [raw] if isinstance(raw, str) else raw or ()
+    else:
+        raw = body.get("prompt") if operation == "text_completion" else body.get("input")
+        items = [raw] if isinstance(raw, str) or _is_token_ids(raw) else raw or ()
+    n = 0
+    for item in items:
+        n += 1
+        texts.extend(_item_texts(item) if not _is_token_ids(item) else ["\x00" * len(item)])
+    for key in _EXTRA_FIELDS.get(operation, ()):
+        if body.get(key) is not None:
+            texts.append(json.dumps(body[key], default=str, ensure_ascii=False))
+    return texts, n, bool(body.get("tools") or body.get("functions"))
+
+
+def _is_token_ids(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, int) for v in value)
+
+
+def input_tokens(operation: str, body: Mapping[str, Any], model: str) -> tuple[int, bool]:
+    """(prompt tokens, exact): the model's tokenizer where one ships offline, else a byte bound."""
+    texts, n, tools = _prompt(operation, body)
+    chat_like = operation in ("chat", "responses")
+    if encoding_name_for(model) is not None:
+        counted = sum(count_text(t, model).tokens if "\x00" not in t else len(t) for t in texts)
+        framing = n * _TOKENS_PER_MESSAGE + _REPLY_PRIMING if chat_like else 0
+        return counted + framing, True
+    counted = sum(len(t.encode()) for t in texts)
+    framing = n * _BYTES_FRAMING_PER_MESSAGE + _REPLY_PRIMING if chat_like else n
+    return counted + framing + (_TOOL_PROMPT_ALLOWANCE if tools else 0), False
+
+
+def estimate(
+    provider: str,
+    model: str,
+    operation: str,
+    body: Mapping[str, Any],
+    *,
+    max_output_tokens: int,
+    at: datetime | None,
+    service_tier: str | None,
+) -> Estimate:
+    """The worst-case cost of sending `body` to `model` (`max_output_tokens` when it sets no bound)."""
+    n_in, exact = input_tokens(operation, body, model)
+    bound = output_bound(operation, body)
+    n_out = (max_output_tokens if bound is None else bound) * choices(operation, body)
+    priced = estimate_max_cost(provider, model, n_in, n_out, at=at, service_tier=service_tier)
+    return Estimate(model, n_in, exact, n_out, priced.nanousd if priced.known else None)

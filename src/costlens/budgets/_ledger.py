@@ -1,0 +1,255 @@
+"""The budget ledger: atomic reservations of worst-case cost, settled with the real cost.
+
+This protocol is what every ledger implements: SQLite and memory now, PostgreSQL and Redis on
+the roadmap. Money is integer nano-USD. The ledger knows nothing of windows or time zones: each
+`BudgetKey` arrives with the bucket a charge goes to and the first bucket whose spend counts
+(see `_window.Position`), so a window sum is a range query and nothing ever needs resetting.
+
+Rules every implementation keeps (the shared tests in tests/test_budgets_ledger.py check them):
+- `reserve` is all-or-nothing across its keys and atomic with respect to every other reserve on the
+  same store (threads, asyncio tasks, processes): for each enforced key,
+  `spent + reserved + amount <= limit` holds at commit, else `LimitReached` and nothing is reserved.
+- A reservation expires `ttl_s` after it was made (a crashed process cannot hold a budget forever);
+  expired reservations count for nothing. `settle` still charges an expired reservation.
+- `settle` charges `actual` to each key's bucket (and to 5-minute history used by forecasts) and
+  drops the reservation; `release` drops it without a charge. Both are one transaction.
+- `fire_once(key, period, alert)` is true for exactly one caller across all processes.
+- Failures to reach the store raise `LedgerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import import_module
+from typing import Protocol, runtime_checkable
+
+from costlens._errors import ConfigError
+from costlens.budgets._errors import LimitReached
+from costlens.budgets._window import to_us
+from costlens.usage import _new_id
+
+__all__ = [
+    "HISTORY_BUCKET_US",
+    "BudgetKey",
+    "Ledger",
+    "LedgerFactory",
+    "MemoryLedger",
+    "Reservation",
+    "Spent",
+    "now_us",
+    "open_ledger",
+    "register_ledger",
+]
+
+#: Settled spend is also kept in 5-minute buckets, for forecasts and `costlens budgets status`.
+HISTORY_BUCKET_US = 300_000_000
+
+
+def now_us(at: datetime | None = None) -> int:
+    """Microseconds since the epoch (UTC) of `at`, or of now."""
+    at = at or datetime.now(UTC)
+    return to_us(at.replace(tzinfo=UTC) if at.tzinfo is None else at)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetKey:
+    """One budget (scope instance) as the ledger sees it, at the time of one call.
+
+    `id`: `name` or `name[user=u-42]`. `bucket_us`: where this call's charge goes. `since_us`: the
+    first bucket that counts. `enforce=False` (mode `warn`): charged, never refused.
+    """
+
+    id: str
+    limit_nanousd: int
+    since_us: int
+    bucket_us: int
+    enforce: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """Settled spend in the window, and the worst case of calls in flight now."""
+
+    spent_nanousd: int
+    reserved_nanousd: int
+
+    @property
+    def total_nanousd(self) -> int:
+        return self.spent_nanousd + self.reserved_nanousd
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Money held for one call on every key; `before` is each key's spend just before it (same order)."""
+
+    id: str
+    keys: tuple[BudgetKey, ...]
+    amount_nanousd: int
+    at_us: int
+    expires_us: int
+    before: tuple[Spent, ...]
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    url: str
+
+    def reserve(
+        self, keys: Sequence[BudgetKey], amount_nanousd: int, ttl_s: float, *, at: datetime | None = None
+    ) -> Reservation: ...
+
+    def settle(self, reservation: Reservation, actual_nanousd: int) -> None: ...
+
+    def release(self, reservation: Reservation) -> None: ...
+
+    def usage(self, key: BudgetKey, *, at: datetime | None = None) -> Spent: ...
+
+    def recent_spend(self, key_id: str, since_us: int) -> int:
+        """Settled spend of calls started at or after `since_us` (5-minute resolution)."""
+
+    def fire_once(self, key_id: str, period_us: int, alert: str) -> bool: ...
+
+    def key_ids(self, budget: str) -> list[str]:
+        """Every key of a budget seen so far: `budget` and its `budget[...]` instances."""
+
+    def close(self) -> None: ...
+
+
+def check_reserve(keys: Sequence[BudgetKey], amount_nanousd: int, ttl_s: float) -> None:
+    if amount_nanousd < 0:
+        raise ValueError(f"a reservation cannot be negative ({amount_nanousd} nano-USD)")
+    if ttl_s <= 0:
+        raise ValueError(f"ttl_s must be positive, got {ttl_s}")
+    if len({k.id for k in keys}) != len(keys):
+        raise ValueError("a reservation names the same budget key twice")
+
+
+def check_limits(keys: Sequence[BudgetKey], before: Sequence[Spent], amount_nanousd: int) -> None:
+    """Raise `LimitReached` naming every enforced key that cannot take `amount_nanousd` more."""
+    failures = [
+        (key.id, seen.spent_nanousd, seen.reserved_nanousd, key.limit_nanousd)
+        for key, seen in zip(keys, before, strict=True)
+        if key.enforce and seen.total_nanousd + amount_nanousd > key.limit_nanousd
+    ]
+    if failures:
+        raise LimitReached(failures)
+
+
+def new_reservation_id() -> str:
+    return _new_id()
+
+
+def history_bucket(at_us: int) -> int:
+    return at_us - at_us % HISTORY_BUCKET_US
+
+
+class MemoryLedger:
+    """A ledger in this process's memory: exact across threads and asyncio tasks, not processes."""
+
+    def __init__(self) -> None:
+        self.url = "memory://"
+        self._lock = threading.Lock()
+        self._spend: dict[str, dict[int, int]] = defaultdict(dict)
+        self._history: dict[str, dict[int, int]] = defaultdict(dict)
+        self._held: dict[str, Reservation] = {}
+        self._fired: set[tuple[str, int, str]] = set()
+
+    def _reserved(self, key_id: str, at_us: int) -> int:
+        return sum(
+            r.amount_nanousd
+            for r in self._held.values()
+            if r.expires_us > at_us and any(k.id == key_id for k in r.keys)
+        )
+
+    def _spent(self, key: BudgetKey) -> int:
+        return sum(v for bucket, v in self._spend.get(key.id, {}).items() if bucket >= key.since_us)
+
+    def reserve(
+        self, keys: Sequence[BudgetKey], amount_nanousd: int, ttl_s: float, *, at: datetime | None = None
+    ) -> Reservation:
+        check_reserve(keys, amount_nanousd, ttl_s)
+        at_us = now_us(at)
+        with self._lock:
+            self._held = {i: r for i, r in self._held.items() if r.expires_us > at_us}
+            before = [Spent(self._spent(key), self._reserved(key.id, at_us)) for key in keys]
+            check_limits(keys, before, amount_nanousd)
+            expires = at_us + int(ttl_s * 1_000_000)
+            r = Reservation(new_reservation_id(), tuple(keys), amount_nanousd, at_us, expires, tuple(before))
+            self._held[r.id] = r
+        return r
+
+    def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
+        if actual_nanousd < 0:
+            raise ValueError(f"a settled cost cannot be negative ({actual_nanousd} nano-USD)")
+        with self._lock:
+            self._held.pop(reservation.id, None)
+            hb = history_bucket(reservation.at_us)
+            for key in reservation.keys:
+                spend = self._spend[key.id]
+                spend[key.bucket_us] = spend.get(key.bucket_us, 0) + actual_nanousd
+                history = self._history[key.id]
+                history[hb] = history.get(hb, 0) + actual_nanousd
+
+    def release(self, reservation: Reservation) -> None:
+        with self._lock:
+            self._held.pop(reservation.id, None)
+
+    def usage(self, key: BudgetKey, *, at: datetime | None = None) -> Spent:
+        at_us = now_us(at)
+        with self._lock:
+            return Spent(self._spent(key), self._reserved(key.id, at_us))
+
+    def recent_spend(self, key_id: str, since_us: int) -> int:
+        with self._lock:
+            return sum(v for b, v in self._history.get(key_id, {}).items() if b >= history_bucket(since_us))
+
+    def fire_once(self, key_id: str, period_us: int, alert: str) -> bool:
+        with self._lock:
+            if (key_id, period_us, alert) in self._fired:
+                return False
+            self._fired.add((key_id, period_us, alert))
+            return True
+
+    def key_ids(self, budget: str) -> list[str]:
+        with self._lock:
+            held = {k.id for r in self._held.values() for k in r.keys}
+            ids = set(self._spend) | held
+        return sorted(i for i in ids if i == budget or i.startswith(budget + "["))
+
+    def close(self) -> None:
+        pass
+
+
+LedgerFactory = Callable[[str], Ledger]
+_FACTORIES: dict[str, LedgerFactory] = {}
+
+
+def register_ledger(scheme: str, factory: LedgerFactory) -> None:
+    """Make `open_ledger("<scheme>://...")` call `factory(url)` (PostgreSQL, Redis later)."""
+    _FACTORIES[scheme.lower()] = factory
+
+
+def open_ledger(url: str) -> Ledger:
+    """`sqlite:///abs/path/budgets.db` (shared by every process using the file) or `memory://`."""
+    scheme, sep, _ = url.partition("://")
+    factory = _FACTORIES.get(scheme.lower()) if sep else None
+    if factory is None:
+        schemes = ", ".join(f"{s}://" for s in sorted(_FACTORIES))
+        raise ConfigError(
+            f"unknown ledger URL {url!r}: use one of {schemes} (e.g. sqlite:///var/lib/app/budgets.db)"
+        )
+    return factory(url)
+
+
+def _sqlite(url: str) -> Ledger:
+    module = import_module("costlens.budgets._sqlite_ledger")
+    ledger: Ledger = module.from_url(url)
+    return ledger
+
+
+register_ledger("sqlite", _sqlite)
+register_ledger("memory", lambda url: MemoryLedger())

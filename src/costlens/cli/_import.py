@@ -1,0 +1,176 @@
+"""`costlens import`: usage recorded outside costlens (traces, OpenAI exports, LiteLLM logs, JSONL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from costlens.cli._output import (
+    STORE_HELP,
+    cells,
+    console,
+    fail,
+    make_table,
+    money,
+    note,
+    open_cli_store,
+    usage_error,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from costlens.analytics import ImportResult
+
+_SHOWN_BAD_ROWS = 20
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar on stderr when it is a terminal (else nothing); yields `update(done, total)`."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        yield lambda done, total: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total or None)
+
+
+def _parse_tags(values: Sequence[str]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            usage_error(f"bad --tag {item!r}: write key=value, e.g. --tag feature=code")
+        tags[key.strip()] = value
+    return tags
+
+
+def import_(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Files to import.")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="auto (default: recognised from the file), csv, openai-usage, openai-costs, litellm, "
+            "costlens-jsonl.",
+        ),
+    ] = "auto",
+    preset: Annotated[
+        str | None, typer.Option(metavar="NAME", help="A known CSV layout: azure-llm-2023.")
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            metavar="TARGET=COLUMN,...",
+            help="CSV columns, e.g. timestamp=TIMESTAMP,input_tokens=ContextTokens,"
+            "output_tokens=GeneratedTokens (also model, provider, latency_ms, cost_usd, id, tag.NAME, ...).",
+        ),
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Provider of rows that name none.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(metavar="NAME", help="Model of rows that name none.")] = None,
+    operation: Annotated[str | None, typer.Option(metavar="NAME", help="Operation (default: chat).")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option(metavar="KEY=VALUE", help="Tag every imported call (repeatable).")
+    ] = None,
+    timezone: Annotated[
+        str,
+        typer.Option("--timezone", "--tz", metavar="ZONE", help="Zone of times without one (default UTC)."),
+    ] = "UTC",
+    no_price: Annotated[
+        bool, typer.Option("--no-price", help="Do not price rows the file does not price.")
+    ] = False,
+    reprice: Annotated[
+        bool,
+        typer.Option("--reprice", help="Price every row with costlens prices, even if the file has a cost."),
+    ] = False,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            metavar="reject|skip",
+            help="reject (default): import nothing if any row is bad; skip: import the good rows. "
+            "Bad rows are always listed with their line numbers.",
+        ),
+    ] = "reject",
+    source: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Name the source (record ids derive from it; CSV only)."),
+    ] = None,
+    store: Annotated[str | None, typer.Option(metavar="URL", help=STORE_HELP)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Import usage from files, idempotently: importing a file twice adds nothing."""
+    from costlens.analytics import import_file
+
+    if no_price and reprice:
+        usage_error("--no-price and --reprice contradict each other: give one")
+    if on_error not in ("reject", "skip"):
+        usage_error(f"bad --on-error {on_error!r}: use reject or skip")
+    policy: Literal["reject", "skip"] = "skip" if on_error == "skip" else "reject"
+    pricing: Literal["auto", "catalogue", "none"] = "none" if no_price else "catalogue" if reprice else "auto"
+    tags = _parse_tags(tag or [])
+    for file in files:
+        if not file.is_file():
+            usage_error(f"no such file: {file}")
+    backend = open_cli_store(store)
+    results = []
+    try:
+        for file in files:
+            with progress_bar(f"importing {file.name}") as update:
+                try:
+                    result = import_file(
+                        backend, file, fmt, preset=preset, mapping=mapping, provider=provider, model=model,
+                        operation=operation, tags=tags, timezone=timezone, pricing=pricing, on_error=policy,
+                        source=source, progress=update,
+                    )  # fmt: skip
+                except ValueError as exc:
+                    usage_error(f"{file}: {exc}")
+            results.append(result)
+    finally:
+        backend.close()
+    _summary(results, json_out)
+    _report_bad_rows(results, on_error)
+
+
+def _summary(results: Sequence[ImportResult], json_out: bool) -> None:
+    if json_out:
+        write_json([r.as_dict() | {"bad": [str(b) for b in r.bad]} for r in results])
+        return
+    headers = ["file", "format", "rows", "imported", "duplicates", "bad", "input", "output", "cost (USD)"]
+    table = make_table(headers, right=headers[2:])
+    from costlens.store import nanousd_to_usd
+
+    for r in results:
+        counts = [r.rows, r.imported, r.duplicates, len(r.bad), r.input_tokens, r.output_tokens]
+        cost = money(nanousd_to_usd(r.cost_nanousd))
+        table.add_row(*cells([Path(r.path).name, r.format, *(f"{n:,}" for n in counts), cost]))
+    console().print(table)
+
+
+def _report_bad_rows(results: Sequence[ImportResult], on_error: str) -> None:
+    rejected = False
+    for r in results:
+        for bad in r.bad[:_SHOWN_BAD_ROWS]:
+            note(f"{Path(r.path).name}: {bad}")
+        if len(r.bad) > _SHOWN_BAD_ROWS:
+            note(f"{Path(r.path).name}: ... and {len(r.bad) - _SHOWN_BAD_ROWS} more bad rows")
+        if r.unpriced:
+            note(f"{Path(r.path).name}: {r.unpriced} rows have no known price: see `costlens prices missing`")
+        rejected = rejected or r.rejected
+    if rejected:
+        fail("nothing imported from files with bad rows: fix them, or use --on-error skip to import the rest")
+    skipped = sum(len(r.bad) for r in results)
+    if skipped and on_error == "skip":
+        note(f"{skipped} bad rows skipped")

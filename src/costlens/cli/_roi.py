@@ -1,0 +1,371 @@
+"""`costlens roi plan|from-usage|catalogue`: prompt engineering vs fine-tuning, from a file or from traffic.
+
+The tables, JSON and the report all come from `costlens.roi`; this module only parses flags,
+prints and writes files. A bad scenario or a missing price is a usage error (exit 2, one line
+naming the file, the field and the fix).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.text import Text
+
+from costlens.cli._output import (
+    FORMAT_HELP,
+    STORE_HELP,
+    cells,
+    check_format,
+    console,
+    make_table,
+    note,
+    open_cli_store,
+    usage_error,
+    write_csv,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from costlens.roi import Plan, Scenario, TornadoBar
+
+_PLOT_HELP = "Write a PNG: cumulative cost curves with the payback marked, and the tornado chart."
+_REPORT_HELP = "Write a report for people: Markdown (.md) or HTML (.html)."
+_AGAINST_HELP = "The alternative path to centre on (default: the tuned path with the largest advantage)."
+_GRID_HELP = "Two levers X,Y for the payback grid (default: volume and the top tornado lever)."
+
+Fmt = Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)]
+PlotOpt = Annotated[Path | None, typer.Option("--plot", metavar="PNG", help=_PLOT_HELP)]
+ReportOpt = Annotated[Path | None, typer.Option("--report", metavar="FILE", help=_REPORT_HELP)]
+AgainstOpt = Annotated[str | None, typer.Option("--against", metavar="PATH", help=_AGAINST_HELP)]
+GridOpt = Annotated[str | None, typer.Option("--grid", metavar="X,Y", help=_GRID_HELP)]
+
+
+def _number(text: str) -> Decimal:
+    """A flag value as an exact Decimal (`1_000_000`, `0.46`); click turns the error into exit 2."""
+    try:
+        value = Decimal(text.replace("_", ""))
+    except InvalidOperation:
+        raise typer.BadParameter(f"{text!r} is not a number: give one such as 1500 or 0.46") from None
+    if not value.is_finite():
+        raise typer.BadParameter(f"{text!r}: give a finite number")
+    return value
+
+
+def _dec(help_text: str) -> Any:
+    return typer.Option(metavar="NUMBER", parser=_number, help=help_text)
+
+
+Dec = Decimal | None
+
+
+def plan(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file: .toml, .yaml/.yml or .json.")],
+    fmt: Fmt = "table",
+    plot: PlotOpt = None,
+    report: ReportOpt = None,
+    against: AgainstOpt = None,
+    grid: GridOpt = None,
+) -> None:
+    """Compare the paths of a scenario: monthly costs, payback, break-even, ROI, sensitivity, verdict."""
+    from costlens.roi import ScenarioError, load_scenario
+
+    fmt = check_format(fmt)
+    try:
+        loaded = load_scenario(scenario)
+    except ScenarioError as exc:
+        usage_error(str(exc))
+    _run(loaded, fmt, plot, report, against, grid)
+
+
+def _run(
+    scenario: Scenario,
+    fmt: str,
+    plot_path: Path | None,
+    report_path: Path | None,
+    against: str | None,
+    grid: str | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Plan, sensitivity, outputs: shared by `plan` and `from-usage`."""
+    from costlens._errors import ConfigError
+    from costlens.roi import break_even_grid, plan, tornado
+
+    if against is not None:
+        if against not in [p.name for p in scenario.paths]:
+            usage_error(
+                f"--against {against!r} names no path; use one of {', '.join(p.name for p in scenario.paths)}"
+            )
+        scenario = scenario.model_copy(update={"compare": against})
+    try:
+        result = plan(scenario)
+        bars = tornado(result.scenario) if result.primary else ()
+        cells_ = _grid(result, bars, grid)
+        rows = break_even_grid(result.scenario, *cells_) if cells_ else None
+    except ConfigError as exc:
+        usage_error(str(exc))
+    chart = _write_plot(result, bars, plot_path) if plot_path else None
+    if report_path is not None:
+        _write_report(result, bars, report_path, chart, (*cells_, rows) if cells_ and rows else None)
+    _print(result, bars, fmt, extra, (*cells_, rows) if cells_ and rows else None)
+
+
+def _grid(result: Plan, bars: tuple[TornadoBar, ...], text: str | None) -> tuple[str, str] | None:
+    if text is not None:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 2 or not all(parts):
+            usage_error(
+                f"bad --grid {text!r}: give two levers, e.g. --grid volume.requests_per_month,horizon_months"
+            )
+        return parts[0], parts[1]
+    if result.scenario.sensitivity.grid is not None:
+        return result.scenario.sensitivity.grid
+    volume = next((b.lever for b in bars if b.lever.startswith("volume.requests")), None)
+    other = next((b.lever for b in bars if not b.lever.startswith("volume.")), None)
+    return (volume, other) if volume and other else None
+
+
+def _write_plot(result: Plan, bars: tuple[TornadoBar, ...], path: Path) -> Path:
+    from costlens.roi import plot_plan
+
+    written = plot_plan(result, path, bars)
+    note(f"chart written to {written}")
+    return written
+
+
+def _write_report(
+    result: Plan, bars: tuple[TornadoBar, ...], path: Path, chart: Path | None, grid: Any
+) -> None:
+    import os
+
+    from costlens.roi import render_report
+
+    kind = "html" if path.suffix.lower() in (".html", ".htm") else "markdown"
+    link = None if chart is None else os.path.relpath(chart.resolve(), path.resolve().parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(result, kind, chart=link, bars=bars, grid=grid), encoding="utf-8")
+    note(f"{kind} report written to {path}")
+
+
+def _print(
+    result: Plan, bars: tuple[TornadoBar, ...], fmt: str, extra: dict[str, Any] | None, grid: Any
+) -> None:
+    from costlens.roi._export import (
+        MONTH_COLUMNS,
+        grid_to_dict,
+        plan_month_rows,
+        plan_to_dict,
+        tornado_to_dict,
+    )
+
+    if fmt == "csv":
+        write_csv(plan_month_rows(result), MONTH_COLUMNS)
+        return
+    if fmt == "json":
+        data = {**(extra or {}), **plan_to_dict(result)}
+        data["sensitivity"] = {
+            "against": result.primary,
+            "swing": result.scenario.sensitivity.swing,
+            "tornado": tornado_to_dict(bars),
+            "grid": grid_to_dict(*grid) if grid else None,
+        }
+        data["months"] = plan_month_rows(result)
+        write_json(data)
+        return
+    _print_tables(result, bars)
+
+
+def _print_tables(result: Plan, bars: tuple[TornadoBar, ...]) -> None:
+    from costlens.roi._report import summary_tables
+
+    out = console()
+    if result.recommendation is not None:
+        out.print(Text(result.recommendation.headline, style="bold"))
+        out.print()
+    for title, header, rows in summary_tables(result, bars):
+        table = make_table(header, title=title)
+        for row in rows:
+            table.add_row(*cells(row))
+        out.print(table)
+
+
+def from_usage(
+    feature: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only calls tagged feature=NAME.")
+    ] = None,
+    since: Annotated[
+        str, typer.Option(metavar="WHEN", help="Start of the observed window: 30d, 2w, ISO date.")
+    ] = "30d",
+    until: Annotated[
+        str | None, typer.Option(metavar="WHEN", help="End of the window (default: now).")
+    ] = None,
+    store: Annotated[str | None, typer.Option(metavar="URL", help=STORE_HELP)] = None,
+    trace: Annotated[
+        Path | None, typer.Option(metavar="CSV", help="Use an imported trace CSV instead of the store.")
+    ] = None,
+    trace_model: Annotated[
+        str, typer.Option(metavar="MODEL", help="Model the trace's calls are priced at.")
+    ] = "gpt-4o-mini",
+    trace_provider: Annotated[
+        str, typer.Option(metavar="PROVIDER", help="Provider of --trace-model.")
+    ] = "openai",
+    assumptions: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Partial scenario: tuned path, horizon, quality, task."),
+    ] = None,
+    tuned_model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="Base model to fine-tune (default: the measured one).")
+    ] = None,
+    tuned_provider: Annotated[
+        str | None, typer.Option(metavar="PROVIDER", help="Provider of the tuned model.")
+    ] = None,
+    tuned_input_tokens: Annotated[Dec, _dec("Prompt tokens per request after tuning.")] = None,
+    tuned_output_tokens: Annotated[Dec, _dec("Output tokens per request (default: measured).")] = None,
+    training_tokens: Annotated[Dec, _dec("Training dataset tokens per epoch.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs.")] = None,
+    validation_tokens: Annotated[Dec, _dec("Validation tokens per job.")] = None,
+    training_cost: Annotated[Dec, _dec("A quoted training job price (USD).")] = None,
+    examples: Annotated[int | None, typer.Option(min=0, help="Examples to label.")] = None,
+    label_cost: Annotated[Dec, _dec("Labelling cost per example (USD).")] = None,
+    eng_hours: Annotated[Dec, _dec("Engineering hours.")] = None,
+    eng_rate: Annotated[Dec, _dec("Engineering cost per hour (USD).")] = None,
+    hosting_per_hour: Annotated[Dec, _dec("Hosting of the tuned model, USD per hour (24/7).")] = None,
+    horizon: Annotated[int | None, typer.Option(min=1, help="Horizon in months.")] = None,
+    growth: Annotated[Dec, _dec("Volume growth per month, a share (0.05 = 5%).")] = None,
+    write_scenario: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Save the built scenario (.toml or .json).")
+    ] = None,
+    fmt: Fmt = "table",
+    plot: PlotOpt = None,
+    report: ReportOpt = None,
+    against: AgainstOpt = None,
+    grid: GridOpt = None,
+) -> None:
+    """Plan from recorded traffic: volume, tokens and prices are measured; you give the tuned path."""
+    from costlens._errors import ConfigError
+    from costlens.roi import ScenarioError, scenario_from_usage
+    from costlens.roi._load import read_data, scenario_to_toml
+
+    fmt = check_format(fmt)
+    try:
+        data = read_data(assumptions) if assumptions else {}
+    except ScenarioError as exc:
+        usage_error(str(exc))
+    profile = _profile(feature, since, until, store, trace, trace_model, trace_provider, data)
+    if not data.get("paths"):
+        if tuned_input_tokens is None:
+            usage_error(
+                "give --tuned-input-tokens (prompt tokens per request after tuning) "
+                "or --assumptions FILE with [[paths]]"
+            )
+        tokens = _some(user_input=tuned_input_tokens, output=tuned_output_tokens)
+        training = _some(
+            dataset_tokens=training_tokens,
+            epochs=epochs,
+            validation_tokens=validation_tokens,
+            fixed=training_cost,
+        )
+        one_off = _some(
+            examples_to_label=examples,
+            cost_per_example=label_cost,
+            engineering_hours=eng_hours,
+            hourly_rate=eng_rate,
+        )
+        path = _some(
+            name="fine-tuned",
+            kind="fine_tuned",
+            provider=tuned_provider or profile.provider,
+            base_model=tuned_model or profile.model,
+            tokens=tokens,
+            training=training,
+            one_off=one_off,
+            hosting_per_hour=hosting_per_hour,
+        )
+        data["paths"] = [path]
+    if horizon is not None:
+        data["horizon_months"] = horizon
+    if growth is not None:
+        data["volume"] = {**data.get("volume", {}), "growth_per_month": growth}
+    try:
+        scenario = scenario_from_usage(profile, data)
+    except (ScenarioError, ConfigError) as exc:
+        usage_error(str(exc))
+    if write_scenario is not None:
+        text = (
+            scenario.model_dump_json(indent=2, exclude_none=True)
+            if write_scenario.suffix == ".json"
+            else scenario_to_toml(scenario)
+        )
+        write_scenario.write_text(text, encoding="utf-8")
+        note(f"scenario written to {write_scenario}")
+    _run(scenario, fmt, plot, report, against, grid, {"usage": profile.to_dict()})
+
+
+def _some(**values: Any) -> dict[str, Any]:
+    """The keyword arguments that were given (not None)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _profile(
+    feature: str | None,
+    since: str,
+    until: str | None,
+    store: str | None,
+    trace: Path | None,
+    model: str,
+    provider: str,
+    data: dict[str, Any],
+) -> Any:
+    from costlens._errors import ConfigError
+    from costlens.reports import parse_since
+    from costlens.roi import profile_from_records, read_trace, usage_profile
+
+    days = int(data.get("conventions", {}).get("days_per_month", 30))
+    try:
+        if trace is not None:
+            records = read_trace(trace, provider=provider, model=model, feature=feature or "trace")
+            return profile_from_records(records, feature=feature, days_per_month=days)
+        start, end = parse_since(since), parse_since(until) if until else None
+    except ValueError as exc:
+        usage_error(str(exc))
+    backend = open_cli_store(store)
+    try:
+        return usage_profile(backend, feature, start, end, days)
+    except ConfigError as exc:
+        usage_error(str(exc))
+    finally:
+        backend.close()
+
+
+def catalogue(fmt: Fmt = "table") -> None:
+    """List the built-in fine-tuning price catalogue (USD; verify before relying on it)."""
+    from costlens.roi import catalogue_rows
+
+    fmt = check_format(fmt)
+    rows = catalogue_rows()
+    if fmt == "json":
+        write_json(rows)
+    elif fmt == "csv":
+        write_csv(rows, list(rows[0]))
+    else:
+        columns = [
+            "id",
+            "method",
+            "training_per_mtok",
+            "training_per_hour",
+            "input_per_mtok",
+            "output_per_mtok",
+            "hosting_per_hour",
+            "storage_per_month",
+            "as_of",
+            "confidence",
+        ]
+        table = make_table(columns, title="Fine-tuning prices (USD; per 1M tokens / hour / month)")
+        for row in rows:
+            table.add_row(*cells(["-" if row[c] is None else row[c] for c in columns]))
+        console().print(table)
+        note(
+            "sources: `costlens roi catalogue --format json`; override in your prices file (COSTLENS_PRICES)"
+        )

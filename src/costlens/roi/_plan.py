@@ -1,0 +1,358 @@
+"""`plan(scenario)`: monthly and cumulative costs per path, comparisons, cheapest path by volume.
+
+The planner resolves prices, simulates every path month by month (exact Decimals), compares each
+alternative with the baseline on cost and, when accuracies and the value of an answer are given,
+on net value; then it finds which path is cheapest at each constant monthly volume and asks the
+recommendation rules for a verdict. A `Plan` is plain data: reports, charts and the CLI read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+from costlens.roi._compare import Basis, Comparison, RunRate, compare
+from costlens.roi._money import ZERO, mul, total
+from costlens.roi._paths import Accuracy, PromptPath, TunedPath
+from costlens.roi._resolve import PriceSource, resolve_prices
+from costlens.roi._scenario import Quality, Scenario, Volume
+from costlens.roi._series import (
+    Month,
+    TrainingCost,
+    fixed_fees,
+    one_off_parts,
+    request_cost,
+    simulate,
+    training_cost,
+)
+
+if TYPE_CHECKING:
+    from costlens.pricing import PriceCatalogue
+    from costlens.roi._recommend import Recommendation
+
+__all__ = ["PathPlan", "PathQuality", "Plan", "VolumeRange", "envelope", "payback_limit", "pays_back", "plan"]
+
+TUNED_KINDS = ("fine_tuned", "hybrid")
+
+
+@dataclass(frozen=True, slots=True)
+class PathQuality:
+    """Answers that are right, what each costs, and (with `[quality]` values) the money they are worth."""
+
+    accuracy: Accuracy
+    correct_answers: Decimal
+    cost_per_correct: Fraction | None
+    value: Decimal | None
+    net_value: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class PathPlan:
+    """One path over the horizon: months 0..horizon, total cost of ownership, quality."""
+
+    path: PromptPath | TunedPath
+    cost_per_request: Decimal
+    hosting_per_month: Decimal
+    storage_per_month: Decimal
+    training: TrainingCost | None
+    one_off: dict[str, Decimal]
+    months: tuple[Month, ...]
+    events: tuple[tuple[int, str], ...]
+    tco: Decimal
+    quality: PathQuality | None
+    extended: tuple[Month, ...] = field(repr=False)
+    values: tuple[Decimal, ...] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def kind(self) -> str:
+        return self.path.kind
+
+    def cumulative(self) -> list[Decimal]:
+        """Cumulative cost at the end of months 0..horizon (month 0: the up-front costs)."""
+        out, running = [], ZERO
+        for month in self.months:
+            running += month.total
+            out.append(running)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRange:
+    """A path is the best in [low, high) requests per month (constant volume over the horizon)."""
+
+    path: str
+    low: Fraction
+    high: Fraction | None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything computed for a scenario; `scenario` is the resolved one (every price filled in)."""
+
+    scenario: Scenario
+    sources: tuple[PriceSource, ...]
+    volumes: tuple[int, ...]
+    paths: tuple[PathPlan, ...]
+    comparisons: tuple[Comparison, ...]
+    value_comparisons: tuple[Comparison, ...]
+    cheapest: tuple[VolumeRange, ...]
+    best_value: tuple[VolumeRange, ...]
+    primary: str | None
+    recommendation: Recommendation | None = None
+
+    @property
+    def baseline(self) -> PathPlan:
+        return self.path(self.scenario.baseline_name)
+
+    def path(self, name: str) -> PathPlan:
+        return next(p for p in self.paths if p.name == name)
+
+    def comparison(self, name: str, basis: Basis = "cost") -> Comparison | None:
+        pool = self.comparisons if basis == "cost" else self.value_comparisons
+        return next((c for c in pool if c.path == name), None)
+
+    @property
+    def decision_basis(self) -> Basis:
+        """Net value when every path has an accuracy and `[quality]` prices answers, else cost."""
+        return "net value" if self.value_comparisons else "cost"
+
+
+def plan(scenario: Scenario, *, catalogue: PriceCatalogue | None = None, recommend: bool = True) -> Plan:
+    """Compute the plan of a scenario (prices it left out come from the catalogues)."""
+    resolved, sources = resolve_prices(scenario, catalogue)
+    n, horizon = resolved.search_months, resolved.horizon_months
+    volumes = resolved.volume.series(n, resolved.conventions.days_per_month)
+    runs = _simulate_all(resolved, volumes)
+    valued = resolved.quality is not None and all(p.accuracy is not None for p in resolved.paths)
+    paths = tuple(_path_plan(resolved, runs, name, volumes) for name in runs)
+    lines = _lines(resolved)
+    comparisons = _compare_all(resolved, paths, volumes, lines[0], "cost")
+    value_comparisons = _compare_all(resolved, paths, volumes, lines[1], "net value") if valued else ()
+    result = Plan(
+        scenario=resolved,
+        sources=sources,
+        volumes=tuple(volumes[:horizon]),
+        paths=paths,
+        comparisons=comparisons,
+        value_comparisons=value_comparisons,
+        cheapest=envelope(lines[0], [p.name for p in paths]),
+        best_value=envelope(lines[1], [p.name for p in paths]) if valued else (),
+        primary=_primary(resolved, value_comparisons or comparisons),
+    )
+    if not recommend:
+        return result
+    from costlens.roi._recommend import recommend as decide
+
+    return replace(result, recommendation=decide(result))
+
+
+_Runs = dict[str, tuple[list[Month], list[tuple[int, str]]]]
+
+
+def _simulate_all(scenario: Scenario, volumes: Sequence[int]) -> _Runs:
+    """Every path's months, the baseline first (a tuned path past its end of life reverts to it)."""
+    base = scenario.path(scenario.baseline_name)
+    runs: _Runs = {base.name: simulate(base, volumes, scenario.conventions)}
+    for path in scenario.paths:
+        if path.name not in runs:
+            runs[path.name] = simulate(path, volumes, scenario.conventions, runs[base.name][0])
+    return {p.name: runs[p.name] for p in scenario.paths}
+
+
+def _unit_value(accuracy: Accuracy, quality: Quality) -> Decimal:
+    """Value of one answer: accuracy × value of a correct one − (1 − accuracy) × cost of an error."""
+    return mul(accuracy.value, quality.value_per_correct) - mul(1 - accuracy.value, quality.cost_per_error)
+
+
+def _accuracy_by_month(
+    scenario: Scenario, path: PromptPath | TunedPath, months: Sequence[Month]
+) -> list[Accuracy]:
+    base = scenario.path(scenario.baseline_name).accuracy
+    own = path.accuracy
+    assert own is not None
+    return [base if m.serving == "reverted" and base is not None else own for m in months[1:]]
+
+
+def _path_plan(scenario: Scenario, runs: _Runs, name: str, volumes: Sequence[int]) -> PathPlan:
+    path = scenario.path(name)
+    months, events = runs[name]
+    horizon = scenario.horizon_months
+    shown = tuple(months[: horizon + 1])
+    tco = total([m.total for m in shown])
+    hosting = storage = ZERO
+    job = None
+    parts = one_off_parts(path.one_off)
+    if isinstance(path, TunedPath):
+        hosting, storage = fixed_fees(path, scenario.conventions)
+        job = training_cost(path.training, scenario.conventions)
+        parts = {"training": job.charged, **parts}
+    quality, values = None, None
+    if path.accuracy is not None:
+        accuracy = _accuracy_by_month(scenario, path, months)
+        correct = total([mul(v, a.value) for v, a in zip(volumes[:horizon], accuracy, strict=False)])
+        value = net = None
+        if scenario.quality is not None:
+            per_month = [
+                mul(v, _unit_value(a, scenario.quality)) for v, a in zip(volumes, accuracy, strict=True)
+            ]
+            values = (ZERO, *per_month)
+            value = total(per_month[:horizon])
+            net = value - tco
+        per_correct = Fraction(tco) / Fraction(correct) if correct else None
+        quality = PathQuality(path.accuracy, correct, per_correct, value, net)
+    return PathPlan(
+        path=path,
+        cost_per_request=request_cost(path),
+        hosting_per_month=hosting,
+        storage_per_month=storage,
+        training=job,
+        one_off=parts,
+        months=shown,
+        events=tuple(e for e in events if e[0] <= horizon),
+        tco=tco,
+        quality=quality,
+        extended=tuple(months),
+        values=values,
+    )
+
+
+def _run_rate(scenario: Scenario, p: PathPlan, basis: Basis) -> RunRate:
+    per_request = p.cost_per_request
+    if basis == "net value" and p.path.accuracy is not None and scenario.quality is not None:
+        per_request = per_request - _unit_value(p.path.accuracy, scenario.quality)
+    if not isinstance(p.path, TunedPath):
+        return RunRate(per_request, ZERO)
+    lc = p.path.lifecycle
+    retrain = (p.training.charged if p.training else ZERO) + lc.retrain_extra
+    eol = lc.end_of_life_month if lc.on_end_of_life == "revert" else None
+    fixed = p.hosting_per_month + p.storage_per_month
+    return RunRate(per_request, fixed, eol, lc.retrain_every_months, retrain)
+
+
+def _series(p: PathPlan, basis: Basis) -> list[Decimal]:
+    costs = [m.total for m in p.extended]
+    if basis == "cost" or p.values is None:
+        return costs
+    return [c - v for c, v in zip(costs, p.values, strict=True)]
+
+
+def _compare_all(
+    scenario: Scenario,
+    paths: Sequence[PathPlan],
+    volumes: Sequence[int],
+    lines: dict[str, tuple[Fraction, Fraction]],
+    basis: Basis,
+) -> tuple[Comparison, ...]:
+    base = next(p for p in paths if p.name == scenario.baseline_name)
+    out = []
+    for p in paths:
+        if p is base:
+            continue
+        gap = (lines[p.name][0] - lines[base.name][0], lines[p.name][1] - lines[base.name][1])
+        rates = (_run_rate(scenario, base, basis), _run_rate(scenario, p, basis))
+        out.append(
+            compare(
+                p.name,
+                base.name,
+                basis,
+                _series(base, basis),
+                _series(p, basis),
+                volumes,
+                scenario.horizon_months,
+                rates,
+                gap,
+            )
+        )
+    return tuple(out)
+
+
+def _lines(
+    scenario: Scenario,
+) -> tuple[dict[str, tuple[Fraction, Fraction]], dict[str, tuple[Fraction, Fraction]]]:
+    """Horizon totals as straight lines a + b·V in a constant monthly volume V: (cost, cost − value).
+
+    Every month's cost is a fixed part plus V × a per-request part, so two evaluations (V = 0 and
+    V = 1) give each line exactly.
+    """
+    at: list[dict[str, tuple[Fraction, Fraction]]] = []
+    horizon = scenario.horizon_months
+    for v in (0, 1):
+        flat = scenario.model_copy(update={"volume": Volume(requests_per_month=v)})
+        volumes = [v] * horizon
+        runs = _simulate_all(flat, volumes)
+        row = {}
+        for name, (months, _) in runs.items():
+            cost = Fraction(total([m.total for m in months]))
+            value = Fraction(0)
+            path = flat.path(name)
+            if flat.quality is not None and path.accuracy is not None:
+                accuracy = _accuracy_by_month(flat, path, months)
+                value = Fraction(total([mul(v, _unit_value(a, flat.quality)) for a in accuracy]))
+            row[name] = (cost, value)
+        at.append(row)
+    cost_lines = {n: (at[0][n][0], at[1][n][0] - at[0][n][0]) for n in at[0]}
+    value_lines = {
+        n: (at[0][n][0] - at[0][n][1], (at[1][n][0] - at[1][n][1]) - (at[0][n][0] - at[0][n][1]))
+        for n in at[0]
+    }
+    return cost_lines, value_lines
+
+
+def envelope(lines: dict[str, tuple[Fraction, Fraction]], order: Sequence[str]) -> tuple[VolumeRange, ...]:
+    """Which line is lowest over V ≥ 0, as ranges [low, high); ties go to the earlier path in `order`."""
+    names = [n for n in order if n in lines]
+    points = set()
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            (a0, a1), (b0, b1) = lines[a], lines[b]
+            if a1 != b1 and (x := (b0 - a0) / (a1 - b1)) > 0:
+                points.add(x)
+    bounds = [Fraction(0), *sorted(points)]
+    ranges: list[VolumeRange] = []
+    for k, low in enumerate(bounds):
+        high = bounds[k + 1] if k + 1 < len(bounds) else None
+        probe = (low + high) / 2 if high is not None else low + 1
+        best = min(names, key=lambda n: (lines[n][0] + lines[n][1] * probe, names.index(n)))
+        if ranges and ranges[-1].path == best:
+            ranges[-1] = VolumeRange(best, ranges[-1].low, high)
+        else:
+            ranges.append(VolumeRange(best, low, high))
+    return tuple(ranges)
+
+
+def payback_limit(scenario: Scenario) -> Fraction:
+    """The slowest payback that still counts as paying back: `max_payback_months`, else the horizon."""
+    limit = scenario.thresholds.max_payback_months
+    return Fraction(limit) if limit is not None else Fraction(scenario.horizon_months)
+
+
+def pays_back(scenario: Scenario, c: Comparison | None) -> bool:
+    """True when `c`'s payback exists and is within `payback_limit`."""
+    return c is not None and c.payback.months is not None and c.payback.months <= payback_limit(scenario)
+
+
+def _primary(scenario: Scenario, comparisons: Sequence[Comparison]) -> str | None:
+    """The alternative the verdict and the sensitivity centre on.
+
+    `compare` if set; else the tuned path with the largest advantage among those that pay back
+    (for a broad or changing task, a hybrid one first); else the tuned path with the largest
+    advantage; with no tuned path, the best alternative.
+    """
+    if scenario.compare is not None and scenario.compare != scenario.baseline_name:
+        return scenario.compare
+    tuned = [c for c in comparisons if scenario.path(c.path).kind in TUNED_KINDS]
+    changing = scenario.task.scope == "broad" or scenario.task.stable is False
+    order = (("hybrid",), ("fine_tuned",)) if changing else (TUNED_KINDS,)
+    for kinds in order:
+        paying = [c for c in tuned if scenario.path(c.path).kind in kinds and pays_back(scenario, c)]
+        if paying:
+            return max(paying, key=lambda c: c.advantage).path
+    pool = tuned or list(comparisons)
+    return max(pool, key=lambda c: c.advantage).path if pool else None

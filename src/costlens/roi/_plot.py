@@ -1,0 +1,158 @@
+"""Charts of a plan: cumulative cost curves with the payback marked, and the tornado.
+
+matplotlib is an optional extra (`pip install 'llm-costlens[plot]'`), imported only here, with the
+non-interactive Agg backend so it works on servers and in CI. Decimals become floats only for
+drawing; every number printed on a chart is formatted from the exact values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from costlens._errors import ConfigError
+from costlens.roi._money import fmt_decimal, fmt_money
+from costlens.roi._plan import PathPlan, Plan
+from costlens.roi._sensitivity import TornadoBar
+
+__all__ = ["plot_plan"]
+
+_COLOURS = ("#1f4e79", "#c0504d", "#4f8f3a", "#8064a2", "#e08a1e", "#2c9aa0")
+_TOP = 10
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("charts need matplotlib: pip install 'llm-costlens[plot]'") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_plan(plan: Plan, path: str | Path, bars: Sequence[TornadoBar] = (), *, dpi: int = 120) -> Path:
+    """Write a PNG: cumulative costs per path (left) and, when `bars` are given, the tornado (right)."""
+    plt = _pyplot()
+    target = Path(path)
+    panels = 2 if bars else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7.5 * panels, 5.2), layout="constrained", squeeze=False)
+    try:
+        _curves(axes[0][0], plan)
+        if bars:
+            _tornado(axes[0][1], plan, bars[:_TOP])
+        title = plan.scenario.title or "Prompt engineering vs fine-tuning"
+        fig.suptitle(_text(title), fontsize=13, fontweight="bold")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(target, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return target
+
+
+def _cumulative_at(p: PathPlan, t: Fraction) -> float:
+    """Cumulative cost at time t (months), costs accruing evenly within a month."""
+    cumulative = p.cumulative()
+    whole = int(t)
+    if whole >= len(p.months) - 1:
+        return float(cumulative[-1])
+    share = t - whole
+    return float(
+        cumulative[whole] + p.months[whole + 1].total * Decimal(share.numerator) / Decimal(share.denominator)
+    )
+
+
+def _legend(plan: Plan, p: PathPlan) -> str:
+    name = p.name if p.name.replace("-", "_") == p.kind else f"{p.name} ({p.kind.replace('_', ' ')})"
+    c = plan.comparison(p.name)
+    if c is None:
+        return f"{name}: baseline"
+    pay = c.payback
+    if pay.months is None:
+        return f"{name}: never pays back"
+    return f"{name}: pays back at {fmt_decimal(pay.months, 2)} months"
+
+
+def _curves(ax: Any, plan: Plan) -> None:
+    """Cumulative cost per path; a star where a path's curve crosses the baseline's (its payback)."""
+    months = list(range(plan.scenario.horizon_months + 1))
+    for i, p in enumerate(plan.paths):
+        colour = _COLOURS[i % len(_COLOURS)]
+        values = [float(v) for v in p.cumulative()]
+        marker = "o" if len(months) <= 25 else None
+        ax.plot(
+            months,
+            values,
+            color=colour,
+            linewidth=2.2,
+            marker=marker,
+            markersize=3.5,
+            label=_text(_legend(plan, p)),
+        )
+        c = plan.comparison(p.name)
+        if c is not None and c.payback.months is not None and c.payback.within_horizon:
+            x = c.payback.months
+            ax.plot(
+                [float(x)],
+                [_cumulative_at(p, x)],
+                marker="*",
+                markersize=17,
+                color=colour,
+                markeredgecolor="#222222",
+                zorder=5,
+                linestyle="none",
+            )
+    ax.set_xlabel("month (0 = up-front costs); star = payback, where the curve crosses the baseline")
+    ax.set_ylabel("cumulative cost (USD)")
+    ax.set_title("Cumulative cost by path (payback on cost)", fontsize=11)
+    ax.yaxis.set_major_formatter(_dollars())
+    ax.set_xlim(0, months[-1])
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9, frameon=True, framealpha=0.9)
+
+
+def _tornado(ax: Any, plan: Plan, bars: Sequence[TornadoBar]) -> None:
+    base = float(bars[0].base_metric)
+    names = [_text(_label(b)) for b in bars]
+    ys = list(range(len(bars)))[::-1]
+    for y, b in zip(ys, bars, strict=True):
+        low, high = float(b.low_metric) - base, float(b.high_metric) - base
+        ax.barh(y, low, left=base, color="#9dc3e6", edgecolor="#1f4e79", height=0.6)
+        ax.barh(y, high, left=base, color="#f4b183", edgecolor="#c0504d", height=0.6)
+    ax.axvline(base, color="#222222", linewidth=1)
+    ax.axvline(0, color="#888888", linewidth=1, linestyle="--")
+    ax.set_yticks(ys, names, fontsize=8.5)
+    ax.xaxis.set_major_formatter(_dollars())
+    swing = fmt_decimal(plan.scenario.sensitivity.swing * 100, 0)
+    ax.set_xlabel(
+        _text(
+            f"horizon {plan.decision_basis} advantage of {plan.primary!r} over the baseline (USD)\n"
+            f"solid line: base case {fmt_money(bars[0].base_metric)}; dashed line: break-even ($0)"
+        )
+    )
+    ax.set_title(f"What moves the decision (each input -{swing}% blue / +{swing}% orange)", fontsize=11)
+    ax.grid(True, axis="x", alpha=0.3)
+
+
+def _label(bar: TornadoBar) -> str:
+    name = bar.lever.removeprefix("paths.")
+    return f"{name}\n{fmt_decimal(bar.low_value)} .. {fmt_decimal(bar.high_value)}"
+
+
+def _text(text: str) -> str:
+    """Escape `$`, which matplotlib would otherwise read as the start of mathtext."""
+    return text.replace("$", r"\$")
+
+
+def _dollars() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    def money(value: float, _pos: object) -> str:
+        return _text(f"-${abs(value):,.0f}" if value < 0 else f"${value:,.0f}")
+
+    return FuncFormatter(money)

@@ -1,0 +1,260 @@
+"""From real traffic to a scenario: volume, token distributions, model mix and cost per call.
+
+`usage_profile()` reads one feature's recorded calls from a store; `read_trace()` turns an imported
+trace (the Azure LLM inference CSVs, or any CSV with timestamp / input / output token columns) into
+call records priced with the current catalogue. `scenario_from_usage()` builds the prompt-engineering
+path from the profile ("current") and takes everything else (the tuned path, horizon, quality, task
+facts) from the user's assumptions, so only the tuned-path assumptions need to be typed in.
+
+Volume per month = calls × days per month ÷ observed days, rounded half-even to whole requests.
+Mean tokens are rounded half-even to 3 decimals (the only rounding; stated in the profile).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from costlens._errors import ConfigError
+from costlens.roi._money import round_fraction
+from costlens.roi._scenario import Scenario
+from costlens.usage import CallRecord, Usage
+
+if TYPE_CHECKING:
+    from costlens.store import Store
+
+__all__ = [
+    "TokenStats",
+    "UsageProfile",
+    "profile_from_records",
+    "read_trace",
+    "scenario_from_usage",
+    "usage_profile",
+]
+
+_DAY = timedelta(days=1)
+_TRACE_COLUMNS = (
+    ("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
+    ("timestamp", "input_tokens", "output_tokens"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStats:
+    """A token count over calls: mean (3 decimals), median, 95th percentile (nearest rank), total."""
+
+    mean: Decimal
+    median: Decimal
+    p95: int
+    total: int
+
+    @classmethod
+    def of(cls, values: list[int]) -> TokenStats:
+        if not values:
+            return cls(Decimal(0), Decimal(0), 0, 0)
+        ordered = sorted(values)
+        n = len(ordered)
+        middle = Fraction(ordered[(n - 1) // 2] + ordered[n // 2], 2)
+        p95 = ordered[max(0, -(-95 * n // 100) - 1)]
+        return cls(round_fraction(Fraction(sum(ordered), n), 3), round_fraction(middle, 1), p95, sum(ordered))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageProfile:
+    """What the recorded traffic of one feature looks like, scaled to a month."""
+
+    feature: str | None
+    calls: int
+    first_call: datetime
+    last_call: datetime
+    period_days: Fraction
+    requests_per_month: int
+    input_tokens: TokenStats
+    output_tokens: TokenStats
+    cached_tokens: TokenStats
+    models: dict[str, int]
+    provider: str
+    model: str
+    priced_calls: int
+    recorded_cost: Decimal
+    cost_per_call: Decimal | None
+
+    def to_dict(self) -> dict[str, Any]:
+        def stats(s: TokenStats) -> dict[str, Any]:
+            return {"mean": s.mean, "median": s.median, "p95": s.p95, "total": s.total}
+
+        return {
+            "feature": self.feature,
+            "calls": self.calls,
+            "first_call": self.first_call,
+            "last_call": self.last_call,
+            "period_days": str(round_fraction(self.period_days, 4)),
+            "requests_per_month": self.requests_per_month,
+            "input_tokens": stats(self.input_tokens),
+            "output_tokens": stats(self.output_tokens),
+            "cached_tokens": stats(self.cached_tokens),
+            "models": self.models,
+            "provider": self.provider,
+            "model": self.model,
+            "priced_calls": self.priced_calls,
+            "recorded_cost": self.recorded_cost,
+            "cost_per_call": self.cost_per_call,
+        }
+
+
+def profile_from_records(
+    records: Iterable[CallRecord],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    feature: str | None = None,
+    days_per_month: int = 30,
+) -> UsageProfile:
+    """Profile calls (blocked calls, which never reached a provider, are left out).
+
+    The observed period is [since, until or the last call] when `since` is given, else first to last
+    call; a window with no span cannot be scaled to a month and is an error.
+    """
+    calls = [r for r in records if r.status != "blocked"]
+    if not calls:
+        where = f" for feature {feature!r}" if feature else ""
+        raise ConfigError(
+            f"no recorded calls{where} in this period: widen --since or check --feature and --store"
+        )
+    times = sorted(_utc(r.started_at) for r in calls)
+    start = _utc(since) if since is not None else times[0]
+    end = _utc(until) if until is not None else (datetime.now(UTC) if since is not None else times[-1])
+    period = Fraction((end - start) // timedelta(microseconds=1), _DAY // timedelta(microseconds=1))
+    if period <= 0:
+        raise ConfigError("the calls span no time, so volume per month is unknown: give --since (e.g. 30d)")
+    mix = Counter(f"{r.provider}/{r.response_model or r.request_model}" for r in calls)
+    provider, _, model = mix.most_common(1)[0][0].partition("/")
+    priced = [r.cost_nanousd for r in calls if r.cost_nanousd is not None]
+    cost = Decimal(sum(priced)).scaleb(-9)
+    return UsageProfile(
+        feature=feature,
+        calls=len(calls),
+        first_call=times[0],
+        last_call=times[-1],
+        period_days=period,
+        requests_per_month=round(len(calls) * days_per_month / period),
+        input_tokens=TokenStats.of([r.input_tokens for r in calls]),
+        output_tokens=TokenStats.of([r.output_tokens for r in calls]),
+        cached_tokens=TokenStats.of([r.cache_read_tokens for r in calls]),
+        models=dict(mix.most_common()),
+        provider=provider,
+        model=model,
+        priced_calls=len(priced),
+        recorded_cost=cost,
+        cost_per_call=round_fraction(Fraction(sum(priced), len(priced)), 0).scaleb(-9) if priced else None,
+    )
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def usage_profile(
+    store: Store,
+    feature: str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    days_per_month: int = 30,
+) -> UsageProfile:
+    """The profile of one feature's calls (all calls when `feature` is None) recorded in [since, until)."""
+    where = {"feature": feature} if feature else None
+    records = store.iter_records(since=since, until=until, where=where)
+    return profile_from_records(
+        records, since=since, until=until, feature=feature, days_per_month=days_per_month
+    )
+
+
+def read_trace(path: str | Path, *, provider: str, model: str, feature: str = "trace") -> list[CallRecord]:
+    """Call records from a CSV trace, priced at today's catalogue price of `model`.
+
+    Columns: `TIMESTAMP, ContextTokens, GeneratedTokens` (Azure LLM inference traces) or
+    `timestamp, input_tokens, output_tokens` (+ optional `cache_read_tokens`). Naive times are UTC.
+    """
+    from costlens.pricing import cost
+
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = tuple(reader.fieldnames or ())
+        columns = next((c for c in _TRACE_COLUMNS if set(c) <= set(header)), None)
+        if columns is None:
+            raise ConfigError(
+                f"trace {path}: expected columns TIMESTAMP, ContextTokens, GeneratedTokens or "
+                f"timestamp, input_tokens, output_tokens; found {', '.join(header) or 'none'}"
+            )
+        records = [_trace_record(row, columns, provider, model, feature) for row in reader]
+    for record in records:
+        record.set_cost(cost(record.usage, provider=provider, model=model))
+    return records
+
+
+def _trace_record(
+    row: Mapping[str, str], columns: tuple[str, ...], provider: str, model: str, feature: str
+) -> CallRecord:
+    when, n_in, n_out = columns
+    usage = Usage(int(row[n_in]), int(row[n_out]), int(row.get("cache_read_tokens") or 0))
+    record = CallRecord(
+        provider,
+        "chat",
+        model,
+        started_at=_utc(datetime.fromisoformat(row[when].strip())),
+        tags={"feature": feature},
+    )
+    record.set_usage(usage)
+    return record
+
+
+def scenario_from_usage(profile: UsageProfile, assumptions: Mapping[str, Any]) -> Scenario:
+    """A scenario whose baseline path ("current") and volume come from `profile`.
+
+    `assumptions` is a partial scenario (same keys as a scenario file): its `paths` are the
+    alternatives (a tuned path's `tokens.output` defaults to the measured mean); `volume` keys it
+    gives (e.g. `growth_per_month`) are merged over the measured volume. The cached prefix is the
+    measured mean of cache-read tokens, at the cached price.
+    """
+    from costlens.roi._load import parse_scenario
+
+    data = dict(assumptions)
+    output = profile.output_tokens.mean
+    cached = profile.cached_tokens.mean
+    current = {
+        "name": "current",
+        "kind": "prompt",
+        "provider": profile.provider,
+        "model": profile.model,
+        "tokens": {
+            "system": cached,
+            "user_input": profile.input_tokens.mean - cached,
+            "output": output,
+            "cached_share": 1 if cached else 0,
+        },
+        "note": f"measured: {profile.calls:,} calls over {round_fraction(profile.period_days, 2)} days",
+    }
+    others = [_with_output(p, output) for p in data.get("paths", [])]
+    if any(p.get("name") == "current" for p in others):
+        raise ConfigError("the assumptions name a path 'current': that name is the measured path; rename it")
+    volume = dict(data.get("volume", {}))
+    if not {"requests_per_month", "requests_per_day", "monthly"} & set(volume):
+        volume["requests_per_month"] = profile.requests_per_month
+    data.update(paths=[current, *others], volume=volume)
+    data.setdefault("title", f"From recorded usage: {profile.feature or 'all features'}")
+    data.setdefault("baseline", "current")
+    return parse_scenario(data, "built from usage + assumptions")
+
+
+def _with_output(path: Mapping[str, Any], output: Decimal) -> dict[str, Any]:
+    tokens = dict(path.get("tokens", {}))
+    tokens.setdefault("output", output)
+    return {**path, "tokens": tokens}

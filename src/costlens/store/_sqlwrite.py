@@ -1,0 +1,232 @@
+"""The SQLite write path: staged bulk insert, tag sets, and the hourly rollup kept in step.
+
+A batch is split in Python into what varies per call (ids, times, tokens, cost: the stage table)
+and what repeats (provider, model, status, tags...: the dims table, one row per distinct tuple),
+both TEMP tables. One `INSERT ... SELECT` then moves the batch into `calls`, skipping ids already
+stored (first one wins inside a batch), and one more folds exactly the rows just inserted into
+`rollup_hourly`: from the stage when every staged row went in, else from `calls` above the rowid
+watermark taken before the move. Binding 10 values per call (15 when a batch has end times,
+latencies or trace ids) instead of 30 is what makes bulk imports fast. Everything runs inside the
+caller's transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+from costlens.store._codec import dumps
+from costlens.usage import CallRecord
+
+__all__ = ["COLUMNS", "TagsetCache", "prepare", "write_batch"]
+
+_CORE = (
+    "id", "started_at_us", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "reasoning_tokens", "cost_nanousd", "estimated",
+)  # fmt: skip
+_EXTRA = ("ended_at_us", "latency_ms", "ttft_ms", "trace_id", "span_id")
+_NO_EXTRA = (None, None, None, None, None)
+_VAR = _CORE + _EXTRA
+_DIM = (
+    "provider", "operation", "request_model", "response_model", "price_known", "price_version", "status",
+    "error_type", "http_status", "stream", "service_tier", "tags", "route", "budgets", "content",
+    "tagset_id",
+)  # fmt: skip
+#: Every column of `calls` this version writes.
+COLUMNS = _VAR + _DIM
+_STAGE = "costlens_stage"
+_DIMS = "costlens_dims"
+_CREATE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (dim INTEGER NOT NULL, {', '.join(_VAR)})",
+    f"CREATE TEMP TABLE IF NOT EXISTS {_DIMS} (dim INTEGER PRIMARY KEY, {', '.join(_DIM)})",
+)
+_INSERT_STAGE = f"INSERT INTO temp.{_STAGE} VALUES ({', '.join('?' * (len(_VAR) + 1))})"
+_INSERT_CORE = (
+    f"INSERT INTO temp.{_STAGE} (dim, {', '.join(_CORE)}) VALUES ({', '.join('?' * (len(_CORE) + 1))})"
+)
+_INSERT_DIMS = f"INSERT INTO temp.{_DIMS} VALUES ({', '.join('?' * (len(_DIM) + 1))})"
+_MOVE = (
+    f"INSERT INTO calls ({', '.join(COLUMNS)}) "
+    f"SELECT {', '.join([*('s.' + c for c in _VAR), *('d.' + c for c in _DIM)])} "
+    f"FROM temp.{_STAGE} s JOIN temp.{_DIMS} d ON d.dim = s.dim WHERE true ORDER BY s.rowid "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_SUMS = (
+    "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+    "cost_nanousd", "unpriced_calls", "error_calls", "estimated_calls",
+)  # fmt: skip
+_ROLLUP_KEY = "hour_us, provider, operation, request_model, model, service_tier, status, tagset_id"
+_ADD = ", ".join(f"{s} = rollup_hourly.{s} + excluded.{s}" for s in _SUMS)
+_FOLD = f"""INSERT INTO rollup_hourly ({_ROLLUP_KEY}, {", ".join(_SUMS)})
+SELECT c.started_at_us - (((c.started_at_us % 3600000000) + 3600000000) % 3600000000),
+    c.provider, c.operation, c.request_model, COALESCE(NULLIF(c.response_model, ''), c.request_model),
+    COALESCE(c.service_tier, ''), c.status, COALESCE(c.tagset_id, 0), COUNT(*),
+    SUM(c.input_tokens), SUM(c.output_tokens), SUM(c.cache_read_tokens), SUM(c.cache_write_tokens),
+    SUM(c.reasoning_tokens), COALESCE(SUM(c.cost_nanousd), 0),
+    SUM(CASE WHEN c.cost_nanousd IS NULL THEN 1 ELSE 0 END),
+    SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END), SUM(c.estimated)
+FROM calls c WHERE c.rowid > ?
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+ON CONFLICT ({_ROLLUP_KEY}) DO UPDATE SET {_ADD}"""
+# The same fold from the stage: group by (hour, dim) on integers first, then attach the dims.
+_FOLD_STAGE = f"""INSERT INTO rollup_hourly ({_ROLLUP_KEY}, {", ".join(_SUMS)})
+SELECT g.hour_us, d.provider, d.operation, d.request_model,
+    COALESCE(NULLIF(d.response_model, ''), d.request_model), COALESCE(d.service_tier, ''), d.status,
+    COALESCE(d.tagset_id, 0), g.calls, g.i, g.o, g.cr, g.cw, g.rs, g.cost, g.unpriced,
+    CASE WHEN d.status = 'error' THEN g.calls ELSE 0 END, g.est
+FROM (SELECT s.started_at_us - (((s.started_at_us % 3600000000) + 3600000000) % 3600000000) AS hour_us,
+    s.dim AS dim, COUNT(*) AS calls, SUM(s.input_tokens) AS i, SUM(s.output_tokens) AS o,
+    SUM(s.cache_read_tokens) AS cr, SUM(s.cache_write_tokens) AS cw, SUM(s.reasoning_tokens) AS rs,
+    COALESCE(SUM(s.cost_nanousd), 0) AS cost,
+    SUM(CASE WHEN s.cost_nanousd IS NULL THEN 1 ELSE 0 END) AS unpriced, SUM(s.estimated) AS est
+    FROM temp.{_STAGE} s GROUP BY 1, 2) g
+JOIN temp.{_DIMS} d ON d.dim = g.dim WHERE true
+ON CONFLICT ({_ROLLUP_KEY}) DO UPDATE SET {_ADD}"""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+class TagsetCache:
+    """tags JSON text -> tagset id, for committed tag sets only (ids never change once committed)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> int | None:
+        return self._ids.get(text)
+
+    def commit(self, fresh: Mapping[str, int]) -> None:
+        with self._lock:
+            self._ids.update(fresh)
+
+
+def prepare(conn: sqlite3.Connection) -> None:
+    """Create this connection's TEMP stage tables (idempotent)."""
+    for sql in _CREATE:
+        conn.execute(sql)
+
+
+def _micros(when: datetime) -> int:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - _EPOCH) // _MICRO
+
+
+def _tags_text(tags: Mapping[str, object]) -> str:
+    if all(type(v) is str for v in tags.values()):
+        return dumps(tags)
+    return dumps({k: str(v) for k, v in tags.items()})
+
+
+def _text_of(tags: Mapping[str, object], seen: dict[tuple[tuple[str, object], ...], str]) -> str:
+    """The JSON text of a tags dict, reused for equal dicts (encoding is the costly part)."""
+    try:
+        items = tuple(tags.items())
+        text = seen.get(items)
+    except TypeError:  # an unhashable tag value: encode it every time
+        return _tags_text(tags)
+    if text is None:
+        text = seen[items] = _tags_text(tags)
+    return text
+
+
+def _json_or_none(value: object) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def _split(
+    records: Sequence[CallRecord],
+) -> tuple[list[tuple[object, ...]], bool, dict[tuple[object, ...], int], dict[str, Mapping[str, str]]]:
+    """Stage rows (core values, plus the extras when `wide`), distinct dims (-> dim number), and
+    the tags dict of every tags text seen."""
+    cores: list[tuple[object, ...]] = []
+    extras: list[tuple[object, ...]] = []
+    wide = False
+    dims: dict[tuple[object, ...], int] = {}
+    texts: dict[int, str] = {}  # id(tags dict) -> text; the records keep their dicts alive meanwhile
+    by_items: dict[tuple[tuple[str, object], ...], str] = {}
+    tag_dicts: dict[str, Mapping[str, str]] = {}
+    for r in records:
+        text = texts.get(id(r.tags))
+        if text is None:
+            text = texts[id(r.tags)] = _text_of(r.tags, by_items)
+            tag_dicts.setdefault(text, r.tags)
+        budgets = dumps(r.budgets) if r.budgets else "[]"
+        dim_key = (
+            r.provider, r.operation, r.request_model, r.response_model, int(r.price_known), r.price_version,
+            r.status, r.error_type, r.http_status, int(r.stream), r.service_tier, text,
+            _json_or_none(r.route), budgets, _json_or_none(r.content),
+        )  # fmt: skip
+        dim = dims.get(dim_key)
+        if dim is None:
+            dim = dims[dim_key] = len(dims)
+        tokens = (
+            r.input_tokens,
+            r.output_tokens,
+            r.cache_read_tokens,
+            r.cache_write_tokens,
+            r.reasoning_tokens,
+        )
+        cores.append((dim, r.id, _micros(r.started_at), *tokens, r.cost_nanousd, int(r.estimated)))
+        ended = r.ended_at
+        extra = (None if ended is None else _micros(ended), r.latency_ms, r.ttft_ms, r.trace_id, r.span_id)
+        extras.append(extra)
+        wide = wide or extra != _NO_EXTRA
+    if wide:
+        cores = [core + extra for core, extra in zip(cores, extras, strict=True)]
+    return cores, wide, dims, tag_dicts
+
+
+def _tagset_id(
+    conn: sqlite3.Connection, text: str, tags: Mapping[str, str], cache: TagsetCache, fresh: dict[str, int]
+) -> int:
+    """The id of a tag set, creating it (and its tagset_tags rows) inside the open transaction."""
+    found = cache.get(text)
+    if found is None:
+        found = fresh.get(text)
+    if found is not None:
+        return found
+    row = conn.execute("SELECT id FROM tagsets WHERE tags = ?", (text,)).fetchone()
+    if row is not None:
+        fresh[text] = row[0]
+        return int(row[0])
+    cursor = conn.execute("INSERT INTO tagsets (tags) VALUES (?)", (text,))
+    new_id = cursor.lastrowid
+    assert new_id is not None
+    conn.executemany(
+        "INSERT INTO tagset_tags (tagset_id, key, value) VALUES (?, ?, ?)",
+        [(new_id, key, str(value)) for key, value in tags.items()],
+    )
+    fresh[text] = new_id
+    return new_id
+
+
+def write_batch(
+    conn: sqlite3.Connection, records: Sequence[CallRecord], cache: TagsetCache, fresh: dict[str, int]
+) -> int:
+    """Insert the records whose id is new, fold them into the rollup; returns how many were new.
+
+    Runs inside the caller's open transaction; tag sets created here go to `fresh` (commit them to
+    the cache only after the transaction commits).
+    """
+    if not records:
+        return 0
+    stage, wide, dims, tag_dicts = _split(records)
+    dim_rows = [
+        (dim, *key, _tagset_id(conn, str(key[11]), tag_dicts[str(key[11])], cache, fresh))
+        for key, dim in dims.items()
+    ]
+    conn.executemany(_INSERT_DIMS, dim_rows)
+    conn.executemany(_INSERT_STAGE if wide else _INSERT_CORE, stage)
+    watermark = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM calls").fetchone()[0]
+    inserted = conn.execute(_MOVE).rowcount
+    if inserted == len(stage):
+        conn.execute(_FOLD_STAGE)
+    elif inserted:
+        conn.execute(_FOLD, (watermark,))
+    conn.execute(f"DELETE FROM temp.{_STAGE}")
+    conn.execute(f"DELETE FROM temp.{_DIMS}")
+    return int(inserted)

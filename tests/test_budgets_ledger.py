@@ -1,0 +1,229 @@
+"""The Ledger protocol, checked on every implementation (memory, SQLite): atomic all-or-nothing
+reservations, TTL expiry, settle/release, once-only alerts; plus SQLite's migrations and failures."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from costlens._errors import ConfigError
+from costlens.budgets import BudgetKey, Ledger, LedgerUnavailable, LimitReached, MemoryLedger, open_ledger
+from costlens.budgets._ledger import HISTORY_BUCKET_US, now_us
+from costlens.budgets._sqlite_ledger import MIGRATIONS, SQLiteLedger
+from costlens.store._migrations import migration_hash
+
+T0 = datetime(2025, 6, 1, 12, tzinfo=UTC)
+
+# Append a line when you append a migration. NEVER edit a line: the SQL has shipped to user files.
+PINNED = [("0001_create_budget_ledger", "6531385414c8109116075e797605cb54b97e6a7ae4b5d564b9c21dc0f1658e73")]
+
+
+def key(name: str, limit: int, *, since: int = 0, bucket: int = 0, enforce: bool = True) -> BudgetKey:
+    return BudgetKey(name, limit, since, bucket, enforce)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    made: Ledger = MemoryLedger() if request.param == "memory" else SQLiteLedger(tmp_path / "budgets.db")
+    yield made
+    made.close()
+
+
+def test_reserve_settle_release(ledger: Ledger) -> None:
+    a = key("a", 1000)
+    r = ledger.reserve([a], 300, 60, at=T0)
+    assert ledger.usage(a, at=T0).reserved_nanousd == 300
+    ledger.settle(r, 120)
+    assert (ledger.usage(a, at=T0).spent_nanousd, ledger.usage(a, at=T0).reserved_nanousd) == (120, 0)
+    r2 = ledger.reserve([a], 880, 60, at=T0)
+    assert r2.before[0].spent_nanousd == 120
+    ledger.release(r2)
+    assert ledger.usage(a, at=T0).total_nanousd == 120
+
+
+def test_a_limit_is_never_passed_and_the_answer_says_where_it_stands(ledger: Ledger) -> None:
+    a = key("a", 1000)
+    ledger.reserve([a], 600, 60, at=T0)
+    ledger.reserve([a], 400, 60, at=T0)  # exactly at the limit is allowed
+    with pytest.raises(LimitReached) as info:
+        ledger.reserve([a], 1, 60, at=T0)
+    assert (info.value.key, info.value.reserved_nanousd, info.value.limit_nanousd) == ("a", 1000, 1000)
+
+
+def test_reservations_are_all_or_nothing_across_keys(ledger: Ledger) -> None:
+    roomy, tight = key("roomy", 10_000), key("tight", 100)
+    with pytest.raises(LimitReached, match="tight"):
+        ledger.reserve([roomy, tight], 500, 60, at=T0)
+    assert ledger.usage(roomy, at=T0).total_nanousd == 0
+
+
+def test_unenforced_keys_are_charged_but_never_refuse(ledger: Ledger) -> None:
+    warn = key("warn", 10, enforce=False)
+    r = ledger.reserve([warn], 500, 60, at=T0)
+    ledger.settle(r, 400)
+    assert ledger.usage(warn, at=T0).spent_nanousd == 400
+
+
+def test_expired_reservations_count_for_nothing_and_still_settle(ledger: Ledger) -> None:
+    a = key("a", 1000)
+    crashed = ledger.reserve([a], 1000, 10, at=T0)
+    with pytest.raises(LimitReached):
+        ledger.reserve([a], 1, 10, at=T0 + timedelta(seconds=9))
+    later = T0 + timedelta(seconds=11)
+    assert ledger.usage(a, at=later).reserved_nanousd == 0
+    ledger.reserve([a], 500, 10, at=later)
+    ledger.settle(crashed, 200)  # a late settle still charges
+    assert ledger.usage(a, at=later).spent_nanousd == 200
+
+
+def test_buckets_before_the_window_do_not_count(ledger: Ledger) -> None:
+    yesterday, today = key("d", 1000, since=0, bucket=0), key("d", 1000, since=86_400, bucket=86_400)
+    ledger.settle(ledger.reserve([yesterday], 900, 60, at=T0), 900)
+    assert ledger.usage(today, at=T0).spent_nanousd == 0
+    ledger.reserve([today], 1000, 60, at=T0)
+
+
+def test_fire_once_is_true_once_per_key_window_and_alert(ledger: Ledger) -> None:
+    assert ledger.fire_once("a", 0, "80%")
+    assert not ledger.fire_once("a", 0, "80%")
+    assert ledger.fire_once("a", 1, "80%")
+    assert ledger.fire_once("a", 0, "forecast")
+    assert ledger.fire_once("b", 0, "80%")
+
+
+def test_key_ids_and_recent_spend(ledger: Ledger) -> None:
+    at_us = now_us(T0)
+    for k in ("users[user=a]", "users[user=b]", "users", "usersx", "other"):
+        ledger.settle(ledger.reserve([key(k, 10**9)], 5, 60, at=T0), 5)
+    assert ledger.key_ids("users") == ["users", "users[user=a]", "users[user=b]"]
+    assert ledger.recent_spend("other", at_us - HISTORY_BUCKET_US) == 5
+    assert ledger.recent_spend("other", at_us + HISTORY_BUCKET_US) == 0
+
+
+def test_bad_arguments_are_refused(ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        ledger.reserve([key("a", 10)], -1, 60)
+    with pytest.raises(ValueError, match="twice"):
+        ledger.reserve([key("a", 10), key("a", 10)], 1, 60)
+    r = ledger.reserve([key("a", 10)], 1, 60)
+    with pytest.raises(ValueError, match="negative"):
+        ledger.settle(r, -5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limits=st.lists(st.integers(0, 3000), min_size=1, max_size=4),
+    calls=st.lists(
+        st.tuples(st.integers(0, 900), st.sets(st.integers(0, 3), min_size=1), st.integers(0, 100)),
+        max_size=30,
+    ),
+)
+def test_nested_budgets_admit_a_call_iff_every_enclosing_budget_has_room(
+    limits: list[int], calls: list[tuple[int, set[int], int]]
+) -> None:
+    """A reference model: spent per key; a call over keys S of amount x is admitted iff for every
+    key in S spent + x <= limit; it is then settled at a fraction of x (never above it)."""
+    ledger = MemoryLedger()
+    keys = [key(f"k{i}", limit) for i, limit in enumerate(limits)]
+    spent = [0] * len(keys)
+    for amount, members, pct in calls:
+        chosen = sorted(i for i in members if i < len(keys)) or [0]
+        fits = all(spent[i] + amount <= limits[i] for i in chosen)
+        try:
+            r = ledger.reserve([keys[i] for i in chosen], amount, 60, at=T0)
+        except LimitReached:
+            assert not fits
+            continue
+        assert fits
+        actual = amount * pct // 100
+        ledger.settle(r, actual)
+        for i in chosen:
+            spent[i] += actual
+    for i, k in enumerate(keys):
+        assert ledger.usage(k, at=T0).spent_nanousd == spent[i] <= limits[i]
+
+
+def test_threads_never_overshoot_the_sqlite_ledger(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "b.db")
+    shared, admitted = key("shared", 100_000), []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(40):
+            try:
+                r = ledger.reserve([shared], 997, 60)
+            except LimitReached:
+                continue
+            ledger.settle(r, 997)
+            with lock:
+                admitted.append(r.id)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 100_000 // 997
+    assert ledger.usage(shared).spent_nanousd == len(admitted) * 997 <= 100_000
+    ledger.close()
+
+
+def test_sqlite_migrations_are_pinned_and_apply_once(tmp_path: Path) -> None:
+    assert [(name, migration_hash(sql)) for name, sql in MIGRATIONS] == PINNED
+    path = tmp_path / "b.db"
+    for _ in range(2):
+        ledger = SQLiteLedger(path)
+        ledger.usage(key("a", 1))
+        ledger.close()
+    with sqlite3.connect(path) as raw:
+        names = [n for (n,) in raw.execute("SELECT name FROM budget_schema_migrations")]
+    raw.close()
+    assert names == [name for name, _ in MIGRATIONS]
+
+
+def test_the_ledger_may_share_the_store_file(tmp_path: Path) -> None:
+    from costlens.store.sqlite import SQLiteStore
+    from costlens.usage import CallRecord
+
+    path = tmp_path / "shared.db"
+    store, ledger = SQLiteStore(path), SQLiteLedger(path)
+    store.append([CallRecord("openai", "chat", "m")])
+    ledger.settle(ledger.reserve([key("a", 10)], 5, 60), 5)
+    assert len(list(store.iter_records())) == 1 and ledger.usage(key("a", 10)).spent_nanousd == 5
+    store.close()
+    ledger.close()
+
+
+def test_a_ledger_from_a_newer_costlens_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    SQLiteLedger(path).usage(key("a", 1))
+    with sqlite3.connect(path) as raw:
+        raw.execute("INSERT INTO budget_schema_migrations VALUES ('9999_future', 'later')")
+    raw.close()
+    with pytest.raises(ConfigError, match=r"9999_future.*upgrade costlens"):
+        SQLiteLedger(path).usage(key("a", 1))
+
+
+def test_an_unreachable_sqlite_ledger_raises_ledger_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    ledger = SQLiteLedger(blocker / "budgets.db")
+    with pytest.raises(LedgerUnavailable, match="not-a-folder"):
+        ledger.reserve([key("a", 10)], 1, 60)
+
+
+def test_open_ledger_by_url(tmp_path: Path) -> None:
+    assert isinstance(open_ledger("memory://"), MemoryLedger)
+    ledger = open_ledger(f"sqlite://{tmp_path / 'x.db'}")
+    assert isinstance(ledger, SQLiteLedger) and ledger.url == f"sqlite://{tmp_path / 'x.db'}"
+    with pytest.raises(ConfigError, match="unknown ledger URL"):
+        open_ledger("postgres://nowhere")
+    with pytest.raises(ConfigError, match="name a file"):
+        open_ledger("sqlite://:memory:")
