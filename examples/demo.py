@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import openai
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import costlens
+from costlens.budgets import Alert, configure_budgets, flush_alerts
 from costlens.testing import fake_provider_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +58,9 @@ def replay_one(client: openai.OpenAI, model: str, row: TraceRow) -> None:
         "x-fake-output-tokens": str(row.output_tokens),
         "x-fake-stream-deltas": "8",
     }
-    messages = [{"role": "user", "content": f"{row.feature} request"}]
+    # A prompt of exactly the trace's input tokens, so the budget's worst-case reservation counts
+    # them (the header still makes the fake report the exact figure).
+    messages = [{"role": "user", "content": " ".join(["tok"] * row.input_tokens)}]
     with costlens.tags(feature=row.feature, project="demo"):
         if row.feature == "conversation":
             stream = client.chat.completions.create(
@@ -80,6 +84,42 @@ def _chunks(rows: list[TraceRow], n: int) -> Iterator[list[TraceRow]]:
         yield rows[start : start + size]
 
 
+blocked: dict[str, int] = {}
+
+BUDGETS_TOML = """\
+# The demo's budgets (the format of $COSTLENS_BUDGETS / `costlens budgets set`).
+[[budgets]]
+name = "conversation-mini"            # conversation on gpt-4o-mini: $3.00 a day, then gpt-4.1-nano
+limit_usd = "3.00"
+window = "day"
+scope = { feature = "conversation", model = "gpt-4o-mini" }
+mode = "downgrade"
+downgrade_to = "gpt-4.1-nano"
+
+[[budgets]]
+name = "conversation-daily"           # all conversation: $4.00 a day, then calls are refused
+limit_usd = "4.00"
+window = "day"
+scope = { feature = "conversation" }
+mode = "block"
+"""
+
+
+def add_budgets(console: Console) -> Path:
+    """Budgets on the conversation feature that the trace exceeds; alerts printed as they fire."""
+    path = ROOT / ".costlens" / "demo-budgets.toml"
+    ledger = ROOT / ".costlens" / "demo-budgets.db"
+    path.write_text(BUDGETS_TOML)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+
+    def show(alert: Alert) -> None:
+        console.print(f"[bold yellow]budget alert[/] {alert.message}")
+
+    configure_budgets(file=path, ledger=f"sqlite://{ledger}", sinks=[show])
+    return path
+
+
 def replay(rows: list[TraceRow], base_url: str, model: str, workers: int, console: Console) -> None:
     client = costlens.track(
         openai.OpenAI(base_url=base_url, api_key="demo-key", max_retries=0), provider="openai"
@@ -91,7 +131,11 @@ def replay(rows: list[TraceRow], base_url: str, model: str, workers: int, consol
 
         def work(part: list[TraceRow]) -> None:
             for i, row in enumerate(part, 1):
-                replay_one(client, model, row)
+                try:
+                    replay_one(client, model, row)
+                except costlens.BudgetExceeded:
+                    with lock:
+                        blocked[row.feature] = blocked.get(row.feature, 0) + 1
                 if i % 100 == 0 or i == len(part):
                     with lock:
                         progress.update(task, advance=100 if i % 100 == 0 else i % 100)
@@ -118,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(f"{db}{suffix}").unlink(missing_ok=True)  # a fresh replay each run
     costlens.configure(store=args.store, durability="async")
 
+    budgets_file = add_budgets(console)
     rows = load_trace(args.limit)
     console.print(
         f"[bold]costlens demo[/]: {len(rows):,} real requests (Azure LLM trace 2023) as {args.model}"
@@ -125,13 +170,54 @@ def main(argv: list[str] | None = None) -> int:
     with fake_provider_process() as fake:
         replay(rows, fake.openai_base_url, args.model, args.workers, console)
     costlens.flush()
+    flush_alerts()
 
     from costlens.cli import app
 
-    for by in (["feature"], ["model", "feature"]):
+    console.print(f"Calls refused by budgets: {blocked or 'none'}")
+    ledger_url = f"sqlite://{ROOT / '.costlens' / 'demo-budgets.db'}"
+    app(["budgets", "status", "--file", str(budgets_file), "--ledger", ledger_url], standalone_mode=False)
+
+    for by in (["feature"], ["model", "feature"], ["status", "feature"]):
         flags = [f for key in by for f in ("--by", key)]
         app(["report", *flags, "--store", args.store, "--since", "1d"], standalone_mode=False)
+    roi_verdict(args.store, console)
     return 0
+
+
+def trace_span(feature: str) -> timedelta:
+    with TRACES[feature].open(newline="") as f:
+        stamps = [row["TIMESTAMP"][:26] for row in csv.DictReader(f)]
+    return datetime.fromisoformat(stamps[-1]) - datetime.fromisoformat(stamps[0])
+
+
+def roi_verdict(store_url: str, console: Console) -> None:
+    """Should the code feature be fine-tuned? Volume, tokens and prices come from the calls just recorded."""
+    import tomllib
+
+    from costlens.roi import plan, scenario_from_usage, usage_profile
+    from costlens.store import open_store
+
+    assumptions = tomllib.loads((ROOT / "examples/roi/from_usage/assumptions.toml").read_text())
+    store = open_store(store_url)
+    try:
+        # The replay squeezes the trace's hour into a minute or two; measure volume over the hour the
+        # trace really spans, so requests/month reflect production traffic, not replay speed.
+        first = next(store.iter_records(where={"feature": "code"}, limit=1)).started_at
+        profile = usage_profile(store, "code", since=first, until=first + trace_span("code"))
+        until = first + trace_span("code")
+    finally:
+        store.close()
+    result = plan(scenario_from_usage(profile, assumptions))
+    console.rule("ROI: keep prompting or fine-tune the code feature?")
+    console.print(f"[bold]{result.recommendation.headline}[/]")
+    for rule in result.recommendation.fired():
+        console.print(f"  - {rule.id}: {rule.text}")
+    console.print(
+        f"Full plan: costlens roi from-usage --feature code --since {first:%Y-%m-%dT%H:%M:%S} "
+        f"--until {until:%Y-%m-%dT%H:%M:%S} --store {store_url} "
+        "--assumptions examples/roi/from_usage/assumptions.toml --report roi.md --plot roi.png"
+    )
 
 
 if __name__ == "__main__":

@@ -207,7 +207,7 @@ def run_import(
     *,
     pricing: Pricing,
     on_error: OnError,
-    batch_size: int = 5000,
+    batch_size: int = 2000,
     progress: Progress | None = None,
 ) -> ImportResult:
     """Parse `path` with `parse`, price, write; see the module docstring for the rules."""

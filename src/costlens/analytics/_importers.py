@@ -107,7 +107,7 @@ def import_file(
     pricing: Pricing = "auto",
     on_error: OnError = "reject",
     source: str | None = None,
-    batch_size: int = 5000,
+    batch_size: int = 2000,
     progress: Progress | None = None,
 ) -> ImportResult:
     """Import one file into `store`; see `costlens.analytics` for the formats and the rules.

@@ -28,6 +28,7 @@ _CORE = (
 )  # fmt: skip
 _EXTRA = ("ended_at_us", "latency_ms", "ttft_ms", "trace_id", "span_id")
 _NO_EXTRA = (None, None, None, None, None)
+_Extra = tuple[datetime | None, float | None, float | None, str | None, str | None]
 _VAR = _CORE + _EXTRA
 _DIM = (
     "provider", "operation", "request_model", "response_model", "price_known", "price_version", "status",
@@ -36,6 +37,7 @@ _DIM = (
 )  # fmt: skip
 #: Every column of `calls` this version writes.
 COLUMNS = _VAR + _DIM
+_PRICE_KNOWN_AT, _STREAM_AT, _TAGS_AT = _DIM.index("price_known"), _DIM.index("stream"), _DIM.index("tags")
 _STAGE = "costlens_stage"
 _DIMS = "costlens_dims"
 _CREATE = (
@@ -141,43 +143,49 @@ def _split(
     records: Sequence[CallRecord],
 ) -> tuple[list[tuple[object, ...]], bool, dict[tuple[object, ...], int], dict[str, Mapping[str, str]]]:
     """Stage rows (core values, plus the extras when `wide`), distinct dims (-> dim number), and
-    the tags dict of every tags text seen."""
+    the tags dict of every tags text seen. The hot loop of every write: kept lean on purpose."""
     cores: list[tuple[object, ...]] = []
-    extras: list[tuple[object, ...]] = []
+    extras: list[_Extra] = []
     wide = False
     dims: dict[tuple[object, ...], int] = {}
     texts: dict[int, str] = {}  # id(tags dict) -> text; the records keep their dicts alive meanwhile
     by_items: dict[tuple[tuple[str, object], ...], str] = {}
     tag_dicts: dict[str, Mapping[str, str]] = {}
     for r in records:
-        text = texts.get(id(r.tags))
+        tags = r.tags
+        text = texts.get(id(tags))
         if text is None:
-            text = texts[id(r.tags)] = _text_of(r.tags, by_items)
-            tag_dicts.setdefault(text, r.tags)
-        budgets = dumps(r.budgets) if r.budgets else "[]"
+            text = texts[id(tags)] = _text_of(tags, by_items)
+            tag_dicts.setdefault(text, tags)
+        route, budgets, content = r.route, r.budgets, r.content
         dim_key = (
-            r.provider, r.operation, r.request_model, r.response_model, int(r.price_known), r.price_version,
-            r.status, r.error_type, r.http_status, int(r.stream), r.service_tier, text,
-            _json_or_none(r.route), budgets, _json_or_none(r.content),
+            r.provider, r.operation, r.request_model, r.response_model, r.price_known, r.price_version,
+            r.status, r.error_type, r.http_status, r.stream, r.service_tier, text,
+            None if route is None else dumps(route), dumps(budgets) if budgets else "[]",
+            None if content is None else dumps(content),
         )  # fmt: skip
         dim = dims.get(dim_key)
         if dim is None:
             dim = dims[dim_key] = len(dims)
-        tokens = (
-            r.input_tokens,
-            r.output_tokens,
-            r.cache_read_tokens,
-            r.cache_write_tokens,
-            r.reasoning_tokens,
-        )
-        cores.append((dim, r.id, _micros(r.started_at), *tokens, r.cost_nanousd, int(r.estimated)))
-        ended = r.ended_at
-        extra = (None if ended is None else _micros(ended), r.latency_ms, r.ttft_ms, r.trace_id, r.span_id)
+        started = r.started_at
+        micros = (started - _EPOCH) // _MICRO if started.tzinfo else _micros(started)
+        core = (
+            dim, r.id, micros, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,
+            r.reasoning_tokens, r.cost_nanousd, 1 if r.estimated else 0,
+        )  # fmt: skip
+        cores.append(core)
+        extra = (r.ended_at, r.latency_ms, r.ttft_ms, r.trace_id, r.span_id)
         extras.append(extra)
-        wide = wide or extra != _NO_EXTRA
+        if not wide and extra != _NO_EXTRA:
+            wide = True
     if wide:
-        cores = [core + extra for core, extra in zip(cores, extras, strict=True)]
+        cores = [(*core, *_extra_values(extra)) for core, extra in zip(cores, extras, strict=True)]
     return cores, wide, dims, tag_dicts
+
+
+def _extra_values(extra: _Extra) -> tuple[object, ...]:
+    ended, latency, ttft, trace_id, span_id = extra
+    return (None if ended is None else _micros(ended), latency, ttft, trace_id, span_id)
 
 
 def _tagset_id(
@@ -215,10 +223,12 @@ def write_batch(
     if not records:
         return 0
     stage, wide, dims, tag_dicts = _split(records)
-    dim_rows = [
-        (dim, *key, _tagset_id(conn, str(key[11]), tag_dicts[str(key[11])], cache, fresh))
-        for key, dim in dims.items()
-    ]
+    dim_rows = []
+    for key, dim in dims.items():
+        text = str(key[_TAGS_AT])
+        row = list(key)
+        row[_PRICE_KNOWN_AT], row[_STREAM_AT] = int(bool(row[_PRICE_KNOWN_AT])), int(bool(row[_STREAM_AT]))
+        dim_rows.append((dim, *row, _tagset_id(conn, text, tag_dicts[text], cache, fresh)))
     conn.executemany(_INSERT_DIMS, dim_rows)
     conn.executemany(_INSERT_STAGE if wide else _INSERT_CORE, stage)
     watermark = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM calls").fetchone()[0]

@@ -33,6 +33,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Range where datetime arithmetic is safe in any zone (a day inside year 1 and year 9999).
 _MIN_US = (datetime(1, 1, 2, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _MAX_US = (datetime(9999, 12, 30, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_TABLE_FROM = (datetime(1970, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_TABLE_TO = (datetime(2050, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _Y1900 = (datetime(1900, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _Y2100 = (datetime(2100, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 
@@ -99,8 +101,10 @@ def offset_segments(zone_name: str, lo_us: int, hi_us: int) -> tuple[tuple[int, 
     lo, hi = max(lo_us, _MIN_US), min(max(hi_us, lo_us), _MAX_US)
     if zone is UTC:
         return ((lo, 0),)
-    # One table of changes per zone over 1900-2100, found once per process (about 0.1 s).
-    changes = _changes(zone, min(lo - lo % _DAY_US, _Y1900), max(hi - hi % _DAY_US + _DAY_US, _Y2100))
+    # One table of changes per zone, found once per process: 1970-2050, else 1900-2100, else the range.
+    start = _TABLE_FROM if lo >= _TABLE_FROM else min(lo - lo % _DAY_US, _Y1900)
+    end = _TABLE_TO if hi < _TABLE_TO else max(hi - hi % _DAY_US + _DAY_US, _Y2100)
+    changes = _changes(zone, start, end)
     first = [offset for start, offset in changes if start <= lo][-1]
     return ((lo, first), *((start, offset) for start, offset in changes if lo < start <= hi))
 

@@ -226,7 +226,10 @@ class SQLiteStore:
         if not q.time_keys or q.timezone == "UTC":
             return ((0, 0),)
         if lo is None or hi is None:
-            first, last = conn.execute("SELECT MIN(started_at_us), MAX(started_at_us) FROM calls").fetchone()
+            # Two subqueries: SQLite answers a lone MIN or MAX from the index, not both in one SELECT.
+            first, last = conn.execute(
+                "SELECT (SELECT MIN(started_at_us) FROM calls), (SELECT MAX(started_at_us) FROM calls)"
+            ).fetchone()
             lo = lo if lo is not None else (first if first is not None else 0)
             hi = hi if hi is not None else (last if last is not None else 0)
         return offset_segments(q.timezone, lo, hi)
