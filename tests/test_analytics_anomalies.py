@@ -166,3 +166,46 @@ def test_anomaly_as_dict_is_flat() -> None:
         {"model": "a"}, "spend", START, Decimal(2), Decimal(1), 5.0, 3, Decimal(2), ({"id": "x"},)
     )
     assert anomaly.as_dict()["top_call_ids"] == ["x"]
+
+
+def test_budget_sinks_take_anomalies(caplog: pytest.LogCaptureFixture) -> None:
+    """Anomaly alerts use the same sinks as budgets: logging, webhook (local receiver) and Slack."""
+    import http.server
+    import json
+    import threading
+
+    from costlens.budgets import LoggingSink, SlackSink, WebhookSink
+
+    bodies: list[dict[str, object]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        anomaly = Anomaly(
+            {"model": "a"}, "spend", START, Decimal(9), Decimal(1), 7.5, 3, Decimal(9), ({"id": "x"},)
+        )
+        with caplog.at_level(logging.WARNING, logger="costlens.budgets"):
+            delivered = notify(
+                [anomaly], [LoggingSink(), WebhookSink(url, retries=0), SlackSink(url, retries=0)]
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert delivered == 3
+    assert "costlens anomaly alert: spend spike for model=a" in caplog.text
+    webhook, slack = bodies
+    assert webhook["type"] == "costlens.anomaly_alert"
+    assert webhook["alert"]["top_call_ids"] == ["x"]  # type: ignore[index]
+    assert "spend spike for model=a" in str(slack["text"])

@@ -221,3 +221,33 @@ def test_help_lists_the_commands() -> None:
         assert command in text
     for command in ("forecast", "anomalies", "reprice"):
         assert "--format" in ok(command, "--help").stdout
+
+
+def test_export_to_an_otlp_receiver(db: str) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    paths: list[str] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            paths.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        result = ok("export", "--store", db, "--format", "otlp", "--endpoint", url, "--since", "7d")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "18 calls sent to" in result.stderr  # days 1-6, three calls a day
+    assert {"/v1/traces", "/v1/metrics"} <= set(paths)

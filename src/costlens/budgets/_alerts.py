@@ -102,7 +102,12 @@ class LoggingSink:
         self.level = level
         self.name = name
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert | Mapping[str, Any]) -> None:
+        if isinstance(alert, Mapping):  # an analytics event, e.g. an anomaly
+            self.logger.log(
+                self.level, "costlens %s alert: %s", alert.get("kind", "event"), alert.get("message")
+            )
+            return
         self.logger.log(self.level, "costlens budget alert: %s", alert.message)
 
 
@@ -132,10 +137,12 @@ class WebhookSink:
         self.name = name
         self._stop = threading.Event()
 
-    def payload(self, alert: Alert) -> dict[str, Any]:
+    def payload(self, alert: Alert | Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(alert, Mapping):  # analytics events (anomalies) use the same sinks
+            return {"type": f"costlens.{alert.get('kind', 'event')}_alert", "alert": dict(alert)}
         return {"type": "costlens.budget_alert", "alert": alert.as_dict()}
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert | Mapping[str, Any]) -> None:
         data = json.dumps(self.payload(alert)).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "costlens", **self.headers}
         for attempt in range(self.retries + 1):
@@ -147,10 +154,10 @@ class WebhookSink:
             if attempt < self.retries and self._stop.wait(self.backoff_s * 2**attempt):
                 break
         log.warning(
-            "costlens: budget alert webhook %s failed (%s); alert dropped: %s",
+            "costlens: alert webhook %s failed (%s); alert dropped: %s",
             self.url,
             problem,
-            alert.message,
+            alert.get("message") if isinstance(alert, Mapping) else alert.message,
         )
 
     def _post(self, data: bytes, headers: dict[str, str]) -> str | None:
@@ -174,7 +181,10 @@ class WebhookSink:
 class SlackSink(WebhookSink):
     """A Slack-compatible incoming-webhook message: `text` (the fallback) and `blocks`."""
 
-    def payload(self, alert: Alert) -> dict[str, Any]:
+    def payload(self, alert: Alert | Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(alert, Mapping):  # an analytics event, e.g. an anomaly
+            text = f":chart_with_upwards_trend: *costlens*: {alert.get('message')}"
+            return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
         icon = {"threshold": ":warning:", "forecast": ":crystal_ball:", "exhausted": ":no_entry:"}[alert.kind]
         fields = [
             f"*Budget*\n`{alert.key}`",
