@@ -109,6 +109,7 @@ def add_budgets(console: Console) -> Path:
     """Budgets on the conversation feature that the trace exceeds; alerts printed as they fire."""
     path = ROOT / ".costlens" / "demo-budgets.toml"
     ledger = ROOT / ".costlens" / "demo-budgets.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(BUDGETS_TOML)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{ledger}{suffix}").unlink(missing_ok=True)
