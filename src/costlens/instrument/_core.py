@@ -236,18 +236,39 @@ def _http_status(error: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+# (provider, answered model, requested model) -> the model to price, asked of the catalogue once;
+# forgotten when the catalogue is replaced (overrides reloaded).
+_price_model: dict[tuple[str, str | None, str], str] = {}
+_price_model_catalogue: list[object] = [None]
+
+
 def _price(record: CallRecord, usage: Usage) -> None:
     from costlens.pricing import cost, get_catalogue
 
-    model = record.response_model or record.request_model
-    if model != record.request_model and get_catalogue().resolve(record.provider, model) is None:
-        # Azure answers with the real model name, while an OpenAI-compatible server may answer
-        # with a name no catalogue knows although the requested one is priced.
-        model = record.request_model
+    catalogue = get_catalogue()
+    if _price_model_catalogue[0] is not catalogue:
+        _price_model.clear()
+        _price_model_catalogue[0] = catalogue
+    key = (record.provider, record.response_model, record.request_model)
+    model = _price_model.get(key)
+    if model is None:
+        model = _price_model[key] = _model_to_price(*key)
     priced = cost(
         usage, provider=record.provider, model=model, at=record.started_at, service_tier=record.service_tier
     )
     record.set_cost(priced)
+
+
+def _model_to_price(provider: str, response_model: str | None, request_model: str) -> str:
+    """Azure answers with the real model name, while an OpenAI-compatible server may answer with a
+    name no catalogue knows although the requested one is priced: use the one that is known."""
+    from costlens.pricing import get_catalogue
+
+    if not response_model or response_model == request_model:
+        return request_model
+    if get_catalogue().resolve(provider, response_model) is None:
+        return request_model
+    return response_model
 
 
 def _emit(record: CallRecord) -> None:

@@ -71,6 +71,17 @@ def _int(value: Any) -> int:
 
 def chat_usage(usage: Any) -> Usage:
     """Usage of chat completions (`prompt_tokens` include cached ones, `completion_tokens` reasoning)."""
+    if isinstance(usage, BaseModel):  # the SDK's own model: plain attribute reads, the hot path
+        prompt, completion = usage.prompt_tokens, usage.completion_tokens  # type: ignore[attr-defined]
+        p_details = usage.prompt_tokens_details  # type: ignore[attr-defined]
+        c_details = usage.completion_tokens_details  # type: ignore[attr-defined]
+        return Usage(
+            input_tokens=_int(prompt),
+            output_tokens=_int(completion),
+            cache_read_tokens=_int(p_details.cached_tokens) if p_details is not None else 0,
+            cache_write_tokens=_int(getattr(p_details, "cache_write_tokens", None)),
+            reasoning_tokens=_int(c_details.reasoning_tokens) if c_details is not None else 0,
+        )
     return Usage(
         input_tokens=_int(_get(usage, "prompt_tokens")),
         output_tokens=_int(_get(usage, "completion_tokens")),
