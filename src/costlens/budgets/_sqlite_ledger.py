@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from costlens.budgets._ledger import (
     new_reservation_id,
     now_us,
 )
+from costlens.store.sqlite import enable_wal
 
 __all__ = ["MIGRATIONS", "SQLiteLedger", "from_url"]
 
@@ -143,7 +143,7 @@ class SQLiteLedger:
         try:
             with self._write:  # switching a new file to WAL wants it to itself: not while we write
                 conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-                _enable_wal(conn, self._busy_timeout_s)
+                enable_wal(conn, self._busy_timeout_s)
                 conn.execute("PRAGMA synchronous = NORMAL")
         except BaseException:
             conn.close()
@@ -272,22 +272,6 @@ class SQLiteLedger:
             return int(a + b)
 
         return self._run(run)
-
-
-def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
-    """Switch the file to WAL. On a new file opened by several processes at once SQLite answers
-    "database is locked" at once instead of waiting (the switch needs the file to itself), so retry."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.001
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from costlens.store._sqlwrite import TagsetCache, prepare, write_batch
 from costlens.store._time import HOUR_US, hour_aligned, offset_segments
 from costlens.usage import CallRecord, Status
 
-__all__ = ["SQLiteStore", "from_url"]
+__all__ = ["SQLiteStore", "enable_wal", "from_url"]
 
 _COLUMNS = (
     "id", "started_at_us", "ended_at_us", "latency_ms", "ttft_ms", "provider", "operation",
@@ -115,7 +116,7 @@ class SQLiteStore:
             )
             self._conns.append((threading.current_thread(), conn))
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        enable_wal(conn, self._busy_timeout_s)
         # WAL + NORMAL: a committed write survives an application crash; only an OS crash or
         # power loss may drop the last commits (the file never corrupts).
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -376,3 +377,19 @@ def from_url(url: str) -> SQLiteStore:
             "(use memory:// for an in-process store)"
         )
     return SQLiteStore(path)
+
+
+def enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch the file to WAL. On a new file opened by several processes at once SQLite answers
+    "database is locked" at once instead of waiting (the switch needs the file to itself), so retry."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
