@@ -129,3 +129,27 @@ def test_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     assert child.exitcode == 0
     assert {r.request_model for r in store.iter_records()} == {"parent", "child"}
     store.close()
+
+
+def test_enable_wal_retries_while_another_process_holds_a_new_file() -> None:
+    """A new file opened by several processes at once answers "locked" at once; the switch retries."""
+    import sqlite3
+
+    from costlens.store.sqlite import enable_wal
+
+    class Flaky:
+        def __init__(self, failures: int, message: str = "database is locked") -> None:
+            self.failures, self.message, self.calls = failures, message, 0
+
+        def execute(self, sql: str) -> None:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise sqlite3.OperationalError(self.message)
+
+    flaky = Flaky(3)
+    enable_wal(flaky, timeout_s=5)  # type: ignore[arg-type]
+    assert flaky.calls == 4
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        enable_wal(Flaky(1, "disk I/O error"), timeout_s=5)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        enable_wal(Flaky(10**6), timeout_s=0.05)  # type: ignore[arg-type]
