@@ -22,8 +22,9 @@ from rich.table import Table
 
 import costlens
 from bench_tracking import MESSAGES, _interleaved, _p, _paired_added
-from costlens.budgets import Budget, BudgetKey, Ledger, MemoryLedger, configure_budgets, reset_budgets
+from costlens.budgets import Budget, BudgetKey, Ledger, MemoryLedger
 from costlens.budgets._sqlite_ledger import SQLiteLedger
+from costlens.config import configure_budgets, reset_budgets
 from costlens.testing import fake_provider_process
 
 PAIRS = 5000

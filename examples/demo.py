@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import costlens
-from costlens.budgets import Alert, configure_budgets, flush_alerts
+from costlens.budgets import Alert
+from costlens.config import configure_budgets, flush_alerts
 from costlens.testing import fake_provider_process
 
 ROOT = Path(__file__).resolve().parent.parent

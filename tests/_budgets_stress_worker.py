@@ -18,16 +18,9 @@ import anthropic
 import openai
 
 import costlens
-from costlens.budgets import (
-    Alert,
-    Budget,
-    BudgetKey,
-    BudgetUnavailable,
-    configure_budgets,
-    open_ledger,
-    reset_budgets,
-)
+from costlens.budgets import Alert, Budget, BudgetKey, BudgetUnavailable, open_ledger
 from costlens.budgets._window import LIFETIME_SINCE_US
+from costlens.config import configure_budgets, reset_budgets
 
 USERS = [f"u{i}" for i in range(6)]
 

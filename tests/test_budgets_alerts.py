@@ -17,20 +17,10 @@ import openai
 import pytest
 
 import costlens
-from costlens.budgets import (
-    Alert,
-    Budget,
-    BudgetEngine,
-    CallbackSink,
-    LoggingSink,
-    SlackSink,
-    WebhookSink,
-    configure_budgets,
-    flush_alerts,
-    reset_budgets,
-)
+from costlens.budgets import Alert, Budget, BudgetEngine, CallbackSink, LoggingSink, SlackSink, WebhookSink
 from costlens.budgets._alerts import AlertDispatcher
 from costlens.budgets._sqlite_ledger import SQLiteLedger
+from costlens.config import configure_budgets, flush_alerts, reset_budgets
 from costlens.testing import FakeProvider, FixedClock
 from tests.conftest import Recorded
 

@@ -16,17 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import costlens
-from costlens.budgets import (
-    Budget,
-    BudgetEngine,
-    BudgetKey,
-    BudgetUnavailable,
-    UnknownPriceBlocked,
-    configure_budgets,
-    get_engine,
-    reset_budgets,
-)
-from costlens.instrument._core import CallState, Request
+from costlens.budgets import Budget, BudgetEngine, BudgetKey, BudgetUnavailable, UnknownPriceBlocked
+from costlens.config import configure_budgets, get_engine, reset_budgets
+from costlens.budgets import BudgetStep
+from costlens.pipeline import Pipeline, Request
 from costlens.pricing import estimate_max_cost
 from costlens.testing import FakeProvider, FakeUsage, Fault
 from tests.conftest import Recorded
@@ -187,11 +180,14 @@ def test_downgrade_calls_the_cheaper_model_and_records_the_route(
     assert reply.model.startswith("gpt-4o-mini")
     first, second = recorded.all()
     assert first.route is None and first.request_model == "gpt-4o"
-    assert second.request_model == "gpt-4o-mini"
+    # request_model keeps what the caller asked; the answering model and the change are recorded
+    assert second.request_model == "gpt-4o"
+    assert second.response_model is not None and second.response_model.startswith("gpt-4o-mini")
     assert second.route == {
         "policy": "budget-downgrade",
         "from": "gpt-4o",
         "to": "gpt-4o-mini",
+        "reason": "limit reached",
         "budget": "4o-daily",
     }
     assert second.budgets[0]["outcome"] == "downgraded"
@@ -243,7 +239,7 @@ def test_warn_lets_calls_through_and_charges_them(
     assert all(r.status == "ok" for r in recorded.all())
     spent = _spent(engine, "watch")[0]
     assert spent == sum(r.cost_nanousd or 0 for r in recorded.all()) > engine.budgets[0].limit_nanousd
-    costlens.budgets.flush_alerts()
+    costlens.config.flush_alerts()
     assert sorted(a.threshold_pct for a in alerts if a.kind == "threshold") == [50, 80, 100]
 
 
@@ -435,7 +431,7 @@ def test_costlens_budget_defines_and_enforces_with_the_default_ledger(
     assert engine is not None and engine.ledger.url.endswith("budgets.db")
     with pytest.raises(costlens.BudgetExceeded, match="quick"):
         _chat(_oa(fake))
-    costlens.budgets.remove_budget("quick")
+    costlens.config.remove_budget("quick")
     _chat(_oa(fake))
 
 
@@ -453,8 +449,11 @@ def test_costlens_budgets_env_names_the_file_read_on_the_first_call(
         _chat(_oa(fake))
     monkeypatch.setenv("COSTLENS_BUDGETS", str(tmp_path / "missing.toml"))
     reset_budgets()
-    with pytest.raises(costlens.ConfigError, match=r"missing\.toml.*does not exist"):
+    # budgets promise only BudgetExceeded / BudgetUnavailable out of a call: fail closed, naming the file
+    with pytest.raises(costlens.BudgetUnavailable, match=r"missing\.toml.*does not exist") as info:
         _chat(_oa(fake))
+    assert info.value.file is not None and info.value.file.endswith("missing.toml")
+    assert fake.requests == [] and [r.status for r in recorded.all()] == ["blocked", "blocked"]
 
 
 def test_a_budgets_file_in_the_data_folder_is_read(
@@ -497,6 +496,7 @@ def test_a_call_is_admitted_iff_every_enclosing_budget_has_room(
     budgets = [Budget(f"b{i}", limit_usd=f"{limit / 1e9:.9f}" if limit else "0.000000001", scope=scope)
                for i, (scope, limit) in enumerate(defs)]  # fmt: skip
     engine = BudgetEngine(budgets, ledger="memory://")
+    pipeline = Pipeline({"budget": BudgetStep(engine)})
     spent: dict[str, int] = {}
     for tags, max_tokens, pct in calls:
         keys = []
@@ -506,26 +506,25 @@ def test_a_call_is_admitted_iff_every_enclosing_budget_has_room(
                 keys.append((b, b.name + (f"[{stars}]" if stars else "")))
         worst = _worst("gpt-4o-mini", max_tokens)
         fits = all(spent.get(k, 0) + worst <= b.limit_nanousd for b, k in keys)
-        call = _call_state(tags, max_tokens)
         try:
-            engine.admit(call, SimpleNamespace(json_data=call.request.body, extra_json=None))
+            call = pipeline.start(_request(tags, max_tokens))
         except costlens.BudgetExceeded:
             assert not fits
             continue
         assert fits
         assert [e["key"] for e in call.record.budgets] == [k for _, k in keys]
-        if call.budget is not None:
-            call.record.cost_nanousd = worst * pct // 100
-            call.budget.finish(call)
-            for _, k in keys:
-                spent[k] = spent.get(k, 0) + worst * pct // 100
+        call.usage = costlens.Usage(input_tokens=pct // 10)  # at most 10 tokens: under the worst case
+        pipeline.finish(call)  # prices the call; the budget step's after-half settles that price
+        charged = call.record.cost_nanousd
+        assert charged is not None and charged <= worst
+        for _, k in keys:
+            spent[k] = spent.get(k, 0) + charged
+        assert all(e["outcome"] == "settled" for e in call.record.budgets)
 
 
-def _call_state(tags: dict[str, str], max_tokens: int) -> CallState:
-    from costlens.instrument.openai import OpenAIAdapter
-
+def _request(tags: dict[str, str], max_tokens: int) -> Request:
     body = {"model": "gpt-4o-mini", "messages": MSG, "max_tokens": max_tokens}
-    return CallState(OpenAIAdapter(), "openai", Request("chat", body, False), tags)
+    return Request.of("openai", "chat", body, tags=tags)
 
 
 def test_downgrade_chains_end_and_never_cycle(fake: FakeProvider, recorded: Recorded, budgets: Make) -> None:

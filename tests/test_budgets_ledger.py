@@ -3,7 +3,11 @@ reservations, TTL expiry, settle/release, once-only alerts; plus SQLite's migrat
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from costlens._errors import ConfigError
-from costlens.budgets import BudgetKey, Ledger, LedgerUnavailable, LimitReached, MemoryLedger, open_ledger
+from costlens.budgets import (
+    BudgetKey,
+    Ledger,
+    LedgerUnavailable,
+    LimitReached,
+    MemoryLedger,
+    Spent,
+    _ledger,
+    open_ledger,
+    register_ledger,
+)
 from costlens.budgets._ledger import HISTORY_BUCKET_US, now_us
 from costlens.budgets._sqlite_ledger import MIGRATIONS, SQLiteLedger
 from costlens.store._migrations import migration_hash
@@ -22,7 +36,11 @@ from costlens.store._migrations import migration_hash
 T0 = datetime(2025, 6, 1, 12, tzinfo=UTC)
 
 # Append a line when you append a migration. NEVER edit a line: the SQL has shipped to user files.
-PINNED = [("0001_create_budget_ledger", "6531385414c8109116075e797605cb54b97e6a7ae4b5d564b9c21dc0f1658e73")]
+PINNED = [
+    ("0001_create_budget_ledger", "6531385414c8109116075e797605cb54b97e6a7ae4b5d564b9c21dc0f1658e73"),
+    ("0002_expired_reservations", "180d88fb6256ec2f26b149f2fb7df63f0827fd166c197bae5a0aa4c1f991aca0"),
+    ("0003_budget_limits", "5145b0db602a93ae4fc889e623edaed8ff437411b9e713592dd19ab5a5baccc5"),
+]
 
 
 def key(name: str, limit: int, *, since: int = 0, bucket: int = 0, enforce: bool = True) -> BudgetKey:
@@ -71,16 +89,85 @@ def test_unenforced_keys_are_charged_but_never_refuse(ledger: Ledger) -> None:
     assert ledger.usage(warn, at=T0).spent_nanousd == 400
 
 
-def test_expired_reservations_count_for_nothing_and_still_settle(ledger: Ledger) -> None:
-    a = key("a", 1000)
-    crashed = ledger.reserve([a], 1000, 10, at=T0)
+def test_an_expired_reservation_is_charged_not_dropped(ledger: Ledger) -> None:
+    """The call may have been billed (the process died, or its settle failed): the limit holds."""
+    a = key("a", 2000)
+    ledger.reserve([a], 1500, 10, at=T0)  # never settled
     with pytest.raises(LimitReached):
-        ledger.reserve([a], 1, 10, at=T0 + timedelta(seconds=9))
+        ledger.reserve([a], 501, 10, at=T0 + timedelta(seconds=9))
     later = T0 + timedelta(seconds=11)
-    assert ledger.usage(a, at=later).reserved_nanousd == 0
+    assert ledger.usage(a, at=later) == Spent(1500, 0)  # spend from its expiry, before anyone moves it
+    with pytest.raises(LimitReached):
+        ledger.reserve([a], 501, 10, at=later)  # it still counts: the limit is never passed
     ledger.reserve([a], 500, 10, at=later)
-    ledger.settle(crashed, 200)  # a late settle still charges
-    assert ledger.usage(a, at=later).spent_nanousd == 200
+    assert ledger.usage(a, at=later) == Spent(1500, 500)  # moved into spend once, not twice
+    assert ledger.recent_spend("a", now_us(T0)) == 1500  # forecasts see it too
+
+
+def test_expiry_charges_every_key_in_the_bucket_it_was_reserved_in(ledger: Ledger) -> None:
+    hour, day = key("hour", 10**6, since=100, bucket=100), key("day", 10**6, since=50, bucket=70)
+    ledger.reserve([hour, day], 700, 10, at=T0)
+    later = T0 + timedelta(seconds=30)
+    ledger.reserve([key("other", 10**6)], 1, 60, at=later)  # notices the expiry
+    assert ledger.usage(hour, at=later).spent_nanousd == 700
+    assert ledger.usage(day, at=later).spent_nanousd == 700
+    assert ledger.usage(key("day", 10**6, since=71, bucket=71), at=later).spent_nanousd == 0
+    assert ledger.usage(key("hour", 10**6, since=101, bucket=101), at=later).spent_nanousd == 0
+    assert ledger.recent_spend("hour", now_us(T0)) == ledger.recent_spend("day", now_us(T0)) == 700
+
+
+def test_a_late_settle_corrects_the_charge_of_an_expired_reservation(ledger: Ledger) -> None:
+    a = key("a", 10**6)
+    late, under = ledger.reserve([a], 1000, 10, at=T0), ledger.reserve([a], 300, 10, at=T0)
+    later = T0 + timedelta(seconds=11)
+    ledger.reserve([a], 1, 60, at=later)  # both expire and are charged: 1300
+    assert ledger.usage(a, at=later).spent_nanousd == 1300
+    ledger.settle(late, 200)  # 1000 reserved -> 200 actual
+    ledger.settle(under, 450)  # more than it reserved: the real cost counts
+    assert ledger.usage(a, at=later).spent_nanousd == 650
+    assert ledger.recent_spend("a", now_us(T0)) == 650
+    ledger.settle(late, 200)  # a retry changes nothing
+    ledger.release(under)
+    assert ledger.usage(a, at=later).spent_nanousd == 650
+
+
+def test_a_late_settle_before_anyone_noticed_the_expiry_charges_once(ledger: Ledger) -> None:
+    a = key("a", 10**6)
+    r = ledger.reserve([a], 1000, 10, at=T0)
+    later = T0 + timedelta(seconds=11)
+    ledger.settle(r, 250)
+    ledger.reserve([a], 1, 60, at=later)  # nothing left to expire
+    assert ledger.usage(a, at=later) == Spent(250, 1)
+
+
+def test_a_late_release_refunds_an_expired_reservation(ledger: Ledger) -> None:
+    a = key("a", 10**6)
+    r = ledger.reserve([a], 1000, 10, at=T0)
+    later = T0 + timedelta(seconds=11)
+    ledger.reserve([a], 1, 60, at=later)
+    assert ledger.usage(a, at=later).spent_nanousd == 1000
+    ledger.release(r)
+    assert ledger.usage(a, at=later).spent_nanousd == 0
+    assert ledger.recent_spend("a", now_us(T0)) == 0
+    ledger.release(r)
+    ledger.settle(r, 70)  # released already: nothing to settle
+    assert ledger.usage(a, at=later).spent_nanousd == 0
+
+
+def test_settle_and_release_are_idempotent(ledger: Ledger) -> None:
+    a = key("a", 10**6)
+    r = ledger.reserve([a], 500, 60, at=T0)
+    ledger.settle(r, 300)
+    ledger.settle(r, 300)  # e.g. a retry after LedgerUnavailable that had in fact committed
+    ledger.settle(r, 999)
+    ledger.release(r)
+    assert ledger.usage(a, at=T0) == Spent(300, 0)
+    assert ledger.recent_spend("a", now_us(T0)) == 300
+    released = ledger.reserve([a], 500, 60, at=T0)
+    ledger.release(released)
+    ledger.release(released)
+    ledger.settle(released, 10)
+    assert ledger.usage(a, at=T0) == Spent(300, 0)
 
 
 def test_buckets_before_the_window_do_not_count(ledger: Ledger) -> None:
@@ -227,3 +314,133 @@ def test_open_ledger_by_url(tmp_path: Path) -> None:
         open_ledger("postgres://nowhere")
     with pytest.raises(ConfigError, match="name a file"):
         open_ledger("sqlite://:memory:")
+
+
+def test_expiry_is_charged_once_by_ledgers_and_threads_that_notice_it_together(tmp_path: Path) -> None:
+    """Two ledgers on one file stand for two processes; each has 4 threads reserving after the expiry."""
+    path = tmp_path / "b.db"
+    ledgers = [SQLiteLedger(path), SQLiteLedger(path)]
+    a = key("a", 10**9)
+    ledgers[0].reserve([a], 1000, 10, at=T0)
+    later = T0 + timedelta(seconds=11)
+    start = threading.Barrier(8)
+
+    def work(ledger: SQLiteLedger) -> None:
+        start.wait()
+        for _ in range(5):
+            ledger.settle(ledger.reserve([a], 10, 60, at=later), 1)
+
+    threads = [threading.Thread(target=work, args=(ledgers[n % 2],)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ledgers[1].usage(a, at=later) == Spent(1000 + 40, 0)
+    assert ledgers[0].recent_spend("a", now_us(T0)) == 1040
+    with sqlite3.connect(path) as raw:
+        history_calls = raw.execute("SELECT SUM(calls) FROM budget_history WHERE key = 'a'").fetchone()
+        left = raw.execute("SELECT COUNT(*) FROM budget_reservations").fetchone()
+    raw.close()
+    assert (history_calls, left) == ((41,), (0,))
+    for ledger in ledgers:
+        ledger.close()
+
+
+def test_two_ledgers_giving_a_budget_different_limits_warn_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "b.db"
+    one, two = SQLiteLedger(path), SQLiteLedger(path)
+    with caplog.at_level(logging.WARNING, logger="costlens"):
+        one.settle(one.reserve([key("shared", 1000), key("other", 7)], 1, 60, at=T0), 1)
+        one.reserve([key("shared", 1000)], 1, 60, at=T0)
+        assert caplog.records == []  # one limit per key so far
+        two.reserve([key("shared", 5000), key("other", 7)], 1, 60, at=T0)
+        two.reserve([key("shared", 5000)], 1, 60, at=T0)
+        one.reserve([key("shared", 1000)], 1, 60, at=T0)  # disagrees again: this process said so already
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "'shared'" in message and "5000" in message and "1000" in message and str(path) in message
+    with sqlite3.connect(path) as raw:
+        stored = dict(raw.execute("SELECT key, limit_nanousd FROM budget_limits").fetchall())
+    raw.close()
+    assert stored == {"shared": 1000, "other": 7}  # the limit last used
+    one.close()
+    two.close()
+
+
+def _open_fds(path: Path) -> int:
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += Path(os.readlink(fd)) == path
+        except OSError:  # closed while listing
+            continue
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_threads_that_ended_leave_no_open_ledger_connection(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    ledger = SQLiteLedger(path)
+    ledger.usage(key("a", 1))
+    one = _open_fds(path)
+    for _ in range(6):
+        t = threading.Thread(target=ledger.usage, args=(key("a", 1),))
+        t.start()
+        t.join()
+    ledger.usage(key("a", 1))
+    t = threading.Thread(
+        target=ledger.usage, args=(key("a", 1),)
+    )  # opening a connection closes the dead ones
+    t.start()
+    t.join()
+    assert _open_fds(path) <= 2 * one
+    ledger.close()
+    assert _open_fds(path) == 0
+
+
+def test_a_closed_sqlite_ledger_is_unavailable_in_every_thread(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "b.db")
+    ledger.usage(key("a", 1))
+    ledger.close()
+    with pytest.raises(LedgerUnavailable, match="closed"):
+        ledger.usage(key("a", 1))
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            ledger.reserve([key("a", 1)], 1, 60)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert [type(e) for e in errors] == [LedgerUnavailable]
+
+
+def test_a_ledger_scheme_may_name_its_factory_by_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_ledger, "_FACTORIES", dict(_ledger._FACTORIES))
+    register_ledger("lite", "costlens.budgets._sqlite_ledger:from_url")
+    made = open_ledger(f"lite://{tmp_path / 'l.db'}")
+    assert isinstance(made, SQLiteLedger) and made.path == tmp_path / "l.db"
+    with pytest.raises(ValueError, match="module:function"):
+        register_ledger("broken", "costlens.budgets._sqlite_ledger")
+
+
+def test_the_ledger_registry_imports_no_backend() -> None:
+    """`_ledger` holds the protocol and the registry; backends import it, never the reverse."""
+    code = (
+        "import sys, costlens.budgets; "
+        "assert 'costlens.budgets._sqlite_ledger' not in sys.modules, 'imported at import'; "
+        "from costlens.budgets import open_ledger; "
+        "assert type(open_ledger('sqlite:///tmp/x/never-opened.db')).__name__ == 'SQLiteLedger'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    source = Path(_ledger.__file__).read_text(encoding="utf-8")
+    assert 'import_module("costlens.budgets._sqlite_ledger")' not in source

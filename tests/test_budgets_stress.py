@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import costlens
-from costlens.budgets import configure_budgets, reset_budgets
+from costlens.config import configure_budgets, reset_budgets
 from costlens.store.sqlite import SQLiteStore
 from costlens.testing import FakeProvider
 from tests import _budgets_stress_worker as worker

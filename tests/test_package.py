@@ -12,6 +12,7 @@ import costlens
 EXPECTED_ALL = {
     "Budget",
     "BudgetExceeded",
+    "BudgetUnavailable",
     "budget",
     "CallRecord",
     "ConfigError",
@@ -20,6 +21,7 @@ EXPECTED_ALL = {
     "Usage",
     "__version__",
     "configure",
+    "configure_budgets",
     "cost",
     "current_tags",
     "flush",

@@ -328,3 +328,64 @@ def test_emitted_records_are_written_at_exit_with_default_config(tmp_path: Path)
     store = SQLiteStore(tmp_path / "home" / "costlens.db")
     assert count(store) == 300
     store.close()
+
+
+def test_the_default_spool_folder_does_not_import_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("COSTLENS_HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(sys.modules, "costlens.config", None)  # importing it now raises ImportError
+    recorder = Recorder(SpyStore(fail_times=1), durability="sync", retries=0)
+    recorder.submit(records(1)[0])  # the store fails: spooled to the default folder
+    assert recorder.spool_dir == tmp_path / "home" / "spool"
+    assert len(list(recorder.spool_dir.glob("*.jsonl"))) == 1
+    assert recorder.spooled == 1
+    recorder.close()
+
+
+def test_flush_returns_false_once_when_records_were_lost(
+    recorders: list[Recorder],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("COSTLENS_STRICT", "0")  # production: the writer thread logs the loss
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    store = SpyStore(fail_times=10**9)
+    recorder = Recorder(store, retries=0, flush_interval_s=3600, spool_dir=not_a_dir / "spool")
+    recorders.append(recorder)
+    for record in records(3):
+        recorder.submit(record)
+    assert recorder.flush(timeout=10) is False
+    assert (recorder.lost, recorder.spooled) == (3, 0)
+    assert "LOST 3 call records" in caplog.text
+    assert recorder.flush(timeout=10) is True  # reported once: nothing lost since
+    store.fail_times = 0
+    for record in records(2):
+        recorder.submit(record)
+    assert recorder.flush(timeout=10) is True
+    assert (recorder.lost, count(store)) == (3, 2)
+
+
+def test_sync_flush_reports_a_loss_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COSTLENS_STRICT", "0")
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    recorder = Recorder(SpyStore(fail_times=1), durability="sync", retries=0, spool_dir=not_a_dir / "s")
+    recorder.submit(records(1)[0])
+    recorder.submit(records(1)[0])
+    assert recorder.lost == 1
+    assert recorder.flush() is False
+    assert recorder.flush() is True
+    recorder.close()
+
+
+def test_spooled_records_are_counted_and_are_not_a_loss(recorders: list[Recorder], spool: Path) -> None:
+    recorder = Recorder(SpyStore(fail_times=10**9), batch_size=4, retries=0, spool_dir=spool)
+    recorders.append(recorder)
+    for record in records(10):
+        recorder.submit(record)
+    assert recorder.flush(timeout=10) is True
+    assert (recorder.spooled, recorder.lost) == (10, 0)
+    assert replay_spool(MemoryStore(), spool) == 10

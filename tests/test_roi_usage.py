@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from costlens._errors import ConfigError
-from costlens.roi import plan, profile_from_records, read_trace, scenario_from_usage, usage_profile
+from costlens.roi import (
+    MissingTunedPath,
+    TunedAssumptions,
+    plan,
+    profile_from_records,
+    read_trace,
+    scenario_from_traffic,
+    scenario_from_usage,
+    usage_profile,
+)
 from costlens.roi._load import read_data
 from costlens.store.memory import MemoryStore
 from costlens.store.sqlite import SQLiteStore
@@ -127,3 +136,59 @@ def test_trace_with_unknown_columns_is_an_error(tmp_path: Path) -> None:
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ConfigError, match="expected columns"):
         read_trace(bad, provider="openai", model="gpt-4o-mini")
+
+
+def test_scenario_from_traffic_builds_the_tuned_path_from_plain_arguments() -> None:
+    store = MemoryStore()
+    store.append([*calls(), *calls(4, feature="chat")])
+    tuned = TunedAssumptions(
+        input_tokens=Decimal(300),
+        model="gpt-4o-mini-2024-07-18",
+        training_tokens=Decimal(1_000_000),
+        epochs=3,
+        examples_to_label=500,
+        cost_per_example=Decimal("0.5"),
+    )
+    built = scenario_from_traffic(
+        store=store,
+        feature="search",
+        since=START,
+        until=START + timedelta(days=10),
+        tuned=tuned,
+        horizon_months=6,
+        growth_per_month=Decimal("0.05"),
+    )
+    assert built.profile.calls == 10 and built.profile.requests_per_month == 30
+    s = built.scenario
+    assert s.horizon_months == 6 and s.volume.growth_per_month == Decimal("0.05")
+    assert s.volume.requests_per_month == 30
+    ft = s.path("fine-tuned")
+    assert ft.kind == "fine_tuned" and ft.provider == "openai"  # provider: the measured one
+    assert ft.tokens.user_input == 300 and ft.tokens.output == 100  # output: the measured mean
+    result = plan(s)
+    assert result.path("fine-tuned").one_off["labelling"] == 250
+    assert result.path("fine-tuned").training is not None
+    assert result.path("fine-tuned").training.charged == 9  # 3M training tokens × $3/1M
+
+
+def test_scenario_from_traffic_reads_a_trace_and_keeps_the_assumptions_paths(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text(
+        "timestamp,input_tokens,output_tokens\n2025-01-01T00:00:00,1000,100\n2025-01-01T01:00:00,3000,300\n"
+    )
+    assumptions = read_data(ROOT / "examples/roi/from_usage/assumptions.toml")
+    built = scenario_from_traffic(trace=trace, assumptions=assumptions, tuned=TunedAssumptions())
+    assert built.profile.calls == 2 and built.profile.requests_per_month == 1440
+    assert {p.name for p in built.scenario.paths} == {"current", "fine-tuned"}
+    assert built.scenario.path("current").model == "gpt-4o-mini"
+
+
+def test_scenario_from_traffic_says_what_is_missing() -> None:
+    store = MemoryStore()
+    store.append(calls())
+    with pytest.raises(MissingTunedPath, match="input tokens"):
+        scenario_from_traffic(store=store, since=START)
+    with pytest.raises(ConfigError, match="widen --since"):
+        scenario_from_traffic(store=store, feature="nothing", tuned=TunedAssumptions(Decimal(10)))
+    with pytest.raises(ValueError, match="either a store or a trace"):
+        scenario_from_traffic()

@@ -6,12 +6,14 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from costlens.store import SpendQuery, open_store
+from costlens.store._sqlite_conn import ConnectionsClosed, ThreadConnections
 from costlens.store.sqlite import SQLiteStore
 from costlens.usage import CallRecord
 
@@ -153,3 +155,88 @@ def test_enable_wal_retries_while_another_process_holds_a_new_file() -> None:
         enable_wal(Flaky(1, "disk I/O error"), timeout_s=5)  # type: ignore[arg-type]
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         enable_wal(Flaky(10**6), timeout_s=0.05)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_inherit_the_locks_another_thread_held(tmp_path: Path) -> None:
+    """Locks held by another parent thread at fork time are never released in the child: the child's
+    connections start with locks of their own (else its first connection would hang)."""
+    store = SQLiteStore(tmp_path / "fork.db")
+    store.append([CallRecord("openai", "chat", "parent")])
+    pool = store._conns
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with pool.lock, pool._guard:
+            holding.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    ctx = multiprocessing.get_context("fork")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork of a threaded process
+        child = ctx.Process(target=store.append, args=([CallRecord("openai", "chat", "child")],))
+        child.start()
+    child.join(30)
+    done.set()
+    holder.join()
+    if child.exitcode is None:  # pragma: no cover - the failure this test is for
+        child.kill()
+        child.join()
+    assert child.exitcode == 0
+    assert {r.request_model for r in store.iter_records()} == {"parent", "child"}
+    store.close()
+
+
+def _fds_on(path: Path) -> int:
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            count += Path(os.readlink(fd)) == path
+        except OSError:
+            continue
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_connection_whose_setup_fails_is_closed_and_the_next_get_retries(tmp_path: Path) -> None:
+    path = tmp_path / "setup.db"
+    failures = [sqlite3.OperationalError("disk I/O error")]
+
+    def setup(conn: sqlite3.Connection) -> None:
+        if failures:
+            raise failures.pop()
+
+    pool = ThreadConnections(path, busy_timeout_s=5, pragmas=("PRAGMA synchronous = NORMAL",), setup=setup)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        pool.get()
+    assert _fds_on(path) == 0  # not left open
+    conn = pool.get()
+    assert conn is pool.get()  # one per thread
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    pool.close()
+    assert _fds_on(path) == 0
+    with pytest.raises(ConnectionsClosed, match="closed"):
+        pool.get()
+
+
+def test_each_thread_gets_its_own_connection_and_dead_threads_lose_theirs(tmp_path: Path) -> None:
+    pool = ThreadConnections(tmp_path / "t.db", busy_timeout_s=5)
+    mine = pool.get()
+    theirs: list[sqlite3.Connection] = []
+    for _ in range(3):
+        t = threading.Thread(target=lambda: theirs.append(pool.get()))
+        t.start()
+        t.join()
+    assert len({id(c) for c in [mine, *theirs]}) == 4
+    last = threading.Thread(target=pool.get)  # opening one closes those of threads that ended
+    last.start()
+    last.join()
+    for conn in theirs:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            conn.execute("SELECT 1")
+    assert mine.execute("SELECT 1").fetchone() == (1,)
+    pool.close()

@@ -76,7 +76,9 @@ def test_http_errors_recorded_and_reraised(
     assert kind == "raised" and exc_type.__name__ == error
     record = recorded.one()
     assert (record.status, record.error_type, record.http_status) == ("error", error, status)
-    assert record.cost_nanousd is None and record.input_tokens == 0  # nothing billed, nothing guessed
+    # nothing billed, nothing guessed: the call costs exactly $0 and is priced (not "price unknown")
+    assert record.cost_nanousd == 0 and record.price_known and record.input_tokens == 0
+    assert not record.estimated
 
 
 def test_retry_after_then_success_is_one_ok_record(fake: FakeProvider, recorded: Recorded) -> None:
@@ -169,11 +171,12 @@ def test_internal_failure_never_breaks_the_call(
 ) -> None:
     """Outside strict mode a bug in recording is logged and the caller still gets the answer."""
     import costlens.config
+    from costlens.pipeline import Pipeline
 
     def broken(record: Any) -> None:
         raise RuntimeError("store exploded")
 
-    monkeypatch.setattr(costlens.config, "emit", broken)
+    old = costlens.config.set_pipeline(Pipeline(sinks=[broken]))
     monkeypatch.setenv("COSTLENS_STRICT", "0")
     client = costlens.track(_openai(fake), provider="openai")
     with caplog.at_level(logging.ERROR, logger="costlens"):
@@ -181,5 +184,8 @@ def test_internal_failure_never_breaks_the_call(
     assert reply.choices[0].message.content
     assert "recording an LLM call failed" in caplog.text
     monkeypatch.setenv("COSTLENS_STRICT", "1")
-    with pytest.raises(RuntimeError, match="store exploded"):
-        _chat(client)
+    try:
+        with pytest.raises(RuntimeError, match="store exploded"):
+            _chat(client)
+    finally:
+        costlens.config.set_pipeline(old)

@@ -13,8 +13,8 @@ from costlens._errors import ConfigError, CostlensError
 from costlens.usage import CallRecord, Cost, Usage
 
 if TYPE_CHECKING:
-    from costlens.budgets import Budget, BudgetExceeded, budget
-    from costlens.config import configure, flush, get_recorder
+    from costlens.budgets import Budget, BudgetExceeded, BudgetUnavailable
+    from costlens.config import budget, configure, configure_budgets, flush, get_recorder
     from costlens.context import current_tags, tags
     from costlens.instrument import track, untrack
     from costlens.pricing import cost
@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Budget",
     "BudgetExceeded",
+    "BudgetUnavailable",
     "CallRecord",
     "ConfigError",
     "Cost",
@@ -32,6 +33,7 @@ __all__ = [
     "__version__",
     "budget",
     "configure",
+    "configure_budgets",
     "cost",
     "current_tags",
     "flush",
@@ -44,8 +46,10 @@ __all__ = [
 _LAZY = {
     "Budget": "costlens.budgets",
     "BudgetExceeded": "costlens.budgets",
-    "budget": "costlens.budgets",
+    "BudgetUnavailable": "costlens.budgets",
+    "budget": "costlens.config",
     "configure": "costlens.config",
+    "configure_budgets": "costlens.config",
     "flush": "costlens.config",
     "get_recorder": "costlens.config",
     "tags": "costlens.context",

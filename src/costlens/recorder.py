@@ -11,37 +11,60 @@ Failure policy (records are never silently lost):
 - queue full (`max_queue`): the caller writes its own record synchronously (backpressure instead of
   blocking forever or dropping): one store attempt (bounded by the store's own timeout) then the
   spool, or straight to the spool while the store is known to be failing; a warning is logged once.
+- store and spool both fail (disk full, folder not writable): the batch is lost; this is logged
+  critically, counted in `Recorder.lost`, and the next `flush()` returns False.
+- a process that dies while spooling leaves a `.part` file; `replay_spool()` replays its complete
+  lines once its writer is gone.
 - `flush()` waits for a marker placed behind everything submitted so far; `atexit` flushes.
+
+SIGTERM (what Docker, Kubernetes and systemd send to stop a process) ends a Python process without
+running `atexit`, which would silently lose what an `async` recorder still queues (up to
+`flush_interval_s` of calls). So when an `async` recorder starts in the main thread, a SIGTERM handler
+is installed, once per process: it flushes every live recorder (`SIGTERM_FLUSH_S` seconds at most, in
+all), then ends the process as the default action would (exit status: killed by SIGTERM). A Python
+handler already installed is chained, not replaced: the flush runs first, then that handler. A SIGTERM
+that is ignored (`SIG_IGN`) or handled outside Python is left alone. The environment variable
+`COSTLENS_SIGTERM=0` turns this off. Only the main thread may set a signal handler: a recorder started
+in another thread installs nothing, and the next `async` recorder started in the main thread does
+(or call `install_sigterm_handler()` from the main thread).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
+import signal
 import threading
 import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from types import FrameType
+from typing import Any, Literal
 
+from costlens import _paths
 from costlens._errors import ConfigError, internal_error
 from costlens.store import Store
 from costlens.store._codec import dumps, record_from_dict, record_to_dict
 from costlens.usage import CallRecord
 
-__all__ = ["Durability", "Recorder", "replay_spool"]
+__all__ = ["SIGTERM_FLUSH_S", "Durability", "Recorder", "install_sigterm_handler", "replay_spool"]
 
 log = logging.getLogger("costlens.recorder")
 
 Durability = Literal["async", "sync"]
 _DEGRADED_FOR_S = 5.0
 _EXIT_TIMEOUT_S = 10.0
+SIGTERM_FLUSH_S = 5.0
+"""How long the SIGTERM handler waits, in all, for the recorders to write what they queue."""
+_PART_STALE_S = 10.0
+"""A spool `.part` file this old (seconds) was left by a process that died while writing it."""
 
 
 class _Marker:
@@ -90,17 +113,33 @@ class Recorder:
         self._overflow_warned = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._lost = 0
+        self._lost_reported = 0  # `_lost` as the previous flush() saw it
+        self._spooled = 0
         self._start()
         _RECORDERS.add(self)
 
     def _start(self) -> None:
         self._wake = threading.Event()
         self._drain_lock = threading.Lock()
+        # reentrant: the SIGTERM handler runs flush() in the main thread, which may hold it already
+        self._counts_lock = threading.RLock()
         self._stopping = False
         if not self._sync:
             self._thread = threading.Thread(target=self._run, name="costlens-recorder", daemon=True)
             self._thread.start()
             atexit.register(self._at_exit)
+            install_sigterm_handler()
+
+    @property
+    def lost(self) -> int:
+        """Records lost since this recorder was made (the store failed, then the spool too)."""
+        return self._lost
+
+    @property
+    def spooled(self) -> int:
+        """Records written to the spool since this recorder was made (see `replay_spool()`)."""
+        return self._spooled
 
     # -- hot path ----------------------------------------------------------------------------
 
@@ -141,9 +180,14 @@ class Recorder:
             if self._stopping and not self._queue:
                 return
 
-    def _drain(self) -> None:
-        """Write everything queued, batch by batch; a marker ends its batch and is then released."""
-        with self._drain_lock:
+    def _drain(self, lock_timeout: float | None = None) -> bool:
+        """Write everything queued, batch by batch; a marker ends its batch and is then released.
+
+        False if another drain kept the lock longer than `lock_timeout` seconds (nothing written then).
+        """
+        if not self._drain_lock.acquire(timeout=-1 if lock_timeout is None else max(lock_timeout, 0.0)):
+            return False
+        try:
             queue = self._queue
             while queue:
                 batch: list[CallRecord] = []
@@ -160,6 +204,9 @@ class Recorder:
                 finally:
                     if marker is not None:
                         marker.done.set()
+        finally:
+            self._drain_lock.release()
+        return True
 
     def _write(self, batch: Sequence[CallRecord], attempts: int) -> None:
         error: Exception | None = None
@@ -184,9 +231,13 @@ class Recorder:
         try:
             path = spool_records(batch, self.spool_dir)
         except Exception as exc:
+            with self._counts_lock:
+                self._lost += len(batch)
             log.critical("costlens: LOST %d call records: the store and the spool both failed", len(batch))
             internal_error(f"spooling {len(batch)} call records after the store failed ({error!r})", exc)
             return
+        with self._counts_lock:
+            self._spooled += len(batch)
         (log.error if first else log.debug)(
             "costlens: store %r failed (%r); spooled %d records to %s (replay with replay_spool())",
             self.store,
@@ -198,10 +249,9 @@ class Recorder:
 
     @property
     def spool_dir(self) -> Path:
+        """The folder given to the constructor, else `costlens._paths.spool_dir()` (read on first use)."""
         if self._spool_dir is None:
-            from costlens.config import data_dir
-
-            self._spool_dir = data_dir() / "spool"
+            self._spool_dir = _paths.spool_dir()
         return self._spool_dir
 
     # -- control -----------------------------------------------------------------------------
@@ -209,16 +259,23 @@ class Recorder:
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every record submitted before this call is written (or spooled).
 
-        Returns False if `timeout` (seconds) ran out first.
+        Returns True when everything handed over up to now reached the store or the spool.
+        Returns False if `timeout` (seconds) ran out first, or if records were lost since the
+        previous `flush()`: the store and the spool both failed (each loss is also logged and
+        counted in `lost`). A loss is reported by the first `flush()` after it, not again.
         """
         thread = self._thread
         if self._sync or thread is None or not thread.is_alive():
-            self._drain()
-            return True
-        marker = _Marker()
-        self._queue.append(marker)
-        self._wake.set()
-        return marker.done.wait(timeout)
+            done = self._drain(timeout)
+        else:
+            marker = _Marker()
+            self._queue.append(marker)
+            self._wake.set()
+            done = marker.done.wait(timeout)
+        with self._counts_lock:
+            lost_since = self._lost != self._lost_reported
+            self._lost_reported = self._lost
+        return done and not lost_since
 
     def replay_spool(self) -> int:
         """Re-append every spooled file to this recorder's store; returns the number of records read."""
@@ -257,7 +314,9 @@ class Recorder:
     def _after_fork(self) -> None:
         """In a forked child: the parent writes what it queued; the child needs its own thread."""
         self._queue.clear()
-        if not self._closed:
+        if self._closed:
+            self._counts_lock = threading.RLock()  # another thread may have held it at fork time
+        else:
             self._start()
 
 
@@ -272,17 +331,101 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+# -- SIGTERM -----------------------------------------------------------------------------------------
+
+_SigHandler = Callable[[int, FrameType | None], Any]
+_sigterm_pid: int | None = None  # the process our handler is installed in
+_previous_sigterm: _SigHandler | None = None  # the Python handler ours chains to; None: SIG_DFL
+_in_sigterm = False
+_OFF = ("0", "false", "no", "off")
+
+
+def install_sigterm_handler() -> bool:
+    """Flush every recorder on SIGTERM (see the module docstring); True if the handler is in place.
+
+    `Recorder` calls it when an `async` recorder starts. It installs nothing (and returns False)
+    outside the main thread, when `COSTLENS_SIGTERM=0`, when SIGTERM is ignored or handled outside
+    Python, and off POSIX. It installs at most once per process (a forked child inherits it).
+    """
+    global _sigterm_pid, _previous_sigterm
+    if _sigterm_pid == os.getpid():
+        return True
+    if os.name != "posix" or os.environ.get("COSTLENS_SIGTERM", "1").strip().lower() in _OFF:
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False  # only the main thread may set handlers: a later recorder will try again
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is not _on_sigterm:  # else: inherited from the parent of this forked child
+            if current is signal.SIG_DFL:
+                previous = None
+            elif callable(current):
+                previous = current
+            else:  # SIG_IGN: SIGTERM ends nothing; None: a handler not set from Python
+                return False
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            _previous_sigterm = previous
+    except (ValueError, OSError) as exc:  # e.g. an embedding application forbids it
+        log.debug("costlens: cannot install the SIGTERM handler (%r)", exc)
+        return False
+    _sigterm_pid = os.getpid()
+    return True
+
+
+def _flush_all(timeout: float) -> bool:
+    """Flush every live recorder within `timeout` seconds in all; False if one did not finish."""
+    deadline = time.monotonic() + timeout
+    ok = True
+    for recorder in list(_RECORDERS):
+        try:
+            done = recorder.flush(max(0.0, deadline - time.monotonic()))
+        except Exception as exc:
+            log.error("costlens: writing call records on SIGTERM failed (%r)", exc)
+            done = False
+        left = sum(1 for item in list(recorder._queue) if not isinstance(item, _Marker))
+        if not done and left:
+            ok = False
+            log.error("costlens: SIGTERM: %d call records still queued after %ss; lost", left, timeout)
+    return ok
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Write what is queued, then call the handler we chained to, or end the process like SIG_DFL."""
+    global _in_sigterm
+    if not _in_sigterm:  # a second SIGTERM during the flush ends the process at once
+        _in_sigterm = True
+        try:
+            _flush_all(SIGTERM_FLUSH_S)
+        finally:
+            _in_sigterm = False
+    previous = _previous_sigterm
+    if previous is not None:
+        previous(signum, frame)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # the exit status says "killed by SIGTERM", as without us
+    os._exit(128 + signum)  # reached only if this thread blocks the signal
+
+
 def spool_records(records: Sequence[CallRecord], spool_dir: Path) -> Path:
-    """Write records to a new JSONL file atomically (temp file, fsync, rename); returns its path."""
+    """Write records to a new JSONL file atomically (temp file, fsync, rename); returns its path.
+
+    On failure (disk full) the temp file is removed and the error raised.
+    """
     spool_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = spool_dir / f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
     tmp = path.with_suffix(".part")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.writelines(dumps(record_to_dict(r)) + "\n" for r in records)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.writelines(dumps(record_to_dict(r)) + "\n" for r in records)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -290,14 +433,23 @@ def replay_spool(store: Store, spool_dir: str | Path) -> int:
     """Append every spooled record to `store`, deleting each file once it is written.
 
     Safe to run twice or from two processes at once: appends skip ids already stored.
-    A file that cannot be parsed is left in place and logged. Returns the number of records read.
+    A file that cannot be parsed is left in place and logged. A `.part` file is one being written;
+    one whose writer died (the pid in its name is gone, or it is older than `_PART_STALE_S`) is
+    replayed too: its complete lines are appended, a torn last line or an unreadable line is
+    logged and skipped, and the file is deleted. Returns the number of records read.
     """
+    folder = Path(spool_dir)
     total = 0
-    for path in sorted(Path(spool_dir).glob("*.jsonl")):
+    for path in sorted([*folder.glob("*.jsonl"), *folder.glob("*.part")], key=lambda p: p.name):
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-            records = [record_from_dict(json.loads(line)) for line in lines if line.strip()]
-        except FileNotFoundError:  # another process replayed it
+            if path.suffix == ".part":
+                if not _orphaned(path):
+                    continue
+                records = _read_orphan(path)
+            else:
+                lines = path.read_text(encoding="utf-8").splitlines()
+                records = [record_from_dict(json.loads(line)) for line in lines if line.strip()]
+        except FileNotFoundError:  # another process replayed it, or its writer renamed it
             continue
         except (ValueError, TypeError) as exc:
             log.error("costlens: cannot read spool file %s (%r); left in place", path, exc)
@@ -307,3 +459,43 @@ def replay_spool(store: Store, spool_dir: str | Path) -> int:
         path.unlink(missing_ok=True)
         total += len(records)
     return total
+
+
+def _orphaned(part: Path) -> bool:
+    """True if the process that was writing `part` is gone: its pid is dead, or the file is stale."""
+    if time.time() - part.stat().st_mtime > _PART_STALE_S:
+        return True
+    fields = part.stem.split("-")
+    if len(fields) < 2 or not fields[1].isdigit():
+        return False  # no pid to check: wait until it is stale
+    pid = int(fields[1])
+    if pid == os.getpid():
+        return False  # a thread of this process is writing it now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: alive, another user's
+        return False
+    return False
+
+
+def _read_orphan(part: Path) -> list[CallRecord]:
+    """The complete, readable lines of a `.part` file whose writer died midway."""
+    *lines, tail = part.read_bytes().split(b"\n")
+    if tail.strip():
+        log.warning("costlens: spool file %s ends in a torn line (%d bytes); skipped", part, len(tail))
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(record_from_dict(json.loads(line.decode("utf-8"))))
+        except (ValueError, TypeError) as exc:
+            log.warning("costlens: spool file %s line %d is unreadable (%r); skipped", part, number, exc)
+    log.warning(
+        "costlens: replaying %d records from %s, left by a process that died while spooling",
+        len(records),
+        part,
+    )
+    return records

@@ -11,8 +11,10 @@
 
 Before each tracked call its worst-case cost (prompt tokens + the output bound, at the model's
 price) is reserved atomically on every budget it falls in; after the call the real cost is settled.
-See `configure_budgets` (process-wide setup), `Budget` (definitions), `Ledger` (the storage
-interface: SQLite and memory here), the alert sinks, and `budget_status` (the CLI's `status`).
+See `Budget` (definitions), `BudgetEngine` and `BudgetStep` (enforcement, a pipeline step), `Ledger`
+(the storage interface: SQLite and memory here), the alert sinks, and `budget_status` (the CLI's
+`status`). The process-wide budgets (`configure_budgets`, `costlens.budget`, the budgets file) are
+set up by the composition root, `costlens.config`.
 """
 
 from __future__ import annotations
@@ -46,17 +48,8 @@ from costlens.budgets._ledger import (
     register_ledger,
 )
 from costlens.budgets._model import DEFAULT_THRESHOLDS, Budget, Mode, Scope, UnknownPricePolicy
-from costlens.budgets._runtime import (
-    budget,
-    budgets_path,
-    configure_budgets,
-    default_ledger_url,
-    flush_alerts,
-    get_engine,
-    remove_budget,
-    reset_budgets,
-)
 from costlens.budgets._status import BudgetStatus, budget_status
+from costlens.budgets._step import BrokenBudgets, BudgetStep
 from costlens.budgets._window import Window, parse_window, window_bounds
 
 __all__ = [
@@ -65,12 +58,14 @@ __all__ = [
     "AlertDispatcher",
     "AlertKind",
     "AlertSink",
+    "BrokenBudgets",
     "Budget",
     "BudgetConfig",
     "BudgetEngine",
     "BudgetExceeded",
     "BudgetKey",
     "BudgetStatus",
+    "BudgetStep",
     "BudgetUnavailable",
     "CallbackSink",
     "EngineSettings",
@@ -88,19 +83,11 @@ __all__ = [
     "UnknownPricePolicy",
     "WebhookSink",
     "Window",
-    "budget",
     "budget_status",
-    "budgets_path",
-    "configure_budgets",
-    "default_ledger_url",
-    "flush_alerts",
-    "get_engine",
     "load_budgets",
     "open_ledger",
     "parse_budgets",
     "parse_window",
     "register_ledger",
-    "remove_budget",
-    "reset_budgets",
     "window_bounds",
 ]

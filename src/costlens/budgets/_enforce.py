@@ -1,20 +1,22 @@
 """Admission: which budgets a call falls in, its worst-case reservation, modes, and settling.
 
-Before the call (`BudgetEngine.admit`, from the instrumentation's `_start`):
+Before the call (`BudgetEngine.admit`, the before-half of the pipeline's budget step):
 1. every budget whose scope the call falls in applies (nested budgets: all of them must admit it);
 2. the worst-case cost is reserved on all of their keys at once, all or nothing;
 3. a key that cannot take it decides: `block` raises `BudgetExceeded`; `downgrade` retries with the
-   budget's `downgrade_to` model (budgets are chosen again for that model) and rewrites the request;
+   budget's `downgrade_to` model (budgets are chosen again for that model) and reroutes the call;
    `warn` keys are charged but never refuse;
 4. a model without a price follows each budget's `unknown_price` policy.
-After the call (`Ticket.finish`, from `CallState.finish`): settle the real cost, or release when
-there is none (the call failed before any output). Streams settle when they end or are closed.
+After the call (`BudgetEngine.settle`, the step's after-half): settle the real cost (retried when the
+ledger fails; a reservation never settled is charged at its reserved amount when it expires), or
+release it when the price is unknown. Streams settle when they end, are closed or are collected.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,17 +31,19 @@ from costlens.budgets._errors import (
     LimitReached,
     UnknownPriceBlocked,
 )
-from costlens.budgets._estimate import Estimate, cap_key, effective_body, estimate, output_bound, rewrite_body
 from costlens.budgets._ledger import BudgetKey, Ledger, Reservation, open_ledger
 from costlens.budgets._model import Budget
 from costlens.budgets._watch import Applied, Watch
 from costlens.budgets._window import CALENDAR, Position, to_us
-from costlens.instrument._core import CallState
+from costlens.pipeline import Call, Estimate, estimate
+from costlens.pipeline._estimate import cap_key, output_bound
 
 __all__ = ["BudgetEngine", "EngineSettings", "Ticket"]
 
 log = logging.getLogger("costlens")
 _MAX_DOWNGRADES = 4
+#: Pauses between the attempts to settle a reservation when the ledger fails.
+_SETTLE_BACKOFF_S = (0.01, 0.05, 0.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +69,13 @@ class EngineSettings:
 
 
 class Ticket:
-    """One admitted call's reservation; `finish` settles it (CallState calls it once)."""
+    """One admitted call's reservation, settled once by `BudgetEngine.settle`."""
 
-    __slots__ = ("applied", "engine", "reservation")
+    __slots__ = ("applied", "reservation")
 
-    def __init__(self, engine: BudgetEngine, applied: list[Applied], reservation: Reservation) -> None:
-        self.engine = engine
+    def __init__(self, applied: list[Applied], reservation: Reservation) -> None:
         self.applied = applied
         self.reservation = reservation
-
-    def finish(self, call: CallState) -> None:
-        self.engine.settle(self, call)
 
 
 class BudgetEngine:
@@ -147,12 +147,14 @@ class BudgetEngine:
 
     # -- before the call -----------------------------------------------------------------------------
 
-    def admit(self, call: CallState, options: Any) -> None:
-        """Reserve the call's worst case on every budget it falls in, or refuse it (raises)."""
+    def admit(self, call: Call) -> Ticket | None:
+        """Reserve the call's worst case on every budget it falls in (a ticket to settle after the
+        call; None when nothing was reserved), or refuse it: raises `BudgetExceeded` /
+        `BudgetUnavailable`, and the pipeline records the call as blocked."""
         if not self._budgets:
-            return
+            return None
         try:
-            call.budget = self._admit(call, options)
+            return self._admit(call)
         except BudgetExceeded as exc:
             call.record.budgets.append(
                 {
@@ -166,55 +168,46 @@ class BudgetEngine:
                     "estimate_nanousd": exc.estimate_nanousd,
                 }
             )
-            call.refuse(exc)
             raise
         except LedgerUnavailable as exc:
             self._unavailable(call, exc)
         except Exception as exc:
             internal_error("checking budgets", exc)
             self._unavailable(call, exc)
+        return None
 
-    def _unavailable(self, call: CallState, exc: Exception) -> None:
+    def _unavailable(self, call: Call, exc: Exception) -> None:
         if self.settings.fail_open:
             log.warning("costlens: budgets not checked (%s); the call goes on because fail_open=True", exc)
             call.record.budgets.append({"outcome": "unenforced", "reason": f"{type(exc).__name__}: {exc}"})
             return
-        refused = BudgetUnavailable(self.ledger.url, exc)
-        call.refuse(refused)
-        raise refused from exc
+        raise BudgetUnavailable(self.ledger.url, exc) from exc
 
-    def _admit(self, call: CallState, options: Any) -> Ticket | None:
+    def _admit(self, call: Call) -> Ticket | None:
         request, record = call.request, call.record
         at = self.clock()
-        body = effective_body(request, options)
-        model = original = request.model
+        model = request.model
         notes: list[dict[str, Any]] = []
         while True:  # ends: each pass reserves, refuses, or downgrades (at most _MAX_DOWNGRADES times)
             applied = self.applicable(record.tags, model, record.provider, at)
             if not applied:
                 break
             est = estimate(
-                record.provider,
-                model,
-                request.operation,
-                body,
-                max_output_tokens=self.settings.default_max_output_tokens,
-                at=at,
-                service_tier=record.service_tier,
+                request, model=model, default_max_output=self.settings.default_max_output_tokens, at=at
             )
             outcome = self._try(applied, est, at, notes, record.provider)
             if isinstance(outcome, str):
                 model = outcome  # downgraded: choose the budgets again for the cheaper model
                 continue
-            self._apply(call, options, body, original, model, notes, cap=outcome is not None)
+            self._apply(call, model, notes, cap=outcome is not None)
             if outcome is None:
                 record.budgets.extend(
                     {"budget": a.budget.name, "key": a.key.id, "outcome": "unpriced"} for a in applied
                 )
                 return None
             record.budgets.extend(_entry(a, outcome) for a in applied)
-            return Ticket(self, applied, outcome)
-        self._apply(call, options, body, original, model, notes, cap=False)  # no budget applies
+            return Ticket(applied, outcome)
+        self._apply(call, model, notes, cap=False)  # no budget applies
         return None
 
     def _try(
@@ -255,63 +248,58 @@ class BudgetEngine:
                 return target
             raise _exceeded(hit, failing[hit.key.id], est) from None
 
-    def _apply(
-        self,
-        call: CallState,
-        options: Any,
-        body: Mapping[str, Any],
-        original: str,
-        model: str,
-        notes: list[dict[str, Any]],
-        *,
-        cap: bool,
-    ) -> None:
-        """Rewrite the request: the downgraded model, and (for a reserved call) an output cap when the
+    def _apply(self, call: Call, model: str, notes: list[dict[str, Any]], *, cap: bool) -> None:
+        """Reroute the call to the downgraded model, and (for a reserved call) cap its output when the
         caller set none, so that the reservation bounds the call."""
-        request, record = call.request, call.record
-        changes: dict[str, Any] = {}
-        if model != original:
-            changes["model"] = model
-            record.request_model = model
-            record.route = {
-                "policy": "budget-downgrade",
-                "from": original,
-                "to": model,
-                "budget": notes[0]["budget"],
-            }
-            record.budgets.extend(notes)
+        request = call.request
+        if notes:
+            call.record.budgets.extend(notes)
+        if model != request.model:
+            call.reroute(model, "budget-downgrade", notes[-1]["reason"], budget=notes[0]["budget"])
         if (
             cap
             and self.settings.cap_output
-            and output_bound(request.operation, body) is None
             and request.operation != "embeddings"
+            and output_bound(request.operation, request.body) is None
         ):
-            changes[cap_key(request.operation, record.provider, model)] = (
-                self.settings.default_max_output_tokens
-            )
-        if changes:
-            rewrite_body(request, options, changes)
+            key = cap_key(request.operation, request.provider, model)
+            call.rewrite({key: self.settings.default_max_output_tokens})
 
     # -- after the call ------------------------------------------------------------------------------
 
-    def settle(self, ticket: Ticket, call: CallState) -> None:
-        """Charge the call's real cost (release when it has none); then check alerts."""
+    def settle(self, ticket: Ticket, call: Call) -> None:
+        """Charge the call's real cost (release when its price is unknown); then check alerts.
+
+        A ledger that fails is asked again (`_SETTLE_BACKOFF_S`); a reservation that still cannot be
+        settled is charged at its reserved amount when it expires, never dropped."""
         r, record = ticket.reservation, call.record
         actual = record.cost_nanousd
-        try:
-            if actual is None:
-                self.ledger.release(r)
-            else:
-                self.ledger.settle(r, actual)
-        except LedgerUnavailable as exc:
-            log.error("costlens: budget reservation %s not settled (%s); it expires by itself", r.id, exc)
-            _mark(record.budgets, r.id, "unsettled", None)
-            return
+        if actual == 0 and record.status == "error":
+            actual = None  # failed before anything was billed: nothing to settle, release it
+        for pause in (*_SETTLE_BACKOFF_S, None):
+            try:
+                if actual is None:
+                    self.ledger.release(r)
+                else:
+                    self.ledger.settle(r, actual)
+                break
+            except LedgerUnavailable as exc:
+                if pause is None:
+                    log.error(
+                        "costlens: budget reservation %s not settled (%s); when it expires it is charged "
+                        "at its reserved amount, %s nano-USD",
+                        r.id,
+                        exc,
+                        r.amount_nanousd,
+                    )
+                    _mark(record.budgets, r.id, "unsettled", None)
+                    return
+                time.sleep(pause)
         _mark(record.budgets, r.id, "released" if actual is None else "settled", actual)
         if actual is None:
             return
         if actual > r.amount_nanousd:
-            _underestimated(record.provider, record.request_model, r.amount_nanousd, actual)
+            _underestimated(record.provider, call.request.model, r.amount_nanousd, actual)
         self.watch.settled(ticket.applied, r, actual, self.clock())
 
     def close(self) -> None:

@@ -133,13 +133,25 @@ class UnknownPriceBlocked(BudgetExceeded):
 
 
 class BudgetUnavailable(CostlensError):
-    """The budget ledger could not be reached, and budgets fail closed: the call was refused."""
+    """Budgets could not be checked (the ledger failed, or the budgets file is invalid), and budgets
+    fail closed: the call was refused. `ledger` names the ledger, `file` the budgets file at fault."""
 
-    def __init__(self, ledger: str, cause: BaseException) -> None:
-        super().__init__(
-            f"costlens could not check budgets: the ledger {ledger} failed "
-            f"({type(cause).__name__}: {cause}). "
-            "The call was refused because budgets fail closed; fix the ledger, or pass fail_open=True "
-            "to configure_budgets() (fail_open = true in the budgets file) to let calls through unbudgeted"
-        )
+    def __init__(self, ledger: str, cause: BaseException, *, file: str | None = None) -> None:
+        if file is not None:
+            message = (
+                f"costlens could not check budgets: the budgets file {file} is invalid ({cause}). "
+                "The call was refused because budgets fail closed; fix the file (`costlens budgets "
+                "list` shows what it reads), or remove it to turn budgets off"
+            )
+        else:
+            message = (
+                f"costlens could not check budgets: the ledger {ledger} failed "
+                f"({type(cause).__name__}: {cause}). "
+                "The call was refused because budgets fail closed; fix the ledger, or pass fail_open=True "
+                "to configure_budgets() (fail_open = true in the budgets file) to let calls through "
+                "unbudgeted"
+            )
+        super().__init__(message)
         self.ledger = ledger
+        self.file = file
+        self.cause = cause

@@ -9,12 +9,25 @@ Rules every implementation keeps (the shared tests in tests/test_budgets_ledger.
 - `reserve` is all-or-nothing across its keys and atomic with respect to every other reserve on the
   same store (threads, asyncio tasks, processes): for each enforced key,
   `spent + reserved + amount <= limit` holds at commit, else `LimitReached` and nothing is reserved.
-- A reservation expires `ttl_s` after it was made (a crashed process cannot hold a budget forever);
-  expired reservations count for nothing. `settle` still charges an expired reservation.
+- A reservation expires `ttl_s` after it was made (a crashed process cannot hold a budget forever).
+  An expired reservation is CHARGED, never dropped: the provider may have billed the call (the
+  process died, or its settle failed). From its expiry its amount counts as spend in the bucket it
+  was reserved in, on every key it held; the ledger moves it into spend and history exactly once
+  (memory: at the next reserve; SQLite: in the transaction of a reserve that notices it, at most
+  every 10 s per process), and keeps a mark of it for `EXPIRED_KEEP_US` after its expiry.
 - `settle` charges `actual` to each key's bucket (and to 5-minute history used by forecasts) and
-  drops the reservation; `release` drops it without a charge. Both are one transaction.
+  drops the reservation; `release` drops it without a charge. Both are one transaction, and both
+  are idempotent: a reservation the ledger no longer holds (already settled or released, or
+  unknown) is left alone, so a caller may retry one that raised `LedgerUnavailable`.
+- A late `settle` of an expired (hence charged) reservation corrects the charge to `actual` (it
+  adds `actual - reserved`); a late `release` refunds it. After `EXPIRED_KEEP_US` the mark is gone
+  and a late settle or release changes nothing: the reserved amount stays charged.
 - `fire_once(key, period, alert)` is true for exactly one caller across all processes.
 - Failures to reach the store raise `LedgerUnavailable`.
+
+Ledgers are found by URL scheme (`open_ledger`). A scheme maps to a factory, or to the
+`"module:attribute"` path of one, imported on first use: this module never imports a backend, so
+the backends may import it (the protocol and the shared helpers live here).
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from costlens.budgets._window import to_us
 from costlens.usage import _new_id
 
 __all__ = [
+    "EXPIRED_KEEP_US",
     "HISTORY_BUCKET_US",
     "BudgetKey",
     "Ledger",
@@ -47,6 +61,9 @@ __all__ = [
 
 #: Settled spend is also kept in 5-minute buckets, for forecasts and `costlens budgets status`.
 HISTORY_BUCKET_US = 300_000_000
+#: How long after its expiry the ledger remembers a reservation it charged for expiring, so that
+#: a late settle can correct the charge (or a late release refund it).
+EXPIRED_KEEP_US = 86_400_000_000
 
 
 def now_us(at: datetime | None = None) -> int:
@@ -156,6 +173,7 @@ class MemoryLedger:
         self._spend: dict[str, dict[int, int]] = defaultdict(dict)
         self._history: dict[str, dict[int, int]] = defaultdict(dict)
         self._held: dict[str, Reservation] = {}
+        self._expired: dict[str, Reservation] = {}  # charged when they expired, kept EXPIRED_KEEP_US
         self._fired: set[tuple[str, int, str]] = set()
 
     def _reserved(self, key_id: str, at_us: int) -> int:
@@ -165,8 +183,36 @@ class MemoryLedger:
             if r.expires_us > at_us and any(k.id == key_id for k in r.keys)
         )
 
-    def _spent(self, key: BudgetKey) -> int:
-        return sum(v for bucket, v in self._spend.get(key.id, {}).items() if bucket >= key.since_us)
+    def _spent(self, key: BudgetKey, at_us: int) -> int:
+        """Settled spend, plus reservations expired by `at_us` but not yet moved into spend."""
+        settled = sum(v for bucket, v in self._spend.get(key.id, {}).items() if bucket >= key.since_us)
+        lapsed = sum(
+            r.amount_nanousd
+            for r in self._held.values()
+            if r.expires_us <= at_us
+            for k in r.keys
+            if k.id == key.id and k.bucket_us >= key.since_us
+        )
+        return settled + lapsed
+
+    def _charge(self, reservation: Reservation, amount_nanousd: int) -> None:
+        hb = history_bucket(reservation.at_us)
+        for key in reservation.keys:
+            spend = self._spend[key.id]
+            spend[key.bucket_us] = spend.get(key.bucket_us, 0) + amount_nanousd
+            history = self._history[key.id]
+            history[hb] = history.get(hb, 0) + amount_nanousd
+
+    def _expire(self, at_us: int) -> None:
+        """Charge every reservation expired by `at_us` (once: it moves from held to expired)."""
+        for rid, r in list(self._held.items()):
+            if r.expires_us <= at_us:
+                del self._held[rid]
+                self._charge(r, r.amount_nanousd)
+                self._expired[rid] = r
+        for rid, r in list(self._expired.items()):
+            if r.expires_us + EXPIRED_KEEP_US < at_us:
+                del self._expired[rid]
 
     def reserve(
         self, keys: Sequence[BudgetKey], amount_nanousd: int, ttl_s: float, *, at: datetime | None = None
@@ -174,8 +220,8 @@ class MemoryLedger:
         check_reserve(keys, amount_nanousd, ttl_s)
         at_us = now_us(at)
         with self._lock:
-            self._held = {i: r for i, r in self._held.items() if r.expires_us > at_us}
-            before = [Spent(self._spent(key), self._reserved(key.id, at_us)) for key in keys]
+            self._expire(at_us)
+            before = [Spent(self._spent(key, at_us), self._reserved(key.id, at_us)) for key in keys]
             check_limits(keys, before, amount_nanousd)
             expires = at_us + int(ttl_s * 1_000_000)
             r = Reservation(new_reservation_id(), tuple(keys), amount_nanousd, at_us, expires, tuple(before))
@@ -186,22 +232,26 @@ class MemoryLedger:
         if actual_nanousd < 0:
             raise ValueError(f"a settled cost cannot be negative ({actual_nanousd} nano-USD)")
         with self._lock:
-            self._held.pop(reservation.id, None)
-            hb = history_bucket(reservation.at_us)
-            for key in reservation.keys:
-                spend = self._spend[key.id]
-                spend[key.bucket_us] = spend.get(key.bucket_us, 0) + actual_nanousd
-                history = self._history[key.id]
-                history[hb] = history.get(hb, 0) + actual_nanousd
+            held = self._held.pop(reservation.id, None)
+            if held is not None:
+                self._charge(held, actual_nanousd)
+                return
+            expired = self._expired.pop(reservation.id, None)
+            if expired is not None:  # charged its reserved amount when it expired: correct that
+                self._charge(expired, actual_nanousd - expired.amount_nanousd)
 
     def release(self, reservation: Reservation) -> None:
         with self._lock:
-            self._held.pop(reservation.id, None)
+            if self._held.pop(reservation.id, None) is not None:
+                return
+            expired = self._expired.pop(reservation.id, None)
+            if expired is not None:  # charged its reserved amount when it expired: refund it
+                self._charge(expired, -expired.amount_nanousd)
 
     def usage(self, key: BudgetKey, *, at: datetime | None = None) -> Spent:
         at_us = now_us(at)
         with self._lock:
-            return Spent(self._spent(key), self._reserved(key.id, at_us))
+            return Spent(self._spent(key, at_us), self._reserved(key.id, at_us))
 
     def recent_spend(self, key_id: str, since_us: int) -> int:
         with self._lock:
@@ -225,18 +275,33 @@ class MemoryLedger:
 
 
 LedgerFactory = Callable[[str], Ledger]
-_FACTORIES: dict[str, LedgerFactory] = {}
+#: scheme -> a factory, or the "module:attribute" path of one (imported on first use).
+_FACTORIES: dict[str, LedgerFactory | str] = {}
 
 
-def register_ledger(scheme: str, factory: LedgerFactory) -> None:
-    """Make `open_ledger("<scheme>://...")` call `factory(url)` (PostgreSQL, Redis later)."""
+def register_ledger(scheme: str, factory: LedgerFactory | str) -> None:
+    """Make `open_ledger("<scheme>://...")` call `factory(url)` (PostgreSQL, Redis later).
+
+    `factory` may be given as `"package.module:function"`: the module is imported only when a
+    ledger of that scheme is opened (so registering one costs nothing at import)."""
+    if isinstance(factory, str) and not all(factory.partition(":")[::2]):
+        raise ValueError(f"a ledger factory path is 'package.module:function', got {factory!r}")
     _FACTORIES[scheme.lower()] = factory
+
+
+def _factory(scheme: str) -> LedgerFactory | None:
+    found = _FACTORIES.get(scheme.lower())
+    if not isinstance(found, str):
+        return found
+    module, _, name = found.partition(":")
+    factory: LedgerFactory = getattr(import_module(module), name)
+    return factory
 
 
 def open_ledger(url: str) -> Ledger:
     """`sqlite:///abs/path/budgets.db` (shared by every process using the file) or `memory://`."""
     scheme, sep, _ = url.partition("://")
-    factory = _FACTORIES.get(scheme.lower()) if sep else None
+    factory = _factory(scheme) if sep else None
     if factory is None:
         schemes = ", ".join(f"{s}://" for s in sorted(_FACTORIES))
         raise ConfigError(
@@ -245,11 +310,5 @@ def open_ledger(url: str) -> Ledger:
     return factory(url)
 
 
-def _sqlite(url: str) -> Ledger:
-    module = import_module("costlens.budgets._sqlite_ledger")
-    ledger: Ledger = module.from_url(url)
-    return ledger
-
-
-register_ledger("sqlite", _sqlite)
+register_ledger("sqlite", "costlens.budgets._sqlite_ledger:from_url")
 register_ledger("memory", lambda url: MemoryLedger())

@@ -4,7 +4,14 @@ Each reserve, settle and release is one `BEGIN IMMEDIATE` transaction: SQLite gr
 at a time across processes, so "check the limit, then reserve" can never interleave with another
 reserve. Threads of one process also queue on a lock first, so they wait on each other cheaply
 instead of in SQLite's sleeping busy handler. WAL mode; `synchronous = NORMAL` (a commit survives
-an application crash; an OS crash may drop the last few).
+an application crash; an OS crash may drop the last few). Connections: one per thread, fork-safe,
+shared code with the call store (`costlens.store._sqlite_conn`).
+
+Expired reservations count as spend from their expiry (`_USAGE`); a reserve moves them into
+`budget_spend`/`budget_history` in its own transaction (so exactly once across processes), keeping
+a mark in `budget_expired` for a late settle (corrects the charge) or release (refunds it).
+`budget_limits` holds the limit each key was last reserved with: a reserve with another limit
+(two processes or budgets files disagree) logs a warning, once per file and key in a process.
 
 The ledger lives in its own file by default (`<data dir>/budgets.db`): the recorder's batched
 appends to the call store then never hold up a reservation. It may share the store's file: its
@@ -14,7 +21,7 @@ Migrations are append-only and pinned by tests/test_budgets_ledger.py, like the 
 
 from __future__ import annotations
 
-import os
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -24,8 +31,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from costlens._errors import ConfigError
-from costlens.budgets._errors import LedgerUnavailable
+from costlens.budgets._errors import LedgerUnavailable, LimitReached
 from costlens.budgets._ledger import (
+    EXPIRED_KEEP_US,
     BudgetKey,
     Reservation,
     Spent,
@@ -35,11 +43,14 @@ from costlens.budgets._ledger import (
     new_reservation_id,
     now_us,
 )
-from costlens.store.sqlite import enable_wal
+from costlens.store._sqlite_conn import ConnectionsClosed, ThreadConnections
 
 __all__ = ["MIGRATIONS", "SQLiteLedger", "from_url"]
 
 T = TypeVar("T")
+log = logging.getLogger("costlens")
+# What a reserve transaction found: spend before it, keys whose stored limit differed, a refusal.
+_Outcome = tuple[list[Spent], list[tuple[BudgetKey, int | None]], LimitReached | None]
 
 _CREATE = """
 CREATE TABLE budget_reservations (
@@ -74,15 +85,50 @@ CREATE TABLE budget_alerts (
 ) WITHOUT ROWID;
 """
 
+_EXPIRED = """
+CREATE TABLE budget_expired (
+    reservation_id TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    amount_nanousd BIGINT NOT NULL,
+    bucket_us      BIGINT NOT NULL,
+    at_us          BIGINT NOT NULL,
+    expires_us     BIGINT NOT NULL,
+    PRIMARY KEY (reservation_id, key)
+) WITHOUT ROWID;
+CREATE INDEX budget_expired_expires ON budget_expired (expires_us);
+CREATE INDEX budget_reservations_expires ON budget_reservations (expires_us);
+"""
+
+_LIMITS = """
+CREATE TABLE budget_limits (
+    key           TEXT NOT NULL PRIMARY KEY,
+    limit_nanousd BIGINT NOT NULL,
+    updated_us    BIGINT NOT NULL
+) WITHOUT ROWID;
+"""
+
 #: (name, sql) in the order they apply. APPEND ONLY: never edit, rename or reorder an entry.
-MIGRATIONS: tuple[tuple[str, str], ...] = (("0001_create_budget_ledger", _CREATE),)
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("0001_create_budget_ledger", _CREATE),
+    ("0002_expired_reservations", _EXPIRED),
+    ("0003_budget_limits", _LIMITS),
+)
 _CLEANUP_EVERY_US = 10_000_000
 _MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS budget_schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
 )
+# Spend counts settled charges and reservations expired by ?3 that no reserve has moved into
+# budget_spend yet: the answer is the same before and after the move.
 _USAGE = (
-    "SELECT (SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_spend WHERE key = ?1 AND bucket_us >= ?2), "
+    "SELECT (SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_spend WHERE key = ?1 AND bucket_us >= ?2) "
+    "+ (SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_reservations "
+    "WHERE key = ?1 AND expires_us <= ?3 AND bucket_us >= ?2), "
     "(SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_reservations WHERE key = ?1 AND expires_us > ?3)"
+)
+_USAGE_AND_LIMIT = _USAGE + ", (SELECT limit_nanousd FROM budget_limits WHERE key = ?1)"
+_SET_LIMIT = (
+    "INSERT INTO budget_limits (key, limit_nanousd, updated_us) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET limit_nanousd = excluded.limit_nanousd, updated_us = excluded.updated_us"
 )
 _HOLD = (
     "INSERT INTO budget_reservations (reservation_id, key, amount_nanousd, bucket_us, at_us, expires_us) "
@@ -92,11 +138,19 @@ _CHARGE = (
     "INSERT INTO budget_spend (key, bucket_us, amount_nanousd) VALUES (?, ?, ?) "
     "ON CONFLICT (key, bucket_us) DO UPDATE SET amount_nanousd = amount_nanousd + excluded.amount_nanousd"
 )
-_HISTORY = (
-    "INSERT INTO budget_history (key, bucket_us, amount_nanousd, calls) VALUES (?, ?, ?, 1) "
+_HISTORY = (  # (key, bucket, amount, calls): calls is 1 for a charge, 0 for a correction, -1 for a refund
+    "INSERT INTO budget_history (key, bucket_us, amount_nanousd, calls) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (key, bucket_us) DO UPDATE SET amount_nanousd = amount_nanousd + excluded.amount_nanousd, "
-    "calls = calls + 1"
+    "calls = calls + excluded.calls"
 )
+_ROWS = "reservation_id, key, amount_nanousd, bucket_us, at_us, expires_us"
+_EXPIRED_ROWS = f"SELECT {_ROWS} FROM budget_reservations WHERE expires_us <= ?"
+_KEEP_EXPIRED = f"INSERT OR REPLACE INTO budget_expired ({_ROWS}) VALUES (?, ?, ?, ?, ?, ?)"
+_FIND_EXPIRED = "SELECT key, amount_nanousd, bucket_us, at_us FROM budget_expired WHERE reservation_id = ?"
+
+# Budget keys this process has warned about (ledger file, key): the warning is given once.
+_warned_limits: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
 
 
 class SQLiteLedger:
@@ -105,14 +159,13 @@ class SQLiteLedger:
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path).expanduser().absolute()
         self.url = f"sqlite://{self.path}"
-        self._busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._write = threading.Lock()
-        self._conns: list[sqlite3.Connection] = []
-        self._pid = os.getpid()
+        self._conns = ThreadConnections(
+            self.path,
+            busy_timeout_s=busy_timeout_s,
+            pragmas=("PRAGMA synchronous = NORMAL",),
+            owner=repr(self),
+        )
         self._migrated = False
-        self._closed = False
         self._next_cleanup_us = -1
 
     def __repr__(self) -> str:
@@ -121,61 +174,34 @@ class SQLiteLedger:
     # -- connections and transactions ---------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():  # forked: the parent's connections and locks are not ours
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._pid, self._conns, self._local = os.getpid(), [], threading.local()
-                    self._write = threading.Lock()
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
+        conn = self._conns.get()
         if not self._migrated:
             self._migrate(conn)
         return conn
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._closed:
-            raise LedgerUnavailable(f"{self!r} is closed")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        try:
-            with self._write:  # switching a new file to WAL wants it to itself: not while we write
-                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-                enable_wal(conn, self._busy_timeout_s)
-                conn.execute("PRAGMA synchronous = NORMAL")
-        except BaseException:
-            conn.close()
-            raise
-        with self._lock:
-            self._conns.append(conn)
-        return conn
-
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one write transaction; storage failures become `LedgerUnavailable`."""
+        """Run `fn` in one write transaction; storage failures become `LedgerUnavailable`.
+
+        This process's threads queue on the connections' lock first (cheaper than SQLite's
+        sleeping busy handler); processes queue in SQLite (`BEGIN IMMEDIATE`, busy timeout)."""
         try:
             conn = self._conn()
-            with self._write, _transaction(conn):
+            with self._conns.lock, _transaction(conn):
                 return fn(conn)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, ConnectionsClosed) as exc:
             raise LedgerUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
             return fn(self._conn())
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, ConnectionsClosed) as exc:
             raise LedgerUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            conn.close()
+        self._conns.close()
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        with self._write, _transaction(conn):
+        with self._conns.lock, _transaction(conn):
             conn.execute(_MIGRATIONS_TABLE)
             applied = {name for (name,) in conn.execute("SELECT name FROM budget_schema_migrations")}
             unknown = applied - {name for name, _ in MIGRATIONS}
@@ -205,39 +231,83 @@ class SQLiteLedger:
         at_us = now_us(at)
         rid = new_reservation_id()
         expires = at_us + int(ttl_s * 1_000_000)
+        cleanup = not 0 <= self._next_cleanup_us - at_us < _CLEANUP_EVERY_US
 
-        def run(conn: sqlite3.Connection) -> list[Spent]:
-            if not 0 <= self._next_cleanup_us - at_us < _CLEANUP_EVERY_US:
-                # Expired reservations already count for nothing; deleting them now and then
-                # (at most every 10 s per process) only keeps the table small.
-                conn.execute("DELETE FROM budget_reservations WHERE expires_us <= ?", (at_us,))
-                self._next_cleanup_us = at_us + _CLEANUP_EVERY_US
-            before = [Spent(*conn.execute(_USAGE, (key.id, key.since_us, at_us)).fetchone()) for key in keys]
-            check_limits(keys, before, amount_nanousd)
+        def run(conn: sqlite3.Connection) -> _Outcome:
+            if cleanup:
+                # Expired reservations count as spend already (see _USAGE); moving them into spend
+                # now and then (at most every 10 s per process) keeps the table small. In this
+                # transaction, so exactly once across processes.
+                _charge_expired(conn, at_us)
+            rows = [conn.execute(_USAGE_AND_LIMIT, (k.id, k.since_us, at_us)).fetchone() for k in keys]
+            before = [Spent(int(spent), int(reserved)) for spent, reserved, _ in rows]
+            changed = [(k, row[2]) for k, row in zip(keys, rows, strict=True) if row[2] != k.limit_nanousd]
+            conn.executemany(_SET_LIMIT, [(k.id, k.limit_nanousd, at_us) for k, _ in changed])
+            try:
+                check_limits(keys, before, amount_nanousd)
+            except LimitReached as full:  # commit the cleanup and the limits all the same
+                return before, changed, full
             conn.executemany(_HOLD, [(rid, k.id, amount_nanousd, k.bucket_us, at_us, expires) for k in keys])
-            return before
+            return before, changed, None
 
-        before = self._run(run)
+        before, changed, full = self._run(run)
+        if cleanup:
+            self._next_cleanup_us = at_us + _CLEANUP_EVERY_US
+        self._warn_limits(changed)
+        if full is not None:
+            raise full
         return Reservation(rid, tuple(keys), amount_nanousd, at_us, expires, tuple(before))
 
+    def _warn_limits(self, changed: Sequence[tuple[BudgetKey, int | None]]) -> None:
+        """Warn (once per ledger file and key in this process) about a limit that differs from the
+        one last used on this ledger: two processes, or two budgets files, disagree on a budget."""
+        for key, stored in changed:
+            if stored is None:
+                continue
+            with _warned_lock:
+                if (str(self.path), key.id) in _warned_limits:
+                    continue
+                _warned_limits.add((str(self.path), key.id))
+            log.warning(
+                "costlens: budget key %r has limit %s nano-USD here, but %s nano-USD was last used with "
+                "the ledger %s (another process or budgets file defines this budget differently, or its "
+                "limit was changed); each reserve is checked against the limit of the process making it. "
+                "The ledger now records %s.",
+                key.id,
+                key.limit_nanousd,
+                stored,
+                self.path,
+                key.limit_nanousd,
+            )
+
     def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
+        """Charge `actual`; a second settle changes nothing. A reservation that expired (and was
+        charged its reserved amount) gets the difference `actual - reserved`."""
         if actual_nanousd < 0:
             raise ValueError(f"a settled cost cannot be negative ({actual_nanousd} nano-USD)")
         hb = history_bucket(reservation.at_us)
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM budget_reservations WHERE reservation_id = ?", (reservation.id,))
-            conn.executemany(_CHARGE, [(k.id, k.bucket_us, actual_nanousd) for k in reservation.keys])
-            conn.executemany(_HISTORY, [(k.id, hb, actual_nanousd) for k in reservation.keys])
+            rid = (reservation.id,)
+            if conn.execute("DELETE FROM budget_reservations WHERE reservation_id = ?", rid).rowcount:
+                conn.executemany(_CHARGE, [(k.id, k.bucket_us, actual_nanousd) for k in reservation.keys])
+                conn.executemany(_HISTORY, [(k.id, hb, actual_nanousd, 1) for k in reservation.keys])
+                return
+            _correct_expired(conn, reservation.id, lambda reserved: actual_nanousd - reserved, 0)
 
         self._run(run)
 
     def release(self, reservation: Reservation) -> None:
-        self._run(
-            lambda conn: conn.execute(
-                "DELETE FROM budget_reservations WHERE reservation_id = ?", (reservation.id,)
-            )
-        )
+        """Drop the reservation; a second release changes nothing. A reservation that expired (and
+        was charged its reserved amount) is refunded."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            rid = (reservation.id,)
+            if conn.execute("DELETE FROM budget_reservations WHERE reservation_id = ?", rid).rowcount:
+                return
+            _correct_expired(conn, reservation.id, lambda reserved: -reserved, -1)
+
+        self._run(run)
 
     def usage(self, key: BudgetKey, *, at: datetime | None = None) -> Spent:
         at_us = now_us(at)
@@ -245,6 +315,7 @@ class SQLiteLedger:
         return Spent(int(row[0]), int(row[1]))
 
     def recent_spend(self, key_id: str, since_us: int) -> int:
+        """Settled spend from `budget_history`; expired reservations appear once a reserve charged them."""
         sql = "SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_history WHERE key = ? AND bucket_us >= ?"
         return int(
             self._read(lambda conn: conn.execute(sql, (key_id, history_bucket(since_us))).fetchone()[0])
@@ -272,6 +343,35 @@ class SQLiteLedger:
             return int(a + b)
 
         return self._run(run)
+
+
+def _charge_expired(conn: sqlite3.Connection, at_us: int) -> None:
+    """Move reservations expired by `at_us` into spend and history, keeping a mark of each for a
+    late settle or release; forget marks older than `EXPIRED_KEEP_US`. Call inside a transaction."""
+    rows = conn.execute(_EXPIRED_ROWS, (at_us,)).fetchall()
+    if rows:
+        conn.executemany(_CHARGE, [(key, bucket, amount) for _, key, amount, bucket, _, _ in rows])
+        conn.executemany(
+            _HISTORY, [(key, history_bucket(at), amount, 1) for _, key, amount, _, at, _ in rows]
+        )
+        conn.executemany(_KEEP_EXPIRED, rows)
+        conn.execute("DELETE FROM budget_reservations WHERE expires_us <= ?", (at_us,))
+    conn.execute("DELETE FROM budget_expired WHERE expires_us < ?", (at_us - EXPIRED_KEEP_US,))
+
+
+def _correct_expired(
+    conn: sqlite3.Connection, reservation_id: str, delta: Callable[[int], int], calls: int
+) -> None:
+    """A late settle or release of a reservation charged when it expired: add `delta(reserved)` to
+    each of its keys (and `calls` to history), and forget the mark so a retry changes nothing."""
+    rows = conn.execute(_FIND_EXPIRED, (reservation_id,)).fetchall()
+    if not rows:
+        return  # settled or released already, or expired long ago: nothing to do
+    conn.execute("DELETE FROM budget_expired WHERE reservation_id = ?", (reservation_id,))
+    conn.executemany(_CHARGE, [(key, bucket, delta(amount)) for key, amount, bucket, _ in rows])
+    conn.executemany(
+        _HISTORY, [(key, history_bucket(at), delta(amount), calls) for key, amount, _, at in rows]
+    )
 
 
 @contextmanager

@@ -43,7 +43,7 @@ _MONEY = {"limit_usd", "spent_usd", "reserved_usd", "remaining_usd", "projected_
 
 
 def _path(file: Path | None) -> Path:
-    from costlens.budgets import budgets_path
+    from costlens.config import budgets_path
 
     return file.expanduser().absolute() if file is not None else budgets_path()
 
@@ -99,7 +99,8 @@ def status(
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)] = "table",
 ) -> None:
     """Spent, reserved, remaining, projected end-of-window spend and thresholds crossed, per budget."""
-    from costlens.budgets import budget_status, default_ledger_url, open_ledger
+    from costlens.budgets import budget_status, open_ledger
+    from costlens.config import default_ledger_url
 
     fmt = check_format(fmt)
     path = _path(file)

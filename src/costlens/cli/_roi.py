@@ -30,6 +30,7 @@ from costlens.cli._output import (
 
 if TYPE_CHECKING:
     from costlens.roi import Plan, Scenario, TornadoBar
+    from costlens.store import Store
 
 _PLOT_HELP = "Write a PNG: cumulative cost curves with the payback marked, and the tornado chart."
 _REPORT_HELP = "Write a report for people: Markdown (.md) or HTML (.html)."
@@ -244,99 +245,65 @@ def from_usage(
     grid: GridOpt = None,
 ) -> None:
     """Plan from recorded traffic: volume, tokens and prices are measured; you give the tuned path."""
-    from costlens._errors import ConfigError
-    from costlens.roi import ScenarioError, scenario_from_usage
+    from costlens.reports import parse_since
+    from costlens.roi import MissingTunedPath, TunedAssumptions, scenario_from_traffic
     from costlens.roi._load import read_data, scenario_to_toml
 
     fmt = check_format(fmt)
     try:
         data = read_data(assumptions) if assumptions else {}
-    except ScenarioError as exc:
+        start, end = (None, None) if trace else (parse_since(since), parse_since(until) if until else None)
+    except ValueError as exc:
         usage_error(str(exc))
-    profile = _profile(feature, since, until, store, trace, trace_model, trace_provider, data)
-    if not data.get("paths"):
-        if tuned_input_tokens is None:
-            usage_error(
-                "give --tuned-input-tokens (prompt tokens per request after tuning) "
-                "or --assumptions FILE with [[paths]]"
-            )
-        tokens = _some(user_input=tuned_input_tokens, output=tuned_output_tokens)
-        training = _some(
-            dataset_tokens=training_tokens,
-            epochs=epochs,
-            validation_tokens=validation_tokens,
-            fixed=training_cost,
-        )
-        one_off = _some(
-            examples_to_label=examples,
-            cost_per_example=label_cost,
-            engineering_hours=eng_hours,
-            hourly_rate=eng_rate,
-        )
-        path = _some(
-            name="fine-tuned",
-            kind="fine_tuned",
-            provider=tuned_provider or profile.provider,
-            base_model=tuned_model or profile.model,
-            tokens=tokens,
-            training=training,
-            one_off=one_off,
-            hosting_per_hour=hosting_per_hour,
-        )
-        data["paths"] = [path]
-    if horizon is not None:
-        data["horizon_months"] = horizon
-    if growth is not None:
-        data["volume"] = {**data.get("volume", {}), "growth_per_month": growth}
+    tuned = TunedAssumptions(
+        input_tokens=tuned_input_tokens,
+        output_tokens=tuned_output_tokens,
+        provider=tuned_provider,
+        model=tuned_model,
+        training_tokens=training_tokens,
+        epochs=epochs,
+        validation_tokens=validation_tokens,
+        training_cost=training_cost,
+        examples_to_label=examples,
+        cost_per_example=label_cost,
+        engineering_hours=eng_hours,
+        hourly_rate=eng_rate,
+        hosting_per_hour=hosting_per_hour,
+    )
+    backend: Store | None = None if trace else open_cli_store(store)
     try:
-        scenario = scenario_from_usage(profile, data)
-    except (ScenarioError, ConfigError) as exc:
+        built = scenario_from_traffic(
+            store=backend,
+            trace=trace,
+            feature=feature,
+            since=start,
+            until=end,
+            trace_provider=trace_provider,
+            trace_model=trace_model,
+            assumptions=data,
+            tuned=tuned,
+            horizon_months=horizon,
+            growth_per_month=growth,
+        )
+    except MissingTunedPath:
+        usage_error(
+            "give --tuned-input-tokens (prompt tokens per request after tuning) "
+            "or --assumptions FILE with [[paths]]"
+        )
+    except ValueError as exc:  # ConfigError and ScenarioError are ValueErrors
         usage_error(str(exc))
+    finally:
+        if backend is not None:
+            backend.close()
     if write_scenario is not None:
         text = (
-            scenario.model_dump_json(indent=2, exclude_none=True)
+            built.scenario.model_dump_json(indent=2, exclude_none=True)
             if write_scenario.suffix == ".json"
-            else scenario_to_toml(scenario)
+            else scenario_to_toml(built.scenario)
         )
         write_scenario.write_text(text, encoding="utf-8")
         note(f"scenario written to {write_scenario}")
-    _run(scenario, fmt, plot, report, against, grid, {"usage": profile.to_dict()})
-
-
-def _some(**values: Any) -> dict[str, Any]:
-    """The keyword arguments that were given (not None)."""
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _profile(
-    feature: str | None,
-    since: str,
-    until: str | None,
-    store: str | None,
-    trace: Path | None,
-    model: str,
-    provider: str,
-    data: dict[str, Any],
-) -> Any:
-    from costlens._errors import ConfigError
-    from costlens.reports import parse_since
-    from costlens.roi import profile_from_records, read_trace, usage_profile
-
-    days = int(data.get("conventions", {}).get("days_per_month", 30))
-    try:
-        if trace is not None:
-            records = read_trace(trace, provider=provider, model=model, feature=feature or "trace")
-            return profile_from_records(records, feature=feature, days_per_month=days)
-        start, end = parse_since(since), parse_since(until) if until else None
-    except ValueError as exc:
-        usage_error(str(exc))
-    backend = open_cli_store(store)
-    try:
-        return usage_profile(backend, feature, start, end, days)
-    except ConfigError as exc:
-        usage_error(str(exc))
-    finally:
-        backend.close()
+    _run(built.scenario, fmt, plot, report, against, grid, {"usage": built.profile.to_dict()})
 
 
 def catalogue(fmt: Fmt = "table") -> None:

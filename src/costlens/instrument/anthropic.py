@@ -10,8 +10,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from costlens.instrument._core import CallState, Request
-from costlens.instrument.openai import _get, _int, _parsed
+from costlens.instrument._sdk import get as _get
+from costlens.instrument._sdk import sent_body, unwrap, write_back
+from costlens.instrument._sdk import to_int as _int
+from costlens.pipeline import Call, Request
 from costlens.usage import Usage
 
 __all__ = ["AnthropicAdapter", "messages_usage"]
@@ -45,31 +47,36 @@ class AnthropicAdapter:
     def provider_for(self, client: object) -> str:
         return "anthropic"
 
-    def parse_request(self, options: Any, stream: bool) -> Request | None:
+    def parse_request(
+        self, options: Any, *, stream: bool, provider: str, tags: dict[str, str]
+    ) -> Request | None:
         if str(getattr(options, "method", "")).lower() != "post":
             return None
         operation = _OPERATIONS.get(str(options.url).split("?", 1)[0])
-        body = options.json_data
-        if operation is None or not isinstance(body, dict):
+        body = sent_body(options) if operation is not None else None
+        if body is None or operation is None:
             return None
-        return Request(operation, body, stream)
+        return Request(provider, operation, str(body.get("model") or ""), body, stream, tags)
+
+    def write_back(self, request: Request, options: Any) -> None:
+        write_back(request, options)
 
     def facts_of(self, result: Any) -> dict[str, Any]:
-        result = _parsed(result)
+        result = unwrap(result)
         return {
             "response_model": _get(result, "model"),
             "service_tier": _get(_get(result, "usage"), "service_tier"),
         }
 
     def usage_of(self, result: Any) -> Usage | None:
-        raw = _get(_parsed(result), "usage")
+        raw = _get(unwrap(result), "usage")
         return None if raw is None else messages_usage(raw)
 
     def output_text(self, result: Any) -> list[str]:
-        blocks = _get(_parsed(result), "content") or ()
+        blocks = _get(unwrap(result), "content") or ()
         return [t for b in blocks if isinstance(t := _get(b, "text") or _get(b, "thinking"), str)]
 
-    def observe(self, call: CallState, event: Any) -> bool:
+    def observe(self, call: Call, event: Any) -> bool:
         kind = _get(event, "type")
         if kind == "content_block_delta":
             delta = _get(event, "delta")
@@ -89,7 +96,7 @@ class AnthropicAdapter:
         return False
 
     @staticmethod
-    def _observe_delta(call: CallState, usage: Any) -> None:
+    def _observe_delta(call: Call, usage: Any) -> None:
         """`message_delta` has the final cumulative output count; input counts there are optional."""
         if usage is None:
             return
@@ -112,9 +119,3 @@ class AnthropicAdapter:
             )
 
         call.set_usage(merged)
-
-    def count_input(self, request: Request) -> int:
-        from costlens.tokens import count_messages
-
-        body = request.body
-        return count_messages(body.get("messages") or (), request.model, system=body.get("system")).tokens

@@ -13,7 +13,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from costlens.instrument._core import CallState, Request
+from costlens.instrument._sdk import get as _get
+from costlens.instrument._sdk import sent_body, unwrap, write_back
+from costlens.instrument._sdk import to_int as _int
+from costlens.pipeline import Call, OutputMissing, Request
 from costlens.usage import Usage
 
 __all__ = ["OpenAIAdapter", "provider_from_base_url"]
@@ -52,52 +55,52 @@ def provider_from_base_url(base_url: str) -> str:
     return host or "openai"
 
 
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _int(value: Any) -> int:
-    """Token counts as int; a missing count is 0, anything else malformed is an error."""
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"token count {value!r} is not an integer")
-    return value
+def _usage(prompt: Any, completion: Any, cached: Any, cache_write: Any, reasoning: Any) -> Usage:
+    """A Usage from OpenAI-style counts. An absent output count is not 0 tokens: `OutputMissing`
+    carries what was reported and the output is counted instead (the record is flagged estimated)."""
+    reasoning_tokens = _int(reasoning)
+    usage = Usage(
+        input_tokens=_int(prompt),
+        output_tokens=reasoning_tokens if completion is None else _int(completion),
+        cache_read_tokens=_int(cached),
+        cache_write_tokens=_int(cache_write),
+        reasoning_tokens=reasoning_tokens,
+    )
+    if completion is None:
+        raise OutputMissing(usage)
+    return usage
 
 
 def chat_usage(usage: Any) -> Usage:
     """Usage of chat completions (`prompt_tokens` include cached ones, `completion_tokens` reasoning)."""
     if isinstance(usage, BaseModel):  # the SDK's own model: plain attribute reads, the hot path
-        prompt, completion = usage.prompt_tokens, usage.completion_tokens  # type: ignore[attr-defined]
-        p_details = usage.prompt_tokens_details  # type: ignore[attr-defined]
-        c_details = usage.completion_tokens_details  # type: ignore[attr-defined]
-        return Usage(
-            input_tokens=_int(prompt),
-            output_tokens=_int(completion),
-            cache_read_tokens=_int(p_details.cached_tokens) if p_details is not None else 0,
-            cache_write_tokens=_int(getattr(p_details, "cache_write_tokens", None)),
-            reasoning_tokens=_int(c_details.reasoning_tokens) if c_details is not None else 0,
+        p_details = getattr(usage, "prompt_tokens_details", None)
+        c_details = getattr(usage, "completion_tokens_details", None)
+        return _usage(
+            getattr(usage, "prompt_tokens", None),
+            getattr(usage, "completion_tokens", None),
+            p_details.cached_tokens if p_details is not None else None,
+            getattr(p_details, "cache_write_tokens", None),
+            c_details.reasoning_tokens if c_details is not None else None,
         )
-    return Usage(
-        input_tokens=_int(_get(usage, "prompt_tokens")),
-        output_tokens=_int(_get(usage, "completion_tokens")),
-        cache_read_tokens=_int(_get(_get(usage, "prompt_tokens_details"), "cached_tokens")),
-        cache_write_tokens=_int(_get(_get(usage, "prompt_tokens_details"), "cache_write_tokens")),
-        reasoning_tokens=_int(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens")),
+    p_details = _get(usage, "prompt_tokens_details")
+    return _usage(
+        _get(usage, "prompt_tokens"),
+        _get(usage, "completion_tokens"),
+        _get(p_details, "cached_tokens"),
+        _get(p_details, "cache_write_tokens"),
+        _get(_get(usage, "completion_tokens_details"), "reasoning_tokens"),
     )
 
 
 def responses_usage(usage: Any) -> Usage:
-    return Usage(
-        input_tokens=_int(_get(usage, "input_tokens")),
-        output_tokens=_int(_get(usage, "output_tokens")),
-        cache_read_tokens=_int(_get(_get(usage, "input_tokens_details"), "cached_tokens")),
-        cache_write_tokens=_int(_get(_get(usage, "input_tokens_details"), "cache_write_tokens")),
-        reasoning_tokens=_int(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
+    in_details = _get(usage, "input_tokens_details")
+    return _usage(
+        _get(usage, "input_tokens"),
+        _get(usage, "output_tokens"),
+        _get(in_details, "cached_tokens"),
+        _get(in_details, "cache_write_tokens"),
+        _get(_get(usage, "output_tokens_details"), "reasoning_tokens"),
     )
 
 
@@ -135,13 +138,13 @@ def _operation_of(parsed: Any) -> str:
     return "chat"
 
 
-def _parsed(result: Any) -> Any:
-    """The parsed model behind `with_raw_response` results (the SDK caches the parse)."""
-    if isinstance(result, BaseModel):  # the common case, tested first: pydantic's hasattr is slow
-        return result
-    if hasattr(result, "http_response") and callable(getattr(result, "parse", None)):
-        return result.parse()
-    return result
+def _ask_for_stream_usage(request: Request) -> None:
+    """Ask a chat stream for its usage when the caller did not (the extra chunk is hidden later)."""
+    stream_options = request.body.get("stream_options")
+    if isinstance(stream_options, dict) and stream_options.get("include_usage"):
+        return
+    request.body = {**request.body, "stream_options": {**(stream_options or {}), "include_usage": True}}
+    request.usage_added = True
 
 
 class OpenAIAdapter:
@@ -159,52 +162,45 @@ class OpenAIAdapter:
             return "azure"
         return provider_from_base_url(str(getattr(client, "base_url", "")))
 
-    def parse_request(self, options: Any, stream: bool) -> Request | None:
+    def parse_request(
+        self, options: Any, *, stream: bool, provider: str, tags: dict[str, str]
+    ) -> Request | None:
         if str(getattr(options, "method", "")).lower() != "post":
             return None
         operation = _OPERATIONS.get(str(options.url))
-        body = options.json_data
-        if operation is None or not isinstance(body, dict):
+        body = sent_body(options) if operation is not None else None
+        if body is None or operation is None:
             return None
-        request = Request(operation, body, stream)
+        request = Request(provider, operation, str(body.get("model") or ""), body, stream, tags)
         if stream and operation in ("chat", "text_completion"):
-            self._ask_for_stream_usage(request, options)
+            _ask_for_stream_usage(request)
         return request
 
-    @staticmethod
-    def _ask_for_stream_usage(request: Request, options: Any) -> None:
-        stream_options = request.body.get("stream_options")
-        if isinstance(stream_options, dict) and stream_options.get("include_usage"):
-            return
-        # A new dict for the SDK's request body: the caller's own objects are never mutated.
-        body = dict(request.body)
-        body["stream_options"] = {**(stream_options or {}), "include_usage": True}
-        options.json_data = body
-        request.body = body
-        request.usage_injected = True
+    def write_back(self, request: Request, options: Any) -> None:
+        write_back(request, options)
 
     def facts_of(self, result: Any) -> dict[str, Any]:
-        parsed = _parsed(result)
+        parsed = unwrap(result)
         return {"response_model": _get(parsed, "model"), "service_tier": _get(parsed, "service_tier")}
 
     def usage_of(self, result: Any) -> Usage | None:
-        parsed = _parsed(result)
+        parsed = unwrap(result)
         raw_usage = _get(parsed, "usage")
         if raw_usage is None:
             return None
         return _USAGE_READERS[_operation_of(parsed)](raw_usage)
 
     def output_text(self, result: Any) -> list[str]:
-        return _output_texts(_parsed(result))
+        return _output_texts(unwrap(result))
 
-    def observe(self, call: CallState, event: Any) -> bool:
+    def observe(self, call: Call, event: Any) -> bool:
         if call.request.operation == "responses":
             self._observe_responses(call, event)
             return False
         return self._observe_chat(call, event)
 
     @staticmethod
-    def _observe_chat(call: CallState, chunk: Any) -> bool:
+    def _observe_chat(call: Call, chunk: Any) -> bool:
         if call.record.response_model is None:
             call.apply_facts(
                 {"response_model": _get(chunk, "model"), "service_tier": _get(chunk, "service_tier")}
@@ -218,7 +214,7 @@ class OpenAIAdapter:
         usage = _get(chunk, "usage")
         if usage is not None:
             call.set_usage(lambda: chat_usage(usage))
-        if not call.request.usage_injected:
+        if not call.request.usage_added:
             return False
         if not choices and usage is not None:
             return True  # the usage-only chunk the caller did not ask for
@@ -228,7 +224,7 @@ class OpenAIAdapter:
         return False
 
     @staticmethod
-    def _observe_responses(call: CallState, event: Any) -> None:
+    def _observe_responses(call: Call, event: Any) -> None:
         kind = _get(event, "type")
         if kind == "response.output_text.delta":
             delta = _get(event, "delta")
@@ -242,17 +238,3 @@ class OpenAIAdapter:
             usage = _get(response, "usage")
             if usage is not None:
                 call.set_usage(lambda: responses_usage(usage))
-
-    def count_input(self, request: Request) -> int:
-        from costlens.tokens import count_messages, count_text
-
-        body = request.body
-        if request.operation == "chat":
-            return count_messages(body.get("messages") or (), request.model).tokens
-        if request.operation == "responses":
-            raw = body.get("input")
-            items = [{"content": raw}] if isinstance(raw, str) else list(raw or ())
-            return count_messages(items, request.model, system=body.get("instructions")).tokens
-        raw = body.get("input") if request.operation == "embeddings" else body.get("prompt")
-        texts = [raw] if isinstance(raw, str) else [str(x) for x in raw or ()]
-        return sum(count_text(t, request.model).tokens for t in texts)

@@ -7,7 +7,8 @@ never $0, and one log warning naming the model and the overrides file.
 
 Importing this package is cheap: genai-prices' data is loaded on the first price lookup. The
 overrides schema is documented in `costlens.pricing._overrides`; `prices_path()` says where the
-file is read from (`$COSTLENS_PRICES`, else `$COSTLENS_HOME/prices.toml`, else the user config dir).
+file is read from: `$COSTLENS_PRICES`, else `prices.toml` in the config folder (`$COSTLENS_HOME`,
+else the platform's user config folder), as `costlens._paths.prices_file()` decides.
 """
 
 from __future__ import annotations

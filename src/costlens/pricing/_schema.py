@@ -1,4 +1,4 @@
-"""Validation of a parsed overrides file into `Overrides` (the schema is in `_overrides`).
+"""Validation of a parsed overrides file into `Overrides` (the schema is documented in `_overrides`).
 
 Every problem raises `ConfigError` naming the file, the `[[models]]` table (with its line),
 the key, what was expected and how to fix it: a typo in a price must never be silently ignored.
@@ -14,7 +14,7 @@ from typing import Any
 
 from costlens._errors import ConfigError
 from costlens.pricing._model import LongContextTier, Rates, per_token
-from costlens.pricing._overrides import HINT, OverrideModel, Overrides, PricePeriod
+from costlens.pricing._override_model import HINT, OverrideModel, Overrides, PricePeriod
 from costlens.pricing._providers import STANDARD, canonical_provider, normalize_tier
 
 __all__ = ["parse_overrides"]

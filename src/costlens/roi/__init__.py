@@ -9,8 +9,10 @@ A `Scenario` (pydantic, from TOML/YAML/JSON) describes the paths (prompt enginee
 model, a fine-tune, a hybrid), traffic, horizon and conventions; `plan()` computes exact monthly
 costs, payback, break-even, ROI, total cost of ownership and net value; `tornado()` and
 `break_even_grid()` say which inputs move the decision; `usage_profile()` and
-`scenario_from_usage()` build the prompt-engineering path from recorded traffic. Charts
-(`plot_plan()`, matplotlib imported on first use) and Markdown/HTML reports (`render_report()`).
+`scenario_from_usage()` build the prompt-engineering path from recorded traffic, and
+`scenario_from_traffic()` does all of `costlens roi from-usage` (a store or a trace, plus
+assumptions). Charts (`plot_plan()`, matplotlib imported on first use) and Markdown/HTML reports
+(`render_report()`).
 
 Money is `Decimal`, exact; ratios are `Fraction`, rounded only for display.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 from costlens.roi._catalogue import FineTunePrice, catalogue_rows, find_entry, finetune_catalogue
 from costlens.roi._compare import Comparison, CrossOver, Payback
 from costlens.roi._export import plan_month_rows, plan_to_dict
+from costlens.roi._from_usage import FromUsage, MissingTunedPath, TunedAssumptions, scenario_from_traffic
 from costlens.roi._load import ScenarioError, load_scenario, parse_scenario
 from costlens.roi._paths import (
     Accuracy,
@@ -31,9 +34,9 @@ from costlens.roi._paths import (
     Training,
     TunedPath,
 )
-from costlens.roi._plan import PathPlan, PathQuality, Plan, VolumeRange, plan
+from costlens.roi._plan import PathPlan, PathQuality, Plan, VolumeRange
 from costlens.roi._plot import plot_plan
-from costlens.roi._recommend import Recommendation, Rule, recommend
+from costlens.roi._recommend import Recommendation, Rule, plan, recommend
 from costlens.roi._report import render_report
 from costlens.roi._resolve import PriceSource, resolve_prices
 from costlens.roi._scenario import (
@@ -61,8 +64,10 @@ __all__ = [
     "Conventions",
     "CrossOver",
     "FineTunePrice",
+    "FromUsage",
     "GridCell",
     "Lifecycle",
+    "MissingTunedPath",
     "Month",
     "OneOff",
     "PathPlan",
@@ -84,6 +89,7 @@ __all__ = [
     "TornadoBar",
     "Training",
     "TrainingCost",
+    "TunedAssumptions",
     "TunedPath",
     "UsageProfile",
     "Volume",
@@ -104,6 +110,7 @@ __all__ = [
     "recommend",
     "render_report",
     "resolve_prices",
+    "scenario_from_traffic",
     "scenario_from_usage",
     "tornado",
     "training_cost",

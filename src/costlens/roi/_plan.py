@@ -1,15 +1,17 @@
-"""`plan(scenario)`: monthly and cumulative costs per path, comparisons, cheapest path by volume.
+"""The economics of a scenario: monthly and cumulative costs per path, comparisons, cheapest path by volume.
 
-The planner resolves prices, simulates every path month by month (exact Decimals), compares each
-alternative with the baseline on cost and, when accuracies and the value of an answer are given,
-on net value; then it finds which path is cheapest at each constant monthly volume and asks the
-recommendation rules for a verdict. A `Plan` is plain data: reports, charts and the CLI read it.
+`compute_plan()` resolves prices, simulates every path month by month (exact Decimals), compares
+each alternative with the baseline on cost and, when accuracies and the value of an answer are
+given, on net value; then it finds which path is cheapest at each constant monthly volume. It
+decides nothing: which alternative to centre on (`Plan.primary`) and the verdict
+(`Plan.recommendation`) are the decision policy's, in `_recommend`, whose `plan()` fills them in.
+This module never imports `_recommend`. A `Plan` is plain data: reports, charts and the CLI read it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -28,14 +30,12 @@ from costlens.roi._series import (
     simulate,
     training_cost,
 )
+from costlens.roi._verdict import Recommendation
 
 if TYPE_CHECKING:
     from costlens.pricing import PriceCatalogue
-    from costlens.roi._recommend import Recommendation
 
-__all__ = ["PathPlan", "PathQuality", "Plan", "VolumeRange", "envelope", "payback_limit", "pays_back", "plan"]
-
-TUNED_KINDS = ("fine_tuned", "hybrid")
+__all__ = ["PathPlan", "PathQuality", "Plan", "VolumeRange", "compute_plan", "envelope"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,11 @@ class VolumeRange:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Everything computed for a scenario; `scenario` is the resolved one (every price filled in)."""
+    """Everything computed for a scenario; `scenario` is the resolved one (every price filled in).
+
+    `primary` (the alternative the verdict and the sensitivity centre on) and `recommendation` are
+    set by the decision policy (`costlens.roi.plan`); `compute_plan()` leaves them None.
+    """
 
     scenario: Scenario
     sources: tuple[PriceSource, ...]
@@ -104,7 +108,7 @@ class Plan:
     value_comparisons: tuple[Comparison, ...]
     cheapest: tuple[VolumeRange, ...]
     best_value: tuple[VolumeRange, ...]
-    primary: str | None
+    primary: str | None = None
     recommendation: Recommendation | None = None
 
     @property
@@ -124,8 +128,8 @@ class Plan:
         return "net value" if self.value_comparisons else "cost"
 
 
-def plan(scenario: Scenario, *, catalogue: PriceCatalogue | None = None, recommend: bool = True) -> Plan:
-    """Compute the plan of a scenario (prices it left out come from the catalogues)."""
+def compute_plan(scenario: Scenario, *, catalogue: PriceCatalogue | None = None) -> Plan:
+    """The economics of a scenario (prices it left out come from the catalogues), with no decision."""
     resolved, sources = resolve_prices(scenario, catalogue)
     n, horizon = resolved.search_months, resolved.horizon_months
     volumes = resolved.volume.series(n, resolved.conventions.days_per_month)
@@ -133,24 +137,16 @@ def plan(scenario: Scenario, *, catalogue: PriceCatalogue | None = None, recomme
     valued = resolved.quality is not None and all(p.accuracy is not None for p in resolved.paths)
     paths = tuple(_path_plan(resolved, runs, name, volumes) for name in runs)
     lines = _lines(resolved)
-    comparisons = _compare_all(resolved, paths, volumes, lines[0], "cost")
-    value_comparisons = _compare_all(resolved, paths, volumes, lines[1], "net value") if valued else ()
-    result = Plan(
+    return Plan(
         scenario=resolved,
         sources=sources,
         volumes=tuple(volumes[:horizon]),
         paths=paths,
-        comparisons=comparisons,
-        value_comparisons=value_comparisons,
+        comparisons=_compare_all(resolved, paths, volumes, lines[0], "cost"),
+        value_comparisons=_compare_all(resolved, paths, volumes, lines[1], "net value") if valued else (),
         cheapest=envelope(lines[0], [p.name for p in paths]),
         best_value=envelope(lines[1], [p.name for p in paths]) if valued else (),
-        primary=_primary(resolved, value_comparisons or comparisons),
     )
-    if not recommend:
-        return result
-    from costlens.roi._recommend import recommend as decide
-
-    return replace(result, recommendation=decide(result))
 
 
 _Runs = dict[str, tuple[list[Month], list[tuple[int, str]]]]
@@ -325,34 +321,3 @@ def envelope(lines: dict[str, tuple[Fraction, Fraction]], order: Sequence[str]) 
         else:
             ranges.append(VolumeRange(best, low, high))
     return tuple(ranges)
-
-
-def payback_limit(scenario: Scenario) -> Fraction:
-    """The slowest payback that still counts as paying back: `max_payback_months`, else the horizon."""
-    limit = scenario.thresholds.max_payback_months
-    return Fraction(limit) if limit is not None else Fraction(scenario.horizon_months)
-
-
-def pays_back(scenario: Scenario, c: Comparison | None) -> bool:
-    """True when `c`'s payback exists and is within `payback_limit`."""
-    return c is not None and c.payback.months is not None and c.payback.months <= payback_limit(scenario)
-
-
-def _primary(scenario: Scenario, comparisons: Sequence[Comparison]) -> str | None:
-    """The alternative the verdict and the sensitivity centre on.
-
-    `compare` if set; else the tuned path with the largest advantage among those that pay back
-    (for a broad or changing task, a hybrid one first); else the tuned path with the largest
-    advantage; with no tuned path, the best alternative.
-    """
-    if scenario.compare is not None and scenario.compare != scenario.baseline_name:
-        return scenario.compare
-    tuned = [c for c in comparisons if scenario.path(c.path).kind in TUNED_KINDS]
-    changing = scenario.task.scope == "broad" or scenario.task.stable is False
-    order = (("hybrid",), ("fine_tuned",)) if changing else (TUNED_KINDS,)
-    for kinds in order:
-        paying = [c for c in tuned if scenario.path(c.path).kind in kinds and pays_back(scenario, c)]
-        if paying:
-            return max(paying, key=lambda c: c.advantage).path
-    pool = tuned or list(comparisons)
-    return max(pool, key=lambda c: c.advantage).path if pool else None

@@ -1,4 +1,8 @@
-"""The recommendation: practitioners' rules of thumb plus the computed economics, each shown with its numbers.
+"""The decision policy, all in this file: which alternative to centre on, what "pays back" means, the verdict.
+
+`plan(scenario)` computes the economics (`_plan.compute_plan`), picks the primary alternative
+(`choose_primary`) and fires the rules (`recommend`). The recommendation is practitioners' rules of
+thumb plus the computed economics, each shown with its numbers.
 
 The playbook: prompt engineering first when volume is low, labelled data is scarce, or the task is
 broad or still changing; fine-tune when the task is narrow and stable, volume is high, outputs must
@@ -16,56 +20,79 @@ comes from the user or the evals harness.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from costlens.roi._compare import Comparison
 from costlens.roi._money import fmt_decimal, fmt_money
-from costlens.roi._plan import TUNED_KINDS, Plan, payback_limit, pays_back
+from costlens.roi._plan import Plan, compute_plan
+from costlens.roi._scenario import Scenario
+from costlens.roi._verdict import LABELS, Recommendation, Rule, Verdict
 
-__all__ = ["LABELS", "Recommendation", "Rule", "recommend"]
+if TYPE_CHECKING:
+    from costlens.pricing import PriceCatalogue
 
-Verdict = Literal["prompt_engineering", "fine_tune", "hybrid"]
-Side = Literal["prompt_engineering", "fine_tune", "hybrid", "switch"]
-#: How each side reads in reports.
-LABELS = {
-    "prompt_engineering": "prompt engineering",
-    "fine_tune": "fine-tuning",
-    "hybrid": "hybrid",
-    "switch": "switch model",
-}
+__all__ = [
+    "LABELS",
+    "TUNED_KINDS",
+    "Recommendation",
+    "Rule",
+    "choose_primary",
+    "payback_limit",
+    "pays_back",
+    "plan",
+    "recommend",
+]
+
+#: The kinds of path that tune a model (and so need to pay back their training).
+TUNED_KINDS = ("fine_tuned", "hybrid")
 THUMB = "rule of thumb (practitioner playbooks); threshold in [thresholds]"
 COMPUTED = "computed from this scenario"
 FACT = "task fact stated in [task]"
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One rule: whom it favours, whether it fired (None = not assessed, a fact is missing), and why."""
+def plan(scenario: Scenario, *, catalogue: PriceCatalogue | None = None, recommend: bool = True) -> Plan:
+    """Compute the plan of a scenario (prices it left out come from the catalogues) and decide.
 
-    id: str
-    favours: Side
-    fired: bool | None
-    text: str
-    source: str
-    numbers: Mapping[str, object] = field(default_factory=dict)
+    `primary` is always chosen; `recommend=False` skips the verdict (the sensitivity sweeps do).
+    """
+    computed = compute_plan(scenario, catalogue=catalogue)
+    comparisons = computed.value_comparisons or computed.comparisons
+    chosen = replace(computed, primary=choose_primary(computed.scenario, comparisons))
+    return replace(chosen, recommendation=_recommend(chosen)) if recommend else chosen
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    """The verdict, the path to take (a path of the scenario), and every rule behind it."""
+def payback_limit(scenario: Scenario) -> Fraction:
+    """The slowest payback that still counts as paying back: `max_payback_months`, else the horizon."""
+    limit = scenario.thresholds.max_payback_months
+    return Fraction(limit) if limit is not None else Fraction(scenario.horizon_months)
 
-    verdict: Verdict
-    path: str | None
-    headline: str
-    rules: tuple[Rule, ...]
-    blockers: tuple[str, ...]
-    caveats: tuple[str, ...]
 
-    def fired(self) -> list[Rule]:
-        return [r for r in self.rules if r.fired]
+def pays_back(scenario: Scenario, c: Comparison | None) -> bool:
+    """True when `c`'s payback exists and is within `payback_limit`."""
+    return c is not None and c.payback.months is not None and c.payback.months <= payback_limit(scenario)
+
+
+def choose_primary(scenario: Scenario, comparisons: Sequence[Comparison]) -> str | None:
+    """The alternative the verdict and the sensitivity centre on.
+
+    `compare` if set; else the tuned path with the largest advantage among those that pay back
+    (for a broad or changing task, a hybrid one first); else the tuned path with the largest
+    advantage; with no tuned path, the best alternative.
+    """
+    if scenario.compare is not None and scenario.compare != scenario.baseline_name:
+        return scenario.compare
+    tuned = [c for c in comparisons if scenario.path(c.path).kind in TUNED_KINDS]
+    changing = scenario.task.scope == "broad" or scenario.task.stable is False
+    order = (("hybrid",), ("fine_tuned",)) if changing else (TUNED_KINDS,)
+    for kinds in order:
+        paying = [c for c in tuned if scenario.path(c.path).kind in kinds and pays_back(scenario, c)]
+        if paying:
+            return max(paying, key=lambda c: c.advantage).path
+    pool = tuned or list(comparisons)
+    return max(pool, key=lambda c: c.advantage).path if pool else None
 
 
 def _months(value: Fraction | None) -> str:
@@ -192,6 +219,10 @@ def _switch_rules(plan: Plan) -> list[Rule]:
 
 def recommend(plan: Plan) -> Recommendation:
     """Fire every rule on the plan, then decide: prompt engineering first, fine-tune, or hybrid."""
+    return _recommend(plan)
+
+
+def _recommend(plan: Plan) -> Recommendation:
     primary = plan.comparison(plan.primary, plan.decision_basis) if plan.primary else None
     tuned = primary is not None and plan.scenario.path(primary.path).kind in TUNED_KINDS
     economics = _economic_rules(plan, primary)

@@ -15,8 +15,8 @@ from pathlib import Path
 from costlens.roi._compare import Comparison, CrossOver
 from costlens.roi._money import fmt_decimal, fmt_money
 from costlens.roi._plan import Plan, VolumeRange
-from costlens.roi._recommend import LABELS
 from costlens.roi._sensitivity import GridCell, TornadoBar
+from costlens.roi._verdict import LABELS
 
 __all__ = ["render_report"]
 

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from costlens._errors import ConfigError
 from costlens.roi._money import mul
-from costlens.roi._plan import Plan, plan
+from costlens.roi._plan import Plan
+from costlens.roi._recommend import plan
 from costlens.roi._scenario import Scenario
 
 __all__ = ["GridCell", "TornadoBar", "break_even_grid", "levers", "tornado"]

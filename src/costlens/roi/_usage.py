@@ -14,23 +14,21 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from costlens._errors import ConfigError
 from costlens.roi._money import round_fraction
 from costlens.roi._scenario import Scenario
 from costlens.usage import CallRecord, Usage
 
-if TYPE_CHECKING:
-    from costlens.store import Store
-
 __all__ = [
+    "RecordSource",
     "TokenStats",
     "UsageProfile",
     "profile_from_records",
@@ -44,6 +42,17 @@ _TRACE_COLUMNS = (
     ("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
     ("timestamp", "input_tokens", "output_tokens"),
 )
+
+
+class RecordSource(Protocol):
+    """Where recorded calls are read from: any `costlens.store.Store` (roi imports no store)."""
+
+    def iter_records(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, str] | None = None,
+    ) -> Iterator[CallRecord]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +171,7 @@ def _utc(when: datetime) -> datetime:
 
 
 def usage_profile(
-    store: Store,
+    store: RecordSource,
     feature: str | None,
     since: datetime | None = None,
     until: datetime | None = None,

@@ -1,8 +1,9 @@
 """`SQLiteStore`: the zero-config default store (`sqlite:///abs/path.db`), stdlib `sqlite3` only.
 
 WAL mode plus a busy timeout let several threads and processes append to one file; each thread
-gets its own connection. Schema and conventions: see `_migrations.py`. The SQL stays close to
-what PostgreSQL accepts, so the later backends can reuse its shape.
+gets its own connection (`_sqlite_conn.ThreadConnections`, shared with the budget ledger).
+Schema and conventions: see `_migrations.py`. The SQL stays close to what PostgreSQL accepts, so
+the later backends can reuse its shape.
 
 Reads over long ranges use the hourly rollup: whole UTC hours come from `rollup_hourly`, the
 partial hours at either edge from raw calls, and the parts are added up (exact integer sums,
@@ -13,10 +14,7 @@ Nepal, Lord Howe) cannot be built from UTC hours, so those queries scan raw call
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from costlens._errors import ConfigError
 from costlens.store._base import SpendQuery, SpendRow, UnpricedModel, from_micros, to_micros
 from costlens.store._migrations import MIGRATIONS, statements
 from costlens.store._sql import RAW, ROLLUP, Filter, Source, aggregate_sql
+from costlens.store._sqlite_conn import ThreadConnections, enable_wal
 from costlens.store._sqlwrite import TagsetCache, prepare, write_batch
 from costlens.store._time import HOUR_US, hour_aligned, offset_segments
 from costlens.usage import CallRecord, Status
@@ -72,15 +71,18 @@ class SQLiteStore:
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0, auto_migrate: bool = True) -> None:
         self.path = Path(path).expanduser().absolute()
-        self._busy_timeout_s = busy_timeout_s
         self._auto_migrate = auto_migrate
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._pid = os.getpid()
         self._migrated = False
-        self._closed = False
         self._tagsets = TagsetCache()
+        # WAL + NORMAL: a committed write survives an application crash; only an OS crash or
+        # power loss may drop the last commits (the file never corrupts).
+        self._conns = ThreadConnections(
+            self.path,
+            busy_timeout_s=busy_timeout_s,
+            pragmas=("PRAGMA synchronous = NORMAL", "PRAGMA temp_store = MEMORY"),
+            setup=prepare,
+            owner=repr(self),
+        )
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -88,14 +90,10 @@ class SQLiteStore:
     # -- connections -------------------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection (a new one after a fork: the parent's are not ours to use)."""
-        if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._pid != os.getpid():
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
+        """This thread's connection (a new one after a fork: the parent's are not ours to use).
+
+        After `close()`: `ConnectionsClosed`, a `RuntimeError`."""
+        return self._conns.get()
 
     def _conn(self) -> sqlite3.Connection:
         conn = self._connection()
@@ -103,42 +101,8 @@ class SQLiteStore:
             self._migrate(conn)
         return conn
 
-    def _connect(self) -> sqlite3.Connection:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"{self!r} is closed")
-            if self._pid != os.getpid():
-                self._pid, self._conns, self._local = os.getpid(), [], threading.local()
-            self._close_dead_threads_conns()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._conns.append((threading.current_thread(), conn))
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-        enable_wal(conn, self._busy_timeout_s)
-        # WAL + NORMAL: a committed write survives an application crash; only an OS crash or
-        # power loss may drop the last commits (the file never corrupts).
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA temp_store = MEMORY")
-        prepare(conn)
-        return conn
-
-    def _close_dead_threads_conns(self) -> None:
-        alive = []
-        for thread, conn in self._conns:
-            if thread.is_alive():
-                alive.append((thread, conn))
-            else:
-                conn.close()
-        self._conns = alive
-
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            conns, self._conns = self._conns, []
-        for _, conn in conns:
-            conn.close()
+        self._conns.close()
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -377,19 +341,3 @@ def from_url(url: str) -> SQLiteStore:
             "(use memory:// for an in-process store)"
         )
     return SQLiteStore(path)
-
-
-def enable_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
-    """Switch the file to WAL. On a new file opened by several processes at once SQLite answers
-    "database is locked" at once instead of waiting (the switch needs the file to itself), so retry."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.001
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)

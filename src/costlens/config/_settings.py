@@ -1,4 +1,4 @@
-"""Process-wide settings and the recorder that every tracked call feeds.
+"""Process-wide settings and the recorder: the pipeline's sink for every tracked call.
 
 Environment (read when `configure()` leaves a value as None, or on first use without `configure()`):
 `COSTLENS_STORE` (store URL), `COSTLENS_DURABILITY` (async|sync), `COSTLENS_STORE_CONTENT` and
@@ -10,14 +10,15 @@ is created on the first write, never at import or configure time.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import cast
 
 from costlens._errors import ConfigError, internal_error
-from costlens.recorder import Durability, Recorder
+from costlens._paths import data_dir, spool_dir
+from costlens.recorder import Durability, Recorder, spool_records
 from costlens.store import Store, check_store_url, open_store
 from costlens.usage import CallRecord
 
@@ -31,9 +32,12 @@ __all__ = [
     "get_recorder",
     "get_settings",
     "hash_user_id",
+    "record_sink",
     "replay_spool",
     "shutdown",
 ]
+
+log = logging.getLogger("costlens")
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -51,16 +55,8 @@ class Settings:
 
 _lock = threading.RLock()
 _state: tuple[Settings, Recorder] | None = None
-
-
-def data_dir() -> Path:
-    """`COSTLENS_HOME`, else the platform's user data folder (not created here)."""
-    home = os.environ.get("COSTLENS_HOME")
-    if home:
-        return Path(home).expanduser().absolute()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("costlens"))
+# Why the environment's settings could not be used (records then go to the spool); None when fine.
+_env_error: ConfigError | None = None
 
 
 def default_store_url() -> str:
@@ -104,12 +100,12 @@ def configure(
     recorder = Recorder(
         backend,
         durability=settings.durability,
-        spool_dir=data_dir() / "spool",
+        spool_dir=spool_dir(),
         owns_store=settings.store_url is not None,
     )
-    global _state
+    global _state, _env_error
     with _lock:
-        old, _state = _state, (settings, recorder)
+        old, _state, _env_error = _state, (settings, recorder), None
     if old is not None:
         old[1].close()
     return settings
@@ -156,9 +152,12 @@ def get_settings() -> Settings:
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Wait until every call recorded so far is in the store; False if `timeout` ran out."""
+    """Wait until every call recorded so far is in the store. False if `timeout` ran out, if records
+    were lost, or if the environment's settings are invalid (records then wait in the spool)."""
     state = _state
-    return True if state is None else state[1].flush(timeout)
+    if state is None:
+        return _env_error is None
+    return state[1].flush(timeout) and _env_error is None
 
 
 def replay_spool() -> int:
@@ -180,13 +179,19 @@ def hash_user_id(user: str) -> str:
     return hashlib.sha256(user.encode()).hexdigest()[:16]
 
 
-def emit(record: CallRecord) -> None:
-    """Record one finished call: apply the privacy settings, then hand it to the recorder.
+def record_sink(record: CallRecord) -> None:
+    """The pipeline's sink: apply the privacy settings, then hand the record to the recorder.
 
-    Called by the instrumentation after every LLM call; it never raises (outside strict mode).
+    When the environment's settings are invalid (a bad `COSTLENS_STORE` or `COSTLENS_DURABILITY`),
+    the record goes to the spool and the error is logged once: a record never goes nowhere.
+    Never raises (outside strict mode).
     """
     try:
         state = _state or _current()
+    except ConfigError as exc:
+        _spool_unconfigured(record, exc)
+        return
+    try:
         settings = state[0]
         if record.content is not None and not settings.store_content:
             record.content = None
@@ -195,3 +200,26 @@ def emit(record: CallRecord) -> None:
         state[1].submit(record)
     except Exception as exc:
         internal_error("recording an LLM call", exc)
+
+
+#: The name used before the pipeline existed.
+emit = record_sink
+
+
+def _spool_unconfigured(record: CallRecord, error: ConfigError) -> None:
+    global _env_error
+    first = _env_error is None
+    _env_error = error
+    record.content = None  # privacy settings are unknown: keep no text
+    try:
+        path = spool_records([record], spool_dir())
+    except Exception as exc:
+        internal_error(f"spooling a call record while costlens is misconfigured ({error})", exc)
+        return
+    if first:
+        log.error(
+            "costlens: cannot record calls: %s. Records are kept in %s until it is fixed "
+            "(then call costlens.config.replay_spool())",
+            error,
+            path.parent,
+        )

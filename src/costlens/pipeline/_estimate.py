@@ -1,4 +1,8 @@
-"""A call's worst-case cost before it is made: prompt tokens plus the output bound, at the model's price.
+"""The one pre-call estimate: a request's prompt tokens, its output bound and its worst-case cost.
+
+Budgets reserve `estimate(request).cost_nanousd`, the router compares candidates with it, and the
+gateway uses it as the SDK wrappers do. `count_input` is the best count of the same prompt, used
+when a call's usage never arrives.
 
 Prompt tokens are counted with the model's own tokenizer where one ships offline (OpenAI models:
 the cookbook formula, text + 3 per message + 3). For other models the count is a bound that cannot
@@ -8,8 +12,8 @@ Image, audio and file parts are not counted: such calls are reserved for their t
 their real cost.
 
 The output bound is `max_completion_tokens` / `max_tokens` / `max_output_tokens`, times `n`. When the
-caller gives none, a default cap is put into the request (so the reservation really bounds the call);
-`cap_output=False` only reserves it.
+caller gives none, `default_max_output` is assumed (budgets also write it into the request, so the
+reservation really bounds the call).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from costlens.instrument._core import Request
-from costlens.pricing import estimate_max_cost
+from costlens.pipeline._request import Request
 from costlens.tokens import _content_text, count_text, encoding_name_for
 
-__all__ = ["Estimate", "cap_key", "choices", "effective_body", "estimate", "output_bound", "rewrite_body"]
+__all__ = ["DEFAULT_MAX_OUTPUT", "Estimate", "cap_key", "choices", "count_input", "estimate", "output_bound"]
+
+#: The output bound assumed for a request that sets none.
+DEFAULT_MAX_OUTPUT = 4096
 
 _TOKENS_PER_MESSAGE = 3
 _REPLY_PRIMING = 3
@@ -54,24 +60,6 @@ class Estimate:
     input_exact: bool
     output_tokens: int
     cost_nanousd: int | None
-
-
-def effective_body(request: Request, options: Any) -> dict[str, Any]:
-    """The JSON the SDK will send: the body with `extra_body` merged over it."""
-    extra = getattr(options, "extra_json", None)
-    return {**request.body, **extra} if isinstance(extra, Mapping) and extra else request.body
-
-
-def rewrite_body(request: Request, options: Any, changes: Mapping[str, Any]) -> None:
-    """Change fields of the outgoing JSON; a new dict, so the caller's objects are never mutated."""
-    body = {**request.body, **changes}
-    options.json_data = body
-    request.body = body
-    extra = getattr(options, "extra_json", None)
-    if isinstance(extra, Mapping) and any(k in extra for k in changes):
-        options.extra_json = {**extra, **{k: v for k, v in changes.items() if k in extra}}
-    if "model" in changes:
-        request.model = str(changes["model"])
 
 
 def output_bound(operation: str, body: Mapping[str, Any]) -> int | None:
@@ -155,19 +143,34 @@ def input_tokens(operation: str, body: Mapping[str, Any], model: str) -> tuple[i
     return counted + framing + (_TOOL_PROMPT_ALLOWANCE if tools else 0), False
 
 
+def count_input(request: Request) -> int:
+    """The best offline count of the prompt's tokens: exact for OpenAI models, an o200k estimate
+    for others (unlike `estimate`, which needs a bound that cannot be beaten)."""
+    texts, n, _ = _prompt(request.operation, request.body)
+    counted = sum(count_text(t, request.model).tokens if "\x00" not in t else len(t) for t in texts)
+    chat_like = request.operation in ("chat", "responses")
+    return counted + (n * _TOKENS_PER_MESSAGE + _REPLY_PRIMING if chat_like else 0)
+
+
 def estimate(
-    provider: str,
-    model: str,
-    operation: str,
-    body: Mapping[str, Any],
+    request: Request,
     *,
-    max_output_tokens: int,
-    at: datetime | None,
-    service_tier: str | None,
+    model: str | None = None,
+    default_max_output: int = DEFAULT_MAX_OUTPUT,
+    at: datetime | None = None,
 ) -> Estimate:
-    """The worst-case cost of sending `body` to `model` (`max_output_tokens` when it sets no bound)."""
-    n_in, exact = input_tokens(operation, body, model)
-    bound = output_bound(operation, body)
-    n_out = (max_output_tokens if bound is None else bound) * choices(operation, body)
-    priced = estimate_max_cost(provider, model, n_in, n_out, at=at, service_tier=service_tier)
+    """The worst-case cost of sending `request` (to `model` instead, when given): the prompt's tokens
+    (exact, or a bound), plus its output bound (`default_max_output` when it sets none), at the
+    model's price on `at` in the request's service tier."""
+    from costlens.pricing import estimate_max_cost
+
+    model = request.model if model is None else model
+    body = request.body
+    n_in, exact = input_tokens(request.operation, body, model)
+    bound = output_bound(request.operation, body)
+    n_out = (default_max_output if bound is None else bound) * choices(request.operation, body)
+    tier = body.get("service_tier")
+    priced = estimate_max_cost(
+        request.provider, model, n_in, n_out, at=at, service_tier=tier if isinstance(tier, str) else None
+    )
     return Estimate(model, n_in, exact, n_out, priced.nanousd if priced.known else None)

@@ -1,0 +1,41 @@
+"""Budgets as a pipeline step: reserve before the call, settle after it."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+from costlens.budgets._enforce import BudgetEngine
+from costlens.budgets._errors import BudgetUnavailable
+from costlens.pipeline import Call
+
+__all__ = ["BrokenBudgets", "BudgetStep"]
+
+
+class BudgetStep:
+    """The `budget` slot: `engine.admit` before the call (may refuse it), `engine.settle` after."""
+
+    def __init__(self, engine: BudgetEngine) -> None:
+        self.engine = engine
+
+    def flow(self, call: Call) -> Generator[None, None, None]:
+        engine = self.engine
+        ticket = engine.admit(call)
+        if ticket is None:
+            return
+        try:
+            yield
+        finally:  # success or error: the price is on the record (0 when nothing was billed)
+            engine.settle(ticket, call)
+
+
+class BrokenBudgets:
+    """The `budget` slot while the budgets file cannot be read: every call is refused with
+    `BudgetUnavailable` naming the file and the problem (budgets fail closed)."""
+
+    def __init__(self, file: str, error: Exception) -> None:
+        self.file = file
+        self.error = error
+
+    def flow(self, call: Call) -> Generator[None, None, None]:
+        raise BudgetUnavailable("(not opened)", self.error, file=self.file) from self.error
+        yield  # a generator, like every step

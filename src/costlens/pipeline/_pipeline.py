@@ -1,0 +1,184 @@
+"""`Pipeline`: a call's life. `start(request)` runs tags and the steps' before-halves and returns the
+`Call`; the caller makes the call; `finish(call, error)` settles usage (or a counted estimate) and
+price, runs the steps' after-halves in reverse, then hands the record to the sinks.
+
+A pipeline is immutable: `with_step` / `with_sinks` return a new one, so the process-wide pipeline
+(kept by `costlens.config`) is swapped in one assignment and a call in flight ends on the pipeline
+it started on. A test builds its own pipeline and touches no global.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from costlens._errors import ConfigError, internal_error
+from costlens.context import current_tags
+from costlens.pipeline._call import Call
+from costlens.pipeline._price import Pricer
+from costlens.pipeline._request import Request
+from costlens.pipeline._step import SLOTS, Step
+from costlens.usage import CallRecord, Usage
+
+__all__ = ["Pipeline", "Sink"]
+
+#: Receives every finished call's record (the recorder is one); must not raise.
+Sink = Callable[[CallRecord], None]
+
+
+class Pipeline:
+    """Steps in their slots, and the sinks that receive every finished record."""
+
+    __slots__ = ("_flows", "_pricer", "_sinks", "_steps")
+
+    def __init__(self, steps: Mapping[str, Step | None] | None = None, sinks: Sequence[Sink] = ()) -> None:
+        steps = dict(steps or {})
+        unknown = sorted(set(steps) - set(SLOTS))
+        if unknown:
+            raise ConfigError(f"unknown pipeline slot(s) {unknown}; the slots are {list(SLOTS)}")
+        self._steps: dict[str, Step] = {s: step for s in SLOTS if (step := steps.get(s)) is not None}
+        self._flows = tuple(step.flow for step in self._steps.values())
+        self._sinks = tuple(sinks)
+        self._pricer = Pricer()
+
+    # -- building -------------------------------------------------------------------------------
+
+    @property
+    def steps(self) -> dict[str, Step]:
+        return dict(self._steps)
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        return self._sinks
+
+    def step(self, slot: str) -> Step | None:
+        return self._steps.get(slot)
+
+    def with_step(self, slot: str, step: Step | None) -> Pipeline:
+        """A copy with `step` in `slot` (None empties the slot)."""
+        return Pipeline({**self._steps, slot: step}, self._sinks)
+
+    def with_sinks(self, sinks: Sequence[Sink]) -> Pipeline:
+        return Pipeline(self._steps, sinks)
+
+    # -- a call's life --------------------------------------------------------------------------
+
+    def start(self, request: Request) -> Call:
+        """Tags (the request's, overridden by `costlens.tags` blocks), then each step's before-half.
+
+        A step that raises refuses the call: it is recorded as blocked, the steps that ran already
+        see the error, and the exception propagates to the caller.
+        """
+        context = current_tags()
+        tags = {**request.tags, **context} if context else request.tags
+        call = Call(self, request, tags)
+        for flow in self._flows:
+            gen = flow(call)
+            try:
+                next(gen)
+            except StopIteration:
+                continue  # nothing to do after the call
+            except BaseException as exc:
+                call.block(exc)
+                self._after(call, exc)
+                self._emit(call.record)
+                raise
+            call.flows.append(gen)
+        return call
+
+    def finish(self, call: Call, error: BaseException | None = None) -> None:
+        """End the call once: timing, usage (or a counted estimate), price, after-halves, sinks."""
+        if call.finished:
+            return
+        call.finished = True
+        try:
+            _complete(call, error, self._pricer)
+        except Exception as exc:
+            internal_error("recording an LLM call", exc)
+        self._after(call, error)
+        self._emit(call.record)
+
+    def _after(self, call: Call, error: BaseException | None) -> None:
+        flows, call.flows = call.flows, []
+        for gen in reversed(flows):
+            _resume(gen, error)
+
+    def _emit(self, record: CallRecord) -> None:
+        for sink in self._sinks:
+            try:
+                sink(record)
+            except Exception as exc:
+                internal_error("recording an LLM call", exc)
+
+
+def _resume(gen: Generator[None, None, None], error: BaseException | None) -> None:
+    """Run a step's after-half: resumed normally, or with the call's error thrown in at its `yield`."""
+    traceback = error.__traceback__ if error is not None else None
+    try:
+        if error is None:
+            next(gen)
+        else:
+            gen.throw(error)
+    except StopIteration:
+        return
+    except BaseException as exc:
+        if exc is not error:
+            internal_error("a pipeline step after the call", exc)
+        return
+    finally:
+        if error is not None:
+            error.__traceback__ = traceback  # the caller's traceback, without the step's frames
+    gen.close()
+    internal_error("a pipeline step after the call", RuntimeError(f"step {gen!r} yielded twice"))
+
+
+def _complete(call: Call, error: BaseException | None, pricer: Pricer) -> None:
+    end_ns = time.perf_counter_ns()
+    record = call.record
+    record.latency_ms = (end_ns - call.start_ns) / 1e6
+    record.ended_at = datetime.now(UTC)
+    if call.first_event_ns is not None:
+        record.ttft_ms = (call.first_event_ns - call.start_ns) / 1e6
+    if error is not None:
+        record.status = "error"
+        record.error_type = type(error).__name__
+        record.http_status = _http_status(error)
+    usage = call.usage
+    if usage is None:
+        if error is not None and not call.text:
+            # The provider refused or failed before answering: nothing was billed, cost is exactly 0.
+            record.cost_nanousd = 0
+            record.price_known = True
+            return
+        usage = _counted(call, None)
+        record.estimated = True
+    elif call.output_missing:
+        usage = _counted(call, usage)
+        record.estimated = True
+    record.set_usage(usage)
+    pricer.price(record, call.request.model, usage)
+
+
+def _counted(call: Call, reported: Usage | None) -> Usage:
+    """Tokens counted offline, for a call whose usage (or output count) never arrived."""
+    from costlens.pipeline._estimate import count_input
+    from costlens.tokens import count_text
+
+    model = call.record.response_model or call.request.model
+    output = count_text("".join(call.text), model).tokens
+    if reported is not None:
+        return Usage(
+            reported.input_tokens,
+            max(output, reported.reasoning_tokens),
+            reported.cache_read_tokens,
+            reported.cache_write_tokens,
+            reported.reasoning_tokens,
+        )
+    return Usage(input_tokens=count_input(call.request), output_tokens=output)
+
+
+def _http_status(error: BaseException) -> int | None:
+    status: Any = getattr(error, "status_code", None)
+    return status if isinstance(status, int) else None
