@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import anthropic
@@ -16,9 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import costlens
-from costlens.budgets import Budget, BudgetEngine, BudgetKey, BudgetUnavailable, UnknownPriceBlocked
+from costlens.budgets import (
+    Budget,
+    BudgetEngine,
+    BudgetKey,
+    BudgetStep,
+    BudgetUnavailable,
+    UnknownPriceBlocked,
+)
 from costlens.config import configure_budgets, get_engine, reset_budgets
-from costlens.budgets import BudgetStep
 from costlens.pipeline import Pipeline, Request
 from costlens.pricing import estimate_max_cost
 from costlens.testing import FakeProvider, FakeUsage, Fault

@@ -116,7 +116,12 @@ def _resolve(
 ) -> tuple[Settings, Store]:
     if store is None or isinstance(store, str):
         url = store if store is not None else default_store_url()
-        check_store_url(url)
+        try:
+            check_store_url(url)
+        except ConfigError as exc:
+            if store is None and os.environ.get("COSTLENS_STORE"):
+                raise ConfigError(f"COSTLENS_STORE: {exc}") from None
+            raise
         backend = None
     elif isinstance(store, Store):
         url, backend = None, store

@@ -9,12 +9,13 @@ call itself (steps, usage, price, record) is `costlens.pipeline`'s.
 
 from __future__ import annotations
 
+import atexit
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from costlens._errors import internal_error
-from costlens.config import get_pipeline
+from costlens.config import flush, get_pipeline
 from costlens.pipeline import Call, Request
 from costlens.usage import Usage
 
@@ -103,6 +104,28 @@ def _observer(adapter: Adapter, call: Call) -> Callable[[Any], bool]:
 # is never iterated nor closed is finished (with a counted estimate) when it is garbage-collected,
 # or at exit: its record is never lost and its budget reservation is settled.
 
+# Stream calls not yet known to be finished (weak: a finished, collected call leaves by itself).
+_open_streams: weakref.WeakSet[Call] = weakref.WeakSet()
+
+
+def _finish_open_streams() -> None:
+    """At exit: finish every stream still open, then write the records. Registered when this module
+    is imported (by `track`), so in the usual order (configure, track, calls) it runs before the
+    recorder's own exit hook closes the store."""
+    calls = list(_open_streams)
+    for call in calls:
+        call.finish()
+    if calls:
+        flush(5.0)
+
+
+atexit.register(_finish_open_streams)
+
+
+def _watch_lifetime(call: Call, stream: Any) -> None:
+    _open_streams.add(call)
+    weakref.finalize(stream, call.finish).atexit = False  # at exit, _finish_open_streams does it
+
 
 def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
     inner: Iterator[Any] = stream._iterator
@@ -131,7 +154,7 @@ def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
 
     stream._iterator = watched()
     stream.close = close
-    weakref.finalize(stream, call.finish)
+    _watch_lifetime(call, stream)
     return stream
 
 
@@ -162,7 +185,7 @@ def _hook_async_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
 
     stream._iterator = watched()
     stream.close = close
-    weakref.finalize(stream, call.finish)
+    _watch_lifetime(call, stream)
     return stream
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from costlens.instrument._sdk import get as _get
 from costlens.instrument._sdk import sent_body, unwrap, write_back
 from costlens.instrument._sdk import to_int as _int
-from costlens.pipeline import Call, Request
+from costlens.pipeline import Call, OutputMissing, Request
 from costlens.usage import Usage
 
 __all__ = ["AnthropicAdapter", "messages_usage"]
@@ -27,12 +27,16 @@ def messages_usage(usage: Any, *, output_tokens: int | None = None) -> Usage:
     uncached = _int(_get(usage, "input_tokens"))
     if uncached < 0 or cache_read < 0 or cache_write < 0:
         raise ValueError(f"negative token count in {usage!r}")
-    return Usage(
+    output = _get(usage, "output_tokens") if output_tokens is None else output_tokens
+    counted = Usage(
         input_tokens=uncached + cache_read + cache_write,
-        output_tokens=_int(_get(usage, "output_tokens")) if output_tokens is None else output_tokens,
+        output_tokens=_int(output),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
     )
+    if output is None:
+        raise OutputMissing(counted)  # no output count is not 0 output tokens: count it instead
+    return counted
 
 
 class AnthropicAdapter:
@@ -111,11 +115,15 @@ class AnthropicAdapter:
             uncached = start.uncached_input_tokens if uncached is None else _int(uncached)
             if min(cache_read, cache_write, uncached) < 0:
                 raise ValueError(f"negative token count in {usage!r}")
-            return Usage(
+            output = _get(usage, "output_tokens")
+            merged_usage = Usage(
                 input_tokens=uncached + cache_read + cache_write,
-                output_tokens=_int(_get(usage, "output_tokens")),
+                output_tokens=_int(output),
                 cache_read_tokens=cache_read,
                 cache_write_tokens=cache_write,
             )
+            if output is None:
+                raise OutputMissing(merged_usage)
+            return merged_usage
 
         call.set_usage(merged)

@@ -40,6 +40,7 @@ class Call:
     """A call in flight. `record` is the `CallRecord` it becomes; `request` what is sent."""
 
     __slots__ = (
+        "__weakref__",
         "finished",
         "first_event_ns",
         "flows",
@@ -111,6 +112,7 @@ class Call:
         """Accept the provider's usage, or note that it is malformed (tokens are then counted)."""
         try:
             self.usage = build()
+            self.output_missing = False  # a later, complete count (a stream's last event) wins
         except OutputMissing as partial:
             self.usage = partial.usage
             self.output_missing = True

@@ -17,9 +17,9 @@ replay); they win over `enqueue`, which wins over `default_usage` / `latency_s`:
 `x-fake-input-tokens`, `x-fake-output-tokens`, `x-fake-cached-tokens`, `x-fake-cache-write-tokens`,
 `x-fake-reasoning-tokens`, `x-fake-latency-ms`, and `x-fake-fault` with a `Fault.name`:
 `http-429`, `http-429-retry-0.5`, `http-500`, `timeout-2.0`, `cut-3`, `malformed`, `usage-missing`,
-`usage-negative`. `x-fake-stream-deltas: N` sends a streamed answer in at most N text deltas (the
-same text and usage; replays of long answers then cost the client less parsing). A bad header value
-is answered with a 400.
+`usage-negative`, `usage-no-output`. `x-fake-stream-deltas: N` sends a streamed answer in at most N
+text deltas (the same text and usage; replays of long answers then cost the client less parsing).
+A bad header value is answered with a 400.
 
 `MemoryStore` (from `costlens.store.memory`) is re-exported lazily.
 """

@@ -17,7 +17,9 @@ __all__ = ["Behaviour", "Call", "FakeUsage", "Fault", "FaultKind", "Overrides", 
 #: Output tokens when neither the configuration nor the request bounds them.
 DEFAULT_OUTPUT_TOKENS = 16
 
-FaultKind = Literal["http", "timeout", "cut_stream", "malformed_json", "usage_missing", "usage_negative"]
+FaultKind = Literal[
+    "http", "timeout", "cut_stream", "malformed_json", "usage_missing", "usage_negative", "usage_no_output"
+]
 
 
 class ConfigError(ValueError):
@@ -72,7 +74,7 @@ class Fault:
     """One way for a request to go wrong. Build with the class methods; `name` is the header form.
 
     Header forms (`x-fake-fault`): `http-429`, `http-429-retry-0.5` (with retry-after), `http-500`,
-    `timeout-2.0`, `cut-3`, `malformed`, `usage-missing`, `usage-negative`.
+    `timeout-2.0`, `cut-3`, `malformed`, `usage-missing`, `usage-negative`, `usage-no-output`.
     """
 
     kind: FaultKind
@@ -123,6 +125,11 @@ class Fault:
         return cls("usage_negative")
 
     @classmethod
+    def usage_no_output(cls) -> Fault:
+        """A usage object without its output count (`completion_tokens` / `output_tokens`)."""
+        return cls("usage_no_output")
+
+    @classmethod
     def parse(cls, name: str) -> Fault:
         """Build a fault from its header form; raises ValueError on an unknown name."""
         return _parse_fault(name.strip().lower())
@@ -137,9 +144,11 @@ class Fault:
             return f"timeout-{self.seconds:g}"
         if self.kind == "cut_stream":
             return f"cut-{self.after_events}"
-        return {"malformed_json": "malformed", "usage_missing": "usage-missing"}.get(
-            self.kind, "usage-negative"
-        )
+        return {
+            "malformed_json": "malformed",
+            "usage_missing": "usage-missing",
+            "usage_no_output": "usage-no-output",
+        }.get(self.kind, "usage-negative")
 
 
 _FAULT_PATTERNS: tuple[tuple[re.Pattern[str], Any], ...] = (
@@ -152,6 +161,7 @@ _FAULT_PATTERNS: tuple[tuple[re.Pattern[str], Any], ...] = (
     (re.compile(r"malformed"), lambda m: Fault.malformed_json()),
     (re.compile(r"usage-missing"), lambda m: Fault.usage_missing()),
     (re.compile(r"usage-negative"), lambda m: Fault.usage_negative()),
+    (re.compile(r"usage-no-output"), lambda m: Fault.usage_no_output()),
 )
 
 
@@ -315,7 +325,9 @@ def default_text(words: int) -> str:
     return " ".join(["tok"] * words)
 
 
-UsageMode = Literal["normal", "missing", "negative"]
+UsageMode = Literal["normal", "missing", "negative", "no_output"]
+#: The output counts of each provider's usage shape, dropped by the `usage_no_output` fault.
+_OUTPUT_KEYS = ("completion_tokens", "output_tokens")
 
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -358,6 +370,8 @@ class Call:
         if self.usage_mode == "negative":
             negated: dict[str, Any] = _negate(usage)
             return negated
+        if self.usage_mode == "no_output":
+            return {k: v for k, v in usage.items() if k not in _OUTPUT_KEYS}
         return usage
 
 

@@ -281,6 +281,8 @@ def _usage_mode(fault: Fault | None) -> UsageMode:
         return "missing"
     if fault is not None and fault.kind == "usage_negative":
         return "negative"
+    if fault is not None and fault.kind == "usage_no_output":
+        return "no_output"
     return "normal"
 
 

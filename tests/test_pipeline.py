@@ -1,0 +1,218 @@
+"""The call pipeline on its own: `Request`, `Call`, steps and sinks, with no SDK and no adapter."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+import costlens
+from costlens.budgets import Budget, BudgetEngine, BudgetExceeded, BudgetKey, BudgetStep
+from costlens.pipeline import SLOTS, Call, Pipeline, Request, count_input, estimate
+from costlens.pricing import estimate_max_cost
+from costlens.usage import CallRecord, Usage
+
+MSG = [{"role": "user", "content": "hello there"}]
+
+
+def _request(model: str = "gpt-4o-mini", max_tokens: int | None = 50, **tags: str) -> Request:
+    body: dict[str, Any] = {"model": model, "messages": MSG}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return Request.of("openai", "chat", body, tags=tags)
+
+
+class Trace:
+    """A step that logs its halves, and optionally refuses or rewrites."""
+
+    def __init__(
+        self, name: str, log: list[str], *, refuse: bool = False, reroute: str | None = None
+    ) -> None:
+        self.name, self.log, self.refuse, self.reroute = name, log, refuse, reroute
+
+    def flow(self, call: Call) -> Generator[None, None, None]:
+        self.log.append(f"{self.name}:before")
+        if self.refuse:
+            raise PermissionError(f"{self.name} says no")
+        if self.reroute:
+            call.reroute(self.reroute, "test", "cheaper")
+        try:
+            yield
+        except BaseException as exc:
+            self.log.append(f"{self.name}:error:{type(exc).__name__}")
+            raise
+        self.log.append(f"{self.name}:after:{call.record.cost_nanousd is not None}")
+
+
+def test_slots_run_in_order_before_and_in_reverse_after() -> None:
+    log: list[str] = []
+    records: list[CallRecord] = []
+    pipeline = Pipeline(
+        {"budget": Trace("budget", log), "route": Trace("route", log)}, sinks=[records.append]
+    )
+    call = pipeline.start(_request())
+    assert log == ["route:before", "budget:before"]
+    call.usage = Usage(input_tokens=10, output_tokens=5)
+    pipeline.finish(call)
+    pipeline.finish(call)  # idempotent: one record, after-halves run once
+    assert log == ["route:before", "budget:before", "budget:after:True", "route:after:True"]
+    assert len(records) == 1 and records[0].cost_nanousd is not None and records[0].cost_nanousd > 0
+    assert SLOTS == ("route", "budget")
+
+
+def test_a_refusing_step_blocks_the_call_unwinds_earlier_steps_and_propagates() -> None:
+    log: list[str] = []
+    records: list[CallRecord] = []
+    pipeline = Pipeline(
+        {"route": Trace("route", log), "budget": Trace("budget", log, refuse=True)}, sinks=[records.append]
+    )
+    with pytest.raises(PermissionError, match="budget says no"):
+        pipeline.start(_request())
+    assert log == ["route:before", "budget:before", "route:error:PermissionError"]
+    (record,) = records
+    assert (record.status, record.error_type, record.cost_nanousd, record.price_known) == (
+        "blocked",
+        "PermissionError",
+        0,
+        True,
+    )
+
+
+def test_the_error_path_reaches_every_step_and_an_unbilled_error_costs_exactly_zero() -> None:
+    log: list[str] = []
+    records: list[CallRecord] = []
+    pipeline = Pipeline({"budget": Trace("budget", log)}, sinks=[records.append])
+    call = pipeline.start(_request())
+    error = TimeoutError("upstream")
+    pipeline.finish(call, error)
+    assert log == ["budget:before", "budget:error:TimeoutError"]
+    (record,) = records
+    assert (record.status, record.error_type, record.cost_nanousd, record.price_known) == (
+        "error",
+        "TimeoutError",
+        0,
+        True,
+    )
+    assert record.input_tokens == 0 and not record.estimated
+
+
+def test_reroute_keeps_what_the_caller_asked_and_prices_the_model_called() -> None:
+    records: list[CallRecord] = []
+    pipeline = Pipeline({"route": Trace("route", [], reroute="gpt-4.1-nano")}, sinks=[records.append])
+    request = _request("gpt-4o")
+    original_body = request.body
+    call = pipeline.start(request)
+    assert call.request.model == "gpt-4.1-nano" and call.request.body["model"] == "gpt-4.1-nano"
+    assert original_body["model"] == "gpt-4o"  # the caller's dict is never mutated
+    call.usage = Usage(input_tokens=1000, output_tokens=1000)
+    pipeline.finish(call)
+    (record,) = records
+    assert record.request_model == "gpt-4o"
+    assert record.route == {"policy": "test", "from": "gpt-4o", "to": "gpt-4.1-nano", "reason": "cheaper"}
+    nano = costlens.cost(Usage(1000, 1000), provider="openai", model="gpt-4.1-nano").nanousd
+    assert record.cost_nanousd == nano
+
+
+def test_a_missing_usage_is_counted_and_flagged() -> None:
+    records: list[CallRecord] = []
+    pipeline = Pipeline(sinks=[records.append])
+    call = pipeline.start(_request())
+    call.text.extend(["Hello", " world"])
+    pipeline.finish(call)
+    (record,) = records
+    assert record.estimated and record.output_tokens == 2
+    assert record.input_tokens == count_input(call.request) > 0
+
+
+def test_a_failing_after_half_or_sink_never_breaks_the_call(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def flow(self, call: Call) -> Generator[None, None, None]:
+            yield
+            raise RuntimeError("after-half exploded")
+
+    def bad_sink(record: CallRecord) -> None:
+        raise RuntimeError("sink exploded")
+
+    records: list[CallRecord] = []
+    monkeypatch.setenv("COSTLENS_STRICT", "0")
+    pipeline = Pipeline({"budget": Broken()}, sinks=[bad_sink, records.append])
+    call = pipeline.start(_request())
+    call.usage = Usage(input_tokens=3, output_tokens=2)
+    with caplog.at_level(logging.ERROR, logger="costlens"):
+        pipeline.finish(call)
+    assert len(records) == 1  # the next sink still got the record
+    assert "pipeline step after the call failed" in caplog.text and "recording an LLM call" in caplog.text
+
+
+def test_unknown_slot_is_a_config_error() -> None:
+    with pytest.raises(costlens.ConfigError, match="unknown pipeline slot"):
+        Pipeline({"audit": Trace("x", [])})
+
+
+def test_with_step_returns_a_new_pipeline() -> None:
+    base = Pipeline()
+    step = Trace("r", [])
+    routed = base.with_step("route", step)
+    assert base.step("route") is None and routed.step("route") is step
+    assert routed.with_step("route", None).steps == {}
+
+
+# -- the one estimate -------------------------------------------------------------------------------------
+
+
+def test_estimate_is_the_counted_prompt_plus_the_output_bound_at_the_models_price() -> None:
+    request = _request(max_tokens=200)
+    est = estimate(request)
+    assert est.input_exact and est.output_tokens == 200
+    assert est.input_tokens == count_input(request)  # exact for OpenAI models: the same count
+    assert est.cost_nanousd == estimate_max_cost("openai", "gpt-4o-mini", est.input_tokens, 200).nanousd
+    other = estimate(request, model="gpt-4o")
+    assert other.cost_nanousd is not None and est.cost_nanousd is not None
+    assert other.cost_nanousd > est.cost_nanousd
+    assert estimate(_request(max_tokens=None), default_max_output=1000).output_tokens == 1000
+    assert estimate(_request(model="no-such-model-xyz")).cost_nanousd is None
+
+
+# -- the budget step, with no adapter and no SDK object ------------------------------------------------
+
+
+def test_budget_step_reserves_before_settles_after_and_refuses_past_the_limit() -> None:
+    worst = estimate(_request(max_tokens=50)).cost_nanousd
+    assert worst is not None
+    engine = BudgetEngine([Budget("b", limit_usd=f"{worst * 3 / 2 / 1e9:.9f}")], ledger="memory://")
+    records: list[CallRecord] = []
+    pipeline = Pipeline({"budget": BudgetStep(engine)}, sinks=[records.append])
+    budget = engine.get("b")
+    assert budget is not None
+
+    def spent() -> tuple[int, int]:
+        pos = budget.window.position(engine.clock())
+        used = engine.ledger.usage(BudgetKey("b", budget.limit_nanousd, pos.since_us, pos.bucket_us))
+        return used.spent_nanousd, used.reserved_nanousd
+
+    call = pipeline.start(_request(max_tokens=50))
+    assert spent() == (0, worst)  # the worst case is held while the call is in flight
+    assert call.record.budgets[0]["outcome"] == "reserved"
+    call.usage = Usage(input_tokens=5, output_tokens=40)
+    pipeline.finish(call)
+    actual = records[0].cost_nanousd
+    assert actual is not None and 0 < actual < worst
+    assert spent() == (actual, 0) and records[0].budgets[0]["outcome"] == "settled"
+    with pytest.raises(BudgetExceeded):  # actual + worst > 1.5 x worst
+        pipeline.start(_request(max_tokens=50))
+    assert records[-1].status == "blocked" and spent() == (actual, 0)
+
+
+def test_budget_step_caps_an_unbounded_request_through_the_call() -> None:
+    engine = BudgetEngine([Budget("b", limit_usd="10")], ledger="memory://")
+    pipeline = Pipeline({"budget": BudgetStep(engine)})
+    request = _request(max_tokens=None)
+    call = pipeline.start(request)
+    assert call.request.body["max_tokens"] == engine.settings.default_max_output_tokens
+    assert "max_tokens" not in request.body or request.body is call.request.body
+    pipeline.finish(call, TimeoutError())
+    assert call.record.budgets[0]["outcome"] == "released"
