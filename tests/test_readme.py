@@ -9,8 +9,12 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-# Blocks that run offline: they use the fake provider or only price arithmetic.
-RUNNABLE = [b for b in BLOCKS if "costlens.testing" in b or b.startswith("from costlens import Usage, cost")]
+# Blocks that run offline: they use the fake provider, a pipeline of their own, or only price arithmetic.
+RUNNABLE = [
+    b
+    for b in BLOCKS
+    if "costlens.testing" in b or "costlens.pipeline" in b or b.startswith("from costlens import Usage, cost")
+]
 
 
 def test_readme_has_runnable_examples() -> None:

@@ -242,7 +242,8 @@ class SQLiteLedger:
             rows = [conn.execute(_USAGE_AND_LIMIT, (k.id, k.since_us, at_us)).fetchone() for k in keys]
             before = [Spent(int(spent), int(reserved)) for spent, reserved, _ in rows]
             changed = [(k, row[2]) for k, row in zip(keys, rows, strict=True) if row[2] != k.limit_nanousd]
-            conn.executemany(_SET_LIMIT, [(k.id, k.limit_nanousd, at_us) for k, _ in changed])
+            if changed:
+                conn.executemany(_SET_LIMIT, [(k.id, k.limit_nanousd, at_us) for k, _ in changed])
             try:
                 check_limits(keys, before, amount_nanousd)
             except LimitReached as full:  # commit the cleanup and the limits all the same

@@ -20,25 +20,25 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from costlens._errors import ConfigError
 from costlens._paths import budgets_file, data_dir
-from costlens.budgets import (
-    DEFAULT_THRESHOLDS,
-    Alert,
-    AlertSink,
-    BrokenBudgets,
-    Budget,
-    BudgetConfig,
-    BudgetEngine,
-    BudgetStep,
-    Ledger,
-    Scope,
-    Window,
-    load_budgets,
-)
 from costlens.config._root import current_pipeline, get_pipeline, set_pipeline, update_pipeline
+from costlens.pipeline import Step
+
+if TYPE_CHECKING:  # imported where used: a process without budgets never loads costlens.budgets
+    from costlens.budgets import (
+        Alert,
+        AlertSink,
+        BrokenBudgets,
+        Budget,
+        BudgetEngine,
+        BudgetStep,
+        Ledger,
+        Scope,
+        Window,
+    )
 
 __all__ = [
     "budget",
@@ -109,6 +109,8 @@ def _build_engine(
     clock: Callable[[], datetime] | None,
     **overrides: Any,
 ) -> BudgetEngine:
+    from costlens.budgets import BudgetConfig, BudgetEngine, load_budgets
+
     config = load_budgets(file) if file is not None else BudgetConfig()
     settings = replace(config.settings, **{k: v for k, v in overrides.items() if v is not None})
     return BudgetEngine(
@@ -123,6 +125,8 @@ def _build_engine(
 def _install(engine: BudgetEngine | None) -> None:
     """Put `engine` in the process pipeline's `budget` slot. A replaced engine is not closed: the
     calls it admitted settle through it when they end."""
+    from costlens.budgets import BudgetStep
+
     with _lock:
         update_pipeline(lambda p: p.with_step("budget", None if engine is None else BudgetStep(engine)))
     _flush_alerts_at_exit()
@@ -142,6 +146,8 @@ def budget_step_from_env() -> BudgetStep | BrokenBudgets | None:
     path, explicit = budgets_file()
     if not explicit and not path.is_file():
         return None
+    from costlens.budgets import BrokenBudgets, BudgetStep
+
     try:
         if not path.is_file():
             raise ConfigError(f"COSTLENS_BUDGETS names {path}, which does not exist; create it or unset it")
@@ -153,8 +159,15 @@ def budget_step_from_env() -> BudgetStep | BrokenBudgets | None:
 
 
 def _engine_in_force() -> BudgetEngine | None:
-    step = get_pipeline().step("budget")
-    if isinstance(step, BrokenBudgets):
+    return _engine_of(get_pipeline().step("budget"), raise_broken=True)
+
+
+def _engine_of(step: Step | None, *, raise_broken: bool = False) -> BudgetEngine | None:
+    if step is None:
+        return None
+    from costlens.budgets import BrokenBudgets, BudgetStep
+
+    if isinstance(step, BrokenBudgets) and raise_broken:
         raise step.error
     return step.engine if isinstance(step, BudgetStep) else None
 
@@ -174,7 +187,7 @@ def budget(
     scope: Mapping[str, str | Sequence[str]] | Scope | None = None,
     mode: str = "block",
     downgrade_to: str | None = None,
-    thresholds: Sequence[Decimal | int | str] = DEFAULT_THRESHOLDS,
+    thresholds: Sequence[Decimal | int | str] | None = None,
     forecast: bool = True,
     unknown_price: str | None = None,
     notify: Sequence[str] | None = None,
@@ -187,6 +200,8 @@ def budget(
     See `costlens.Budget` for the arguments. Uses the engine in force, or starts one from the
     budgets file / defaults (ledger: `sqlite:///<data dir>/budgets.db`).
     """
+    from costlens.budgets import DEFAULT_THRESHOLDS, Budget
+
     made = Budget(
         name,
         limit_usd=limit_usd,
@@ -195,7 +210,7 @@ def budget(
         scope=scope,
         mode=mode,
         downgrade_to=downgrade_to,
-        thresholds=thresholds,
+        thresholds=DEFAULT_THRESHOLDS if thresholds is None else thresholds,
         forecast=forecast,
         unknown_price=unknown_price,
         notify=notify,
@@ -230,5 +245,4 @@ def reset_budgets() -> None:
 
 def _current_engine() -> BudgetEngine | None:
     pipeline = current_pipeline()
-    step = None if pipeline is None else pipeline.step("budget")
-    return step.engine if isinstance(step, BudgetStep) else None
+    return None if pipeline is None else _engine_of(pipeline.step("budget"))

@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from costlens._errors import internal_error
-from costlens.config import flush, get_pipeline
-from costlens.pipeline import Call, Request
+from costlens.pipeline import Call, Pipeline, Request
 from costlens.usage import Usage
 
 __all__ = ["Adapter", "wrap_async_request", "wrap_sync_request"]
@@ -54,12 +53,19 @@ class Adapter(Protocol):
         """Take what matters from one stream event; True hides the event from the caller."""
 
 
-def _start(adapter: Adapter, provider: str, tags: dict[str, str], options: Any, stream: bool) -> Call | None:
+def _start(
+    pipeline_of: Callable[[], Pipeline],
+    adapter: Adapter,
+    provider: str,
+    tags: dict[str, str],
+    options: Any,
+    stream: bool,
+) -> Call | None:
     try:
         request = adapter.parse_request(options, stream=stream, provider=provider, tags=tags)
         if request is None:
             return None
-        pipeline = get_pipeline()
+        pipeline = pipeline_of()
     except Exception as exc:
         internal_error("preparing to record an LLM call", exc)
         return None
@@ -116,6 +122,8 @@ def _finish_open_streams() -> None:
     for call in calls:
         call.finish()
     if calls:
+        from costlens.config import flush
+
         flush(5.0)
 
 
@@ -201,10 +209,12 @@ RequestFn = Callable[..., Any]
 def wrap_sync_request(
     original: RequestFn, adapter: Adapter, provider: str, tags: Mapping[str, str]
 ) -> RequestFn:
+    from costlens.config import get_pipeline  # here, not at import: the composition root is heavier
+
     client_tags = dict(tags)
 
     def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
-        call = _start(adapter, provider, client_tags, options, stream)
+        call = _start(get_pipeline, adapter, provider, client_tags, options, stream)
         if call is None:
             return original(cast_to, options, stream=stream, stream_cls=stream_cls)
         try:
@@ -223,10 +233,12 @@ def wrap_sync_request(
 def wrap_async_request(
     original: RequestFn, adapter: Adapter, provider: str, tags: Mapping[str, str]
 ) -> RequestFn:
+    from costlens.config import get_pipeline  # here, not at import: the composition root is heavier
+
     client_tags = dict(tags)
 
     async def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
-        call = _start(adapter, provider, client_tags, options, stream)
+        call = _start(get_pipeline, adapter, provider, client_tags, options, stream)
         if call is None:
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
         try:

@@ -12,11 +12,16 @@ budgets) plug into its named slots; `costlens.config` builds the process's pipel
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from costlens.pipeline._call import Call, OutputMissing
-from costlens.pipeline._estimate import DEFAULT_MAX_OUTPUT, Estimate, count_input, estimate
 from costlens.pipeline._pipeline import Pipeline, Sink
 from costlens.pipeline._request import Request
 from costlens.pipeline._step import SLOTS, Step
+
+if TYPE_CHECKING:
+    from costlens.pipeline._estimate import DEFAULT_MAX_OUTPUT, Estimate, count_input, estimate
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
@@ -31,3 +36,15 @@ __all__ = [
     "count_input",
     "estimate",
 ]
+
+# The estimate (and the tokenizer helpers it needs) loads on first use: tracking a call whose usage
+# arrives never needs it, and `track()` stays cheap to import.
+_LAZY = {"DEFAULT_MAX_OUTPUT", "Estimate", "count_input", "estimate"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'costlens.pipeline' has no attribute {name!r}")
+    value = getattr(import_module("costlens.pipeline._estimate"), name)
+    globals()[name] = value
+    return value
