@@ -10,7 +10,6 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from costlens._errors import ConfigError, CostlensError
-from costlens.usage import CallRecord, Cost, Usage
 
 if TYPE_CHECKING:
     from costlens.budgets import Budget, BudgetExceeded, BudgetUnavailable
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
     from costlens.context import current_tags, tags
     from costlens.instrument import track, untrack
     from costlens.pricing import cost
+    from costlens.usage import CallRecord, Cost, Usage
 
 __version__ = "0.1.0"
 
@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 _LAZY = {
+    "CallRecord": "costlens.usage",
+    "Cost": "costlens.usage",
+    "Usage": "costlens.usage",
     "Budget": "costlens.budgets",
     "BudgetExceeded": "costlens.budgets",
     "BudgetUnavailable": "costlens.budgets",

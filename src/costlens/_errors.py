@@ -6,12 +6,9 @@ Under pytest (or with COSTLENS_STRICT=1) it is raised, so tests see every bug.
 
 from __future__ import annotations
 
-import logging
 import os
 
 __all__ = ["ConfigError", "CostlensError", "internal_error", "strict_mode"]
-
-log = logging.getLogger("costlens")
 
 
 class CostlensError(Exception):
@@ -33,4 +30,8 @@ def internal_error(what: str, exc: BaseException) -> None:
     """Report a failure inside costlens itself; re-raise it in strict mode."""
     if strict_mode():
         raise exc
-    log.error("costlens: %s failed; the call itself was not affected", what, exc_info=exc)
+    import logging  # here: `import costlens` stays free of the logging package
+
+    logging.getLogger("costlens").error(
+        "costlens: %s failed; the call itself was not affected", what, exc_info=exc
+    )
