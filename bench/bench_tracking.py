@@ -146,7 +146,7 @@ def main() -> None:
     for label, ms in import_times().items():
         imports.add_row(label, f"{ms:.1f}")
     console.print(imports)
-    console.print("Goals: tracked/raw p50 ≤ 1.03 (≈ ≤ 50 µs added); import costlens ≤ 60 ms.")
+    console.print("Goals: tracked/raw p50 ≤ 1.03 (≈ ≤ 50 µs added); import costlens ≤ 30 ms.")
 
 
 if __name__ == "__main__":
