@@ -8,11 +8,12 @@ Nesting merges (inner keys win); leaving the block restores the outer tags.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 
-__all__ = ["WELL_KNOWN_TAGS", "current_tags", "tags"]
+__all__ = ["WELL_KNOWN_TAGS", "current_router", "current_tags", "routing_with", "tags"]
 
 #: Tags with a meaning across costlens (reports, budgets); any other key is allowed too.
 WELL_KNOWN_TAGS = ("project", "feature", "user", "environment", "task", "api_key")
@@ -67,3 +68,23 @@ class tags:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.__exit__(*exc_info)
+
+
+# The router an explicit `router.create(client, ...)` call asked for, seen by the SDK wrapper of that
+# call only (contextvars: other threads and tasks never see it).
+_router: ContextVar[object | None] = ContextVar("costlens_router", default=None)
+
+
+def current_router() -> object | None:
+    """The router `router.create()` is routing through here, or None."""
+    return _router.get()
+
+
+@contextmanager
+def routing_with(router: object) -> Iterator[None]:
+    """Route the calls made inside the block through `router` (used by `Router.create`)."""
+    token = _router.set(router)
+    try:
+        yield
+    finally:
+        _router.reset(token)

@@ -35,8 +35,11 @@ class TokenCount:
 
 
 def encoding_name_for(model: str) -> str | None:
-    """The BPE table an OpenAI model uses, or None when the model is not OpenAI's."""
+    """The BPE table an OpenAI model uses, or None when the model is not OpenAI's. A fine-tuned model
+    (`ft:gpt-4o-mini-2024-07-18:org::id`) uses its base model's table."""
     name = model.rsplit("/", 1)[-1].lower()
+    if name.startswith("ft:"):
+        name = name[3:]
     if name.startswith(("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt", "gpt-oss")):
         return "o200k_base"
     if name.startswith(("gpt-4", "gpt-3.5", "gpt-35", "text-embedding")):

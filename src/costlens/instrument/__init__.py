@@ -56,6 +56,7 @@ def _registered() -> list[Adapter]:
 class _Tracking:
     provider: str
     tags: dict[str, str]
+    router: Any = None
     saved: dict[str, Any] = field(default_factory=dict)  # instance attributes we replaced
 
 
@@ -63,12 +64,14 @@ def is_tracked(client: object) -> bool:
     return _STATE_ATTR in getattr(client, "__dict__", {})
 
 
-def track(client: C, *, provider: str | None = None, **tags: object) -> C:
+def track(client: C, *, provider: str | None = None, router: Any = None, **tags: object) -> C:
     """Record every LLM call `client` makes; returns the same client.
 
     `provider` names the price catalogue to use (inferred from the client class and base URL
     when omitted: `openai`, `azure`, `anthropic`, `groq`, ...). `tags` attribute every call of
     this client (e.g. `feature="chat"`); `costlens.tags(...)` blocks add to and override them.
+    `router` (a `costlens.routing.Router`) routes the calls that name it (`model="costlens/auto"`)
+    to the candidate it chooses; calls naming a real model are untouched.
     """
     if is_tracked(client):
         return client
@@ -76,6 +79,7 @@ def track(client: C, *, provider: str | None = None, **tags: object) -> C:
     state = _Tracking(
         provider=provider or adapter.provider_for(client),
         tags={k: str(v) for k, v in tags.items() if v is not None},
+        router=router,
     )
     instance_dict: dict[str, Any] = vars(client)
     for name in _PATCHED:
@@ -83,7 +87,7 @@ def track(client: C, *, provider: str | None = None, **tags: object) -> C:
             state.saved[name] = instance_dict[name]
     original = client.request  # type: ignore[attr-defined]
     wrap = wrap_async_request if inspect.iscoroutinefunction(original) else wrap_sync_request
-    instance_dict["request"] = wrap(original, adapter, state.provider, state.tags)
+    instance_dict["request"] = wrap(original, adapter, state.provider, state.tags, state.router)
     if hasattr(client, "copy"):
         instance_dict["copy"] = instance_dict["with_options"] = _tracked_copy(client, state)
     instance_dict[_STATE_ATTR] = state
@@ -118,6 +122,7 @@ def _tracked_copy(client: Any, state: _Tracking) -> Any:
 
     def copy(*args: Any, **kwargs: Any) -> Any:
         # The copy is built from the class method, so it starts untracked; track it the same way.
-        return track(original_copy(client, *args, **kwargs), provider=state.provider, **state.tags)
+        copied = original_copy(client, *args, **kwargs)
+        return track(copied, provider=state.provider, router=state.router, **state.tags)
 
     return copy

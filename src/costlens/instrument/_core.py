@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from costlens._errors import internal_error
+from costlens.context import current_router
 from costlens.pipeline import Call, Pipeline, Request
 from costlens.usage import Usage
 
@@ -203,18 +204,45 @@ def _is_stream(result: Any) -> bool:
 
 # -- the request wrappers ---------------------------------------------------------------------
 
+
+class _PipelineSource:
+    """The pipeline a client's calls go through: the process's, plus (for a client tracked with a
+    router, or inside `router.create()`) that router's step in the `route` slot. The derived
+    pipeline is kept until the process's pipeline or the router changes."""
+
+    __slots__ = ("_base", "_get", "_routed", "_router", "_used")
+
+    def __init__(self, router: Any) -> None:
+        from costlens.config import get_pipeline  # here, not at import: the composition root is heavier
+
+        self._get = get_pipeline
+        self._router = router
+        self._base: Pipeline | None = None
+        self._used: Any = None
+        self._routed: Pipeline | None = None
+
+    def __call__(self) -> Pipeline:
+        base = self._get()
+        router: Any = current_router() or self._router
+        if router is None:
+            return base
+        if base is not self._base or router is not self._used or self._routed is None:
+            self._routed = base.with_step("route", router.step(base))
+            self._base, self._used = base, router
+        return self._routed
+
+
 RequestFn = Callable[..., Any]
 
 
 def wrap_sync_request(
-    original: RequestFn, adapter: Adapter, provider: str, tags: Mapping[str, str]
+    original: RequestFn, adapter: Adapter, provider: str, tags: Mapping[str, str], router: Any = None
 ) -> RequestFn:
-    from costlens.config import get_pipeline  # here, not at import: the composition root is heavier
-
     client_tags = dict(tags)
+    pipeline_of = _PipelineSource(router)
 
     def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
-        call = _start(get_pipeline, adapter, provider, client_tags, options, stream)
+        call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
         if call is None:
             return original(cast_to, options, stream=stream, stream_cls=stream_cls)
         try:
@@ -231,14 +259,13 @@ def wrap_sync_request(
 
 
 def wrap_async_request(
-    original: RequestFn, adapter: Adapter, provider: str, tags: Mapping[str, str]
+    original: RequestFn, adapter: Adapter, provider: str, tags: Mapping[str, str], router: Any = None
 ) -> RequestFn:
-    from costlens.config import get_pipeline  # here, not at import: the composition root is heavier
-
     client_tags = dict(tags)
+    pipeline_of = _PipelineSource(router)
 
     async def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
-        call = _start(get_pipeline, adapter, provider, client_tags, options, stream)
+        call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
         if call is None:
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
         try:
