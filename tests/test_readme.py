@@ -13,7 +13,10 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 RUNNABLE = [
     b
     for b in BLOCKS
-    if "costlens.testing" in b or "costlens.pipeline" in b or b.startswith("from costlens import Usage, cost")
+    if "costlens.testing" in b
+    or "costlens.pipeline" in b
+    or "costlens.routing" in b
+    or b.startswith("from costlens import Usage, cost")
 ]
 
 

@@ -12,7 +12,7 @@ import math
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Protocol
 
 __all__ = ["TokenCount", "count_messages", "count_text", "encoding_name_for"]
@@ -65,10 +65,17 @@ def count_text(text: str, model: str = "") -> TokenCount:
     if not text:
         return TokenCount(0, True)
     exact_name = encoding_name_for(model)
-    encoder = _encoder(exact_name or "o200k_base")
-    if encoder is None:
+    tokens = _count(text, exact_name or "o200k_base")
+    if tokens is None:
         return TokenCount(math.ceil(len(text) / _CHARS_PER_TOKEN), False)
-    return TokenCount(len(encoder.encode(text)), exact_name is not None)
+    return TokenCount(tokens, exact_name is not None)
+
+
+@lru_cache(maxsize=512)
+def _count(text: str, encoding: str) -> int | None:
+    """Cached: a router prices one prompt for every candidate, and budgets count it again."""
+    encoder = _encoder(encoding)
+    return None if encoder is None else len(encoder.encode(text))
 
 
 def _content_text(content: Any) -> Iterable[str]:
