@@ -9,7 +9,9 @@ call itself (steps, usage, price, record) is `costlens.pipeline`'s.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -76,6 +78,15 @@ def _start(
             adapter.write_back(call.request, options)
         except Exception as exc:
             internal_error("changing the request", exc)
+    return call
+
+
+def _next_attempt(
+    pipeline_of: Callable[[], Pipeline], adapter: Adapter, request: Request, options: Any
+) -> Call:
+    """Start the attempt a step asked for, and make the SDK send its body."""
+    call = pipeline_of().start(request)  # a refusal (a budget) propagates, as for a first attempt
+    adapter.write_back(call.request, options)
     return call
 
 
@@ -245,11 +256,18 @@ def wrap_sync_request(
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
         if call is None:
             return original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        try:
-            result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        except BaseException as exc:
-            call.finish(exc)
-            raise
+        while True:  # one pass per attempt: a step (the router's fallbacks) may ask for another
+            try:
+                result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
+                break
+            except BaseException as exc:
+                call.finish(exc)
+                if call.next_attempt is None:
+                    raise
+                request, after_s = call.next_attempt
+                if after_s:
+                    time.sleep(after_s)
+                call = _next_attempt(pipeline_of, adapter, request, options)
         if stream and _is_stream(result):
             return _hook_sync_stream(adapter, call, result)
         _complete_response(adapter, call, result)
@@ -268,11 +286,18 @@ def wrap_async_request(
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
         if call is None:
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        try:
-            result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        except BaseException as exc:
-            call.finish(exc)
-            raise
+        while True:  # one pass per attempt: a step (the router's fallbacks) may ask for another
+            try:
+                result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
+                break
+            except BaseException as exc:
+                call.finish(exc)
+                if call.next_attempt is None:
+                    raise
+                request, after_s = call.next_attempt
+                if after_s:
+                    await asyncio.sleep(after_s)
+                call = _next_attempt(pipeline_of, adapter, request, options)
         if stream and _is_stream(result):
             return _hook_async_stream(adapter, call, result)
         _complete_response(adapter, call, result)

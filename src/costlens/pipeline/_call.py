@@ -44,6 +44,7 @@ class Call:
         "finished",
         "first_event_ns",
         "flows",
+        "next_attempt",
         "output_missing",
         "pipeline",
         "record",
@@ -75,6 +76,7 @@ class Call:
         self.text: list[str] = []
         self.finished = False
         self.flows: list[Generator[None, None, None]] = []
+        self.next_attempt: tuple[Request, float] | None = None
 
     # -- the writers ----------------------------------------------------------------------------
 
@@ -105,6 +107,11 @@ class Call:
         record.error_type = type(error).__name__
         record.cost_nanousd = 0
         record.price_known = True
+
+    def retry(self, request: Request, after_s: float = 0.0) -> None:
+        """From a step's error path: make another attempt with `request` after `after_s` seconds.
+        This call is recorded as the failed attempt it was; the next attempt is a call of its own."""
+        self.next_attempt = (request, max(0.0, after_s))
 
     # -- what the response says -----------------------------------------------------------------
 

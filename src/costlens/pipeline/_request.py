@@ -20,6 +20,8 @@ class Request:
     `model` is the model it names. Only `Call.rewrite` / `Call.reroute` change either, always by
     building a new dict: the caller's own objects are never mutated. `usage_added` is True when
     costlens asked a stream for usage the caller did not request (the extra chunk is then hidden).
+    `state` belongs to the steps and is never sent: a step that asks for another attempt (a
+    fallback) passes what it needs to the next attempt's request there.
     """
 
     provider: str
@@ -29,6 +31,7 @@ class Request:
     stream: bool = False
     tags: dict[str, str] = field(default_factory=dict)
     usage_added: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(

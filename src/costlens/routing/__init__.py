@@ -13,6 +13,7 @@ from __future__ import annotations
 from costlens.routing._candidate import Candidate, Deployment
 from costlens.routing._config import load_router, router_from_dict
 from costlens.routing._decision import Rejected, RouteDecision
+from costlens.routing._fallback import Cooldowns, Fallbacks
 from costlens.routing._policies import (
     BudgetAware,
     Capabilities,
@@ -35,8 +36,10 @@ __all__ = [
     "Candidate",
     "Capabilities",
     "ContextFit",
+    "Cooldowns",
     "CostCeiling",
     "Deployment",
+    "Fallbacks",
     "LatencyTarget",
     "NoRoute",
     "Policy",

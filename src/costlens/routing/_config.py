@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costlens._errors import ConfigError
 from costlens.routing._candidate import Candidate
+from costlens.routing._fallback import Fallbacks
 from costlens.routing._policies import Rule, make_policy
 from costlens.routing._router import Router
 
@@ -46,6 +47,7 @@ class _RouterFile(BaseModel):
     candidates: list[Candidate] = Field(min_length=1)
     rules: list[Rule] = Field(default_factory=list)
     policies: list[dict[str, Any]] = Field(default_factory=list)
+    fallbacks: Fallbacks = Field(default_factory=Fallbacks)
 
 
 def load_router(path: str | Path) -> Router:
@@ -87,4 +89,5 @@ def router_from_dict(raw: dict[str, Any], *, source: str = "router config") -> R
         name=spec.name,
         max_output_tokens=spec.max_output_tokens,
         cost_budget=spec.cost_budget,
+        fallbacks=spec.fallbacks,
     )

@@ -21,6 +21,7 @@ from costlens._errors import ConfigError, CostlensError
 from costlens.pipeline import Pipeline, Request, Step
 from costlens.routing._candidate import Candidate, apply_transform
 from costlens.routing._decision import Rejected, RouteDecision
+from costlens.routing._fallback import Cooldowns, Fallbacks
 from costlens.routing._policies import (
     BudgetAware,
     Capabilities,
@@ -54,7 +55,8 @@ class Router:
     `name` is the virtual model that routes a tracked call (`model="costlens/auto"`).
     `max_output_tokens` bounds the answer when the request sets no bound (for the estimate).
     The policies always include task scope, capabilities, context fit and the cost ceiling; `rules`
-    and `policies` add to them.
+    and `policies` add to them. `fallbacks` says how routed calls that fail are retried or sent to
+    the next-best candidate (`Fallbacks`; on by default).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class Router:
         name: str = "costlens/auto",
         max_output_tokens: int = 1024,
         cost_budget: Decimal | str | None = None,
+        fallbacks: Fallbacks | Mapping[str, Any] | None = None,
     ) -> None:
         self.candidates = tuple(c if isinstance(c, Candidate) else Candidate(**c) for c in candidates)
         names = [c.name for c in self.candidates]
@@ -85,6 +88,10 @@ class Router:
         self.name = name
         self.max_output_tokens = max_output_tokens
         self.cost_budget = None if cost_budget is None else Decimal(str(cost_budget))
+        if fallbacks is None:
+            fallbacks = Fallbacks()
+        self.fallbacks = fallbacks if isinstance(fallbacks, Fallbacks) else Fallbacks(**fallbacks)
+        self.cooldowns = Cooldowns()  # shared by every call routed through this router
         self.policies: tuple[Policy, ...] = (
             Rules(built_rules),
             TaskScope(),

@@ -1,5 +1,7 @@
 """The router as a pipeline step (the `route` slot): a call that names the router is sent to the
-candidate it chooses, with the candidate's transform applied to a copy of the request."""
+candidate it chooses, with the candidate's transform applied to a copy of the request; when that
+attempt fails with a transient error, the step asks for another (retry or fall back, see
+`_fallback`), and every attempt is a call of its own, recorded with its `attempt` number."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Protocol
 from costlens.pipeline import Call, Request
 from costlens.routing._candidate import Candidate, apply_transform
 from costlens.routing._decision import Rejected, RouteDecision
+from costlens.routing._fallback import AttemptState, Cooldowns, Fallbacks, retry_after_s, transient
 from costlens.routing._policies import Policy, RouteContext
 
 __all__ = ["RouteStep"]
@@ -18,6 +21,9 @@ class _Router(Protocol):
     """What the step needs of a router (`Router` is one)."""
 
     candidates: tuple[Candidate, ...]
+    name: str
+    fallbacks: Fallbacks
+    cooldowns: Cooldowns
 
     def names(self) -> frozenset[str]: ...
 
@@ -45,6 +51,30 @@ class SameProvider:
         ]
 
 
+class SetAside:
+    """Candidates that failed earlier in this request, or are cooling down after failing in any
+    call; a pinned candidate (a retry) is the only one left in."""
+
+    name = "fallback"
+
+    def __init__(self, state: AttemptState, cooldowns: Cooldowns) -> None:
+        self.state = state
+        self.cooldowns = cooldowns
+
+    def apply(self, ctx: RouteContext, candidates: Sequence[Candidate]) -> list[Rejected]:
+        out = []
+        for c in candidates:
+            if self.state.pinned is not None:
+                if c.name != self.state.pinned:
+                    out.append(Rejected(c.name, self.name, f"retrying {self.state.pinned}"))
+                continue
+            if c.name in self.state.excluded:
+                out.append(Rejected(c.name, self.name, "failed earlier in this call"))
+            elif (left := self.cooldowns.remaining(c.name)) > 0:
+                out.append(Rejected(c.name, self.name, f"cooling down for {left:.1f}s after a failure"))
+        return out
+
+
 class RouteStep:
     """Routes calls whose model is the router's name; other calls pass untouched."""
 
@@ -54,15 +84,75 @@ class RouteStep:
 
     def flow(self, call: Call) -> Generator[None, None, None]:
         request = call.request
-        if request.model not in self.router.names():
-            return
-        decision = self.router.decide(request, extra=self.extra, tags=call.record.tags)
-        chosen = next(c for c in self.router.candidates if c.name == decision.name)
-        body = apply_transform(chosen.transform, request.provider, request.operation, request.body)
+        state = request.state.get("route")
+        if not isinstance(state, AttemptState):
+            if request.model not in self.router.names():
+                return
+            state = request.state["route"] = AttemptState(body=request.body)
+        router = self.router
+        decision = router.decide(
+            request, extra=(*self.extra, SetAside(state, router.cooldowns)), tags=call.record.tags
+        )
+        chosen = next(c for c in router.candidates if c.name == decision.name)
+        body = apply_transform(chosen.transform, request.provider, request.operation, state.body)
         if body is not request.body:
             call.rewrite({k: v for k, v in body.items() if request.body.get(k) is not v})
-        call.reroute(chosen.model, f"router:{decision.policy}", decision.reason, **_details(decision))
-        yield
+        details = _details(decision)
+        details["attempt"] = len(state.attempts) + 1
+        if state.attempts:
+            details["after"] = list(state.attempts)
+        call.reroute(chosen.model, f"router:{decision.policy}", decision.reason, **details)
+        try:
+            yield
+        except BaseException as exc:
+            self._plan_next(call, chosen, state, exc)
+            raise
+
+    def _plan_next(self, call: Call, chosen: Candidate, state: AttemptState, error: BaseException) -> None:
+        """After a failed attempt: ask for a retry of the same candidate, a fallback, or nothing."""
+        fb, cooldowns = self.router.fallbacks, self.router.cooldowns
+        state.attempts.append(
+            {
+                "name": chosen.name,
+                "model": chosen.model,
+                "error": type(error).__name__,
+                "status": _status(error),
+            }
+        )
+        if not fb.enabled or not transient(error) or len(state.attempts) >= fb.max_attempts:
+            return
+        wait = retry_after_s(error)
+        tries = sum(1 for a in state.attempts if a["name"] == chosen.name)
+        state.pinned, delay = None, 0.0
+        if wait is None and tries <= fb.retries:
+            state.pinned, delay = chosen.name, fb.backoff_s * 2 ** (tries - 1)
+        else:
+            cooldowns.set(chosen.name, max(fb.cooldown_s, wait or 0.0))
+            state.excluded.add(chosen.name)
+            if not self._others_left(call.request.provider, state):
+                if wait is None or wait > fb.max_wait_s:
+                    return
+                state.pinned, delay = chosen.name, wait  # the only one left asked us to wait
+        request = call.request
+        nxt = Request(
+            request.provider, request.operation, self.router.name, state.body, request.stream, request.tags
+        )
+        nxt.state["route"] = state
+        call.retry(nxt, delay)
+
+    def _others_left(self, provider: str, state: AttemptState) -> bool:
+        sdk = _sdk(provider)
+        return any(
+            _sdk(c.provider) == sdk
+            and c.name not in state.excluded
+            and self.router.cooldowns.remaining(c.name) == 0
+            for c in self.router.candidates
+        )
+
+
+def _status(error: BaseException) -> int | None:
+    status = getattr(error, "status_code", None)
+    return status if isinstance(status, int) else None
 
 
 def _details(decision: RouteDecision) -> dict[str, object]:

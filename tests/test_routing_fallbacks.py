@@ -1,0 +1,150 @@
+"""Fallbacks of routed calls, through a real `openai` client against the fake provider's faults:
+retries, fallbacks, Retry-After, timeouts, cooldowns shared by threads; every attempt recorded."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import openai
+import pytest
+
+import costlens
+from costlens.budgets import Budget, BudgetKey
+from costlens.config import configure_budgets, reset_budgets
+from costlens.routing import Candidate, Fallbacks, Router
+from costlens.testing import FakeProvider, Fault
+from tests.conftest import Recorded
+
+MSG: Any = [{"role": "user", "content": "hello"}]
+
+
+def _router(**fallbacks: Any) -> Router:
+    fallbacks.setdefault("backoff_s", 0.01)
+    return Router(
+        [Candidate(name="mini", model="gpt-4o-mini"), Candidate(name="big", model="gpt-4o")],
+        fallbacks=Fallbacks(**fallbacks),
+    )
+
+
+def _client(fake: FakeProvider, router: Router, **kw: Any) -> openai.OpenAI:
+    kw.setdefault("max_retries", 0)  # costlens retries; the SDK's own retries would hide the failures
+    return costlens.track(openai.OpenAI(base_url=fake.openai_base_url, api_key="k", **kw), router=router)
+
+
+def _ask(client: openai.OpenAI) -> Any:
+    return client.chat.completions.create(model="costlens/auto", messages=MSG)
+
+
+def test_a_429_with_retry_after_falls_back_at_once_and_cools_the_candidate_down(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    router = _router()
+    client = _client(fake, router)
+    fake.enqueue(fault=Fault.http(429, retry_after=5))
+    reply = _ask(client)
+    assert reply.model.startswith("gpt-4o") and not reply.model.startswith("gpt-4o-mini")
+    assert [r.json["model"] for r in fake.requests] == ["gpt-4o-mini", "gpt-4o"]
+    first, second = recorded.all()
+    assert (first.status, first.http_status, first.cost_nanousd) == ("error", 429, 0)
+    assert first.route is not None and (first.route["chosen"], first.route["attempt"]) == ("mini", 1)
+    assert second.status == "ok" and second.route is not None
+    assert (second.route["chosen"], second.route["attempt"]) == ("big", 2)
+    assert second.route["after"] == [
+        {"name": "mini", "model": "gpt-4o-mini", "error": "RateLimitError", "status": 429}
+    ]
+    assert 4.0 < router.cooldowns.remaining("mini") <= 30.0
+
+    # the cooldown is shared: a call from another thread skips the cooling candidate
+    seen: list[str] = []
+    worker = threading.Thread(target=lambda: seen.append(_ask(client).model))
+    worker.start()
+    worker.join()
+    assert fake.requests[-1].json["model"] == "gpt-4o"
+    third = recorded.all()[-1]
+    assert third.route is not None and any("cooling down" in c["reason"] for c in third.route["candidates"])
+
+
+def test_a_500_is_retried_then_falls_back(fake: FakeProvider, recorded: Recorded) -> None:
+    client = _client(fake, _router(retries=1))
+    fake.enqueue(fault=Fault.http(500), times=2)
+    _ask(client)
+    assert [r.json["model"] for r in fake.requests] == ["gpt-4o-mini", "gpt-4o-mini", "gpt-4o"]
+    records = recorded.all()
+    assert [(r.status, r.route["attempt"]) for r in records if r.route] == [
+        ("error", 1),
+        ("error", 2),
+        ("ok", 3),
+    ]
+    assert records[1].route is not None and records[1].route["reason"].startswith("the cheapest")
+
+
+def test_a_timeout_falls_back(fake: FakeProvider, recorded: Recorded) -> None:
+    client = _client(fake, _router(retries=0), timeout=0.5)
+    fake.enqueue(fault=Fault.timeout(3))
+    _ask(client)
+    first, second = recorded.all()
+    assert first.status == "error" and first.error_type == "APITimeoutError"
+    assert second.status == "ok" and second.route is not None and second.route["chosen"] == "big"
+
+
+def test_errors_no_retry_can_fix_are_raised_at_once(fake: FakeProvider, recorded: Recorded) -> None:
+    client = _client(fake, _router())
+    fake.enqueue(fault=Fault.http(400))
+    with pytest.raises(openai.BadRequestError):
+        _ask(client)
+    assert len(fake.requests) == 1 and recorded.one().status == "error"
+
+
+def test_when_every_candidate_fails_the_last_error_reaches_the_caller(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    client = _client(fake, _router(retries=0))
+    fake.enqueue(fault=Fault.http(503), times=2)
+    with pytest.raises(openai.InternalServerError):
+        _ask(client)
+    assert [r.json["model"] for r in fake.requests] == ["gpt-4o-mini", "gpt-4o"]
+    assert [r.status for r in recorded.all()] == ["error", "error"]
+
+
+def test_fallbacks_can_be_turned_off(fake: FakeProvider, recorded: Recorded) -> None:
+    client = _client(fake, _router(enabled=False))
+    fake.enqueue(fault=Fault.http(500))
+    with pytest.raises(openai.InternalServerError):
+        _ask(client)
+    assert len(fake.requests) == 1
+
+
+def test_each_attempt_is_budgeted_on_its_own(fake: FakeProvider, recorded: Recorded) -> None:
+    engine = configure_budgets([Budget("b", limit_usd="1", window="day")], ledger="memory://")
+    try:
+        client = _client(fake, _router())
+        fake.enqueue(fault=Fault.http(429, retry_after=1))
+        _ask(client)
+        first, second = recorded.all()
+        assert first.budgets[0]["outcome"] == "released" and second.budgets[0]["outcome"] == "settled"
+        budget = engine.get("b")
+        assert budget is not None
+        pos = budget.window.position(engine.clock())
+        used = engine.ledger.usage(BudgetKey("b", budget.limit_nanousd, pos.since_us, pos.bucket_us))
+        assert (used.spent_nanousd, used.reserved_nanousd) == (second.cost_nanousd, 0)
+    finally:
+        reset_budgets()
+
+
+def test_async_calls_fall_back_too(fake: FakeProvider, recorded: Recorded) -> None:
+    import asyncio
+
+    router = _router()
+
+    async def main() -> str:
+        client = costlens.track(
+            openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0), router=router
+        )
+        fake.enqueue(fault=Fault.http(500), times=2)
+        reply = await client.chat.completions.create(model="costlens/auto", messages=MSG)
+        await client.close()
+        return str(reply.model)
+
+    assert asyncio.run(main()).startswith("gpt-4o")
+    assert [r.status for r in recorded.all()] == ["error", "error", "ok"]
