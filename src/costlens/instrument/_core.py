@@ -94,7 +94,9 @@ def _complete_response(adapter: Adapter, call: Call, result: Any) -> None:
     try:
         call.apply_facts(adapter.facts_of(result))
         call.set_usage(lambda: adapter.usage_of(result))
-        if call.usage is None or call.output_missing:
+        if call.keep_response:
+            call.response = result
+        if call.usage is None or call.output_missing or call.keep_response:
             call.text.extend(adapter.output_text(result))
     except Exception as exc:
         internal_error("reading the usage of an LLM response", exc)
@@ -256,22 +258,23 @@ def wrap_sync_request(
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
         if call is None:
             return original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        while True:  # one pass per attempt: a step (the router's fallbacks) may ask for another
+        while True:  # one pass per attempt: a step (fallbacks, a cascade) may ask for another
             try:
                 result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
-                break
             except BaseException as exc:
                 call.finish(exc)
                 if call.next_attempt is None:
                     raise
-                request, after_s = call.next_attempt
-                if after_s:
-                    time.sleep(after_s)
-                call = _next_attempt(pipeline_of, adapter, request, options)
-        if stream and _is_stream(result):
-            return _hook_sync_stream(adapter, call, result)
-        _complete_response(adapter, call, result)
-        return result
+            else:
+                if stream and _is_stream(result):
+                    return _hook_sync_stream(adapter, call, result)
+                _complete_response(adapter, call, result)
+                if call.next_attempt is None:
+                    return result
+            request, after_s = call.next_attempt
+            if after_s:
+                time.sleep(after_s)
+            call = _next_attempt(pipeline_of, adapter, request, options)
 
     return request
 
@@ -286,21 +289,22 @@ def wrap_async_request(
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
         if call is None:
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        while True:  # one pass per attempt: a step (the router's fallbacks) may ask for another
+        while True:  # one pass per attempt: a step (fallbacks, a cascade) may ask for another
             try:
                 result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
-                break
             except BaseException as exc:
                 call.finish(exc)
                 if call.next_attempt is None:
                     raise
-                request, after_s = call.next_attempt
-                if after_s:
-                    await asyncio.sleep(after_s)
-                call = _next_attempt(pipeline_of, adapter, request, options)
-        if stream and _is_stream(result):
-            return _hook_async_stream(adapter, call, result)
-        _complete_response(adapter, call, result)
-        return result
+            else:
+                if stream and _is_stream(result):
+                    return _hook_async_stream(adapter, call, result)
+                _complete_response(adapter, call, result)
+                if call.next_attempt is None:
+                    return result
+            request, after_s = call.next_attempt
+            if after_s:
+                await asyncio.sleep(after_s)
+            call = _next_attempt(pipeline_of, adapter, request, options)
 
     return request

@@ -44,11 +44,13 @@ class Call:
         "finished",
         "first_event_ns",
         "flows",
+        "keep_response",
         "next_attempt",
         "output_missing",
         "pipeline",
         "record",
         "request",
+        "response",
         "start_ns",
         "text",
         "usage",
@@ -77,6 +79,8 @@ class Call:
         self.finished = False
         self.flows: list[Generator[None, None, None]] = []
         self.next_attempt: tuple[Request, float] | None = None
+        self.keep_response = False  # a step that checks the answer asks for it (a cascade's verifier)
+        self.response: Any = None  # the provider's response, kept only when asked for
 
     # -- the writers ----------------------------------------------------------------------------
 
@@ -94,6 +98,10 @@ class Call:
         if model != self.request.model:
             self.rewrite({"model": model})
         self.record.route = {"policy": policy, "from": asked, "to": model, "reason": why, **details}
+
+    def note_route(self, **details: Any) -> None:
+        """Add facts to the route of a routed call (a verifier's verdict, the attempts' summed cost)."""
+        self.record.route = {**(self.record.route or {}), **details}
 
     def block(self, error: BaseException) -> None:
         """Refuse the call before it is made: `status="blocked"`, cost exactly $0."""

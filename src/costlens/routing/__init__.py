@@ -13,7 +13,7 @@ from __future__ import annotations
 from costlens.routing._candidate import Candidate, Deployment
 from costlens.routing._config import load_router, router_from_dict
 from costlens.routing._decision import Rejected, RouteDecision
-from costlens.routing._fallback import Cooldowns, Fallbacks
+from costlens.routing._fallback import Cascade, Cooldowns, Fallbacks
 from costlens.routing._policies import (
     BudgetAware,
     Capabilities,
@@ -35,6 +35,7 @@ __all__ = [
     "BudgetAware",
     "Candidate",
     "Capabilities",
+    "Cascade",
     "ContextFit",
     "Cooldowns",
     "CostCeiling",

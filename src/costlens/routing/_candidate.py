@@ -5,12 +5,13 @@ Validated with pydantic, so a router defined in TOML fails with a message that n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["Candidate", "Deployment", "apply_transform"]
+__all__ = ["Candidate", "Deployment", "apply_transform", "prompt_text"]
 
 CAPABILITIES = frozenset({"json", "tools", "vision"})
 
@@ -107,3 +108,18 @@ def _add_system_prefix(prefix: str, provider: str, operation: str, body: dict[st
             return {**body, "system": [{"type": "text", "text": prefix}, *system]}
         return {**body, "system": prefix}
     return {**body, "messages": [{"role": "system", "content": prefix}, *(body.get("messages") or ())]}
+
+
+def prompt_text(body: Mapping[str, Any]) -> str:
+    """The text of the request's prompt, for rules' regexes (the last user message, or `input`)."""
+    raw = body.get("input")
+    if isinstance(raw, str):
+        return raw
+    for message in reversed(list(body.get("messages") or ())):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, Mapping))
+    return ""

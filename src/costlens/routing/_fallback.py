@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AttemptState", "Cooldowns", "Fallbacks", "retry_after_s", "transient"]
+__all__ = ["AttemptState", "Cascade", "Cooldowns", "Fallbacks", "retry_after_s", "transient"]
 
 
 class Fallbacks(BaseModel):
@@ -37,6 +37,17 @@ class Fallbacks(BaseModel):
     cooldown_s: float = Field(default=30.0, ge=0)
     max_attempts: int = Field(default=4, ge=1)
     max_wait_s: float = Field(default=10.0, ge=0)
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """Quality-gated cascade: candidates are tried from the cheapest up, and the first answer the
+    `verifier` (a `costlens.scorers` verifier: regex, JSON schema, a callable, log-probability
+    confidence, a judge model) passes is returned; the last candidate's answer is returned even if
+    it fails, marked `verified: false`. A streamed call cannot be taken back once the caller reads
+    it, so with `stream=True` the cascade sends the call straight to its strongest candidate."""
+
+    verifier: Any
 
 
 class Cooldowns:

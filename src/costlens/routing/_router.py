@@ -19,9 +19,9 @@ from typing import Any
 
 from costlens._errors import ConfigError, CostlensError
 from costlens.pipeline import Pipeline, Request, Step
-from costlens.routing._candidate import Candidate, apply_transform
+from costlens.routing._candidate import Candidate, apply_transform, prompt_text
 from costlens.routing._decision import Rejected, RouteDecision
-from costlens.routing._fallback import Cooldowns, Fallbacks
+from costlens.routing._fallback import Cascade, Cooldowns, Fallbacks
 from costlens.routing._policies import (
     BudgetAware,
     Capabilities,
@@ -70,6 +70,7 @@ class Router:
         max_output_tokens: int = 1024,
         cost_budget: Decimal | str | None = None,
         fallbacks: Fallbacks | Mapping[str, Any] | None = None,
+        cascade: Cascade | None = None,
     ) -> None:
         self.candidates = tuple(c if isinstance(c, Candidate) else Candidate(**c) for c in candidates)
         names = [c.name for c in self.candidates]
@@ -92,6 +93,7 @@ class Router:
             fallbacks = Fallbacks()
         self.fallbacks = fallbacks if isinstance(fallbacks, Fallbacks) else Fallbacks(**fallbacks)
         self.cooldowns = Cooldowns()  # shared by every call routed through this router
+        self.cascade = cascade
         self.policies: tuple[Policy, ...] = (
             Rules(built_rules),
             TaskScope(),
@@ -140,15 +142,17 @@ class Router:
         extra: Sequence[Policy] = (),
         at: datetime | None = None,
         tags: Mapping[str, str] | None = None,
+        strongest: bool = False,
     ) -> RouteDecision:
         """Choose for a request as it would be sent (its `model` is ignored); `tags` are the call's
-        (default: the request's)."""
+        (default: the request's). `strongest` picks the dearest candidate that fits instead of the
+        cheapest (a cascade's streamed calls)."""
         tags = request.tags if tags is None else tags
         costs: dict[str, tuple[int, Decimal | None]] = {}
         budget = self.cost_budget if cost_budget is None else Decimal(str(cost_budget))
         ctx = RouteContext(
             request=request,
-            prompt=_prompt_text(request.body),
+            prompt=prompt_text(request.body),
             task=task if task is not None else tags.get("task"),
             cost_budget=budget,
             max_latency_ms=max_latency_ms,
@@ -164,9 +168,11 @@ class Router:
             rejected.extend(turned_down)
             out = {r.name for r in turned_down}
             alive = [c for c in alive if c.name not in out]
-        return self._choose(ctx, alive, rejected)
+        return self._choose(ctx, alive, rejected, strongest=strongest)
 
-    def _choose(self, ctx: RouteContext, alive: list[Candidate], rejected: list[Rejected]) -> RouteDecision:
+    def _choose(
+        self, ctx: RouteContext, alive: list[Candidate], rejected: list[Rejected], *, strongest: bool = False
+    ) -> RouteDecision:
         by_name = {c.name: c for c in self.candidates}
         if not alive:
             if self.default is None:
@@ -182,11 +188,19 @@ class Router:
             ]
             return self._decision(ctx, chosen, "rules", "preferred by a matching rule", [*rejected, *others])
         ranked = sorted(alive, key=lambda c: _sort_cost(ctx.cost_of(c)[1]))
+        if strongest:
+            known = [c for c in ranked if ctx.cost_of(c)[1] is not None] or ranked
+            ranked = [known[-1], *(c for c in ranked if c is not known[-1])]
         chosen = ranked[0]
-        why = "the cheapest candidate that fits"
+        why = (
+            "the strongest candidate (a streamed cascade)"
+            if strongest
+            else "the cheapest candidate that fits"
+        )
         if ctx.prefer_cheapest is not None:
             why += f" ({ctx.prefer_cheapest}: preferences set aside)"
-        others = [Rejected(c.name, "cheapest", f"costs more than {chosen.name}") for c in ranked[1:]]
+        verb = "costs less than" if strongest else "costs more than"
+        others = [Rejected(c.name, "cheapest", f"{verb} {chosen.name}") for c in ranked[1:]]
         return self._decision(ctx, chosen, "cheapest", why, [*rejected, *others])
 
     def _decision(
@@ -264,18 +278,3 @@ def _create_method(client: Any) -> Any:
 
 def _sort_cost(usd: Decimal | None) -> tuple[bool, Decimal]:
     return (usd is None, usd if usd is not None else Decimal(0))
-
-
-def _prompt_text(body: Mapping[str, Any]) -> str:
-    """The text of the request's prompt, for rules' regexes (the last user message, or `input`)."""
-    raw = body.get("input")
-    if isinstance(raw, str):
-        return raw
-    for message in reversed(list(body.get("messages") or ())):
-        if isinstance(message, Mapping) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, Mapping))
-    return ""

@@ -9,9 +9,9 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Protocol
 
 from costlens.pipeline import Call, Request
-from costlens.routing._candidate import Candidate, apply_transform
+from costlens.routing._candidate import Candidate, apply_transform, prompt_text
 from costlens.routing._decision import Rejected, RouteDecision
-from costlens.routing._fallback import AttemptState, Cooldowns, Fallbacks, retry_after_s, transient
+from costlens.routing._fallback import AttemptState, Cascade, Cooldowns, Fallbacks, retry_after_s, transient
 from costlens.routing._policies import Policy, RouteContext
 
 __all__ = ["RouteStep"]
@@ -24,11 +24,17 @@ class _Router(Protocol):
     name: str
     fallbacks: Fallbacks
     cooldowns: Cooldowns
+    cascade: Cascade | None
 
     def names(self) -> frozenset[str]: ...
 
     def decide(
-        self, request: Request, *, extra: Sequence[Policy] = ..., tags: Mapping[str, str] | None = ...
+        self,
+        request: Request,
+        *,
+        extra: Sequence[Policy] = ...,
+        tags: Mapping[str, str] | None = ...,
+        strongest: bool = ...,
     ) -> RouteDecision: ...
 
 
@@ -90,9 +96,15 @@ class RouteStep:
                 return
             state = request.state["route"] = AttemptState(body=request.body)
         router = self.router
+        cascade = router.cascade
         decision = router.decide(
-            request, extra=(*self.extra, SetAside(state, router.cooldowns)), tags=call.record.tags
+            request,
+            extra=(*self.extra, SetAside(state, router.cooldowns)),
+            tags=call.record.tags,
+            strongest=cascade is not None and request.stream,
         )
+        if cascade is not None and not request.stream:
+            call.keep_response = True
         chosen = next(c for c in router.candidates if c.name == decision.name)
         body = apply_transform(chosen.transform, request.provider, request.operation, state.body)
         if body is not request.body:
@@ -107,6 +119,35 @@ class RouteStep:
         except BaseException as exc:
             self._plan_next(call, chosen, state, exc)
             raise
+        if cascade is not None and not request.stream:
+            self._verify(call, chosen, state, cascade)
+
+    def _verify(self, call: Call, chosen: Candidate, state: AttemptState, cascade: Cascade) -> None:
+        """A cascade: keep an answer the verifier passes; otherwise try the next-cheapest candidate."""
+        prompt = prompt_text(state.body)
+        verdict = cascade.verifier.verify("".join(call.text), call.response, prompt=prompt)
+        cost = call.record.cost_nanousd or 0
+        before = sum(int(a.get("cost_nanousd") or 0) for a in state.attempts)
+        call.note_route(verified=verdict.passed, verdict=verdict.reason, total_cost_nanousd=before + cost)
+        if verdict.passed:
+            return
+        state.attempts.append(
+            {"name": chosen.name, "model": chosen.model, "rejected": verdict.reason, "cost_nanousd": cost}
+        )
+        state.excluded.add(chosen.name)
+        state.pinned = None
+        if not self._others_left(call.request.provider, state):
+            call.note_route(accepted="the last candidate: no stronger one is left")
+            return
+        call.retry(self._next_request(call, state))
+
+    def _next_request(self, call: Call, state: AttemptState) -> Request:
+        request = call.request
+        nxt = Request(
+            request.provider, request.operation, self.router.name, state.body, request.stream, request.tags
+        )
+        nxt.state["route"] = state
+        return nxt
 
     def _plan_next(self, call: Call, chosen: Candidate, state: AttemptState, error: BaseException) -> None:
         """After a failed attempt: ask for a retry of the same candidate, a fallback, or nothing."""
@@ -133,12 +174,7 @@ class RouteStep:
                 if wait is None or wait > fb.max_wait_s:
                     return
                 state.pinned, delay = chosen.name, wait  # the only one left asked us to wait
-        request = call.request
-        nxt = Request(
-            request.provider, request.operation, self.router.name, state.body, request.stream, request.tags
-        )
-        nxt.state["route"] = state
-        call.retry(nxt, delay)
+        call.retry(self._next_request(call, state), delay)
 
     def _others_left(self, provider: str, state: AttemptState) -> bool:
         sdk = _sdk(provider)
