@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import costlens
+import costlens.config
 from costlens.budgets import Alert
 from costlens.config import configure_budgets, flush_alerts
 from costlens.testing import fake_provider_process
@@ -184,7 +185,84 @@ def main(argv: list[str] | None = None) -> int:
         flags = [f for key in by for f in ("--by", key)]
         app(["report", *flags, "--store", args.store, "--since", "1d"], standalone_mode=False)
     roi_verdict(args.store, console)
+    with fake_provider_process() as fake:
+        routing_saving(rows, fake.openai_base_url, args.workers, console)
     return 0
+
+
+ROUTED_ROWS = 2000
+
+
+def routing_saving(rows: list[TraceRow], base_url: str, workers: int, console: Console) -> None:
+    """Route conversation requests through a cascade (gpt-4.1-nano, then gpt-4o when the answer fails
+    the check) and compare with always asking the strong model, gpt-4o."""
+    from decimal import Decimal
+
+    from costlens.routing import Candidate, Cascade, Router
+    from costlens.scorers import Check
+
+    # A stand-in for a real quality check (a JSON schema, a regex, a judge model): long-form answers
+    # (300 words or more) are taken as too hard for the small model and escalated.
+    router = Router(
+        [Candidate(name="nano", model="gpt-4.1-nano"), Candidate(name="strong", model="gpt-4o")],
+        cascade=Cascade(Check(lambda text: len(text.split()) < 300, name="short-answer")),
+    )
+    client = costlens.track(
+        openai.OpenAI(base_url=base_url, api_key="demo-key", max_retries=0), provider="openai", router=router
+    )
+    sample = [r for r in rows if r.feature == "conversation"][:ROUTED_ROWS]
+    records: list[costlens.CallRecord] = []
+
+    def work(part: list[TraceRow]) -> None:
+        for row in part:
+            headers = {
+                "x-fake-input-tokens": str(row.input_tokens),
+                "x-fake-output-tokens": str(row.output_tokens),
+            }
+            with costlens.tags(feature="conversation-routed", project="demo"):
+                client.chat.completions.create(
+                    model="costlens/auto",
+                    messages=[{"role": "user", "content": " ".join(["tok"] * row.input_tokens)}],
+                    max_tokens=row.output_tokens,
+                    extra_headers=headers,
+                )
+
+    from costlens.pipeline import Pipeline
+
+    base = costlens.config.get_pipeline()
+    collect = Pipeline(base.steps, sinks=[*base.sinks, records.append])  # list.append is thread-safe
+    old = costlens.config.set_pipeline(collect)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            for future in [pool.submit(work, part) for part in _chunks(sample, workers)]:
+                future.result()
+    finally:
+        costlens.config.set_pipeline(old)
+        client.close()
+    routed = sum(Decimal(r.cost_nanousd or 0) for r in records) / 1_000_000_000
+    always = sum(
+        (
+            costlens.cost(
+                costlens.Usage(r.input_tokens, r.output_tokens), provider="openai", model="gpt-4o"
+            ).total
+            or Decimal(0)
+        )
+        for r in sample
+    )
+    finals = [r.route for r in records if r.route and (r.route.get("verified") or r.route.get("accepted"))]
+    answered_by = {
+        model: sum(1 for route in finals if route["to"] == model) for model in ("gpt-4.1-nano", "gpt-4o")
+    }
+    console.rule(f"Routing: {len(sample):,} conversation requests through a cascade")
+    console.print(
+        f"answered by gpt-4.1-nano: {answered_by['gpt-4.1-nano']:,}, escalated to gpt-4o: "
+        f"{answered_by['gpt-4o']:,} ({len(records):,} calls in all)"
+    )
+    saving = always - routed
+    console.print(
+        f"cascade ${routed:.6f} vs always gpt-4o ${always:.6f}: "
+        f"[bold]saving ${saving:.6f} ({saving / always:.1%})[/] (every attempt paid for)"
+    )
 
 
 def trace_span(feature: str) -> timedelta:

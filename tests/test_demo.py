@@ -24,4 +24,5 @@ def test_demo_replays_a_slice_of_the_trace(tmp_path: Path) -> None:
     assert "conversation" in out.stdout and "code" in out.stdout
     assert "Budget status" in out.stdout
     assert "ROI: keep prompting or fine-tune" in out.stdout
+    assert "through a cascade" in out.stdout and "saving $" in out.stdout
     assert "Traceback" not in out.stderr
