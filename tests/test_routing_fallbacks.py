@@ -148,3 +148,65 @@ def test_async_calls_fall_back_too(fake: FakeProvider, recorded: Recorded) -> No
 
     assert asyncio.run(main()).startswith("gpt-4o")
     assert [r.status for r in recorded.all()] == ["error", "error", "ok"]
+
+
+# -- deployments ------------------------------------------------------------------------------------
+
+
+def _deployed(**kw: Any) -> Router:
+    from costlens.routing import Deployment
+
+    deployments = (Deployment(name="mini-east", weight=3), Deployment(name="mini-west", weight=1))
+    return Router(
+        [Candidate(name="mini", model="gpt-4o-mini", deployments=deployments)],
+        fallbacks=Fallbacks(backoff_s=0.01),
+        **kw,
+    )
+
+
+def test_weighted_balancing_gives_each_deployment_its_exact_share(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    client = _client(fake, _deployed())
+    for _ in range(8):
+        _ask(client)
+    sent = [r.json["model"] for r in fake.requests]
+    assert sent.count("mini-east") == 6 and sent.count("mini-west") == 2
+    assert sent[:4].count("mini-west") == 1  # smooth: no burst of one deployment
+    records = recorded.all()
+    # the deployment name is sent, the model it serves is priced
+    expected = costlens.cost(records[0].usage, provider="openai", model="gpt-4o-mini").nanousd
+    assert records[0].price_known and records[0].cost_nanousd == expected
+    assert {r.route["deployment"] for r in records if r.route} == {"mini-east", "mini-west"}
+
+
+def test_a_failing_deployment_cools_down_and_the_call_moves_to_another(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    router = _deployed()
+    client = _client(fake, router)
+    fake.enqueue(fault=Fault.http(429, retry_after=5))
+    _ask(client)
+    assert [r.json["model"] for r in fake.requests] == ["mini-east", "mini-west"]
+    assert router.cooldowns.remaining("mini/mini-east") > 4 and router.cooldowns.remaining("mini") == 0
+    _ask(client)  # the cooling deployment is skipped
+    assert fake.requests[-1].json["model"] == "mini-west"
+
+
+def test_least_busy_balancing_counts_calls_in_flight() -> None:
+    from costlens.routing import Deployment
+    from costlens.routing._balance import Balancer
+
+    mini = Candidate(
+        name="mini", model="gpt-4o-mini", deployments=(Deployment(name="a"), Deployment(name="b"))
+    )
+    balancer = Balancer("least-busy")
+    first = balancer.pick(mini, lambda key: True)
+    second = balancer.pick(mini, lambda key: True)
+    assert first is not None and second is not None and {first.name, second.name} == {"a", "b"}
+    balancer.done(mini, first)
+    third = balancer.pick(mini, lambda key: True)
+    assert third == first and balancer.in_flight(mini, second) == 1
+    assert balancer.pick(mini, lambda key: key != "mini/a") == second
+    with pytest.raises(costlens.ConfigError, match="least-busy"):
+        Balancer("random")  # type: ignore[arg-type]

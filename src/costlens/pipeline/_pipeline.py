@@ -158,7 +158,9 @@ def _complete(call: Call, error: BaseException | None, pricer: Pricer) -> None:
         usage = _counted(call, usage)
         record.estimated = True
     record.set_usage(usage)
-    pricer.price(record, call.request.model, usage)
+    request = call.request
+    # a step that sends an alias (a deployment name) says which model it stands for
+    pricer.price(record, request.state.get("priced_as") or request.model, usage)
 
 
 def _counted(call: Call, reported: Usage | None) -> Usage:

@@ -21,7 +21,8 @@ class Request:
     building a new dict: the caller's own objects are never mutated. `usage_added` is True when
     costlens asked a stream for usage the caller did not request (the extra chunk is then hidden).
     `state` belongs to the steps and is never sent: a step that asks for another attempt (a
-    fallback) passes what it needs to the next attempt's request there.
+    fallback) passes what it needs to the next attempt's request there; `state["priced_as"]` names
+    the model to price when the name sent is an alias of it (a deployment name).
     """
 
     provider: str

@@ -24,7 +24,7 @@ from __future__ import annotations
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,6 +48,7 @@ class _RouterFile(BaseModel):
     rules: list[Rule] = Field(default_factory=list)
     policies: list[dict[str, Any]] = Field(default_factory=list)
     fallbacks: Fallbacks = Field(default_factory=Fallbacks)
+    balancing: Literal["weighted", "least-busy"] = "weighted"
 
 
 def load_router(path: str | Path) -> Router:
@@ -90,4 +91,5 @@ def router_from_dict(raw: dict[str, Any], *, source: str = "router config") -> R
         max_output_tokens=spec.max_output_tokens,
         cost_budget=spec.cost_budget,
         fallbacks=spec.fallbacks,
+        balancing=spec.balancing,
     )

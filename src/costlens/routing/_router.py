@@ -19,6 +19,7 @@ from typing import Any
 
 from costlens._errors import ConfigError, CostlensError
 from costlens.pipeline import Pipeline, Request, Step
+from costlens.routing._balance import Balancer, Strategy
 from costlens.routing._candidate import Candidate, apply_transform, prompt_text
 from costlens.routing._decision import Rejected, RouteDecision
 from costlens.routing._fallback import Cascade, Cooldowns, Fallbacks
@@ -52,11 +53,12 @@ class NoRoute(CostlensError):
 class Router:
     """Candidates, the policies that choose among them, and a `default` for when none fits.
 
-    `name` is the virtual model that routes a tracked call (`model="costlens/auto"`).
-    `max_output_tokens` bounds the answer when the request sets no bound (for the estimate).
-    The policies always include task scope, capabilities, context fit and the cost ceiling; `rules`
-    and `policies` add to them. `fallbacks` says how routed calls that fail are retried or sent to
-    the next-best candidate (`Fallbacks`; on by default).
+        `name` is the virtual model that routes a tracked call (`model="costlens/auto"`).
+        `max_output_tokens` bounds the answer when the request sets no bound (for the estimate).
+        The policies always include task scope, capabilities, context fit and the cost ceiling; `rules`
+        and `policies` add to them. `fallbacks` says how routed calls that fail are retried or sent to
+        the next-best candidate (`Fallbacks`; on by default). `balancing` spreads a candidate's calls over
+    its deployments: `weighted` (smooth weighted round-robin) or `least-busy`.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Router:
         cost_budget: Decimal | str | None = None,
         fallbacks: Fallbacks | Mapping[str, Any] | None = None,
         cascade: Cascade | None = None,
+        balancing: Strategy = "weighted",
     ) -> None:
         self.candidates = tuple(c if isinstance(c, Candidate) else Candidate(**c) for c in candidates)
         names = [c.name for c in self.candidates]
@@ -94,6 +97,7 @@ class Router:
         self.fallbacks = fallbacks if isinstance(fallbacks, Fallbacks) else Fallbacks(**fallbacks)
         self.cooldowns = Cooldowns()  # shared by every call routed through this router
         self.cascade = cascade
+        self.balancer = Balancer(balancing)  # across each candidate's deployments
         self.policies: tuple[Policy, ...] = (
             Rules(built_rules),
             TaskScope(),

@@ -9,7 +9,8 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Protocol
 
 from costlens.pipeline import Call, Request
-from costlens.routing._candidate import Candidate, apply_transform, prompt_text
+from costlens.routing._balance import Balancer
+from costlens.routing._candidate import Candidate, Deployment, apply_transform, prompt_text
 from costlens.routing._decision import Rejected, RouteDecision
 from costlens.routing._fallback import AttemptState, Cascade, Cooldowns, Fallbacks, retry_after_s, transient
 from costlens.routing._policies import Policy, RouteContext
@@ -25,6 +26,7 @@ class _Router(Protocol):
     fallbacks: Fallbacks
     cooldowns: Cooldowns
     cascade: Cascade | None
+    balancer: Balancer
 
     def names(self) -> frozenset[str]: ...
 
@@ -67,6 +69,10 @@ class SetAside:
         self.state = state
         self.cooldowns = cooldowns
 
+    def usable(self, key: str) -> bool:
+        """A deployment (`candidate/deployment`) that neither failed in this call nor is cooling down."""
+        return key not in self.state.excluded and self.cooldowns.remaining(key) == 0
+
     def apply(self, ctx: RouteContext, candidates: Sequence[Candidate]) -> list[Rejected]:
         out = []
         for c in candidates:
@@ -78,6 +84,8 @@ class SetAside:
                 out.append(Rejected(c.name, self.name, "failed earlier in this call"))
             elif (left := self.cooldowns.remaining(c.name)) > 0:
                 out.append(Rejected(c.name, self.name, f"cooling down for {left:.1f}s after a failure"))
+            elif c.deployments and not any(self.usable(f"{c.name}/{d.name}") for d in c.deployments):
+                out.append(Rejected(c.name, self.name, "every deployment failed or is cooling down"))
         return out
 
 
@@ -97,9 +105,10 @@ class RouteStep:
             state = request.state["route"] = AttemptState(body=request.body)
         router = self.router
         cascade = router.cascade
+        aside = SetAside(state, router.cooldowns)
         decision = router.decide(
             request,
-            extra=(*self.extra, SetAside(state, router.cooldowns)),
+            extra=(*self.extra, aside),
             tags=call.record.tags,
             strongest=cascade is not None and request.stream,
         )
@@ -113,12 +122,20 @@ class RouteStep:
         details["attempt"] = len(state.attempts) + 1
         if state.attempts:
             details["after"] = list(state.attempts)
-        call.reroute(chosen.model, f"router:{decision.policy}", decision.reason, **details)
+        deployment = router.balancer.pick(chosen, aside.usable)
+        sent = chosen.model
+        if deployment is not None:
+            sent, details["deployment"] = deployment.name, deployment.name
+            request.state["priced_as"] = chosen.model
+        call.reroute(sent, f"router:{decision.policy}", decision.reason, **details)
         try:
             yield
         except BaseException as exc:
-            self._plan_next(call, chosen, state, exc)
+            self._plan_next(call, chosen, deployment, state, exc)
             raise
+        finally:
+            if deployment is not None:
+                router.balancer.done(chosen, deployment)
         if cascade is not None and not request.stream:
             self._verify(call, chosen, state, cascade)
 
@@ -149,8 +166,16 @@ class RouteStep:
         nxt.state["route"] = state
         return nxt
 
-    def _plan_next(self, call: Call, chosen: Candidate, state: AttemptState, error: BaseException) -> None:
-        """After a failed attempt: ask for a retry of the same candidate, a fallback, or nothing."""
+    def _plan_next(
+        self,
+        call: Call,
+        chosen: Candidate,
+        deployment: Deployment | None,
+        state: AttemptState,
+        error: BaseException,
+    ) -> None:
+        """After a failed attempt: ask for a retry of the same candidate (on the same deployment, or
+        another one of it), a fallback to the next-best candidate, or nothing."""
         fb, cooldowns = self.router.fallbacks, self.router.cooldowns
         state.attempts.append(
             {
@@ -167,6 +192,8 @@ class RouteStep:
         state.pinned, delay = None, 0.0
         if wait is None and tries <= fb.retries:
             state.pinned, delay = chosen.name, fb.backoff_s * 2 ** (tries - 1)
+        elif deployment is not None and self._other_deployment(chosen, deployment, state, fb, wait):
+            state.pinned = chosen.name  # the same model on another deployment
         else:
             cooldowns.set(chosen.name, max(fb.cooldown_s, wait or 0.0))
             state.excluded.add(chosen.name)
@@ -175,6 +202,16 @@ class RouteStep:
                     return
                 state.pinned, delay = chosen.name, wait  # the only one left asked us to wait
         call.retry(self._next_request(call, state), delay)
+
+    def _other_deployment(
+        self, chosen: Candidate, failed: Deployment, state: AttemptState, fb: Fallbacks, wait: float | None
+    ) -> bool:
+        """Cool the failed deployment down; True when another deployment of the candidate is usable."""
+        key = Balancer.key(chosen, failed)
+        self.router.cooldowns.set(key, max(fb.cooldown_s, wait or 0.0))
+        state.excluded.add(key)
+        aside = SetAside(state, self.router.cooldowns)
+        return any(aside.usable(Balancer.key(chosen, d)) for d in chosen.deployments)
 
     def _others_left(self, provider: str, state: AttemptState) -> bool:
         sdk = _sdk(provider)
