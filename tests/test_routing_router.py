@@ -287,3 +287,23 @@ def test_a_budget_near_its_limit_routes_to_the_cheaper_candidate(
     last = recorded.all()[-1]
     assert last.status == "ok" and last.route is not None
     assert "budget 'daily' is 8" in last.route["reason"] and "preferences set aside" in last.route["reason"]
+
+
+def test_latency_target_from_the_store(fake: FakeProvider, recorded: Recorded) -> None:
+    from costlens.analytics import latency_p95
+
+    client = _oa(fake, provider="openai")
+    for _ in range(3):
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-fake-latency-ms": "300"},
+        )
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    p95 = latency_p95(recorded.store)
+    assert p95["gpt-4o-mini"] >= 300 > p95["gpt-4o"]
+    router = Router(
+        [Candidate(name="mini", model="gpt-4o-mini"), Candidate(name="big", model="gpt-4o")],
+        policies=[LatencyTarget(p95)],
+    )
+    assert router.get_optimal_model(prompt="hi", max_latency_ms=250).name == "big"

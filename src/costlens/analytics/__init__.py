@@ -11,6 +11,7 @@
 - `forecast()`: month-end (or window-end) spend per scope with a prediction interval.
 - `detect_anomalies()` / `notify()`: hourly spend and tokens-per-call spikes against a robust
   baseline, with the calls behind them; any callable taking a dict is an alert sink.
+- `latency_p95()`: recorded p95 latency per model, for the router's latency target.
 - `reprice()`: what recorded calls would have cost on another model or price catalogue.
 - `import_file()`: CSV traces with a column mapping or a preset (`azure-llm-2023`), OpenAI usage
   and costs exports, LiteLLM spend logs, costlens JSON lines; idempotent; bad rows reported.
@@ -32,6 +33,7 @@ from costlens.analytics._forecast import Forecast, forecast, month_window
 from costlens.analytics._import import BadRow, ImportResult
 from costlens.analytics._import_csv import PRESETS
 from costlens.analytics._importers import FORMATS, detect_format, import_file
+from costlens.analytics._latency import latency_p95
 from costlens.analytics._measures import DEFAULT_MEASURES, MEASURES, PERCENTILE_MEASURES
 from costlens.analytics._reprice import REPRICE_COLUMNS, RepriceReport, reprice
 from costlens.analytics._spend import COMPARE_COLUMNS, OTHER, SpendReport, spend
@@ -65,6 +67,7 @@ __all__ = [
     "export_records",
     "forecast",
     "import_file",
+    "latency_p95",
     "month_window",
     "notify",
     "prometheus_app",
