@@ -11,7 +11,18 @@ from typing import Annotated
 
 import typer
 
-from costlens.cli import _budgets, _calls, _export, _forecast, _import, _prices, _report, _reprice, _roi
+from costlens.cli import (
+    _budgets,
+    _calls,
+    _export,
+    _forecast,
+    _import,
+    _prices,
+    _report,
+    _reprice,
+    _roi,
+    _route,
+)
 from costlens.cli._output import friendly_errors
 
 __all__ = ["app", "main"]
@@ -50,6 +61,7 @@ budgets_app.command("list")(friendly_errors(_budgets.list_budgets))
 budgets_app.command("status")(friendly_errors(_budgets.status))
 budgets_app.command("set")(friendly_errors(_budgets.set_budget))
 budgets_app.command("remove")(friendly_errors(_budgets.remove))
+app.add_typer(_route.route_app, name="route", no_args_is_help=True)  # commands: cli/_route.py
 
 
 @app.command("fake-provider")

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 from costlens.routing._candidate import Candidate, Deployment
 from costlens.routing._config import load_router, router_from_dict
+from costlens.routing._costs import ModelCost, read_models_csv
+from costlens.routing._data import RouterFileError, RoutingDataError, holdout_mask, read_routing_csv
 from costlens.routing._decision import Rejected, RouteDecision
+from costlens.routing._evaluate import RouterEvaluation, evaluate
 from costlens.routing._fallback import Cascade, Cooldowns, Fallbacks
+from costlens.routing._learned import LearnedRouter
+from costlens.routing._plot import plot_evaluation
 from costlens.routing._policies import (
     BudgetAware,
     Capabilities,
@@ -30,6 +35,7 @@ from costlens.routing._policies import (
 )
 from costlens.routing._router import NoRoute, Router
 from costlens.routing._step import RouteStep
+from costlens.routing._train import train_router
 
 __all__ = [
     "BudgetAware",
@@ -42,6 +48,8 @@ __all__ = [
     "Deployment",
     "Fallbacks",
     "LatencyTarget",
+    "LearnedRouter",
+    "ModelCost",
     "NoRoute",
     "Policy",
     "Rejected",
@@ -49,11 +57,20 @@ __all__ = [
     "RouteDecision",
     "RouteStep",
     "Router",
+    "RouterEvaluation",
+    "RouterFileError",
+    "RoutingDataError",
     "Rule",
     "Rules",
     "TaskScope",
+    "evaluate",
+    "holdout_mask",
     "load_router",
     "make_policy",
+    "plot_evaluation",
+    "read_models_csv",
+    "read_routing_csv",
     "register_policy",
     "router_from_dict",
+    "train_router",
 ]
