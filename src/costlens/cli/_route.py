@@ -28,6 +28,7 @@ from costlens.cli._output import (
     write_csv,
     write_json,
 )
+from costlens.cli._route_explain import explain
 
 if TYPE_CHECKING:
     from costlens.routing._costs import ModelCost
@@ -366,3 +367,4 @@ def _cost(value: float | None, unit: str) -> str:
 
 route_app.command("train")(friendly_errors(train))
 route_app.command("eval")(friendly_errors(eval_))
+route_app.command("explain")(friendly_errors(explain))
