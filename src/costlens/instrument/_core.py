@@ -9,7 +9,6 @@ call itself (steps, usage, price, record) is `costlens.pipeline`'s.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import time
 import weakref
@@ -304,6 +303,8 @@ def wrap_async_request(
                     return result
             request, after_s = call.next_attempt
             if after_s:
+                import asyncio  # here: importing asyncio costs ~30 ms, and only a retry needs it
+
                 await asyncio.sleep(after_s)
             call = _next_attempt(pipeline_of, adapter, request, options)
 
