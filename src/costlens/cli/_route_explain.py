@@ -79,6 +79,8 @@ def explain(
         write_csv(rows, _COLUMNS)
         return
     estimate = "unknown price" if decision.estimate_usd is None else f"${decision.estimate_usd} worst case"
+    if decision.predicted_quality is not None:
+        estimate += f", predicted score {decision.predicted_quality:.3f}"
     table = make_table(_COLUMNS, title=f"{decision.name} ({decision.model}), {estimate}")
     for row in rows:
         table.add_row(*cells([row[c] for c in _COLUMNS]))

@@ -18,6 +18,7 @@ from costlens.routing._decision import Rejected, RouteDecision
 from costlens.routing._evaluate import RouterEvaluation, evaluate
 from costlens.routing._fallback import Cascade, Cooldowns, Fallbacks
 from costlens.routing._learned import LearnedRouter
+from costlens.routing._learned_policy import Learned
 from costlens.routing._plot import plot_evaluation
 from costlens.routing._policies import (
     BudgetAware,
@@ -48,6 +49,7 @@ __all__ = [
     "Deployment",
     "Fallbacks",
     "LatencyTarget",
+    "Learned",
     "LearnedRouter",
     "ModelCost",
     "NoRoute",

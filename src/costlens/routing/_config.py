@@ -17,6 +17,11 @@ use = ["my-fine-tuned-model"]
 [[policies]]                      # more policies, by registered name, with their options
 name = "latency"
 p95_ms = { "gpt-4o" = 2500 }
+
+[[policies]]                      # a learned router chooses among what the other policies leave
+name = "learned"
+path = "router.npz"               # relative to this file
+target = 0.95
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from costlens._errors import ConfigError
+from costlens._errors import ConfigError, CostlensError
 from costlens.routing._candidate import Candidate
 from costlens.routing._fallback import Fallbacks
 from costlens.routing._policies import Rule, make_policy
@@ -60,10 +65,14 @@ def load_router(path: str | Path) -> Router:
         raise ConfigError(f"router file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"router file {path} is not valid TOML: {exc}") from None
-    return router_from_dict(raw, source=str(path))
+    return router_from_dict(raw, source=str(path), base=path.parent)
 
 
-def router_from_dict(raw: dict[str, Any], *, source: str = "router config") -> Router:
+def router_from_dict(
+    raw: dict[str, Any], *, source: str = "router config", base: Path | None = None
+) -> Router:
+    """A router from a parsed file; a policy's relative `path` option is read from `base` (the
+    router file's folder), so a router file and its learned router travel together."""
     try:
         spec = _RouterFile(**raw)
     except ValidationError as exc:
@@ -78,9 +87,11 @@ def router_from_dict(raw: dict[str, Any], *, source: str = "router config") -> R
         name = options.pop("name", None)
         if not isinstance(name, str):
             raise ConfigError(f'{source}: policies.{i}: give the policy\'s name, e.g. name = "latency"')
+        if base is not None and isinstance(options.get("path"), str):
+            options["path"] = str(base / options["path"])
         try:
             policies.append(make_policy(name, **options))
-        except TypeError as exc:
+        except (TypeError, ValueError, CostlensError) as exc:
             raise ConfigError(f"{source}: policies.{i} ({name}): {exc}") from None
     return Router(
         spec.candidates,

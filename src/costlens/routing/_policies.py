@@ -53,9 +53,14 @@ class RouteContext:
     cost_of: Callable[[Candidate], tuple[int, Decimal | None]]  # (prompt tokens, worst-case USD)
     preferred: list[str] = field(default_factory=list)
     prefer_cheapest: str | None = None  # why cheaper candidates win over preferences (budget-aware)
+    predicted: dict[str, float] = field(default_factory=dict)  # candidate -> score a learned policy predicted
+    decided: tuple[str, str] | None = None  # (policy, reason) of a policy that chose one candidate
 
 
 class Policy(Protocol):
+    """Turns candidates down. A policy with a true `decides` attribute chooses among what the others
+    leave, so it runs after every policy without one."""
+
     name: str
 
     def apply(self, ctx: RouteContext, candidates: Sequence[Candidate]) -> list[Rejected]: ...

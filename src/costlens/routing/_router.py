@@ -167,7 +167,9 @@ class Router:
         )
         rejected: list[Rejected] = []
         alive = list(self.candidates)
-        for policy in (*self.policies, *extra):
+        every = (*self.policies, *extra)
+        ordered = sorted(every, key=lambda p: bool(getattr(p, "decides", False)))  # stable: filters first
+        for policy in ordered:
             turned_down = policy.apply(ctx, alive)
             rejected.extend(turned_down)
             out = {r.name for r in turned_down}
@@ -184,6 +186,8 @@ class Router:
             return self._decision(
                 ctx, by_name[self.default], "fallback", "no candidate fits; the default", rejected
             )
+        if ctx.decided is not None and len(alive) == 1:
+            return self._decision(ctx, alive[0], *ctx.decided, rejected)
         preferred = [by_name[n] for n in ctx.preferred if by_name[n] in alive]
         if preferred and ctx.prefer_cheapest is None:
             chosen = preferred[0]
@@ -218,6 +222,7 @@ class Router:
             policy=policy,
             reason=reason,
             estimate_usd=usd,
+            predicted_quality=ctx.predicted.get(chosen.name),
             rejected=tuple(rejected),
             details={"prompt_tokens": tokens, "fine_tuned": chosen.fine_tuned, "transform": chosen.transform},
         )
