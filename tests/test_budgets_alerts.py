@@ -129,6 +129,19 @@ def test_a_refused_call_fires_one_exhausted_alert_per_window(fake: FakeProvider,
     assert "calls that would pass it are refused" in alerts[0].message
 
 
+def test_an_exhausted_downgrade_budget_says_calls_are_downgraded(fake: FakeProvider, clean: None) -> None:
+    alerts: list[Alert] = []
+    tiny = {"limit_usd": "0.000001", "scope": {"feature": "x"}, "mode": "downgrade"}
+    budgets = [Budget(n, downgrade_to="gpt-4o-mini", **tiny) for n in ("a", "b")]  # type: ignore[arg-type]
+    configure_budgets(budgets, ledger="memory://", sinks=[alerts.append])
+    client = _client(fake)
+    with costlens.tags(feature="x"), pytest.raises(costlens.BudgetExceeded):
+        _spend(client, 10)
+    flush_alerts()
+    assert sorted(a.budget for a in alerts) == ["a", "b"]
+    assert all("downgraded to gpt-4o-mini" in a.message and "are refused" not in a.message for a in alerts)
+
+
 def test_forecast_says_when_the_limit_will_be_hit(fake: FakeProvider, clean: None) -> None:
     alerts: list[Alert] = []
     clock = FixedClock(DAY + timedelta(hours=4))

@@ -140,3 +140,46 @@ def test_failures_exit_1_with_one_line(home: Path) -> None:
 def test_empty_list(home: Path) -> None:
     result = run("budgets", "list")
     assert result.exit_code == 0 and "costlens budgets set NAME --limit USD" in result.output
+
+
+def test_status_of_a_budget_not_in_the_file_says_code_budgets_must_be_added_to_it(home: Path) -> None:
+    result = run("budgets", "status", "from-code")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "defined in code" in result.output and "costlens budgets set" in result.output
+
+
+def test_status_money_columns_share_one_precision(tmp_path: Path) -> None:
+    file, ledger_path = tmp_path / "b.toml", tmp_path / "l.db"
+    file.write_text(
+        f'[settings]\nledger = "sqlite://{ledger_path}"\n[[budgets]]\nname = "d"\nlimit_usd = "2"\n'
+    )
+    ledger = SQLiteLedger(ledger_path)
+    budget = Budget("d", limit_usd=2)
+    pos = budget.window.position(datetime.now(UTC))
+    key = BudgetKey("d", budget.limit_nanousd, pos.since_us, pos.bucket_us)
+    ledger.settle(ledger.reserve([key], 5, 60), 1_234_500)
+    ledger.close()
+    table = run("budgets", "status", "--file", str(file)).output
+    assert (
+        "$2.0012345" not in table
+        and "$2.0000000" in table
+        and "$0.0012345" in table
+        and "$1.9987655" in table
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "downgrade_to", "says"),
+    [
+        ("block", None, "calls that would pass it are refused"),
+        ("downgrade", "gpt-4o-mini", "downgraded to gpt-4o-mini"),
+        ("warn", None, "calls go on"),
+    ],
+)
+def test_limit_effect_words_what_each_mode_does(mode: str, downgrade_to: str | None, says: str) -> None:
+    from costlens.budgets._alerts import limit_effect
+
+    text = limit_effect(mode, downgrade_to)
+    assert says in text
+    if mode != "block":
+        assert not text.startswith("calls that would pass it are refused")

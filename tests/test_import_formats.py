@@ -184,7 +184,7 @@ def test_bad_json_and_bad_results(tmp_path: Path) -> None:
     result = import_file(store, path, "openai-usage", on_error="skip")
     assert [str(b) for b in result.bad] == [
         "page 0 data[0].results[0]: the result names no model: export usage grouped by model "
-        "(group_by=model)",
+        "(group_by=model), or give the model (--model)",
         "page 0 data[0].results[1]: input_cached_tokens (1000000000) exceed input_tokens (12903)",
     ]
     assert result.imported == 5

@@ -20,6 +20,7 @@ PINNED = [
     ("0003_index_unpriced_calls", "d747100a3e01fef072e90cf814afb7fb795acda098d0d0c8956f30827f1962ab"),
     ("0004_tagsets", "bd8a51247229172b70c62af8c0ee67a5b9b2bfc1fe4baa9224b5d5962a1bf276"),
     ("0005_rollup_hourly", "dc3b532e26fb6fbe267de5b334479dfd1c8a0f59342c0013967f594c18b9431c"),
+    ("0006_usage_parts", "4051f59bfebca5025f7753414dc8a38a1c5a0cc08a6b5472109695d0c8698cce"),
 ]
 
 

@@ -398,11 +398,15 @@ def test_resolve_returns_model_price() -> None:
 
 
 def test_estimate_max_cost_is_worst_case() -> None:
-    # claude-sonnet-4-5: dearest input price is the cache write 3.75 (6 -> 7.5 above 200k); output 15 / 22.5
+    # claude-sonnet-4-5: dearest input price is the 1-hour cache write, 2x input: 6 (12 above 200k;
+    # a 5-minute write is 3.75 / 7.5, and a prompt may ask for the 1-hour lifetime); output 15 / 22.5
     small = estimate_max_cost("anthropic", "claude-sonnet-4-5", 150_000, 4_000, at=BEFORE_VARIANTS)
-    assert small.total == usd((150_000, "3.75"), (4_000, "15"))
+    assert small.total == usd((150_000, "6"), (4_000, "15"))
     large = estimate_max_cost("anthropic", "claude-sonnet-4-5", 250_000, 4_000, at=BEFORE_VARIANTS)
-    assert large.total == usd((250_000, "7.5"), (4_000, "22.5"))
+    assert large.total == usd((250_000, "12"), (4_000, "22.5"))
+    one_hour = Usage(150_000, 4_000, cache_write_tokens=150_000, cache_write_1h_tokens=150_000)
+    written = cost(one_hour, provider="anthropic", model="claude-sonnet-4-5", at=BEFORE_VARIANTS)
+    assert written.total == small.total  # the worst case is reachable, and never exceeded
     real = cost(
         Usage(input_tokens=150_000, output_tokens=4_000), provider="anthropic", model="claude-sonnet-4-5"
     )
@@ -424,6 +428,9 @@ def test_describe_price_is_json_friendly() -> None:
         "cache_write": "2.5",
         "reasoning": None,
         "per_request": "0",
+        # OpenAI's built-in tools: web search $10 and file search $2.50 per 1,000 calls
+        "web_search_per_request": "0.01",
+        "file_search_per_request": "0.0025",
     }
     tiers = info["service_tiers"]
     assert isinstance(tiers, dict)
@@ -450,12 +457,13 @@ def test_describe_long_context_and_schedule() -> None:
                 "cache_write": "2.5",
                 "reasoning": None,
                 "per_request": "0",
+                "web_search_per_request": "0.035",  # Gemini grounding: $35 per 1,000 requests
             },
         }
     ]
     rows = describe_price("deepseek-chat", "deepseek")["history"]
     assert isinstance(rows, list)
-    assert [r["utc_from"] for r in rows] == ["00:00", "00:30", "16:30"]
+    assert [r.get("utc_from") for r in rows] == ["00:00", "00:30", "16:30", None, None]
 
 
 def test_catalogue_is_lazy_and_replaceable() -> None:

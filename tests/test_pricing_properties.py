@@ -22,7 +22,7 @@ AT = datetime(2026, 3, 1, tzinfo=UTC)
 def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("COSTLENS_HOME", str(tmp_path_factory.mktemp("home")))
     monkeypatch.delenv("COSTLENS_PRICES", raising=False)
-    set_catalogue(None)
+    set_catalogue(PriceCatalogue(patch=False))  # these tests check the genai-prices adapter itself
     yield
     set_catalogue(None)
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
-__all__ = ["NANO", "CallRecord", "Cost", "Status", "Usage", "to_nanousd"]
+__all__ = ["NANO", "USAGE_PARTS", "CallRecord", "Cost", "Status", "Usage", "to_nanousd"]
 
 #: One US dollar in nano-dollars: stores keep money as integer nano-USD.
 NANO = 1_000_000_000
@@ -33,7 +33,19 @@ class Usage:
     """Token counts of one call, normalised across providers.
 
     `input_tokens` includes cache reads and writes; `output_tokens` includes reasoning tokens.
-    The cache and reasoning counts are parts of those totals, never extras.
+    The cache and reasoning counts are parts of those totals, never extras. So are the finer parts:
+
+    * `cache_write_1h_tokens`: the part of `cache_write_tokens` written with a 1-hour lifetime
+      (Anthropic `cache_creation.ephemeral_1h_input_tokens`, billed 2x the input price instead of
+      1.25x for 5-minute writes);
+    * `input_audio_tokens`: uncached audio among the input (never part of the cache counts:
+      `cache_read + cache_write + input_audio <= input`);
+    * `output_audio_tokens` and `citation_tokens` (Perplexity): parts of the output, like
+      reasoning and disjoint from it (`reasoning + output_audio + citation <= output`).
+
+    `web_search_requests` and `file_search_requests` count server-side tool calls the provider
+    bills per request (Anthropic `server_tool_use.web_search_requests`, OpenAI `web_search_call` /
+    `file_search_call` output items); they are not tokens.
     """
 
     input_tokens: int = 0
@@ -41,13 +53,31 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    citation_tokens: int = 0
+    web_search_requests: int = 0
+    file_search_requests: int = 0
 
     def __post_init__(self) -> None:
         i, o = self.input_tokens, self.output_tokens
         cr, cw, r = self.cache_read_tokens, self.cache_write_tokens, self.reasoning_tokens
+        c1, ia, oa = self.cache_write_1h_tokens, self.input_audio_tokens, self.output_audio_tokens
+        ct, ws, fs = self.citation_tokens, self.web_search_requests, self.file_search_requests
         # One cheap test on the hot path; the detailed checks run only when it fails.
-        all_int = type(i) is int and type(o) is int and type(cr) is int and type(cw) is int and type(r) is int
-        if not (all_int and min(i, o, cr, cw, r) >= 0 and cr + cw <= i and r <= o):
+        all_int = (
+            type(i) is int and type(o) is int and type(cr) is int and type(cw) is int and type(r) is int
+            and type(c1) is int and type(ia) is int and type(oa) is int and type(ct) is int
+            and type(ws) is int and type(fs) is int
+        )  # fmt: skip
+        if not (
+            all_int
+            and min(i, o, cr, cw, r, c1, ia, oa, ct, ws, fs) >= 0
+            and cr + cw + ia <= i
+            and r + oa + ct <= o
+            and c1 <= cw
+        ):
             self._explain_invalid()
 
     def _explain_invalid(self) -> None:
@@ -55,25 +85,43 @@ class Usage:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"Usage.{name} must be a non-negative int, got {value!r}")
-        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+        if self.cache_read_tokens + self.cache_write_tokens + self.input_audio_tokens > self.input_tokens:
             raise ValueError(
-                "Usage.cache_read_tokens + cache_write_tokens exceed input_tokens "
-                f"({self.cache_read_tokens} + {self.cache_write_tokens} > {self.input_tokens}); "
-                "input_tokens must include cached tokens"
+                "Usage.cache_read_tokens + cache_write_tokens + input_audio_tokens exceed input_tokens "
+                f"({self.cache_read_tokens} + {self.cache_write_tokens} + {self.input_audio_tokens} > "
+                f"{self.input_tokens}); input_tokens must include cached and audio tokens"
+            )
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError(
+                f"Usage.cache_write_1h_tokens ({self.cache_write_1h_tokens}) exceed cache_write_tokens "
+                f"({self.cache_write_tokens}); cache_write_tokens must include 1-hour writes"
             )
         raise ValueError(
-            f"Usage.reasoning_tokens ({self.reasoning_tokens}) exceed output_tokens "
-            f"({self.output_tokens}); output_tokens must include reasoning tokens"
+            "Usage.reasoning_tokens + output_audio_tokens + citation_tokens exceed output_tokens "
+            f"({self.reasoning_tokens} + {self.output_audio_tokens} + {self.citation_tokens} > "
+            f"{self.output_tokens}); output_tokens must include them"
         )
 
     @property
     def uncached_input_tokens(self) -> int:
-        """Input tokens billed at the plain input price."""
+        """Input tokens neither read from nor written to a cache (text and audio)."""
         return self.input_tokens - self.cache_read_tokens - self.cache_write_tokens
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def has_parts(self) -> bool:
+        """Whether any of the finer parts (1-hour writes, audio, citations, tool requests) is set."""
+        return bool(
+            self.cache_write_1h_tokens
+            or self.input_audio_tokens
+            or self.output_audio_tokens
+            or self.citation_tokens
+            or self.web_search_requests
+            or self.file_search_requests
+        )
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
@@ -84,7 +132,24 @@ class Usage:
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.input_audio_tokens + other.input_audio_tokens,
+            self.output_audio_tokens + other.output_audio_tokens,
+            self.citation_tokens + other.citation_tokens,
+            self.web_search_requests + other.web_search_requests,
+            self.file_search_requests + other.file_search_requests,
         )
+
+
+#: The fields of `Usage` after the first five: every one is also a `CallRecord` field and a store column.
+USAGE_PARTS = (
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "citation_tokens",
+    "web_search_requests",
+    "file_search_requests",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +157,10 @@ class Cost:
     """The price of one `Usage`. `total` is None, never zero, when the price is unknown.
 
     `parts` maps a token kind (`input`, `cache_read`, `cache_write`, `output`, ...) to dollars;
-    the parts sum exactly to `total`.
+    the parts sum exactly to `total`. Finer parts appear only when the usage has them:
+    `cache_write_1h`, `input_audio`, `output_audio`, `citation`, and the per-request tool fees
+    `web_search` and `file_search`. `missing` names the parts that had no price (then `total` is
+    None: a call is never priced without one of its parts).
     """
 
     total: Decimal | None
@@ -100,14 +168,15 @@ class Cost:
     parts: dict[str, Decimal] = field(default_factory=dict)
     price_version: str = ""
     currency: str = "USD"
+    missing: tuple[str, ...] = ()
 
     @property
     def nanousd(self) -> int | None:
         return None if self.total is None else to_nanousd(self.total)
 
     @classmethod
-    def unknown(cls, price_version: str = "") -> Cost:
-        return cls(total=None, known=False, parts={}, price_version=price_version)
+    def unknown(cls, price_version: str = "", missing: tuple[str, ...] = ()) -> Cost:
+        return cls(total=None, known=False, parts={}, price_version=price_version, missing=missing)
 
 
 class _IdSource:
@@ -175,6 +244,12 @@ class CallRecord:
     trace_id: str | None = None
     span_id: str | None = None
     content: dict[str, Any] | None = None
+    cache_write_1h_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    citation_tokens: int = 0
+    web_search_requests: int = 0
+    file_search_requests: int = 0
     id: str = field(default_factory=_new_id)
 
     @property
@@ -185,6 +260,12 @@ class CallRecord:
             self.cache_read_tokens,
             self.cache_write_tokens,
             self.reasoning_tokens,
+            self.cache_write_1h_tokens,
+            self.input_audio_tokens,
+            self.output_audio_tokens,
+            self.citation_tokens,
+            self.web_search_requests,
+            self.file_search_requests,
         )
 
     def set_usage(self, usage: Usage) -> None:
@@ -193,6 +274,12 @@ class CallRecord:
         self.cache_read_tokens = usage.cache_read_tokens
         self.cache_write_tokens = usage.cache_write_tokens
         self.reasoning_tokens = usage.reasoning_tokens
+        self.cache_write_1h_tokens = usage.cache_write_1h_tokens
+        self.input_audio_tokens = usage.input_audio_tokens
+        self.output_audio_tokens = usage.output_audio_tokens
+        self.citation_tokens = usage.citation_tokens
+        self.web_search_requests = usage.web_search_requests
+        self.file_search_requests = usage.file_search_requests
 
     def set_cost(self, cost: Cost) -> None:
         self.cost_nanousd = cost.nanousd

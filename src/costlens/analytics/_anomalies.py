@@ -30,6 +30,8 @@ log = logging.getLogger("costlens")
 
 #: What can spike: spend per hour (USD) and tokens per call (input + output, mean over the hour).
 METRICS = ("spend", "tokens_per_call")
+#: The unit of each metric's `value` and `baseline`.
+UNITS = {"spend": "usd", "tokens_per_call": "tokens"}
 #: Receives one anomaly as a JSON-friendly dict: a callable, or an object with a `send(event)` method.
 AnomalySink = Callable[[dict[str, object]], object]
 _HOUR = timedelta(hours=1)
@@ -60,6 +62,7 @@ class Anomaly:
             hour=self.hour,
             value=self.value,
             baseline=self.baseline,
+            unit=self.unit,
             score=self.score,
             calls=self.calls,
             cost_usd=self.cost_usd,
@@ -67,10 +70,20 @@ class Anomaly:
         )
         return out
 
+    @property
+    def unit(self) -> str:
+        """`usd` (spend) or `tokens` (tokens per call): the unit of `value` and `baseline`."""
+        return UNITS[self.metric]
+
+    def describe(self, value: Decimal) -> str:
+        """`value` in this metric's unit: `$0.012`, `1,250.5 tokens per call`."""
+        if self.metric == "spend":
+            return f"${value}"
+        return f"{value:,.2f}".rstrip("0").rstrip(".") + " tokens per call"
+
     def to_event(self) -> dict[str, object]:
         """What an alert sink receives: strings and numbers only."""
         scope = ", ".join(f"{k}={v}" for k, v in self.keys.items()) or "all calls"
-        unit = "$" if self.metric == "spend" else ""
         return {
             "kind": "anomaly",
             "metric": self.metric,
@@ -78,13 +91,15 @@ class Anomaly:
             "hour": self.hour.isoformat(),
             "value": str(self.value),
             "baseline": str(self.baseline),
+            "unit": self.unit,
             "score": self.score,
             "calls": self.calls,
             "cost_usd": str(self.cost_usd),
             "top_call_ids": [str(c["id"]) for c in self.top_calls],
             "message": (
                 f"{self.metric} spike for {scope} at {self.hour:%Y-%m-%d %H:00} UTC: "
-                f"{unit}{self.value} vs a baseline of {unit}{self.baseline} (score {self.score:.1f})"
+                f"{self.describe(self.value)} vs a baseline of {self.describe(self.baseline)} "
+                f"(score {self.score:.1f})"
             ),
         }
 

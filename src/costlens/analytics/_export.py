@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from costlens.store import SpendQuery, Store, nanousd_to_usd
 from costlens.store._codec import dumps, record_to_dict
-from costlens.usage import CallRecord
+from costlens.usage import USAGE_PARTS, CallRecord
 
 __all__ = ["CSV_COLUMNS", "EXPORT_FORMATS", "export_records", "iter_export"]
 
@@ -26,7 +26,7 @@ CSV_COLUMNS = (
     "id", "started_at", "ended_at", "latency_ms", "ttft_ms", "provider", "operation", "request_model",
     "response_model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "cost_nanousd", "price_known", "price_version", "estimated", "status",
-    "error_type", "http_status", "stream", "service_tier", "tags", "trace_id", "span_id",
+    "error_type", "http_status", "stream", "service_tier", "tags", "trace_id", "span_id", *USAGE_PARTS,
 )  # fmt: skip
 _BATCH = 50_000
 Progress = Callable[[int, int], None]

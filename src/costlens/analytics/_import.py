@@ -7,6 +7,10 @@ all-or-nothing write, and counts. `on_error="reject"` imports nothing when any r
 bad row is still reported); `skip` imports the good rows and reports the bad ones.
 Importing is idempotent: each record's id is derived from its source (a natural request id, or the
 file's identity and the line number), so importing a file twice adds nothing.
+Times must be plausible: a record dated before 2000 or more than a day in the future stops the
+import (nothing is written) with an error saying to pass a start time (`start=`, `--start`), which
+turns relative timestamps (seconds or milliseconds since the trace began) into real ones. Parsers
+may also yield `ImportNote`s: warnings about the file as a whole (an incomplete paginated export).
 """
 
 from __future__ import annotations
@@ -29,10 +33,14 @@ from costlens.usage import CallRecord, to_nanousd
 __all__ = [
     "BadRow",
     "Counted",
+    "ImplausibleTime",
+    "ImportNote",
     "ImportOptions",
     "ImportResult",
     "Parsed",
+    "check_plausible",
     "derive_id",
+    "make_time_parser",
     "parse_money",
     "parse_time",
     "run_import",
@@ -42,6 +50,9 @@ Pricing = Literal["auto", "catalogue", "none"]
 OnError = Literal["reject", "skip"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
+#: Records dated before this are taken for relative timestamps read as Unix times.
+PLAUSIBLE_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+_UNITS = {"s": 1, "ms": 1e-3, "us": 1e-6}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +67,19 @@ class BadRow:
         return f"{self.where}: {self.message}"
 
 
+@dataclass(frozen=True, slots=True)
+class ImportNote:
+    """A warning about the file as a whole (not a row): shown after the import, kept in the result."""
+
+    message: str
+
+
+class ImplausibleTime(ValueError):
+    """A record's time cannot be real (relative timestamps read as Unix times): nothing is imported."""
+
+
 #: What a parser yields.
-Parsed = CallRecord | BadRow
+Parsed = CallRecord | BadRow | ImportNote
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +93,8 @@ class ImportOptions:
     timezone: str = "UTC"
     pricing: Pricing = "auto"
     source: str | None = None
+    start: datetime | None = None
+    time_unit: str = "s"
 
 
 @dataclass(slots=True)
@@ -89,6 +113,7 @@ class ImportResult:
     cost_nanousd: int = 0
     unpriced: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         from costlens.store import nanousd_to_usd
@@ -106,6 +131,7 @@ class ImportResult:
             "cost_usd": nanousd_to_usd(self.cost_nanousd),
             "unpriced": self.unpriced,
             "seconds": round(self.seconds, 3),
+            "warnings": list(self.warnings),
         }
 
 
@@ -148,6 +174,49 @@ def parse_time(text: str, timezone: str = "UTC") -> datetime:
         zone = get_zone(timezone)
         return when.replace(tzinfo=UTC) if zone is UTC else when.replace(tzinfo=zone).astimezone(UTC)
     return when.astimezone(UTC)
+
+
+def make_time_parser(options: ImportOptions) -> Callable[[str], datetime]:
+    """How a trace's timestamps are read: `parse_time` in the options' zone, or, with a `start`,
+    numbers counted from it in the options' `time_unit` (s, ms, us)."""
+    if options.time_unit not in _UNITS:
+        raise ValueError(f"unknown time unit {options.time_unit!r}: use s, ms or us")
+    start, scale, zone = options.start, _UNITS[options.time_unit], options.timezone
+    if start is None:
+        if options.time_unit != "s":
+            raise ValueError("a time unit is for relative timestamps: give the start time too (--start)")
+        return lambda text: parse_time(text, zone)
+    base = start if start.tzinfo is not None else start.replace(tzinfo=get_zone(zone)).astimezone(UTC)
+
+    def relative(text: str) -> datetime:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(
+                f"cannot read {text!r} as a relative time: with --start, timestamps are numbers "
+                f"({options.time_unit} since the start)"
+            ) from None
+        return base + timedelta(seconds=number * scale)
+
+    return relative
+
+
+def check_plausible(when: datetime, where: str = "") -> None:
+    """ImplausibleTime when `when` cannot be a real call time (before 2000, or in the future)."""
+    late = datetime.now(UTC) + timedelta(days=1)
+    if PLAUSIBLE_FROM <= when <= late:
+        return
+    at = f"{where}: " if where else ""
+    if when < PLAUSIBLE_FROM:
+        raise ImplausibleTime(
+            f"{at}the time reads as {when.isoformat()}, before 2000: the file's timestamps look relative "
+            "(seconds since the trace began); give the trace's real start time with --start "
+            "(e.g. --start 2023-11-16T18:00:00Z, and --time-unit ms for milliseconds)"
+        )
+    raise ImplausibleTime(
+        f"{at}the time reads as {when.isoformat()}, in the future: check the timestamp column and its "
+        "unit (--time-unit), or give the trace's real start time with --start"
+    )
 
 
 def parse_money(value: object) -> int:
@@ -222,11 +291,17 @@ def run_import(
         try:
             with write_all(store) as write:
                 batch: list[CallRecord] = []
+                late = datetime.now(UTC) + timedelta(days=1)
                 for item in parse(counted):
+                    if isinstance(item, ImportNote):
+                        result.warnings.append(item.message)
+                        continue
                     result.rows += 1
                     if isinstance(item, BadRow):
                         result.bad.append(item)
                         continue
+                    if not PLAUSIBLE_FROM <= item.started_at <= late:
+                        check_plausible(item.started_at, f"record {result.rows}")
                     tally(item)
                     batch.append(item)
                     if len(batch) >= batch_size:

@@ -7,6 +7,9 @@ any tag. What the file lacks comes from the options (`--model`, `--provider`, `-
 Without an `id` column, record ids come from the file's identity (a digest of its header and first
 data line, or `--source`) and the line number, so a file that grew since is imported again adding
 only its new lines. Prompt or response text columns are never read.
+Relative timestamps (BurstGPT's seconds since the trace began) need the trace's real start
+(`--start`, in `ImportOptions.start`; `--time-unit ms` for milliseconds): without it such times
+read as 1970 and the import is refused. JSON lines use the same mapping (`_import_jsonl`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from costlens.analytics._import import (
     BadRow,
@@ -21,12 +25,12 @@ from costlens.analytics._import import (
     ImportOptions,
     Parsed,
     derive_id,
+    make_time_parser,
     parse_money,
-    parse_time,
 )
 from costlens.usage import CallRecord, Usage
 
-__all__ = ["PRESETS", "Preset", "csv_parser", "parse_mapping"]
+__all__ = ["PRESETS", "TARGETS", "Preset", "csv_parser", "parse_mapping", "row_builder"]
 
 _NUMBERS = ("latency_ms", "ttft_ms")
 _TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -46,6 +50,7 @@ class Preset:
     provider: str | None = None
     operation: str = "chat"
     note: str = ""
+    time_unit: str = "s"
 
 
 PRESETS: dict[str, Preset] = {
@@ -53,6 +58,24 @@ PRESETS: dict[str, Preset] = {
         {"timestamp": "TIMESTAMP", "input_tokens": "ContextTokens", "output_tokens": "GeneratedTokens"},
         provider="azure",
         note="Azure LLM inference trace 2023 (Splitwise): no model is recorded, so give --model",
+    ),
+    "burstgpt": Preset(
+        {
+            "timestamp": "Timestamp",
+            "model": "Model",
+            "input_tokens": "Request tokens",
+            "output_tokens": "Response tokens",
+            "tag.log_type": "Log Type",
+        },
+        provider="azure",
+        note="BurstGPT (Azure OpenAI GPT-3.5/GPT-4 traffic): Timestamp is seconds since the trace "
+        "began, so give --start; Model is ChatGPT or GPT-4 (give --model to price a real model name)",
+    ),
+    "mooncake": Preset(
+        {"timestamp": "timestamp", "input_tokens": "input_length", "output_tokens": "output_length"},
+        note="Mooncake (Kimi) JSON-lines traces: timestamp is milliseconds since the trace began, so "
+        "give --start; no model or provider is recorded, so give --model and --provider",
+        time_unit="ms",
     ),
 }
 
@@ -84,6 +107,7 @@ def csv_parser(mapping: Mapping[str, str], options: ImportOptions) -> Callable[[
         raise ValueError(
             "the file names no provider: give the provider (--provider) or map a provider column"
         )
+    make_time_parser(options)  # a bad --start / --time-unit is an error before anything is read
 
     def parse(counted: Counted) -> Iterator[Parsed]:
         reader = csv.reader(counted.lines())
@@ -94,7 +118,7 @@ def csv_parser(mapping: Mapping[str, str], options: ImportOptions) -> Callable[[
         if missing:
             yield BadRow("line 1", f"no column {', '.join(missing)} in the header ({', '.join(header)})", 1)
             return
-        build = _builder(mapping, header, options)
+        build = row_builder(mapping, header, options)
         source = None if options.source is None else derive_id("csv-source", options.source)
         start = reader.line_num + 1
         for row in reader:
@@ -106,12 +130,15 @@ def csv_parser(mapping: Mapping[str, str], options: ImportOptions) -> Callable[[
     return parse
 
 
-def _builder(
+def row_builder(
     mapping: Mapping[str, str], header: list[str], options: ImportOptions
 ) -> Callable[[list[str], int, str], Parsed]:
+    """Turns one row (text cells in `header`'s order), its line and the file's identity into a record
+    or a BadRow; ValueError for a bad time option."""
     index = {target: header.index(column) for target, column in mapping.items()}
+    when = make_time_parser(options)
     tags_at = {target[4:]: i for target, i in index.items() if target.startswith("tag.")}
-    fast = _fast_builder(index, options) if set(index) <= {"timestamp", *_TOKENS} else None
+    fast = _fast_builder(index, options, when) if set(index) <= {"timestamp", *_TOKENS} else None
     width = len(header)
 
     def build(row: list[str], line: int, source: str) -> Parsed:
@@ -123,21 +150,23 @@ def _builder(
             except (ValueError, TypeError):
                 pass  # the slow path below says what is wrong
         try:
-            return _record(row, index, tags_at, options, line, source)
+            return _record(row, index, tags_at, options, line, source, when)
         except (ValueError, KeyError) as exc:
             return BadRow(f"line {line}", str(exc), line)
 
     return build
 
 
-def _fast_builder(index: Mapping[str, int], options: ImportOptions) -> Callable[[list[str], str], CallRecord]:
+def _fast_builder(
+    index: Mapping[str, int], options: ImportOptions, when: Callable[[str], datetime]
+) -> Callable[[list[str], str], CallRecord]:
     """The common trace shape (a time and token counts, everything else from the options), built
     without per-field checks; any failure falls back to the checked path, which explains it."""
     at = index["timestamp"]
     slots = [index.get(name) for name in _TOKENS]
     tags = dict(options.tags)  # shared by every record of the file: encoded once when stored
     provider, model = str(options.provider), str(options.model)
-    operation, tz = options.operation or "chat", options.timezone
+    operation = options.operation or "chat"
 
     def fast(row: list[str], record_id: str) -> CallRecord:
         n_in, n_out, cache_read, cache_write, reasoning = (0 if i is None else int(row[i]) for i in slots)
@@ -149,7 +178,7 @@ def _fast_builder(index: Mapping[str, int], options: ImportOptions) -> Callable[
             provider=provider,
             operation=operation,
             request_model=model,
-            started_at=parse_time(row[at], tz),
+            started_at=when(row[at]),
             input_tokens=n_in,
             output_tokens=n_out,
             cache_read_tokens=cache_read,
@@ -169,12 +198,13 @@ def _record(
     options: ImportOptions,
     line: int,
     source: str,
+    when: Callable[[str], datetime],
 ) -> CallRecord:
     def get(target: str) -> str | None:
         i = index.get(target)
         return None if i is None or row[i].strip() == "" else row[i].strip()
 
-    started = parse_time(row[index["timestamp"]], options.timezone)
+    started = when(row[index["timestamp"]])
     tokens = [_count(get(name), name) for name in _TOKENS]
     Usage(*tokens)  # raises ValueError with a clear message when the counts disagree
     tags = dict(options.tags)
@@ -189,7 +219,7 @@ def _record(
         operation=get("operation") or options.operation or "chat",
         request_model=get("model") or str(options.model),
         started_at=started,
-        ended_at=None if ended is None else parse_time(ended, options.timezone),
+        ended_at=None if ended is None else when(ended),
         latency_ms=_number(get("latency_ms"), "latency_ms"),
         ttft_ms=_number(get("ttft_ms"), "ttft_ms"),
         input_tokens=tokens[0],

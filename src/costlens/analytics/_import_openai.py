@@ -1,5 +1,6 @@
 """OpenAI organization usage and costs exports (the Admin API's `/v1/organization/usage/...` and
-`/v1/organization/costs` pages, saved as JSON: one page, a list of pages, or one page per line).
+`/v1/organization/costs` pages, saved as JSON: one page, a list of pages, one page per line, or the
+list of buckets the OpenAI cookbook's `get_data` helper collects from every page).
 
 Usage results are aggregates (`num_model_requests` calls in a time bucket). Each becomes that many
 records, so call counts and per-call measures stay right: the tokens are split as evenly as integers
@@ -8,6 +9,10 @@ the bucket. A result needs a model (export with `group_by=model`). `batch: true`
 Costs results carry only money: each line item becomes one record with no tokens, operation `cost`,
 the cost exact from the JSON number. Import usage or costs for a period, not both: both count the
 same spend.
+Record ids derive from the bucket and every grouping field a result carries (`project_id`,
+`line_item`, `api_key_id`, `user_id`, `model`, `batch`, `service_tier`, `organization_id`, ...), so
+results that differ in any of them stay separate records. A file whose last page says `has_more`
+is incomplete: it is imported with a warning naming the cursor of the missing pages.
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from costlens.analytics._import import BadRow, Counted, ImportOptions, Parsed, derive_id, parse_money
+from costlens.analytics._import import (
+    BadRow,
+    Counted,
+    ImportNote,
+    ImportOptions,
+    Parsed,
+    derive_id,
+    parse_money,
+)
 from costlens.usage import CallRecord
 
 __all__ = ["load_pages", "openai_costs_parser", "openai_usage_parser"]
@@ -37,7 +50,11 @@ def load_pages(text: str) -> list[Any]:
     return doc if isinstance(doc, list) else [doc]
 
 
-def _buckets(counted: Counted) -> Iterator[tuple[str, Mapping[str, Any]] | BadRow]:
+def _is_bucket(item: Any) -> bool:
+    return isinstance(item, dict) and (item.get("object") == "bucket" or "results" in item)
+
+
+def _buckets(counted: Counted) -> Iterator[tuple[str, Mapping[str, Any]] | BadRow | ImportNote]:
     data = counted.raw.read()
     counted.done = len(data)
     try:
@@ -45,6 +62,8 @@ def _buckets(counted: Counted) -> Iterator[tuple[str, Mapping[str, Any]] | BadRo
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         yield BadRow("file", f"not JSON: {exc}")
         return
+    if pages and all(_is_bucket(item) for item in pages):  # the cookbook's list of buckets
+        pages = [{"object": "page", "data": pages}]
     for p, page in enumerate(pages):
         buckets = page.get("data") if isinstance(page, dict) else None
         if not isinstance(buckets, list):
@@ -56,6 +75,28 @@ def _buckets(counted: Counted) -> Iterator[tuple[str, Mapping[str, Any]] | BadRo
                 yield BadRow(where, "not a bucket: no results list")
                 continue
             yield where, bucket
+    last = pages[-1] if pages else None
+    if isinstance(last, dict) and last.get("has_more") is True:
+        cursor = last.get("next_page")
+        yield ImportNote(
+            f"the export is incomplete: its last page says has_more (next_page {cursor!r}); fetch the "
+            "remaining pages (pass page=<next_page> to the API) and import them too"
+        )
+
+
+#: Result fields that are measures or the result's type, not groups.
+_NOT_GROUPS = frozenset({"object", "amount", "quantity"})
+
+
+def _groups(result: Mapping[str, Any], named: tuple[str, ...]) -> list[str]:
+    """Grouping fields beyond `named` that the result carries (text or flags, not null), as key=value,
+    so results that differ only in them get different ids; empty for results of the older shape."""
+    extra = (
+        (key, value)
+        for key, value in result.items()
+        if key not in named and key not in _NOT_GROUPS and isinstance(value, str | bool)
+    )
+    return [f"{key}={value}" for key, value in sorted(extra)]
 
 
 def _bucket_times(bucket: Mapping[str, Any]) -> tuple[datetime, datetime]:
@@ -97,25 +138,38 @@ def _usage_records(
         raise ValueError(f"unsupported usage type {result.get('object')!r}: completions or embeddings")
     model = result.get("model") or options.model
     if not model:
-        raise ValueError("the result names no model: export usage grouped by model (group_by=model)")
+        raise ValueError(
+            "the result names no model: export usage grouped by model (group_by=model), or give the "
+            "model (--model)"
+        )
     n = _count(result, "num_model_requests")
     inp, out = _count(result, "input_tokens"), _count(result, "output_tokens")
     cached = _count(result, "input_cached_tokens")
     if cached > inp:
         raise ValueError(f"input_cached_tokens ({cached}) exceed input_tokens ({inp})")
+    # OpenAI counts audio apart from `input_tokens`/`output_tokens` (those are text): added to the
+    # totals and kept as their parts, so audio is priced at the audio rates, never dropped
+    audio_in, audio_out = _count(result, "input_audio_tokens"), _count(result, "output_audio_tokens")
+    inp, out = inp + audio_in, out + audio_out
     tier = "batch" if result.get("batch") else result.get("service_tier") or None
     tags = _tags(result, options)
     groups = ("project_id", "user_id", "api_key_id", "batch", "service_tier")
     identity = [start.isoformat(), end.isoformat(), kind, model, *(result.get(k) for k in groups)]
+    identity += _groups(result, (*groups, "model"))
     for i in range(n):
         yield CallRecord(
             provider=options.provider or "openai",
             operation=_OPERATIONS[kind],
             request_model=str(model),
             started_at=start + (end - start) * i / n,
-            input_tokens=_split(inp, n, i),
-            output_tokens=_split(out, n, i),
+            # the totals are sums of split parts, so every record's parts fit inside its totals
+            input_tokens=_split(cached, n, i)
+            + _split(audio_in, n, i)
+            + _split(inp - cached - audio_in, n, i),
+            output_tokens=_split(audio_out, n, i) + _split(out - audio_out, n, i),
             cache_read_tokens=_split(cached, n, i),
+            input_audio_tokens=_split(audio_in, n, i),
+            output_audio_tokens=_split(audio_out, n, i),
             estimated=True,
             service_tier=tier,
             tags=tags,
@@ -126,7 +180,7 @@ def _usage_records(
 def openai_usage_parser(options: ImportOptions) -> Parser:
     def parse(counted: Counted) -> Iterator[Parsed]:
         for item in _buckets(counted):
-            if isinstance(item, BadRow):
+            if isinstance(item, BadRow | ImportNote):
                 yield item
                 continue
             where, bucket = item
@@ -160,14 +214,20 @@ def _cost_record(result: Mapping[str, Any], start: datetime, options: ImportOpti
         price_known=True,
         price_version="openai-costs-api",
         tags=_tags(result, options),
-        id=derive_id("openai-costs", start.isoformat(), item, result.get("project_id")),
+        id=derive_id(
+            "openai-costs",
+            start.isoformat(),
+            item,
+            result.get("project_id"),
+            *_groups(result, ("line_item", "project_id")),
+        ),
     )
 
 
 def openai_costs_parser(options: ImportOptions) -> Parser:
     def parse(counted: Counted) -> Iterator[Parsed]:
         for item in _buckets(counted):
-            if isinstance(item, BadRow):
+            if isinstance(item, BadRow | ImportNote):
                 yield item
                 continue
             where, bucket = item

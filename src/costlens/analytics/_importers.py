@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 
 from costlens.analytics._import import (
@@ -19,8 +20,8 @@ from costlens.analytics._import import (
     run_import,
 )
 from costlens.analytics._import_csv import PRESETS, csv_parser, parse_mapping
-from costlens.analytics._import_jsonl import costlens_jsonl_parser
-from costlens.analytics._import_litellm import litellm_parser
+from costlens.analytics._import_jsonl import costlens_jsonl_parser, mapped_jsonl_parser
+from costlens.analytics._import_litellm import DAILY_ENTITIES, litellm_daily_parser, litellm_parser
 from costlens.analytics._import_openai import openai_costs_parser, openai_usage_parser
 from costlens.store import Store
 from costlens.store._time import get_zone
@@ -28,7 +29,8 @@ from costlens.store._time import get_zone
 __all__ = ["FORMATS", "detect_format", "import_file"]
 
 #: Formats `import_file` reads (`auto` recognises them from the file's first bytes).
-FORMATS = ("csv", "openai-usage", "openai-costs", "litellm", "costlens-jsonl")
+FORMATS = ("csv", "jsonl", "openai-usage", "openai-costs", "litellm", "litellm-daily", "costlens-jsonl")
+_DAILY = {"date", "spend", "prompt_tokens"}
 _HEAD = 65536
 
 
@@ -54,23 +56,53 @@ def detect_format(path: Path) -> tuple[str, str | None]:
             return "costlens-jsonl", None
         if '"request_id"' in head:
             return "litellm", None
+        first_row = _first_object(head)
+        if first_row is not None and set(first_row) >= _DAILY and set(DAILY_ENTITIES) & set(first_row):
+            return "litellm-daily", None
+        if isinstance(doc, dict) and {"timestamp", "input_length", "output_length"} <= set(doc):
+            return "jsonl", "mooncake"
     else:
         header = next(csv.reader(io.StringIO(head)), [])
         if {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} <= set(header):
             return "csv", "azure-llm-2023"
+        if {"Timestamp", "Request tokens", "Response tokens"} <= set(header):
+            return "csv", "burstgpt"
         if {"request_id", "startTime"} <= set(header):
             return "litellm", None
+        if set(header) >= _DAILY and set(DAILY_ENTITIES) & set(header):
+            return "litellm-daily", None
         if header:
             return "csv", None
     raise ValueError(
-        f"cannot tell the format of {path}: give it ({', '.join(FORMATS)}; csv with a mapping or a preset)"
+        f"cannot tell the format of {path}: give it ({', '.join(FORMATS)}; csv and jsonl with a mapping "
+        "or a preset)"
     )
+
+
+def _first_object(head: str) -> dict[str, object] | None:
+    """The first row of a JSON list, a `{"data": [...]}` page or JSON lines, when the head shows it."""
+    text = head.lstrip("[ \t\r\n")
+    if text.startswith("{") and head.startswith("{"):
+        try:
+            doc = json.loads(head.splitlines()[0])
+        except json.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("data"), list) and doc["data"]:
+            first = doc["data"][0]
+            return first if isinstance(first, dict) else None
+        if isinstance(doc, dict):
+            return doc
+    try:
+        first, _ = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError:
+        return None
+    return first if isinstance(first, dict) else None
 
 
 def _parser(
     fmt: str, path: Path, preset: str | None, mapping: Mapping[str, str] | str | None, options: ImportOptions
 ) -> Callable[[Counted], Iterator[Parsed]]:
-    if fmt == "csv":
+    if fmt in ("csv", "jsonl"):
         columns: dict[str, str] = {}
         if preset is not None:
             if preset not in PRESETS:
@@ -79,14 +111,17 @@ def _parser(
         if mapping is not None:
             columns.update(parse_mapping(mapping) if isinstance(mapping, str) else mapping)
         if not columns:
-            raise ValueError("a CSV file needs a column mapping (timestamp=...,input_tokens=...) or a preset")
-        return csv_parser(columns, options)
+            kind = "a CSV file" if fmt == "csv" else "a JSON-lines file"
+            raise ValueError(f"{kind} needs a column mapping (timestamp=...,input_tokens=...) or a preset")
+        return csv_parser(columns, options) if fmt == "csv" else mapped_jsonl_parser(columns, options)
     if fmt == "openai-usage":
         return openai_usage_parser(options)
     if fmt == "openai-costs":
         return openai_costs_parser(options)
     if fmt == "litellm":
         return litellm_parser(options, as_csv=not _head(path).startswith(("{", "[")))
+    if fmt == "litellm-daily":
+        return litellm_daily_parser(options, as_csv=not _head(path).startswith(("{", "[")))
     if fmt == "costlens-jsonl":
         return costlens_jsonl_parser()
     raise ValueError(f"unknown import format {fmt!r}: use auto or one of {', '.join(FORMATS)}")
@@ -107,6 +142,8 @@ def import_file(
     pricing: Pricing = "auto",
     on_error: OnError = "reject",
     source: str | None = None,
+    start: datetime | None = None,
+    time_unit: str | None = None,
     batch_size: int = 2000,
     progress: Progress | None = None,
 ) -> ImportResult:
@@ -114,20 +151,31 @@ def import_file(
 
     `pricing`: `auto` keeps a cost the source records and prices the rest with the current price
     catalogue (costlens JSONL records are kept exactly as they are); `catalogue` prices everything
-    with it; `none` leaves unpriced what the source does not price. ValueError for a bad option or
-    an unreadable format (nothing is imported then).
+    with it; `none` leaves unpriced what the source does not price. `start` turns relative
+    timestamps (numbers since the trace began, in `time_unit`: s, ms or us) into real times.
+    ValueError for a bad option, an unreadable format or implausible times (`ImplausibleTime`:
+    relative timestamps without `start`); nothing is imported then.
     """
     file = Path(path)
-    fmt, found_preset = detect_format(file) if format == "auto" else (format, None)
+    if format != "auto":
+        fmt, found_preset = format, None
+    elif mapping is not None and _head(file).startswith("{"):
+        fmt, found_preset = "jsonl", None  # JSON lines read through the given mapping
+    else:
+        fmt, found_preset = detect_format(file)
     preset = preset or (found_preset if mapping is None else None)
+    unit = time_unit
     if preset is not None and preset in PRESETS:
         defaults = PRESETS[preset]
         provider = provider or defaults.provider
         operation = operation or defaults.operation
+        unit = unit or (defaults.time_unit if start is not None else None)
     get_zone(timezone)
     if pricing not in ("auto", "catalogue", "none"):
         raise ValueError(f"unknown pricing {pricing!r}: use auto, catalogue or none")
-    options = ImportOptions(provider, model, operation, dict(tags or {}), timezone, pricing, source)
+    options = ImportOptions(
+        provider, model, operation, dict(tags or {}), timezone, pricing, source, start, unit or "s"
+    )
     parse = _parser(fmt, file, preset, mapping, options)
     if fmt == "openai-costs" or (fmt == "costlens-jsonl" and pricing == "auto"):
         pricing = "none"  # money already, no tokens to price / costlens records are kept as they are

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 from costlens.store import SpendRow, nanousd_to_usd
+from costlens.usage import USAGE_PARTS
 
 __all__ = [
     "DEFAULT_MEASURES",
@@ -28,6 +29,7 @@ __all__ = [
 SUM_MEASURES = (
     "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "total_tokens", "cost_usd", "error_calls", "unpriced_calls", "estimated_calls",
+    *USAGE_PARTS,
 )  # fmt: skip
 RATIO_MEASURES = ("cost_per_call", "cost_per_1k_tokens", "share", "error_rate", "estimated_share")
 PERCENTILE_MEASURES = ("latency_p50", "latency_p95", "latency_p99", "ttft_p50", "ttft_p95", "ttft_p99")
@@ -57,6 +59,12 @@ class Sums:
     unpriced_calls: int = 0
     error_calls: int = 0
     estimated_calls: int = 0
+    cache_write_1h_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    citation_tokens: int = 0
+    web_search_requests: int = 0
+    file_search_requests: int = 0
 
     @classmethod
     def of(cls, row: SpendRow) -> Sums:

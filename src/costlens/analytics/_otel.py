@@ -16,19 +16,19 @@ are the `otel` extra, imported only here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from costlens.store import nanousd_to_usd
 from costlens.store._base import to_micros
-from costlens.usage import CallRecord
+from costlens.usage import USAGE_PARTS, CallRecord
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["export_otel", "otlp_export", "span_attributes"]
+__all__ = ["OTLPExportError", "export_otel", "otlp_export", "span_attributes"]
 
 _SCOPE = "costlens"
 _TOKEN_BUCKETS = [4.0**i for i in range(14)]  # 1 ... 67,108,864, as the GenAI conventions advise
@@ -74,6 +74,10 @@ def span_attributes(record: CallRecord) -> dict[str, Any]:
     attrs["costlens.estimated"] = record.estimated
     if record.reasoning_tokens:
         attrs["costlens.usage.reasoning_tokens"] = record.reasoning_tokens
+    for name in USAGE_PARTS:  # 1-hour cache writes, audio, citations, server-side tool requests
+        value = getattr(record, name)
+        if value:
+            attrs[f"costlens.usage.{name}"] = value
     if record.service_tier:
         attrs["costlens.service_tier"] = record.service_tier
     for key, value in record.tags.items():
@@ -166,6 +170,83 @@ def export_otel(
     return n
 
 
+class OTLPExportError(ConnectionError):
+    """The OTLP endpoint did not accept what was sent (no collector there, or it refused the data)."""
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class _Batches:
+    """A span processor that exports whole batches synchronously (no queue to overflow, no spans
+    dropped) and stops sending after the first batch the endpoint does not accept."""
+
+    def __init__(self, exporter: Any, size: int = 512) -> None:
+        self.exporter, self.size = exporter, size
+        self.buffer: list[Any] = []
+        self.sent = self.failed = 0
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def _on_ending(self, span: Any) -> None:
+        pass
+
+    def on_end(self, span: Any) -> None:
+        self.buffer.append(span)
+        if len(self.buffer) >= self.size:
+            self.force_flush()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        batch, self.buffer = self.buffer, []
+        if not batch:
+            return True
+        if self.failed:
+            self.failed += len(batch)
+            return False
+        if self.exporter.export(batch) is SpanExportResult.SUCCESS:
+            self.sent += len(batch)
+            return True
+        self.failed += len(batch)
+        return False
+
+    def shutdown(self) -> None:
+        self.force_flush()
+        self.exporter.shutdown()
+
+
+def _checked_metric_exporter(inner: Any) -> Any:
+    """`inner` (an OTLP metric exporter) wrapped so a refused export is remembered (`.ok`), and
+    skipped altogether once `.enabled` is False (no second wait on a dead endpoint)."""
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+    class Checked(MetricExporter):
+        def __init__(self) -> None:
+            super().__init__(
+                preferred_temporality=inner._preferred_temporality,
+                preferred_aggregation=inner._preferred_aggregation,
+            )
+            self.ok, self.enabled = True, True
+
+        def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+            if not self.enabled:
+                return MetricExportResult.SUCCESS
+            result = inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            self.ok = self.ok and result is MetricExportResult.SUCCESS
+            return result
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return bool(inner.force_flush(timeout_millis=timeout_millis))
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+            inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+    return Checked()
+
+
 def otlp_export(
     records: Iterable[CallRecord],
     endpoint: str,
@@ -174,36 +255,57 @@ def otlp_export(
     timeout_s: float = 10.0,
     tick: Callable[[int], None] | None = None,
 ) -> int:
-    """Send spans and metrics to an OTLP/HTTP endpoint (`http://host:4318`); returns the call count."""
+    """Send spans and metrics to an OTLP/HTTP endpoint (`http://host:4318`); returns the call count.
+
+    Spans go in batches of 512, each sent before the next is built, so none is dropped. When the
+    endpoint does not accept a batch (nothing listens there, or it answers with an error), sending
+    stops and `OTLPExportError` says how many calls were sent and names the endpoint.
+    """
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     base = endpoint.rstrip("/")
     resource = Resource.create({"service.name": "costlens-export"})
     tracer_provider = SdkTracerProvider(resource=resource)
-    tracer_provider.add_span_processor(
-        BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces", timeout=timeout_s))
-    )
-    reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(endpoint=f"{base}/v1/metrics", timeout=timeout_s), export_interval_millis=3_600_000
-    )
+    spans = _Batches(OTLPSpanExporter(endpoint=f"{base}/v1/traces", timeout=timeout_s))
+    tracer_provider.add_span_processor(spans)  # type: ignore[arg-type]
+    metrics = _checked_metric_exporter(OTLPMetricExporter(endpoint=f"{base}/v1/metrics", timeout=timeout_s))
+    reader = PeriodicExportingMetricReader(metrics, export_interval_millis=3_600_000)
     meter_provider = SdkMeterProvider(resource=resource, metric_readers=[reader])
+
+    def until_refused() -> Iterator[CallRecord]:
+        for record in records:
+            if spans.failed:
+                return
+            yield record
+
     try:
         n = export_otel(
-            records,
+            until_refused(),
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             metric_tags=metric_tags,
             tick=tick,
         )
         tracer_provider.force_flush(int(timeout_s * 1000))
-        meter_provider.force_flush(int(timeout_s * 1000))
+        if spans.failed:
+            metrics.enabled = False
+        else:
+            meter_provider.force_flush(int(timeout_s * 1000))
     finally:
         tracer_provider.shutdown()
+        metrics.enabled = False
         meter_provider.shutdown()
+    if spans.failed:
+        raise OTLPExportError(
+            base,
+            f"the OTLP endpoint {base} did not accept the spans: {spans.sent:,} calls sent before it "
+            "refused or stopped answering, the rest not sent",
+        )
+    if not metrics.ok:
+        raise OTLPExportError(base, f"the OTLP endpoint {base} did not accept the metrics (spans were sent)")
     return n

@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from costlens.store._codec import dumps
-from costlens.usage import CallRecord
+from costlens.usage import USAGE_PARTS, CallRecord
 
 __all__ = ["parquet_schema", "write_parquet"]
 
 _ROWS_PER_GROUP = 50_000
-_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+_TOKENS = (
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+    *USAGE_PARTS,
+)  # fmt: skip
 
 
 def _pyarrow() -> Any:

@@ -18,7 +18,7 @@ from costlens.analytics._forecast import Forecast
 from costlens.analytics._spend import SpendReport
 from costlens.store._time import TIME_KEYS
 
-__all__ = ["plot_forecasts", "plot_report"]
+__all__ = ["check_plot_path", "plot_forecasts", "plot_report"]
 
 _FORMATS = (".png", ".svg")
 
@@ -38,6 +38,20 @@ def _check(path: str | Path) -> Path:
     out = Path(path)
     if out.suffix.lower() not in _FORMATS:
         raise ValueError(f"cannot draw {out.name}: name a .png or .svg file")
+    return out
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """What a chart needs, checked before any work: a .png or .svg name, an existing folder, and
+    matplotlib (ValueError / ImportError saying what to do). Draws nothing."""
+    from importlib.util import find_spec
+
+    out = _check(path)
+    folder = out.expanduser().absolute().parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot draw {out}: there is no folder {folder}")
+    if find_spec("matplotlib") is None:
+        raise ImportError("charts need matplotlib: pip install 'llm-costlens[plot]'")
     return out
 
 

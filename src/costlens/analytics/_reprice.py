@@ -16,8 +16,11 @@ from typing import Any
 
 from costlens.analytics._pricer import Pricer
 from costlens.pricing import PriceCatalogue
+from costlens.pricing._compat import is_host, pricing_provider
+from costlens.pricing._model import price_usage
 from costlens.store import SpendQuery, Store, nanousd_to_usd
 from costlens.store._base import scan_calls
+from costlens.usage import USAGE_PARTS, Usage
 
 __all__ = ["REPRICE_COLUMNS", "RepriceReport", "reprice"]
 
@@ -29,7 +32,10 @@ REPRICE_COLUMNS = (
 _FIELDS = (
     "provider", "request_model", "response_model", "service_tier", "started_at_us", "input_tokens",
     "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_nanousd",
+    *USAGE_PARTS,
 )  # fmt: skip
+_COST_AT = _FIELDS.index("cost_nanousd")
+_PARTS_AT = _COST_AT + 1
 
 
 @dataclass(slots=True)
@@ -84,10 +90,17 @@ class RepriceReport:
 def _reprice_one(pricer: Pricer, model: str | None, provider: str | None, row: Sequence[Any]) -> int | None:
     """The new cost of one scanned call (`_FIELDS` order); None when it cannot be priced."""
     who, request_model, response_model, tier, at_us = row[:5]
+    target = model or response_model or request_model
+    # A call to an endpoint named by its host is priced as OpenAI-compatible, as when it was made.
+    who = provider or (pricing_provider(pricer.catalogue, who, target) if is_host(who) else who)
+    parts = row[_PARTS_AT:]
     try:
-        return pricer(
-            provider or who, model or response_model or request_model, tier, at_us, tuple(row[5:10])
-        )
+        if not any(parts):
+            return pricer(who, target, tier, at_us, tuple(row[5:10]))
+        # 1-hour cache writes, audio, citations or tool fees: priced part by part (`price_usage`).
+        usage = Usage(*row[5:10], *parts)
+        price = pricer.price(who, target, tier, at_us)
+        return None if price is None else price_usage(usage, price, pricer.version).nanousd
     except ValueError:  # inconsistent token counts (an imported record): it cannot be priced
         return None
 
@@ -119,7 +132,7 @@ def reprice(
         if group is None:
             group = groups[row[:n]] = _Group()
         group.calls += 1
-        recorded = row[n + 10]
+        recorded = row[n + _COST_AT]
         if recorded is None:
             group.unpriced_before += 1
         else:

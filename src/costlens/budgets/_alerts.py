@@ -31,6 +31,7 @@ __all__ = [
     "SlackSink",
     "WebhookSink",
     "as_sink",
+    "limit_effect",
 ]
 
 log = logging.getLogger("costlens")
@@ -73,6 +74,20 @@ class Alert:
                 value = value.isoformat()
             out[name] = value
         return out
+
+
+def limit_effect(mode: str, downgrade_to: str | None = None) -> str:
+    """What a budget does to calls once its limit is reached, worded by its mode: the end of an
+    `exhausted` alert's message (`block`: refused; `downgrade`: sent to the cheaper model; `warn`:
+    nothing is held back)."""
+    if mode == "downgrade" and downgrade_to:
+        return (
+            f"calls that would pass it are downgraded to {downgrade_to} "
+            f"(refused only when {downgrade_to} would pass it too)"
+        )
+    if mode == "warn":
+        return "calls go on (mode warn: nothing is refused or downgraded)"
+    return "calls that would pass it are refused"
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from costlens._errors import internal_error
-from costlens.budgets._alerts import Alert, AlertDispatcher, AlertKind
+from costlens.budgets._alerts import Alert, AlertDispatcher, AlertKind, limit_effect
 from costlens.budgets._errors import LedgerUnavailable, usd_text
 from costlens.budgets._ledger import BudgetKey, Ledger, Reservation, Spent
 from costlens.budgets._model import Budget
@@ -161,8 +161,9 @@ def _alert(item: Applied, kind: AlertKind, usage: Spent, at: datetime, facts: di
             f"window's end {usd_text(projected or 0)} (spent so far {usd_text(spent)})"
         )
     else:
-        target = facts.get("downgraded_to")
-        did = f"calls are downgraded to {target}" if target else "calls that would pass it are refused"
+        # worded by what the budget does, not by the one call that tripped it: a downgrade budget whose
+        # cheaper model did not fit either still downgrades the calls that do fit
+        did = limit_effect(budget.mode, budget.downgrade_to)
         message = f"{where}: limit {usd_text(limit)} reached ({usd_text(spent)} spent); {did}"
     return Alert(
         kind=kind,

@@ -23,7 +23,7 @@ from costlens.cli import (
     _roi,
     _route,
 )
-from costlens.cli._output import friendly_errors
+from costlens.cli._output import OneLineErrorsGroup, friendly_errors
 
 __all__ = ["app", "main"]
 
@@ -33,8 +33,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorsGroup,
 )
-prices_app = typer.Typer(help="Model prices: show one, list unpriced models, update the catalogue.")
+prices_app = typer.Typer(
+    help="Model prices: show one, list unpriced models, update the catalogue, list the costlens price patch."
+)
 calls_app = typer.Typer(help="Recorded calls.")
 app.add_typer(prices_app, name="prices", no_args_is_help=True)
 app.add_typer(calls_app, name="calls", no_args_is_help=True)
@@ -48,6 +51,7 @@ app.command("export")(friendly_errors(_export.export))
 prices_app.command("show")(friendly_errors(_prices.show))
 prices_app.command("missing")(friendly_errors(_prices.missing))
 prices_app.command("update")(friendly_errors(_prices.update))
+prices_app.command("patch")(friendly_errors(_prices.patch))
 calls_app.command("tail")(friendly_errors(_calls.tail))
 
 roi_app = typer.Typer(help="ROI: prompt engineering vs fine-tuning (payback, break-even, verdict).")

@@ -23,6 +23,7 @@ from costlens.cli._output import (
     fail,
     make_table,
     money,
+    money_places,
     note,
     usage_error,
     write_csv,
@@ -40,6 +41,7 @@ _STATUS_COLUMNS = (
     "reserved_usd", "remaining_usd", "projected_usd", "limit_reached_at", "thresholds_crossed",
 )  # fmt: skip
 _MONEY = {"limit_usd", "spent_usd", "reserved_usd", "remaining_usd", "projected_usd"}
+_SHOWN_MONEY = ("limit_usd", "spent_usd", "reserved_usd", "remaining_usd")
 
 
 def _path(file: Path | None) -> Path:
@@ -71,8 +73,11 @@ def list_budgets(
         console().print(f"No budgets in {path}. Add one with `costlens budgets set NAME --limit USD`.")
     else:
         table = make_table(_LIST_COLUMNS, title=f"Budgets in {path}", right=["limit_usd"])
+        places = money_places(row["limit_usd"] for row in rows)
         for row in rows:
-            table.add_row(*cells([money(row[c]) if c == "limit_usd" else row.get(c) for c in _LIST_COLUMNS]))
+            table.add_row(
+                *cells([money(row[c], places) if c == "limit_usd" else row.get(c) for c in _LIST_COLUMNS])
+            )
         console().print(table)
 
 
@@ -108,7 +113,11 @@ def status(
     chosen = [b for b in config.budgets if not names or b.name in names]
     unknown = sorted(set(names or ()) - {b.name for b in config.budgets})
     if unknown:
-        usage_error(f"no budget named {unknown[0]!r} in {path}; see `costlens budgets list`")
+        usage_error(
+            f"no budget named {unknown[0]!r} in {path}; see `costlens budgets list` (a budget defined in "
+            "code, with costlens.budget(...) or configure_budgets, lives in its process: add it to the "
+            "file with `costlens budgets set` to see its status here)"
+        )
     url = ledger or config.ledger or default_ledger_url()
     if url.startswith("sqlite://") and not Path(url.partition("://")[2]).is_file():
         note(f"costlens: no ledger at {url} yet: nothing has been spent under these budgets")
@@ -137,6 +146,7 @@ def _print_status(rows: Sequence[dict[str, Any]], fmt: str, path: Path) -> None:
     table = make_table(
         headers, title="Budget status", right=["limit", "spent", "reserved", "remaining", "projected"]
     )
+    places = money_places(r[c] for r in rows for c in _MONEY)  # one precision for every money column
     for r in rows:
         table.add_row(
             *cells(
@@ -144,8 +154,8 @@ def _print_status(rows: Sequence[dict[str, Any]], fmt: str, path: Path) -> None:
                     r["key"],
                     r["mode"],
                     _window_text(r),
-                    *(money(r[c]) for c in ("limit_usd", "spent_usd", "reserved_usd", "remaining_usd")),
-                    "—" if r["projected_usd"] is None else money(r["projected_usd"]),
+                    *(money(r[c], places) for c in _SHOWN_MONEY),
+                    "—" if r["projected_usd"] is None else money(r["projected_usd"], places),
                     ", ".join(r["thresholds_crossed"]) or "—",
                 ]
             )

@@ -18,6 +18,7 @@ from costlens.cli._output import (
     console,
     make_table,
     money,
+    money_places,
     open_cli_store,
     to_json,
     write_csv,
@@ -50,12 +51,12 @@ def tail(
 ) -> None:
     """Show the latest calls: time, provider, model, tokens, cost, status, tags."""
     fmt = check_format(fmt)
-    backend = open_cli_store(store)
+    backend = open_cli_store(store, create=False)
     try:
         records = list(backend.iter_records(limit=count, newest_first=True))[::-1]
         if follow:
             _print_lines(records, fmt, header=True)
-            _follow(backend, records, fmt, poll_s, max_polls)
+            _follow(backend, _already_there(backend, records), fmt, poll_s, max_polls)
         else:
             _print_all(records, fmt)
     except KeyboardInterrupt:
@@ -90,17 +91,20 @@ def _print_all(records: Sequence[CallRecord], fmt: str) -> None:
         console().print("No calls recorded yet.")
     else:
         table = make_table(_HEADERS, right=_RIGHT)
+        places = money_places(row["cost_usd"] for row in rows)
         for row in rows:
-            table.add_row(*cells(_table_values(row)))
+            table.add_row(*cells(_table_values(row, places)))
         console().print(table)
 
 
-def _table_values(row: dict[str, object]) -> list[object]:
+def _table_values(row: dict[str, object], places: int | None = None) -> list[object]:
     values: list[object] = []
     for col in COLUMNS:
         value = row[col]
         if col == "cost_usd":
-            value = money(value) if isinstance(value, Decimal) else "unpriced"
+            value = money(value, places) if isinstance(value, Decimal) else "unpriced"
+        elif col in ("input_tokens", "output_tokens") and isinstance(value, int):
+            value = f"{value:,}"
         elif col == "started_at" and isinstance(value, datetime):
             value = value.strftime("%Y-%m-%d %H:%M:%S")
         values.append(value)
@@ -116,19 +120,29 @@ def _print_lines(records: Sequence[CallRecord], fmt: str, *, header: bool = Fals
     elif fmt == "csv":
         write_csv(rows, COLUMNS, header=header)
     else:
+        places = money_places(row["cost_usd"] for row in rows)
         for row in rows:
-            typer.echo("  ".join(str(v) for v in cells(_table_values(row))))
+            typer.echo("  ".join(str(v) for v in cells(_table_values(row, places))))
+
+
+def _already_there(backend: Store, shown: Sequence[CallRecord]) -> dict[str, datetime]:
+    """Every call the first poll's look-back will see that was recorded before following began:
+    old calls, whether printed (the last N) or not, are never printed by `--follow`."""
+    seen = {r.id: r.started_at for r in shown}
+    if seen:
+        since = max(seen.values()) - _LOOKBACK
+        seen.update((r.id, r.started_at) for r in backend.iter_records(since=since))
+    return seen
 
 
 def _follow(
-    backend: Store, shown: Sequence[CallRecord], fmt: str, poll_s: float, max_polls: int | None
+    backend: Store, seen: dict[str, datetime], fmt: str, poll_s: float, max_polls: int | None
 ) -> None:
-    """Poll for calls not printed yet.
+    """Poll for calls not printed yet (`seen`: the ids recorded before following began).
 
     A call is recorded when it ends but ordered by when it started, so a long call can land behind
-    newer ones: every poll looks `_LOOKBACK` back from the newest call and skips ids already printed.
+    newer ones: every poll looks `_LOOKBACK` back from the newest call and skips ids already seen.
     """
-    seen = {r.id: r.started_at for r in shown}
     polls = 0
     while max_polls is None or polls < max_polls:
         polls += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -70,6 +71,7 @@ def export(
     )
     labels = tuple(label or ["feature"])
     backend = open_cli_store(store)
+    closed_pipe = False
     try:
         if fmt == "prometheus":
             _prometheus(backend, labels, prometheus_port)
@@ -77,10 +79,27 @@ def export(
             _otlp(backend, endpoint, labels, chosen)
         else:
             _files(backend, fmt, output, chosen)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do. Handled here, before the
+        # store is closed, so the half-read records are released while it is still open.
+        closed_pipe = True
     except ImportError as exc:
         fail(str(exc))
     finally:
         backend.close()
+    if closed_pipe:
+        _silence_stdout()
+        raise typer.Exit(0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (tests): nothing to flush there
+        pass
 
 
 def _files(backend: Store, fmt: str, output: Path | None, chosen: _Selection) -> None:
@@ -103,13 +122,25 @@ def _files(backend: Store, fmt: str, output: Path | None, chosen: _Selection) ->
 
 def _otlp(backend: Store, endpoint: str, labels: Sequence[str], chosen: _Selection) -> None:
     from costlens.analytics._export import iter_export
-    from costlens.analytics._otel import otlp_export
+    from costlens.analytics._otel import OTLPExportError, otlp_export
 
     records = iter_export(
         backend, chosen.since, chosen.until, chosen.where, include_content=chosen.include_content
     )
-    with progress_bar("sending spans") as update:
-        n = otlp_export(records, endpoint, metric_tags=labels, tick=lambda done: update(done, 0))
+    try:
+        with progress_bar("sending spans") as update:
+            n = otlp_export(records, endpoint, metric_tags=labels, tick=lambda done: update(done, 0))
+    except OTLPExportError as exc:
+        fail(
+            f"{exc}. Is an OpenTelemetry collector listening there for OTLP/HTTP (port 4318)? "
+            "Start one, or pass --endpoint with its URL (e.g. --endpoint http://collector:4318)"
+        )
+    finally:
+        if hasattr(records, "close"):
+            records.close()
+    if n == 0:
+        note(f"no calls to send to {endpoint}")
+        return
     note(f"{n:,} calls sent to {endpoint} as spans and metrics")
 
 

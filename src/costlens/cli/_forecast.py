@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,19 +13,35 @@ from costlens.cli._output import (
     FORMAT_HELP,
     STORE_HELP,
     check_format,
+    money,
+    money_places,
     open_cli_store,
     store_url,
     usage_error,
     write_csv,
     write_json,
 )
-from costlens.cli._report import TZ_HELP, parse_by, parse_time, parse_where, print_table
+from costlens.cli._report import (
+    TZ_HELP,
+    check_plot,
+    parse_by,
+    parse_range,
+    parse_time,
+    parse_where,
+    print_table,
+)
+
+if TYPE_CHECKING:
+    from costlens.analytics import Anomaly
 
 _FORECAST_COLUMNS = (
     "spent_usd", "forecast_usd", "low_usd", "high_usd", "daily_rate_usd", "daily_trend_usd", "history_days",
     "method",
 )  # fmt: skip
-_ANOMALY_COLUMNS = ("hour", "metric", "value", "baseline", "score", "calls", "cost_usd", "top_call_ids")
+_ANOMALY_COLUMNS = (
+    "hour", "metric", "value", "baseline", "unit", "score", "calls", "cost_usd", "top_call_ids",
+)  # fmt: skip
+_ANOMALY_TABLE = ("hour", "metric", "value", "baseline", "score", "calls", "cost_usd", "top_call_ids")
 
 
 def forecast(
@@ -36,7 +54,10 @@ def forecast(
     ] = None,
     until: Annotated[
         str | None,
-        typer.Option(metavar="WHEN", help="Window end (default: the end of this month in --timezone)."),
+        typer.Option(
+            metavar="WHEN",
+            help="Window end (default: the end of this month in --timezone); a date is its midnight there.",
+        ),
     ] = None,
     timezone: Annotated[str, typer.Option("--timezone", "--tz", metavar="ZONE", help=TZ_HELP)] = "UTC",
     lookback: Annotated[int, typer.Option(min=1, metavar="DAYS", help="Days of history to fit.")] = 28,
@@ -54,9 +75,11 @@ def forecast(
     fmt = check_format(fmt)
     keys = parse_by(by or [])
     filters = parse_where(where or [])
-    end = parse_time(until, "--until")
+    end = parse_time(until, "--until", timezone)
+    if plot is not None:
+        check_plot(plot)
     now = datetime.now(UTC)
-    backend = open_cli_store(store)
+    backend = open_cli_store(store, create=False)
     try:
         window = (month_window(now, timezone)[0], end) if end is not None else None
         if window is not None and window[1] <= now:
@@ -77,7 +100,7 @@ def forecast(
     else:
         title = None
         if results:
-            title = f"Forecast to {results[0].window_end:%Y-%m-%d %H:%M} UTC, {int(level * 100)}% interval"
+            title = f"Forecast to {_local(results[0].window_end, timezone)}, {int(level * 100)}% interval"
         print_table(rows, None, keys, [*keys, *_FORECAST_COLUMNS], store_url(store), title=title)
     if plot is not None:
         from costlens.analytics._plot import plot_forecasts
@@ -118,12 +141,12 @@ def anomalies(
     fmt = check_format(fmt)
     keys = parse_by(by or ["model"])
     filters = parse_where(where or [])
-    start = parse_time(since, "--since") or datetime.now(UTC) - timedelta(days=1)
-    end = parse_time(until, "--until")
+    start, end = parse_range(since, until)
+    start = start or datetime.now(UTC) - timedelta(days=1)
     metrics = [
         m.strip() for value in (metric or list(ANOMALY_METRICS)) for m in value.split(",") if m.strip()
     ]
-    backend = open_cli_store(store)
+    backend = open_cli_store(store, create=False)
     try:
         found = detect_anomalies(
             backend, keys, since=start, until=end, where=filters, metrics=metrics, threshold=threshold,
@@ -141,4 +164,28 @@ def anomalies(
     elif not rows:
         typer.echo(f"No anomalies in {store_url(store)} for this period.")
     else:
-        print_table(rows, None, keys, [*keys, *_ANOMALY_COLUMNS], store_url(store), title="Anomalies")
+        shown = _in_units(found, rows)
+        print_table(shown, None, keys, [*keys, *_ANOMALY_TABLE], store_url(store), title="Anomalies")
+
+
+def _local(when: datetime, timezone: str) -> str:
+    from costlens.store._time import get_zone
+
+    return f"{when.astimezone(get_zone(timezone)):%Y-%m-%d %H:%M} {timezone}"
+
+
+def _in_units(found: Sequence[Anomaly], rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    """`value` and `baseline` as text in each anomaly's unit: dollars for spend (one precision for
+    the column), tokens for tokens per call."""
+    spend = [x for a in found if a.metric == "spend" for x in (a.value, a.baseline)]
+    places = money_places(spend)
+
+    def text(anomaly: Anomaly, value: Decimal) -> str:
+        if anomaly.metric == "spend":
+            return money(value, places)
+        return f"{value:,.2f}".rstrip("0").rstrip(".") + " tokens"
+
+    return [
+        {**row, "value": text(a, a.value), "baseline": text(a, a.baseline)}
+        for a, row in zip(found, rows, strict=True)
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -54,6 +55,15 @@ def _parse_tags(values: Sequence[str]) -> dict[str, str]:
     return tags
 
 
+def _parse_start(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        usage_error(f"bad --start {text!r}: give an ISO date-time, e.g. 2023-11-16T18:00:00Z")
+
+
 def import_(
     files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Files to import.")],
     fmt: Annotated[
@@ -61,20 +71,22 @@ def import_(
         typer.Option(
             "--format",
             metavar="FORMAT",
-            help="auto (default: recognised from the file), csv, openai-usage, openai-costs, litellm, "
-            "costlens-jsonl.",
+            help="auto (default: recognised from the file), csv, jsonl, openai-usage, openai-costs, "
+            "litellm, litellm-daily, costlens-jsonl.",
         ),
     ] = "auto",
     preset: Annotated[
-        str | None, typer.Option(metavar="NAME", help="A known CSV layout: azure-llm-2023.")
+        str | None,
+        typer.Option(metavar="NAME", help="A known trace layout: azure-llm-2023, burstgpt, mooncake."),
     ] = None,
     mapping: Annotated[
         str | None,
         typer.Option(
             "--map",
             metavar="TARGET=COLUMN,...",
-            help="CSV columns, e.g. timestamp=TIMESTAMP,input_tokens=ContextTokens,"
-            "output_tokens=GeneratedTokens (also model, provider, latency_ms, cost_usd, id, tag.NAME, ...).",
+            help="CSV columns or JSON-lines keys (dotted paths allowed), e.g. timestamp=TIMESTAMP,"
+            "input_tokens=ContextTokens,output_tokens=GeneratedTokens (also model, provider, latency_ms, "
+            "cost_usd, id, tag.NAME, ...).",
         ),
     ] = None,
     provider: Annotated[
@@ -106,7 +118,21 @@ def import_(
     ] = "reject",
     source: Annotated[
         str | None,
-        typer.Option(metavar="NAME", help="Name the source (record ids derive from it; CSV only)."),
+        typer.Option(metavar="NAME", help="Name the source (record ids derive from it; CSV and JSON lines)."),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHEN",
+            help="The trace's real start (ISO date-time) for relative timestamps, e.g. BurstGPT's seconds "
+            "or Mooncake's milliseconds since the trace began.",
+        ),
+    ] = None,
+    time_unit: Annotated[
+        str | None,
+        typer.Option(
+            "--time-unit", metavar="s|ms|us", help="Unit of relative timestamps (default s; mooncake: ms)."
+        ),
     ] = None,
     store: Annotated[str | None, typer.Option(metavar="URL", help=STORE_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -121,6 +147,11 @@ def import_(
     policy: Literal["reject", "skip"] = "skip" if on_error == "skip" else "reject"
     pricing: Literal["auto", "catalogue", "none"] = "none" if no_price else "catalogue" if reprice else "auto"
     tags = _parse_tags(tag or [])
+    began = _parse_start(start)
+    if time_unit is not None and time_unit not in ("s", "ms", "us"):
+        usage_error(f"bad --time-unit {time_unit!r}: use s, ms or us")
+    if time_unit is not None and began is None:
+        usage_error("--time-unit is for relative timestamps: give the trace's start too (--start)")
     for file in files:
         if not file.is_file():
             usage_error(f"no such file: {file}")
@@ -133,7 +164,7 @@ def import_(
                     result = import_file(
                         backend, file, fmt, preset=preset, mapping=mapping, provider=provider, model=model,
                         operation=operation, tags=tags, timezone=timezone, pricing=pricing, on_error=policy,
-                        source=source, progress=update,
+                        source=source, start=began, time_unit=time_unit, progress=update,
                     )  # fmt: skip
                 except ValueError as exc:
                     usage_error(f"{file}: {exc}")
@@ -168,6 +199,8 @@ def _report_bad_rows(results: Sequence[ImportResult], on_error: str) -> None:
             note(f"{Path(r.path).name}: ... and {len(r.bad) - _SHOWN_BAD_ROWS} more bad rows")
         if r.unpriced:
             note(f"{Path(r.path).name}: {r.unpriced} rows have no known price: see `costlens prices missing`")
+        for warning in r.warnings:
+            note(f"{Path(r.path).name}: warning: {warning}")
         rejected = rejected or r.rejected
     if rejected:
         fail("nothing imported from files with bad rows: fix them, or use --on-error skip to import the rest")

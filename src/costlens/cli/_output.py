@@ -1,7 +1,23 @@
 """Shared CLI plumbing: `--format table|json|csv` rendering, one-line errors, opening the store.
 
 Machine formats (json, csv) go to stdout alone; notes go to stderr so pipes stay clean.
-Money is rendered from Decimal, never float: exact strings in json/csv, trimmed in tables.
+Money is rendered from Decimal, never float: exact strings in json/csv; in tables every value of a
+money column has the same number of decimals (`money_places`), enough to show each one exactly.
+
+The JSON contract (`--format json`), the same for every command:
+- a command that lists things (report, calls tail, forecast, anomalies, budgets list/status,
+  prices missing, import) writes one JSON array of flat objects, one per row, with the csv
+  columns as keys in the same order; nothing found is `[]`;
+- a command about one thing (prices show, reprice, roi plan...) writes one JSON object; rows it
+  holds are under `"rows"`, their sums under `"totals"`;
+- a stream (`calls tail --follow`) writes JSON Lines: one row object per line;
+- money and every other Decimal is an exact string ("0.001234500"), never a float; money that is
+  not known (an unpriced call or group) is null, never "0"; times are ISO 8601 with their offset;
+  counts are integers; statistics (scores, latencies in ms) are numbers;
+- stdout holds the JSON alone: notes and warnings go to stderr.
+
+Errors are one line on stderr: `costlens: error: ...` with exit 2 for a usage error (ours, and
+Click's, via `OneLineErrorsGroup`), `costlens: ...` with exit 1 when the request could not be answered.
 """
 
 from __future__ import annotations
@@ -10,12 +26,14 @@ import csv
 import functools
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
-from typing import TYPE_CHECKING, NoReturn, ParamSpec
+from decimal import ROUND_HALF_EVEN, Decimal
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -58,19 +76,26 @@ def store_url(url: str | None) -> str:
     return url or default_store_url()
 
 
-def open_cli_store(url: str | None) -> Store:
-    """Open `--store` (or the default); a bad URL is a usage error."""
+def open_cli_store(url: str | None, *, create: bool = True) -> Store:
+    """Open `--store` (or the default); a bad URL is a usage error.
+
+    Read commands pass `create=False`: a store that does not exist is not created, the command
+    fails (exit 1) naming the path it looked for; a file that cannot be a store fails the same way."""
     from costlens._errors import ConfigError
-    from costlens.store import open_store
+    from costlens.store import StoreNotFound, StoreUnusable, open_store
 
     try:
-        return open_store(store_url(url))
+        return open_store(store_url(url), create=create)
+    except (StoreNotFound, StoreUnusable):
+        raise
     except ConfigError as exc:
         usage_error(str(exc))
 
 
 def friendly_errors(command: Callable[P, None]) -> Callable[P, None]:
-    """Turn an expected failure (store unreadable, bad config file) into one line and exit 1."""
+    """Turn an expected failure (store missing or unusable, bad config file) into one line and exit 1.
+
+    costlens' own errors are written to be read: their message alone. Others keep their type name."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
@@ -80,10 +105,56 @@ def friendly_errors(command: Callable[P, None]) -> Callable[P, None]:
 
         try:
             command(*args, **kwargs)
-        except (CostlensError, sqlite3.Error, OSError) as exc:
-            fail(f"{type(exc).__name__}: {exc}")
+        except CostlensError as exc:
+            fail(one_line(str(exc)))
+        except (sqlite3.Error, OSError) as exc:
+            fail(one_line(f"{type(exc).__name__}: {exc}"))
 
     return wrapper
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# Click's exceptions as Typer raises them: Typer >= 0.24 vendors Click (`typer._click`), older ones
+# use `click` itself; `typer.BadParameter` lives in whichever module is in use.
+_click_errors: Any = import_module(typer.BadParameter.__module__)
+
+
+class OneLineErrorsGroup(typer.core.TyperGroup):
+    """The root command group: Click's usage errors (unknown option, missing value, bad int...)
+    become one line, `costlens: error: <what> (try 'costlens report --help')`, exit 2, instead of
+    Typer's boxed panel. A bare group (`costlens prices`) still prints its help."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except _click_errors.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as before
+                exc.show()
+                sys.exit(exc.exit_code)
+            where = exc.ctx.command_path if exc.ctx is not None else "costlens"
+            what = one_line(exc.format_message()).rstrip(".")
+            typer.echo(f"costlens: error: {what} (try '{where} --help')", err=True)
+            sys.exit(2)
+        except _click_errors.ClickException as exc:
+            typer.echo(f"costlens: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("costlens: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def usd(amount: Decimal) -> str:
@@ -91,13 +162,29 @@ def usd(amount: Decimal) -> str:
     return format(amount, "f")
 
 
-def money(amount: Decimal) -> str:
-    """For tables: exact, trailing zeros trimmed to at least cents ('$0.0012345', '$12.50')."""
-    text = usd(amount)
-    if "." in text:
-        whole, frac = text.split(".")
-        text = f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
-    return f"${text}"
+#: Money in tables shows at most nano-USD (the stores' unit); finer ratios round half-even to it.
+MAX_MONEY_PLACES = 9
+
+
+def money_places(values: Iterable[object]) -> int:
+    """Decimals that show every Decimal of a column exactly: at least 2 (cents), at most 9."""
+    places = 2
+    for value in values:
+        if isinstance(value, Decimal) and value.is_finite():
+            exponent = value.normalize().as_tuple().exponent
+            if isinstance(exponent, int):
+                places = max(places, min(-exponent, MAX_MONEY_PLACES))
+    return places
+
+
+def money(amount: Decimal, places: int | None = None) -> str:
+    """For tables: '$1,234.50', '-$0.0012345'. `places`: the column's (`money_places`); None: the
+    fewest that show this amount exactly (at least cents)."""
+    if places is None:
+        places = money_places([amount])
+    value = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.{places}f}"
 
 
 def plain(value: object) -> str:
@@ -137,10 +224,21 @@ def write_csv(rows: Sequence[Mapping[str, object]], columns: Sequence[str], *, h
     sys.stdout.flush()
 
 
+def no_color() -> bool:
+    """`NO_COLOR` set to anything non-empty (https://no-color.org): no ANSI styles at all."""
+    import os
+
+    return os.environ.get("NO_COLOR", "") != ""
+
+
 def console() -> Console:
-    """stdout console; wide when not a terminal, so piped tables are not truncated."""
-    out = Console()
-    return out if out.is_terminal else Console(width=200)
+    """stdout console; wide when not a terminal, so piped tables are not truncated. `NO_COLOR`
+    turns every style off (colours, bold, highlighting), not only colours."""
+    options: dict[str, Any] = {"highlight": False}
+    if no_color():
+        options.update(color_system=None, no_color=True)
+    out = Console(**options)
+    return out if out.is_terminal else Console(width=200, **options)
 
 
 def make_table(columns: Sequence[str], *, title: str | None = None, right: Sequence[str] = ()) -> Table:

@@ -1,4 +1,5 @@
-"""`costlens prices show|missing|update`: what a model costs, which models have no price."""
+"""`costlens prices show|missing|update|patch`: what a model costs, which models have no price,
+and where the costlens price patch corrects genai-prices' bundled data."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def show(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)] = "table",
 ) -> None:
-    """Show the price of one model (per-token rates, source, version)."""
+    """Show the price of one model: its rates, service tiers, dated changes and where each came from."""
     from costlens.pricing import describe_price
 
     fmt = check_format(fmt)
@@ -54,7 +55,12 @@ def show(
         where = f" (provider {provider})" if provider else ""
         hint = (price or {}).get("hint") or _HOW_TO_ADD
         fail(f"no price known for model {model!r}{where}: {hint} (set COSTLENS_PRICES to use another file)")
-    write_mapping(price, fmt, title=f"Price of {model}")
+    if fmt == "table":
+        from costlens.cli._prices_table import print_price
+
+        print_price(price, model)
+    else:
+        write_mapping(price, fmt, title=f"Price of {model}")
 
 
 def _parse_at(text: str | None) -> datetime | None:
@@ -118,3 +124,42 @@ def update(
         write_json(result)
     else:
         typer.echo("Prices updated." if result is None else f"Prices updated: {result}")
+
+
+_PATCH_COLUMNS = (
+    "id", "provider", "model", "tier", "at", "status", "rate", "genai_prices", "patch", "source", "note",
+)  # fmt: skip
+
+
+def patch(
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)] = "table",
+) -> None:
+    """List where the costlens price patch and genai-prices' bundled data disagree (USD per 1M tokens)."""
+    from costlens.cli._prices_table import when
+    from costlens.pricing import get_catalogue
+
+    fmt = check_format(fmt)
+    catalogue = get_catalogue()
+    rows = catalogue.patch_differences()
+    if rows is None:
+        fail("the costlens price patch is not in use (no genai-prices data loaded): nothing to compare")
+    if fmt == "json":
+        write_json(rows)
+    elif fmt == "csv":
+        write_csv(rows, _PATCH_COLUMNS)
+    else:
+        table = make_table(
+            ("entry", "model", "from", "rate", "genai-prices", "patch"),
+            title="costlens price patch vs genai-prices (USD per 1M tokens)",
+            right=("genai-prices", "patch"),
+        )
+        for row in rows:
+            tier = "" if row["tier"] == "standard" else f" ({row['tier']})"
+            rate = row["rate"] if row["status"] == "differs" else row["status"]
+            model = f"{row['provider']}/{row['model']}{tier}"
+            values = [row["genai_prices"] or "-", row["patch"] or "-"]
+            table.add_row(*cells([row["id"], model, when(row["at"]), rate, *values]))
+        console().print(table)
+        sources = {str(row["id"]): row["source"] for row in rows}
+        for entry_id, url in sorted(sources.items()):
+            note(f"{entry_id}: {url}")

@@ -3,8 +3,8 @@ top-N, period-over-period comparison and charts."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +19,7 @@ from costlens.cli._output import (
     console,
     make_table,
     money,
+    money_places,
     note,
     open_cli_store,
     store_url,
@@ -53,6 +54,10 @@ _HEADERS = {
     "change": "change %",
 }
 _FRACTIONS = ("share", "error_rate", "estimated_share", "cost_change", "change")
+#: Measures measured in money: unknown (None) for a group whose every call is unpriced.
+_COST_MEASURES = ("cost_usd", "cost_per_call", "cost_per_1k_tokens", "share")
+#: Asked for behind the scenes so a table can tell unpriced groups apart.
+_PRICING_MEASURES = ("calls", "unpriced_calls")
 MEASURES_HELP = (
     "Columns, comma-separated: calls, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
     "reasoning_tokens, total_tokens, cost_usd, error_calls, unpriced_calls, estimated_calls, cost_per_call, "
@@ -109,25 +114,38 @@ def report(
     fmt = check_format(fmt)
     keys = parse_by(by or ["model"])
     filters = parse_where(where or [])
-    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    start, end = parse_range(since, until, timezone)
     names = _parse_measures(measures, DEFAULT_MEASURES, MEASURES)
-    backend = open_cli_store(store)
+    if plot is not None:
+        check_plot(plot)
+    hidden = [m for m in _PRICING_MEASURES if m not in names]  # to tell unpriced groups apart
+    backend = open_cli_store(store, create=False)
     try:
         result = spend(
             backend, keys, bucket=bucket, timezone=timezone, since=start, until=end, where=filters,
-            measures=names, top=top, compare=compare, use_rollups=not no_rollups,
+            measures=[*names, *hidden], top=top, compare=compare, use_rollups=not no_rollups,
         )  # fmt: skip
     except ValueError as exc:
         usage_error(str(exc))
     finally:
         backend.close()
-    _render(result, fmt, store_url(store))
+    _render(result, [c for c in result.columns if c not in hidden], fmt, store_url(store))
     if plot is not None:
         draw_report(result, plot)
     unpriced = result.totals.get("unpriced_calls")
     if isinstance(unpriced, int) and unpriced:
         calls = "1 call has" if unpriced == 1 else f"{unpriced} calls have"
         note(f"{calls} no known price: see `costlens prices missing`")
+
+
+def check_plot(path: str) -> None:
+    """Before any work: the chart's format, its folder, and matplotlib (a usage error otherwise)."""
+    from costlens.analytics._plot import check_plot_path
+
+    try:
+        check_plot_path(path)
+    except (ValueError, ImportError) as exc:
+        usage_error(f"bad --plot: {exc}")
 
 
 def draw_report(result: SpendReport, path: str) -> None:
@@ -151,53 +169,116 @@ def _parse_measures(text: str | None, default: Sequence[str], valid: Sequence[st
     return names
 
 
-def _render(result: SpendReport, fmt: str, url: str) -> None:
-    rows = result.all_rows
+def _render(result: SpendReport, columns: Sequence[str], fmt: str, url: str) -> None:
+    if fmt == "table":
+        print_table(result.all_rows, result.totals, result.keys, columns, url)
+        return
+    rows = [{c: row.get(c) for c in columns} for row in mark_unpriced(result.all_rows)]
     if fmt == "json":
         write_json(rows)
-    elif fmt == "csv":
-        write_csv(rows, result.columns)
     else:
-        print_table(rows, result.totals, result.keys, result.columns, url)
+        write_csv(rows, columns)
+
+
+def _wholly_unpriced(row: Mapping[str, object]) -> bool:
+    calls, unpriced = row.get("calls"), row.get("unpriced_calls")
+    return isinstance(calls, int) and isinstance(unpriced, int) and 0 < calls == unpriced
+
+
+def mark_unpriced(rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    """Rows whose every call is unpriced get null cost measures (their cost is unknown, not $0)."""
+    return [
+        {k: None if k in _COST_MEASURES else v for k, v in row.items()} if _wholly_unpriced(row) else row
+        for row in rows
+    ]
+
+
+#: Tags common enough to be named bare (`--by feature`); any other tag is written `tag:NAME`.
+COMMON_TAGS = ("project", "feature", "user", "environment", "task")
+
+
+def check_key(key: str, flag: str, *, columns: Sequence[str] = ()) -> None:
+    """A usage error unless `key` is a built-in key, a common tag or `tag:NAME` (a typo such as
+    `modle` is not silently read as a tag). `columns`: names left for the query to refuse."""
+    from difflib import get_close_matches
+
+    from costlens.store import BUILTIN_KEYS, parse_key
+
+    try:
+        parse_key(key)
+    except ValueError as exc:
+        usage_error(f"bad {flag}: {exc}")
+    if key in BUILTIN_KEYS or key in COMMON_TAGS or key.startswith("tag:") or key in columns:
+        return
+    close = get_close_matches(key, [*BUILTIN_KEYS, *COMMON_TAGS], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    usage_error(
+        f"bad {flag}: unknown key {key!r}{hint}: use one of {', '.join(BUILTIN_KEYS)}, a common tag "
+        f"({', '.join(COMMON_TAGS)}), or tag:NAME for any other tag (tag:{key})"
+    )
 
 
 def parse_by(values: Sequence[str]) -> list[str]:
-    from costlens.store import parse_key
+    from costlens.analytics import MEASURES
 
     keys = [part.strip() for value in values for part in value.split(",") if part.strip()]
     for key in keys:
-        try:
-            parse_key(key)
-        except ValueError as exc:
-            usage_error(f"bad --by: {exc}")
+        check_key(key, "--by", columns=MEASURES)  # a measure name: the report says to write tag:NAME
     return keys
 
 
 def parse_where(values: Sequence[str]) -> dict[str, str]:
-    from costlens.store import parse_key
-
     out: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             usage_error(f"bad --where {item!r}: write key=value, e.g. --where feature=search")
-        try:
-            parse_key(key.strip())
-        except ValueError as exc:
-            usage_error(f"bad --where: {exc}")
+        check_key(key.strip(), "--where")
         out[key.strip()] = value
     return out
 
 
-def parse_time(text: str | None, flag: str) -> datetime | None:
+def parse_time(text: str | None, flag: str, timezone: str = "UTC") -> datetime | None:
+    """A duration (`30d`: that long ago) or an ISO date/datetime. A date, or a datetime without an
+    offset, is local time in `timezone` (`--tz`): `2025-02-01` is that zone's midnight."""
     from costlens.reports import parse_since
 
     if text is None:
         return None
     try:
-        return parse_since(text)
+        when = parse_since(text)
     except ValueError as exc:
         usage_error(f"bad {flag}: {exc}")
+    if timezone != "UTC" and _is_local_time(text):
+        from costlens.store._time import get_zone
+
+        try:
+            zone = get_zone(timezone)
+        except ValueError as exc:
+            usage_error(str(exc))
+        when = when.replace(tzinfo=zone).astimezone(UTC)
+    return when
+
+
+def _is_local_time(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text.strip()).tzinfo is None
+    except ValueError:
+        return False  # a duration
+
+
+def parse_range(
+    since: str | None, until: str | None, timezone: str = "UTC"
+) -> tuple[datetime | None, datetime | None]:
+    """`--since` and `--until` read in `timezone`; a usage error unless since comes before until."""
+    start, end = parse_time(since, "--since", timezone), parse_time(until, "--until", timezone)
+    if start is not None and end is not None and start >= end:
+        order = "after" if start > end else "the same time as"
+        usage_error(
+            f"--since {since} ({start:%Y-%m-%d %H:%M} UTC) is {order} --until {until} "
+            f"({end:%Y-%m-%d %H:%M} UTC): nothing could match; --since is the start, --until the end"
+        )
+    return start, end
 
 
 def print_table(
@@ -209,20 +290,26 @@ def print_table(
     *,
     title: str | None = None,
 ) -> None:
-    """Rows as a Rich table: group keys, then formatted measures, and a footer of totals."""
+    """Rows as a Rich table: group keys, then formatted measures, and a footer of totals.
+
+    Each money column has one precision (`money_places`). A group whose calls are all unpriced shows
+    `unpriced` for its cost measures; a partly priced one shows its known cost `+ N unpriced`
+    (rows carrying `calls` and `unpriced_calls`, shown or not, are told apart)."""
     out = console()
     if not rows:
         out.print(Text(f"No calls recorded in {url} for this period."))
         return
     measures = [c for c in columns if c not in keys]
+    everything = [*rows, *([totals] if totals is not None else [])]
+    places = {m: money_places(r.get(m) for r in everything) for m in measures}
     headers = [*keys, *(_HEADERS.get(m, m.replace("_", " ")) for m in measures)]
     table = make_table(headers, title=title, right=headers[len(keys) :])
     for row in rows:
-        table.add_row(*cells([_key(row.get(k)) for k in keys] + [cell(m, row.get(m)) for m in measures]))
+        table.add_row(*cells([_key(row.get(k)) for k in keys] + [_cell(row, m, places[m]) for m in measures]))
     if totals is not None:
         table.show_footer = True
         footer = ["total", *([""] * (len(keys) - 1))] if keys else []
-        footer += [cell(m, totals.get(m)) if m in totals else "" for m in measures]
+        footer += [_cell(totals, m, places[m]) if m in totals else "" for m in measures]
         for column, text in zip(table.columns, footer, strict=False):
             column.footer = text
     out.print(table)
@@ -232,14 +319,25 @@ def _key(value: object) -> object:
     return "(none)" if value is None else value
 
 
-def cell(name: str, value: object) -> str:
-    """One measure as table text: money trimmed, fractions as percentages, latencies in ms."""
+def _cell(row: Mapping[str, object], name: str, places: int) -> str:
+    if name in _COST_MEASURES and _wholly_unpriced(row):
+        return "unpriced"
+    text = cell(name, row.get(name), places)
+    unpriced = row.get("unpriced_calls")
+    if name == "cost_usd" and isinstance(unpriced, int) and unpriced:
+        text += f" + {unpriced:,} unpriced"
+    return text
+
+
+def cell(name: str, value: object, places: int | None = None) -> str:
+    """One measure as table text: money with the column's `places`, fractions as percentages,
+    latencies in ms, token counts with separators."""
     if value is None:
         return "-"
     if name in _FRACTIONS and isinstance(value, Decimal):
         return f"{value * 100:+.2f}%" if "change" in name else f"{value * 100:.1f}%"
     if isinstance(value, Decimal):
-        return money(value) if value >= 0 else f"-{money(-value)}"
+        return money(value, places)
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):

@@ -18,7 +18,7 @@ from costlens.cli._output import (
     write_csv,
     write_json,
 )
-from costlens.cli._report import TZ_HELP, parse_by, parse_time, parse_where, print_table
+from costlens.cli._report import TZ_HELP, parse_by, parse_range, parse_time, parse_where, print_table
 
 
 def reprice(
@@ -58,7 +58,8 @@ def reprice(
         usage_error("say what to re-price with: --model (and --provider) or --prices FILE")
     keys = parse_by(by or ["model"])
     filters = parse_where(where or [])
-    start, end, when = parse_time(since, "--since"), parse_time(until, "--until"), parse_time(at, "--at")
+    start, end = parse_range(since, until, timezone)
+    when = parse_time(at, "--at", timezone)
     catalogue = None
     if prices is not None:
         from costlens._errors import ConfigError
@@ -68,7 +69,7 @@ def reprice(
             catalogue = PriceCatalogue.load(prices)
         except (ConfigError, OSError) as exc:
             usage_error(f"bad --prices: {exc}")
-    backend = open_cli_store(store)
+    backend = open_cli_store(store, create=False)
     try:
         result = run_reprice(
             backend, model=model, provider=provider, catalogue=catalogue, by=keys, since=start, until=end,

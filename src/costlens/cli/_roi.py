@@ -60,6 +60,21 @@ def _dec(help_text: str) -> Any:
 
 
 Dec = Decimal | None
+_MONTHLY_HELP = "A monthly cost of the {} path, NAME=USD (upkeep=2000); repeat for more. From month 1."
+
+
+def _monthly(items: list[str] | None, flag: str) -> dict[str, Decimal] | None:
+    """`NAME=USD` flag values as a mapping; a bad one is a usage error naming the flag."""
+    out: dict[str, Decimal] = {}
+    for item in items or []:
+        name, sep, amount = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise typer.BadParameter("")
+            out[name.strip()] = _number(amount)
+        except typer.BadParameter:
+            usage_error(f"bad {flag} {item!r}: give NAME=USD, e.g. {flag} upkeep=2000")
+    return out or None
 
 
 def plan(
@@ -233,6 +248,30 @@ def from_usage(
     eng_hours: Annotated[Dec, _dec("Engineering hours.")] = None,
     eng_rate: Annotated[Dec, _dec("Engineering cost per hour (USD).")] = None,
     hosting_per_hour: Annotated[Dec, _dec("Hosting of the tuned model, USD per hour (24/7).")] = None,
+    setup: Annotated[Dec, _dec("Setup cost of the tuned path (USD, month 0).")] = None,
+    monthly: Annotated[
+        list[str] | None, typer.Option(metavar="NAME=USD", help=_MONTHLY_HELP.format("tuned"))
+    ] = None,
+    current_monthly: Annotated[
+        list[str] | None, typer.Option(metavar="NAME=USD", help=_MONTHLY_HELP.format("measured"))
+    ] = None,
+    amortise_months: Annotated[
+        int | None, typer.Option(min=1, help="Spread each training job over N monthly instalments.")
+    ] = None,
+    retrain_every: Annotated[
+        int | None, typer.Option(min=1, help="Retrain every N months of service.")
+    ] = None,
+    retrain_share: Annotated[
+        Dec, _dec("A retraining's cost as a share of the first job (default 1).")
+    ] = None,
+    grader_model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="Reinforcement fine-tuning: the grader model.")
+    ] = None,
+    grader_provider: Annotated[
+        str | None, typer.Option(metavar="PROVIDER", help="Provider of --grader-model.")
+    ] = None,
+    grader_input_tokens: Annotated[Dec, _dec("Grader input tokens per training job.")] = None,
+    grader_output_tokens: Annotated[Dec, _dec("Grader output tokens per training job.")] = None,
     horizon: Annotated[int | None, typer.Option(min=1, help="Horizon in months.")] = None,
     growth: Annotated[Dec, _dec("Volume growth per month, a share (0.05 = 5%).")] = None,
     write_scenario: Annotated[
@@ -269,7 +308,17 @@ def from_usage(
         engineering_hours=eng_hours,
         hourly_rate=eng_rate,
         hosting_per_hour=hosting_per_hour,
+        setup=setup,
+        recurring=_monthly(monthly, "--monthly"),
+        amortise_months=amortise_months,
+        retrain_every_months=retrain_every,
+        retrain_share=retrain_share,
+        grader_model=grader_model,
+        grader_provider=grader_provider,
+        grader_input_tokens=grader_input_tokens,
+        grader_output_tokens=grader_output_tokens,
     )
+    current_recurring = _monthly(current_monthly, "--current-monthly")
     backend: Store | None = None if trace else open_cli_store(store)
     try:
         built = scenario_from_traffic(
@@ -284,6 +333,7 @@ def from_usage(
             tuned=tuned,
             horizon_months=horizon,
             growth_per_month=growth,
+            current_recurring=current_recurring,
         )
     except MissingTunedPath:
         usage_error(
@@ -295,6 +345,8 @@ def from_usage(
     finally:
         if backend is not None:
             backend.close()
+    for warning in built.profile.warnings:
+        note(f"warning: {warning}")
     if write_scenario is not None:
         text = (
             built.scenario.model_dump_json(indent=2, exclude_none=True)

@@ -24,6 +24,7 @@ from costlens.config._root import current_pipeline, get_pipeline, set_builder, s
 from costlens.config._settings import (
     Settings,
     configure,
+    content_chars_from_env,
     default_store_url,
     emit,
     flush,
@@ -40,7 +41,9 @@ from costlens.pipeline import Pipeline
 def default_pipeline() -> Pipeline:
     """The pipeline the environment asks for: the budgets file's budgets (when there is one) in the
     `budget` slot, and the recorder as the sink."""
-    return Pipeline({"budget": budget_step_from_env()}, sinks=[record_sink])
+    return Pipeline(
+        {"budget": budget_step_from_env()}, sinks=[record_sink], content_chars=content_chars_from_env()
+    )
 
 
 set_builder(default_pipeline)

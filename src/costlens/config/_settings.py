@@ -2,7 +2,8 @@
 
 Environment (read when `configure()` leaves a value as None, or on first use without `configure()`):
 `COSTLENS_STORE` (store URL), `COSTLENS_DURABILITY` (async|sync), `COSTLENS_STORE_CONTENT` and
-`COSTLENS_HASH_USER_IDS` (1/0, true/false, yes/no, on/off), `COSTLENS_HOME` (data folder; default
+`COSTLENS_HASH_USER_IDS` (1/0, true/false, yes/no, on/off), `COSTLENS_CONTENT_MAX_CHARS` (how much
+text of each side a record keeps when content is stored; default 16384), `COSTLENS_HOME` (data folder; default
 the platform's user data dir). The default store is `sqlite:///<data dir>/costlens.db`; the folder
 is created on the first write, never at import or configure time.
 """
@@ -18,6 +19,7 @@ from typing import cast
 
 from costlens._errors import ConfigError, internal_error
 from costlens._paths import data_dir, spool_dir
+from costlens.pipeline._content import DEFAULT_MAX_CHARS
 from costlens.recorder import Durability, Recorder, spool_records
 from costlens.store import Store, check_store_url, open_store
 from costlens.usage import CallRecord
@@ -51,6 +53,12 @@ class Settings:
     durability: Durability
     store_content: bool
     hash_user_ids: bool
+    content_max_chars: int = DEFAULT_MAX_CHARS
+
+    @property
+    def content_chars(self) -> int:
+        """What the pipeline keeps of each side's text: 0 unless content is stored."""
+        return self.content_max_chars if self.store_content else 0
 
 
 _lock = threading.RLock()
@@ -89,6 +97,7 @@ def configure(
     durability: str | None = None,
     store_content: bool | None = None,
     hash_user_ids: bool | None = None,
+    content_max_chars: int | None = None,
 ) -> Settings:
     """Replace the process-wide settings and recorder; the old recorder is flushed and closed.
 
@@ -96,7 +105,7 @@ def configure(
     an earlier `configure()` call. A store given by URL is owned (closed) by the recorder; a Store
     object stays the caller's to close.
     """
-    settings, backend = _resolve(store, durability, store_content, hash_user_ids)
+    settings, backend = _resolve(store, durability, store_content, hash_user_ids, content_max_chars)
     recorder = Recorder(
         backend,
         durability=settings.durability,
@@ -108,11 +117,53 @@ def configure(
         old, _state, _env_error = _state, (settings, recorder), None
     if old is not None:
         old[1].close()
+    _sync_pipeline(settings)
     return settings
 
 
+def _sync_pipeline(settings: Settings) -> None:
+    """The process's pipeline keeps text only when content is stored: extracting it costs time."""
+    from costlens.config._root import current_pipeline, update_pipeline
+
+    pipeline = current_pipeline()
+    if pipeline is not None and pipeline.content_chars != settings.content_chars:
+        update_pipeline(lambda p: p.with_content(settings.content_chars))
+
+
+def content_chars_from_env() -> int:
+    """The text the pipeline keeps per side, from the settings in force or else the environment
+    (0 when the environment's values are invalid: the record sink reports that error)."""
+    state = _state
+    if state is not None:
+        return state[0].content_chars
+    try:
+        return _content_max(None) if _env_bool("COSTLENS_STORE_CONTENT") else 0
+    except ConfigError:
+        return 0
+
+
+def _content_max(value: int | None) -> int:
+    if value is None:
+        raw = os.environ.get("COSTLENS_CONTENT_MAX_CHARS", "").strip()
+        if not raw:
+            return DEFAULT_MAX_CHARS
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(
+                f"COSTLENS_CONTENT_MAX_CHARS={raw!r} is not a whole number of characters, e.g. 16384"
+            ) from None
+    if isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"content_max_chars must be a positive number of characters, got {value!r}")
+    return value
+
+
 def _resolve(
-    store: str | Store | None, durability: str | None, content: bool | None, hash_ids: bool | None
+    store: str | Store | None,
+    durability: str | None,
+    content: bool | None,
+    hash_ids: bool | None,
+    content_max: int | None,
 ) -> tuple[Settings, Store]:
     if store is None or isinstance(store, str):
         url = store if store is not None else default_store_url()
@@ -132,6 +183,7 @@ def _resolve(
         durability=_durability(durability),
         store_content=_env_bool("COSTLENS_STORE_CONTENT") if content is None else bool(content),
         hash_user_ids=_env_bool("COSTLENS_HASH_USER_IDS") if hash_ids is None else bool(hash_ids),
+        content_max_chars=_content_max(content_max),
     )
     return settings, backend if backend is not None else open_store(cast(str, url))
 

@@ -44,8 +44,9 @@ class Adapter(Protocol):
     def facts_of(self, result: Any) -> dict[str, Any]:
         """Facts of a complete response: `response_model`, `service_tier`."""
 
-    def usage_of(self, result: Any) -> Usage | None:
-        """Usage of a complete response; raises ValueError/TypeError when it is malformed,
+    def usage_of(self, result: Any, provider: str) -> Usage | None:
+        """Usage of a complete response from `provider` (whose usage conventions apply, see
+        `costlens.instrument._conventions`); raises ValueError/TypeError when it is malformed,
         `OutputMissing` when the output count is absent."""
 
     def output_text(self, result: Any) -> list[str]:
@@ -92,10 +93,10 @@ def _next_attempt(
 def _complete_response(adapter: Adapter, call: Call, result: Any) -> None:
     try:
         call.apply_facts(adapter.facts_of(result))
-        call.set_usage(lambda: adapter.usage_of(result))
+        call.set_usage(lambda: adapter.usage_of(result, call.request.provider))
         if call.keep_response:
             call.response = result
-        if call.usage is None or call.output_missing or call.keep_response:
+        if call.usage is None or call.output_missing or call.keep_response or call.want_text:
             call.text.extend(adapter.output_text(result))
     except Exception as exc:
         internal_error("reading the usage of an LLM response", exc)

@@ -12,6 +12,8 @@ from costlens.pipeline import Request
 
 __all__ = ["get", "sent_body", "to_int", "unwrap", "write_back"]
 
+_UNSET = frozenset({"NotGiven", "Omit"})
+
 
 def get(obj: Any, name: str) -> Any:
     if obj is None:
@@ -45,7 +47,12 @@ def sent_body(options: Any) -> dict[str, Any] | None:
     if not isinstance(body, dict):
         return None
     extra = getattr(options, "extra_json", None)
-    return {**body, **extra} if isinstance(extra, Mapping) and extra else body
+    merged = {**body, **extra} if isinstance(extra, Mapping) and extra else body
+    if any(type(v).__name__ in _UNSET for v in merged.values()):
+        # the SDKs' "not given" sentinels (e.g. anthropic's `.stream()` helper leaves `Omit` values):
+        # the SDK drops them when it serialises; so do we, or they would count as prompt text
+        merged = {k: v for k, v in merged.items() if type(v).__name__ not in _UNSET}
+    return merged
 
 
 def write_back(request: Request, options: Any) -> None:

@@ -1,8 +1,10 @@
 """Anthropic SDK specifics: `Anthropic` and `AsyncAnthropic` messages, plain, streaming and `.stream()`.
 
 Anthropic reports `input_tokens` *excluding* cache reads and writes; costlens' `Usage.input_tokens`
-includes them, so the adapter adds them back. Streams carry usage in `message_start` (input side)
-and `message_delta` (cumulative output), so nothing needs to be injected.
+includes them, so the adapter adds them back. `cache_creation.ephemeral_1h_input_tokens` is the
+part of the writes made with a 1-hour lifetime (billed 2x input, 5-minute writes 1.25x), and
+`server_tool_use.web_search_requests` the searches billed per request. Streams carry usage in
+`message_start` (input side) and `message_delta` (cumulative output), so nothing needs to be injected.
 """
 
 from __future__ import annotations
@@ -21,9 +23,30 @@ __all__ = ["AnthropicAdapter", "messages_usage"]
 _OPERATIONS = {"/v1/messages": "chat", "/v1/complete": "text_completion"}
 
 
+def _cache_writes(usage: Any, default_total: int, default_1h: int) -> tuple[int, int]:
+    """(all cache writes, 1-hour writes). `cache_creation` splits the writes by lifetime
+    (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`); a body with the split but without
+    `cache_creation_input_tokens` has the sum of the two as its writes."""
+    total = _get(usage, "cache_creation_input_tokens")
+    split = _get(usage, "cache_creation")
+    one_hour = default_1h if split is None else _int(_get(split, "ephemeral_1h_input_tokens"))
+    if total is not None:
+        return _int(total), one_hour
+    if split is not None:
+        return _int(_get(split, "ephemeral_5m_input_tokens")) + one_hour, one_hour
+    return default_total, one_hour
+
+
+def _web_searches(usage: Any, default: int = 0) -> int:
+    """`server_tool_use.web_search_requests`: searches billed per request ($10 per 1,000)."""
+    tools = _get(usage, "server_tool_use")
+    found = _get(tools, "web_search_requests")
+    return default if found is None else _int(found)
+
+
 def messages_usage(usage: Any, *, output_tokens: int | None = None) -> Usage:
     cache_read = _int(_get(usage, "cache_read_input_tokens"))
-    cache_write = _int(_get(usage, "cache_creation_input_tokens"))
+    cache_write, cache_1h = _cache_writes(usage, 0, 0)
     uncached = _int(_get(usage, "input_tokens"))
     if uncached < 0 or cache_read < 0 or cache_write < 0:
         raise ValueError(f"negative token count in {usage!r}")
@@ -33,6 +56,8 @@ def messages_usage(usage: Any, *, output_tokens: int | None = None) -> Usage:
         output_tokens=_int(output),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
+        cache_write_1h_tokens=cache_1h,
+        web_search_requests=_web_searches(usage),
     )
     if output is None:
         raise OutputMissing(counted)  # no output count is not 0 output tokens: count it instead
@@ -72,7 +97,7 @@ class AnthropicAdapter:
             "service_tier": _get(_get(result, "usage"), "service_tier"),
         }
 
-    def usage_of(self, result: Any) -> Usage | None:
+    def usage_of(self, result: Any, provider: str) -> Usage | None:
         raw = _get(unwrap(result), "usage")
         return None if raw is None else messages_usage(raw)
 
@@ -108,10 +133,11 @@ class AnthropicAdapter:
 
         def merged() -> Usage:
             cache_read = _get(usage, "cache_read_input_tokens")
-            cache_write = _get(usage, "cache_creation_input_tokens")
             uncached = _get(usage, "input_tokens")
             cache_read = start.cache_read_tokens if cache_read is None else _int(cache_read)
-            cache_write = start.cache_write_tokens if cache_write is None else _int(cache_write)
+            cache_write, cache_1h = _cache_writes(
+                usage, start.cache_write_tokens, start.cache_write_1h_tokens
+            )
             uncached = start.uncached_input_tokens if uncached is None else _int(uncached)
             if min(cache_read, cache_write, uncached) < 0:
                 raise ValueError(f"negative token count in {usage!r}")
@@ -121,6 +147,8 @@ class AnthropicAdapter:
                 output_tokens=_int(output),
                 cache_read_tokens=cache_read,
                 cache_write_tokens=cache_write,
+                cache_write_1h_tokens=cache_1h,
+                web_search_requests=_web_searches(usage, start.web_search_requests),
             )
             if output is None:
                 raise OutputMissing(merged_usage)

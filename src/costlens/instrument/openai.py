@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from costlens.instrument._conventions import UsageConvention, convention_for
 from costlens.instrument._sdk import get as _get
 from costlens.instrument._sdk import sent_body, unwrap, write_back
 from costlens.instrument._sdk import to_int as _int
@@ -55,25 +56,55 @@ def provider_from_base_url(base_url: str) -> str:
     return host or "openai"
 
 
-def _usage(prompt: Any, completion: Any, cached: Any, cache_write: Any, reasoning: Any) -> Usage:
+def _usage(
+    prompt: Any,
+    completion: Any,
+    cached: Any,
+    cache_write: Any,
+    reasoning: Any,
+    *,
+    audio_in: Any = None,
+    audio_out: Any = None,
+    citation: Any = None,
+    web_searches: int = 0,
+    file_searches: int = 0,
+    excludes_reasoning: bool = False,
+) -> Usage:
     """A Usage from OpenAI-style counts. An absent output count is not 0 tokens: `OutputMissing`
-    carries what was reported and the output is counted instead (the record is flagged estimated)."""
+    carries what was reported and the output is counted instead (the record is flagged estimated).
+
+    `excludes_reasoning` (a provider convention, see `_conventions`): the output is the completion
+    count plus reasoning and citation tokens, instead of OpenAI's "completion includes reasoning"."""
     reasoning_tokens = _int(reasoning)
+    citation_tokens = _int(citation)
+    audio_out_tokens = _int(audio_out)
+    if completion is None:
+        output = reasoning_tokens + citation_tokens + audio_out_tokens
+    elif excludes_reasoning:
+        output = _int(completion) + reasoning_tokens + citation_tokens
+    else:
+        output = _int(completion)
     usage = Usage(
         input_tokens=_int(prompt),
-        output_tokens=reasoning_tokens if completion is None else _int(completion),
+        output_tokens=output,
         cache_read_tokens=_int(cached),
         cache_write_tokens=_int(cache_write),
         reasoning_tokens=reasoning_tokens,
+        input_audio_tokens=_int(audio_in),
+        output_audio_tokens=audio_out_tokens,
+        citation_tokens=citation_tokens,
+        web_search_requests=web_searches,
+        file_search_requests=file_searches,
     )
     if completion is None:
         raise OutputMissing(usage)
     return usage
 
 
-def chat_usage(usage: Any) -> Usage:
-    """Usage of chat completions (`prompt_tokens` include cached ones, `completion_tokens` reasoning)."""
-    if isinstance(usage, BaseModel):  # the SDK's own model: plain attribute reads, the hot path
+def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
+    """Usage of chat completions (`prompt_tokens` include cached and audio ones, `completion_tokens`
+    reasoning and audio), read through the provider's `convention` where it has one."""
+    if convention is None and isinstance(usage, BaseModel):  # the SDK's own model: the hot path
         p_details = getattr(usage, "prompt_tokens_details", None)
         c_details = getattr(usage, "completion_tokens_details", None)
         return _usage(
@@ -82,25 +113,63 @@ def chat_usage(usage: Any) -> Usage:
             p_details.cached_tokens if p_details is not None else None,
             getattr(p_details, "cache_write_tokens", None),
             c_details.reasoning_tokens if c_details is not None else None,
+            audio_in=p_details.audio_tokens if p_details is not None else None,
+            audio_out=c_details.audio_tokens if c_details is not None else None,
         )
     p_details = _get(usage, "prompt_tokens_details")
+    c_details = _get(usage, "completion_tokens_details")
+    reasoning = _get(c_details, "reasoning_tokens")
+    citation = searches = None
+    if convention is not None:
+        if convention.reasoning_field is not None and reasoning is None:
+            reasoning = _get(usage, convention.reasoning_field)
+        if convention.citation_field is not None:
+            citation = _get(usage, convention.citation_field)
+        if convention.search_field is not None:
+            searches = _get(usage, convention.search_field)
     return _usage(
         _get(usage, "prompt_tokens"),
         _get(usage, "completion_tokens"),
         _get(p_details, "cached_tokens"),
         _get(p_details, "cache_write_tokens"),
-        _get(_get(usage, "completion_tokens_details"), "reasoning_tokens"),
+        reasoning,
+        audio_in=_get(p_details, "audio_tokens"),
+        audio_out=_get(c_details, "audio_tokens"),
+        citation=citation,
+        web_searches=_int(searches),
+        excludes_reasoning=convention is not None and convention.completion_excludes_reasoning,
     )
 
 
-def responses_usage(usage: Any) -> Usage:
+# Responses API output items billed per call by OpenAI: web search ($10 per 1,000 calls) and
+# file search ($2.50 per 1,000 calls), https://platform.openai.com/docs/pricing#built-in-tools.
+_TOOL_CALL_ITEMS = {"web_search_call": "web", "file_search_call": "file"}
+
+
+def _tool_calls(output: Any) -> tuple[int, int]:
+    """(web searches, file searches) among the output items of a Responses API response."""
+    web = files = 0
+    for item in output or ():
+        kind = _TOOL_CALL_ITEMS.get(_get(item, "type"))
+        if kind == "web":
+            web += 1
+        elif kind == "file":
+            files += 1
+    return web, files
+
+
+def responses_usage(usage: Any, output: Any = None) -> Usage:
+    """Usage of the Responses API; `output` (the response's output items) gives the tool calls."""
     in_details = _get(usage, "input_tokens_details")
+    web, files = _tool_calls(output)
     return _usage(
         _get(usage, "input_tokens"),
         _get(usage, "output_tokens"),
         _get(in_details, "cached_tokens"),
         _get(in_details, "cache_write_tokens"),
         _get(_get(usage, "output_tokens_details"), "reasoning_tokens"),
+        web_searches=web,
+        file_searches=files,
     )
 
 
@@ -108,12 +177,17 @@ def embeddings_usage(usage: Any) -> Usage:
     return Usage(input_tokens=_int(_get(usage, "prompt_tokens")))
 
 
-_USAGE_READERS = {
-    "chat": chat_usage,
-    "text_completion": chat_usage,
-    "responses": responses_usage,
-    "embeddings": embeddings_usage,
-}
+def usage_of_response(parsed: Any, provider: str) -> Usage | None:
+    """The usage of a parsed OpenAI-shaped response, read with `provider`'s conventions."""
+    raw_usage = _get(parsed, "usage")
+    if raw_usage is None:
+        return None
+    operation = _operation_of(parsed)
+    if operation == "responses":
+        return responses_usage(raw_usage, _get(parsed, "output"))
+    if operation == "embeddings":
+        return embeddings_usage(raw_usage)
+    return chat_usage(raw_usage, convention_for(provider, operation))
 
 
 def _output_texts(parsed: Any) -> list[str]:
@@ -183,12 +257,8 @@ class OpenAIAdapter:
         parsed = unwrap(result)
         return {"response_model": _get(parsed, "model"), "service_tier": _get(parsed, "service_tier")}
 
-    def usage_of(self, result: Any) -> Usage | None:
-        parsed = unwrap(result)
-        raw_usage = _get(parsed, "usage")
-        if raw_usage is None:
-            return None
-        return _USAGE_READERS[_operation_of(parsed)](raw_usage)
+    def usage_of(self, result: Any, provider: str) -> Usage | None:
+        return usage_of_response(unwrap(result), provider)
 
     def output_text(self, result: Any) -> list[str]:
         return _output_texts(unwrap(result))
@@ -213,7 +283,8 @@ class OpenAIAdapter:
                 call.text.append(text)
         usage = _get(chunk, "usage")
         if usage is not None:
-            call.set_usage(lambda: chat_usage(usage))
+            convention = convention_for(call.request.provider, call.request.operation)
+            call.set_usage(lambda: chat_usage(usage, convention))
         if not call.request.usage_added:
             return False
         if not choices and usage is not None:
@@ -237,4 +308,4 @@ class OpenAIAdapter:
             )
             usage = _get(response, "usage")
             if usage is not None:
-                call.set_usage(lambda: responses_usage(usage))
+                call.set_usage(lambda: responses_usage(usage, _get(response, "output")))

@@ -55,6 +55,7 @@ class Call:
         "text",
         "usage",
         "usage_invalid",
+        "want_text",
     )
 
     def __init__(self, pipeline: Finisher, request: Request, tags: Mapping[str, str]) -> None:
@@ -81,6 +82,7 @@ class Call:
         self.next_attempt: tuple[Request, float] | None = None
         self.keep_response = False  # a step that checks the answer asks for it (a cascade's verifier)
         self.response: Any = None  # the provider's response, kept only when asked for
+        self.want_text = False  # the answer's text is kept (store_content=True)
 
     # -- the writers ----------------------------------------------------------------------------
 

@@ -31,9 +31,17 @@ Sink = Callable[[CallRecord], None]
 class Pipeline:
     """Steps in their slots, and the sinks that receive every finished record."""
 
-    __slots__ = ("_flows", "_pricer", "_sinks", "_steps")
+    __slots__ = ("_content_chars", "_flows", "_pricer", "_sinks", "_steps")
 
-    def __init__(self, steps: Mapping[str, Step | None] | None = None, sinks: Sequence[Sink] = ()) -> None:
+    def __init__(
+        self,
+        steps: Mapping[str, Step | None] | None = None,
+        sinks: Sequence[Sink] = (),
+        *,
+        content_chars: int = 0,
+    ) -> None:
+        """`content_chars` > 0 keeps the prompt and answer text on each record, each side cut to that
+        many characters (`store_content=True`); 0 keeps none and extracts no text for it."""
         steps = dict(steps or {})
         unknown = sorted(set(steps) - set(SLOTS))
         if unknown:
@@ -42,6 +50,9 @@ class Pipeline:
         self._flows = tuple(step.flow for step in self._steps.values())
         self._sinks = tuple(sinks)
         self._pricer = Pricer()
+        if content_chars < 0:
+            raise ConfigError(f"content_chars must be 0 (keep no text) or positive, got {content_chars}")
+        self._content_chars = content_chars
 
     # -- building -------------------------------------------------------------------------------
 
@@ -58,10 +69,18 @@ class Pipeline:
 
     def with_step(self, slot: str, step: Step | None) -> Pipeline:
         """A copy with `step` in `slot` (None empties the slot)."""
-        return Pipeline({**self._steps, slot: step}, self._sinks)
+        return Pipeline({**self._steps, slot: step}, self._sinks, content_chars=self._content_chars)
 
     def with_sinks(self, sinks: Sequence[Sink]) -> Pipeline:
-        return Pipeline(self._steps, sinks)
+        return Pipeline(self._steps, sinks, content_chars=self._content_chars)
+
+    @property
+    def content_chars(self) -> int:
+        return self._content_chars
+
+    def with_content(self, max_chars: int) -> Pipeline:
+        """A copy that keeps prompt and answer text (each cut to `max_chars`; 0 keeps none)."""
+        return Pipeline(self._steps, self._sinks, content_chars=max_chars)
 
     # -- a call's life --------------------------------------------------------------------------
 
@@ -74,6 +93,7 @@ class Pipeline:
         context = current_tags()
         tags = {**request.tags, **context} if context else request.tags
         call = Call(self, request, tags)
+        call.want_text = self._content_chars > 0
         for flow in self._flows:
             gen = flow(call)
             try:
@@ -95,6 +115,10 @@ class Pipeline:
         call.finished = True
         try:
             _complete(call, error, self._pricer)
+            if self._content_chars:
+                from costlens.pipeline._content import content_of
+
+                call.record.content = content_of(call.request, call.text, self._content_chars)
         except Exception as exc:
             internal_error("recording an LLM call", exc)
         self._after(call, error)

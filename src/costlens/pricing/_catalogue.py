@@ -1,4 +1,7 @@
-"""The price catalogue: overrides over genai-prices, resolved once per (provider, model, tier).
+"""The price catalogue: overrides over the costlens patch over genai-prices, resolved once per key.
+
+Three layers, the upper winning: the user's overrides file, the costlens price patch (dated
+corrections shipped with costlens, `costlens.pricing._patch`), genai-prices' bundled data.
 
 The first `cost()` for a (provider, model, service tier) finds the model, flattens all its
 dated prices into an `Entry` and caches it under the exact strings the caller passed; every
@@ -10,10 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from costlens.pricing._model import ModelPrice, max_cost, price_usage
 from costlens.pricing._overrides import Overrides, load_overrides, prices_path
+from costlens.pricing._patch import PricePatch, load_patch
 from costlens.pricing._providers import STANDARD, canonical_provider, normalize_tier
 from costlens.pricing._timeline import Entry, Timeline, merge, prices_of
 from costlens.usage import Cost, Usage
@@ -39,20 +43,34 @@ _COMMON_TIERS = ("batch", "flex", "priority")
 
 
 class PriceCatalogue:
-    """Prices from genai-prices' data (optional) and a user overrides file; overrides win.
+    """Prices from genai-prices' data (optional), the costlens patch over it, and a user overrides file.
 
-    `version` names the data: `genai-prices-<version>` (`+live-<digest>` after `update_prices`)
-    plus `+overrides-<sha256 prefix of the file>` when an overrides file is loaded.
+    Overrides win over the patch, which wins over genai-prices from each entry's `starts_at`.
+    `patch`: None uses the patch shipped with costlens, False none (it only applies with genai).
+    `version` names the data: `genai-prices-<version>` (`+live-<digest>` after `update_prices`),
+    `+overrides-<sha256 prefix of the file>` when an overrides file is loaded, then
+    `+patch-<sha256 prefix of the patch file>` when the patch applies.
     """
 
-    def __init__(self, overrides: Overrides | None = None, *, genai: bool = True) -> None:
+    def __init__(
+        self,
+        overrides: Overrides | None = None,
+        *,
+        genai: bool = True,
+        patch: PricePatch | Literal[False] | None = None,
+    ) -> None:
         from costlens.pricing._genai import GenaiPrices
 
         self.overrides = overrides
         self._genai = GenaiPrices() if genai else None
+        self.patch: PricePatch | None = None
+        if self._genai is not None and patch is not False:
+            self.patch = load_patch() if patch is None else patch
         parts = [self._genai.version] if self._genai else []
         if overrides is not None:
             parts.append(f"overrides-{overrides.digest}")
+        if self.patch is not None:
+            parts.append(self.patch.version)
         self.version = "+".join(parts) or "empty"
         self._entries: dict[tuple[str | None, str, str | None], Entry] = {}
         self._missing: set[tuple[str | None, str]] = set()
@@ -73,7 +91,7 @@ class PriceCatalogue:
         return found
 
     def timeline(self, provider: str | None, model: str, service_tier: str | None = None) -> Timeline:
-        """Every dated price of the model for the tier, overrides merged over genai-prices."""
+        """Every dated price of the model for the tier: overrides over the patched genai-prices data."""
         who = None if provider is None else canonical_provider(provider)
         tier = normalize_tier(service_tier)
         name = model.strip()
@@ -81,11 +99,23 @@ class PriceCatalogue:
         preferred = match.timeline(who, tier, self.overrides.source) if match and self.overrides else None
         fallback = None
         if self._genai is not None and (preferred is None or preferred[0][0] is not None):
-            fallback = self._genai.timeline(who, name, tier)
+            fallback = self._genai_timeline(who, name, tier)
         timeline = merge(preferred, fallback)
         if any(p.tier_rule == "fallback-standard" for _, seg in timeline for p in prices_of(seg)):
             log.debug("costlens: no %r price for %s/%s; the standard price is used", tier, provider, model)
         return timeline
+
+    def _genai_timeline(self, provider: str | None, model: str, tier: str) -> Timeline | None:
+        """genai-prices' prices of the model for the tier, with the costlens patch applied."""
+        genai = self._genai
+        if genai is None:
+            return None
+        timeline = genai.timeline(provider, model, tier)
+        if timeline is None or self.patch is None:
+            return timeline
+        from costlens.pricing._patch_timeline import patched_timeline
+
+        return patched_timeline(self.patch, timeline, tier, lambda: genai.timeline(provider, model, STANDARD))
 
     def resolve(
         self,
@@ -107,7 +137,20 @@ class PriceCatalogue:
             names.update(match.tiers())
         if self._genai is not None:
             names.update(self._genai.tiers(who, model))
+            if self.patch is not None:
+                found = self._genai.find(who, model)
+                if found is not None:
+                    names.update(e.tier for e in self.patch.for_model(found[0].id, found[1].id))
         return sorted(names - {STANDARD})
+
+    def patch_differences(self) -> list[dict[str, object]] | None:
+        """Where the costlens patch and genai-prices' data disagree, rate by rate (see
+        `costlens.pricing._patch_timeline.differences`); None when no patch applies (no genai data)."""
+        if self._genai is None or self.patch is None:
+            return None
+        from costlens.pricing._patch_timeline import differences
+
+        return differences(self.patch, self._genai)
 
     def unknown(self, provider: str | None, model: str) -> Cost:
         """`Cost` for an unpriced model; logs one warning per (provider, model) per catalogue."""

@@ -7,9 +7,33 @@ from datetime import datetime
 from costlens.pricing._catalogue import get_catalogue
 from costlens.pricing._model import ModelPrice, fmt
 from costlens.pricing._overrides import prices_path
+from costlens.pricing._patch import PATCH_SOURCE, PricePatch, entry_of
 from costlens.pricing._timeline import DaySchedule, Segment, as_utc
 
-__all__ = ["describe_price"]
+__all__ = ["describe_price", "source_kind"]
+
+
+def source_kind(source: str) -> str:
+    """Which layer a `ModelPrice.source` is: `genai-prices`, `costlens patch` or `user override`."""
+    if source.startswith(f"{PATCH_SOURCE}:"):
+        return "costlens patch"
+    if source.startswith("override:"):
+        return "user override"
+    return source
+
+
+def _provenance(price: ModelPrice, patch: PricePatch | None) -> dict[str, object]:
+    """`source`, `source_kind` and, for a patched price, the patch entry (id, URL, note)."""
+    out: dict[str, object] = {"source": price.source, "source_kind": source_kind(price.source)}
+    entry = entry_of(price.source, patch)
+    if entry is not None:
+        out["patch"] = {
+            "id": entry.id,
+            "source_url": entry.source,
+            "note": entry.note,
+            "starts_at": _iso(entry.starts_at),
+        }
+    return out
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -38,7 +62,7 @@ def _fine_tuning(price: ModelPrice) -> dict[str, str]:
     return {k: fmt(v) for k, v in fields.items() if v is not None}
 
 
-def _history(start: datetime | None, segment: Segment) -> list[dict[str, object]]:
+def _history(start: datetime | None, segment: Segment, patch: PricePatch | None) -> list[dict[str, object]]:
     """One row per dated price; a daily schedule gives one row per UTC time window."""
     if segment is None:
         return [{"starts_at": _iso(start), "known": False}]
@@ -52,17 +76,19 @@ def _history(start: datetime | None, segment: Segment) -> list[dict[str, object]
                 "known": price is not None,
             }
             if price is not None:
-                row.update(source=price.source, **_prices(price))
+                row.update(**_provenance(price, patch), **_prices(price))
             rows.append(row)
         return rows
-    return [{"starts_at": _iso(start), "known": True, "source": segment.source, **_prices(segment)}]
+    return [{"starts_at": _iso(start), "known": True, **_provenance(segment, patch), **_prices(segment)}]
 
 
 def describe_price(model: str, provider: str | None = None, at: datetime | None = None) -> dict[str, object]:
     """Everything costlens knows about a model's price, as JSON-friendly values.
 
     Prices are decimal strings in USD per 1M tokens (`per_request` in USD per call). Keys:
-    `known`, `matched_model`, `matched_provider`, `source`, `version`, `starts_at`, `per_mtok`,
+    `known`, `matched_model`, `matched_provider`, `source`, `source_kind` (`genai-prices`,
+    `costlens patch` or `user override`), `patch` (for a patched price: the entry's `id`,
+    `source_url`, `note`, `starts_at`), `version`, `starts_at`, `per_mtok`,
     `long_context`, `service_tiers` (tier -> rule and prices), `history` (every dated price of
     the standard tier) and `fine_tuning` (override fields, when set). An unknown model gives
     `known: false` and a `hint` naming the overrides file.
@@ -85,16 +111,22 @@ def describe_price(model: str, provider: str | None = None, at: datetime | None 
     for tier in catalogue.tiers(provider, model):
         tier_price = catalogue.resolve(provider, model, at, tier)
         if tier_price is not None:
-            tiers[tier] = {"rule": tier_price.tier_rule, **_prices(tier_price)}
+            tiers[tier] = {
+                "rule": tier_price.tier_rule,
+                **_provenance(tier_price, catalogue.patch),
+                **_prices(tier_price),
+            }
     out.update(
         matched_model=price.model,
         matched_provider=price.provider,
-        source=price.source,
+        **_provenance(price, catalogue.patch),
         starts_at=_iso(price.starts_at),
         **_prices(price),
         service_tiers=tiers,
         history=[
-            row for start, seg in catalogue.entry(provider, model).timeline for row in _history(start, seg)
+            row
+            for start, seg in catalogue.entry(provider, model).timeline
+            for row in _history(start, seg, catalogue.patch)
         ],
         fine_tuning=_fine_tuning(price),
     )

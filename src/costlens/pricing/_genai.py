@@ -16,6 +16,9 @@ How genai-prices represents prices (0.2.3), and how each piece is mapped:
   when the model was found through a fallback provider (Azure -> OpenAI), as genai-prices does.
 * A missing `cache_read_mtok` / `cache_write_mtok` means cached tokens bill as input, and a
   missing `output_reasoning_mtok` means reasoning bills as output (genai-prices' leaf logic).
+* The finer prices `cache_write_1h_mtok`, `input_audio_mtok`, `output_audio_mtok`,
+  `output_citation_mtok`, `web_searches_kcount` and `storage_searches_kcount` (OpenAI file search)
+  map to the `Rates` fields of the same meaning; absent, they stay None (unknown, never $0).
 """
 
 from __future__ import annotations
@@ -181,18 +184,34 @@ def _rates_at(keys: dict[str, Any], input_tokens: int) -> Rates:
             value = next((t.price for t in reversed(value.tiers) if input_tokens > t.start), value.base)
         return None if value is None else per_token(value)
 
+    def kcount(key: str) -> Decimal | None:
+        """A price per 1,000 requests -> USD per request."""
+        value = keys.get(key)
+        if isinstance(value, gt.TieredPrices):
+            value = next((t.price for t in reversed(value.tiers) if input_tokens > t.start), value.base)
+        return None if value is None else MONEY.scaleb(value, -3)
+
     zero = Decimal(0)
     input_price = mtok("input_mtok")
     input_price = zero if input_price is None else input_price
     output, cache_read, cache_write = mtok("output_mtok"), mtok("cache_read_mtok"), mtok("cache_write_mtok")
-    request = keys.get("requests_kcount")
+    request = kcount("requests_kcount")
     return Rates(
         input=input_price,
         output=zero if output is None else output,
         cache_read=input_price if cache_read is None else cache_read,
         cache_write=input_price if cache_write is None else cache_write,
         reasoning=mtok("output_reasoning_mtok"),
-        request=zero if request is None else MONEY.scaleb(request, -3),
+        request=zero if request is None else request,
+        # The finer prices stay None when absent: genai-prices would bill such tokens as their
+        # parent kind (audio as text, 1-hour writes as 5-minute ones), which under-bills every
+        # model whose data simply lacks the price (gpt-4o-audio-preview: audio input is 16x text).
+        cache_write_1h=mtok("cache_write_1h_mtok"),
+        input_audio=mtok("input_audio_mtok"),
+        output_audio=mtok("output_audio_mtok"),
+        citation=mtok("output_citation_mtok"),
+        web_search=kcount("web_searches_kcount"),
+        file_search=kcount("storage_searches_kcount"),
     )
 
 

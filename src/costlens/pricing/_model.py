@@ -8,6 +8,7 @@ and the caller's own decimal context (which may have a low precision) cannot cha
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -43,6 +44,9 @@ MONEY = Context(
 _ZERO = Decimal(0)
 _mul = MONEY.multiply
 _add = MONEY.add
+log = logging.getLogger("costlens")
+# (model, part) pairs already warned about: a missing part price is logged once per process.
+_warned: set[tuple[str, str, str]] = set()
 
 
 def per_token(per_million: Decimal) -> Decimal:
@@ -61,6 +65,12 @@ class Rates:
 
     `reasoning` is None when reasoning tokens bill as output tokens (the usual case);
     `cache_read` / `cache_write` equal `input` when a model has no separate cache price.
+
+    The finer rates are None when the data has no price for them: `cache_write_1h` (a 1-hour
+    cache write), `input_audio`, `output_audio`, `citation` (USD per token) and the tool fees
+    `web_search`, `file_search` (USD per request). None is never read as $0 nor as another
+    kind's price: a call that uses a part without a price gets an unknown cost (see
+    `price_usage`), because the parts differ a lot (OpenAI audio input is 16x its text input).
     """
 
     input: Decimal
@@ -69,21 +79,39 @@ class Rates:
     cache_write: Decimal
     reasoning: Decimal | None = None
     request: Decimal = _ZERO
+    cache_write_1h: Decimal | None = None
+    input_audio: Decimal | None = None
+    output_audio: Decimal | None = None
+    citation: Decimal | None = None
+    web_search: Decimal | None = None
+    file_search: Decimal | None = None
 
     def scaled(self, factor: Decimal) -> Rates:
-        """Every token price times `factor` (a service-tier multiplier); the request fee is kept."""
+        """Every token price times `factor` (a service-tier multiplier); per-request fees are kept."""
+
+        def scale(rate: Decimal | None) -> Decimal | None:
+            return None if rate is None else _mul(rate, factor)
+
         return Rates(
             input=_mul(self.input, factor),
             output=_mul(self.output, factor),
             cache_read=_mul(self.cache_read, factor),
             cache_write=_mul(self.cache_write, factor),
-            reasoning=None if self.reasoning is None else _mul(self.reasoning, factor),
+            reasoning=scale(self.reasoning),
             request=self.request,
+            cache_write_1h=scale(self.cache_write_1h),
+            input_audio=scale(self.input_audio),
+            output_audio=scale(self.output_audio),
+            citation=scale(self.citation),
+            web_search=self.web_search,
+            file_search=self.file_search,
         )
 
     def per_mtok(self) -> dict[str, str | None]:
-        """JSON-friendly prices per 1M tokens as decimal strings (request fee per call)."""
-        return {
+        """JSON-friendly prices per 1M tokens as decimal strings (request fees per call).
+
+        The finer rates appear only when set (`web_search` / `file_search` per request)."""
+        out: dict[str, str | None] = {
             "input": fmt(per_mtok(self.input)),
             "output": fmt(per_mtok(self.output)),
             "cache_read": fmt(per_mtok(self.cache_read)),
@@ -91,6 +119,15 @@ class Rates:
             "reasoning": None if self.reasoning is None else fmt(per_mtok(self.reasoning)),
             "per_request": fmt(self.request),
         }
+        for name in ("cache_write_1h", "input_audio", "output_audio", "citation"):
+            rate = getattr(self, name)
+            if rate is not None:
+                out[name] = fmt(per_mtok(rate))
+        for name in ("web_search", "file_search"):
+            fee = getattr(self, name)
+            if fee is not None:
+                out[f"{name}_per_request"] = fmt(fee)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +199,8 @@ def price_usage(usage: Usage, price: ModelPrice, version: str) -> Cost:
     """The exact cost of `usage` at `price`; the parts sum exactly to the total. Hot path."""
     n_in = usage.input_tokens
     rates = price.rates_for(n_in) if price.long_context else price.rates
+    if usage.has_parts:
+        return _price_parts(usage, rates, price, version)
     cache_read = usage.cache_read_tokens
     cache_write = usage.cache_write_tokens
     uncached = n_in - cache_read - cache_write
@@ -186,16 +225,95 @@ def price_usage(usage: Usage, price: ModelPrice, version: str) -> Cost:
     return Cost(total, True, parts, version)
 
 
+def _price_parts(usage: Usage, rates: Rates, price: ModelPrice, version: str) -> Cost:
+    """`price_usage` for a usage with finer parts (1-hour cache writes, audio, citations, tool fees).
+
+    Each part is priced at its own rate. A part with no rate makes the whole cost unknown (never
+    $0, never another kind's price), and one warning per (model, part) names what to add.
+    """
+    c1h = usage.cache_write_1h_tokens
+    audio_in, audio_out, citation = usage.input_audio_tokens, usage.output_audio_tokens, usage.citation_tokens
+    reasoning = usage.reasoning_tokens
+    text_in = usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens - audio_in
+    writes_5m = usage.cache_write_tokens - c1h
+    # Reasoning without its own price bills as output (`Rates.reasoning` is None), as in price_usage.
+    text_out = usage.output_tokens - audio_out - citation - (0 if rates.reasoning is None else reasoning)
+    terms: list[tuple[str, Decimal | None, int]] = [
+        ("input", rates.input, text_in),
+        ("cache_read", rates.cache_read, usage.cache_read_tokens),
+        ("cache_write", rates.cache_write, writes_5m),
+    ]
+    if c1h:
+        terms.append(("cache_write_1h", rates.cache_write_1h, c1h))
+    if audio_in:
+        terms.append(("input_audio", rates.input_audio, audio_in))
+    if rates.reasoning is not None:
+        terms.append(("reasoning", rates.reasoning, reasoning))
+    terms.append(("output", rates.output, text_out))
+    if audio_out:
+        terms.append(("output_audio", rates.output_audio, audio_out))
+    if citation:
+        terms.append(("citation", rates.citation, citation))
+    if usage.web_search_requests:
+        terms.append(("web_search", rates.web_search, usage.web_search_requests))
+    if usage.file_search_requests:
+        terms.append(("file_search", rates.file_search, usage.file_search_requests))
+    missing = tuple(name for name, rate, _ in terms if rate is None)
+    if missing:
+        _warn_missing(price, missing)
+        return Cost.unknown(version, missing)
+    parts: dict[str, Decimal] = {}
+    total = _ZERO
+    for name, rate, count in terms:
+        assert rate is not None
+        value = _mul(rate, count) if count else _ZERO
+        parts[name] = value
+        total = _add(total, value)
+    if rates.request:
+        parts["request"] = rates.request
+        total = _add(total, rates.request)
+    return Cost(total, True, parts, version)
+
+
+def _warn_missing(price: ModelPrice, missing: tuple[str, ...]) -> None:
+    for part in missing:
+        key = (price.provider, price.model, part)
+        if key in _warned:
+            continue
+        if len(_warned) > 10_000:
+            _warned.clear()
+        _warned.add(key)
+        log.warning(
+            "costlens: %s/%s has no %r price (source %s); calls that use it are recorded with cost "
+            "unknown, never $0 nor priced as another kind. Add `%s = <USD%s>` to its [[models]] "
+            "table in the price overrides file to price them",
+            price.provider,
+            price.model,
+            part,
+            price.source,
+            _OVERRIDE_KEYS.get(part, part),
+            " per 1,000 requests" if part in ("web_search", "file_search") else " per 1M tokens",
+        )
+
+
+# Cost part -> the key of a price overrides file that prices it.
+_OVERRIDE_KEYS = {"web_search": "web_search_per_1k", "file_search": "file_search_per_1k"}
+
+
 def max_cost(price: ModelPrice, input_tokens: int, max_output_tokens: int, version: str) -> Cost:
     """Worst-case cost: every input token at the dearest input price, every output at the dearest output.
 
-    The dearest input price is max(input, cache_write, cache_read) of the long-context tier the
-    input count falls in, because a prompt may write a cache entry (Anthropic bills that at 1.25x).
-    Output is priced at max(output, reasoning) when reasoning has its own price.
+    The dearest input price is the highest known of input, cache_write, cache_write_1h, cache_read
+    and input_audio of the long-context tier the input count falls in, because a prompt may write
+    a cache entry (Anthropic bills that at 1.25x, 2x for one hour). Output is priced at the highest
+    known of output, reasoning, output_audio and citation. Server-side tool fees cannot be bounded
+    before the call (the model decides how many searches to run) and are not included.
     """
     rates = price.rates_for(input_tokens)
-    p_input = max(rates.input, rates.cache_write, rates.cache_read)
-    p_output = rates.output if rates.reasoning is None else max(rates.output, rates.reasoning)
+    inputs = (rates.input, rates.cache_write, rates.cache_read, rates.cache_write_1h, rates.input_audio)
+    outputs = (rates.output, rates.reasoning, rates.output_audio, rates.citation)
+    p_input = max(r for r in inputs if r is not None)
+    p_output = max(r for r in outputs if r is not None)
     parts = {
         "input": _mul(p_input, input_tokens),
         "cache_read": _ZERO,

@@ -13,13 +13,19 @@ from itertools import pairwise
 from typing import Any
 
 from costlens._errors import ConfigError
-from costlens.pricing._model import LongContextTier, Rates, per_token
+from costlens.pricing._model import MONEY, LongContextTier, Rates, per_token
 from costlens.pricing._override_model import HINT, OverrideModel, Overrides, PricePeriod
 from costlens.pricing._providers import STANDARD, canonical_provider, normalize_tier
 
 __all__ = ["parse_overrides"]
 
-_PRICE = ("input", "output", "cache_read", "cache_write", "reasoning", "per_request")
+# Token prices (USD per 1M tokens) and the per-request fees (`per_request` in USD per call, the
+# server-side tool fees in USD per 1,000 requests, as providers publish them).
+_TOKEN_PRICES = (
+    "input", "output", "cache_read", "cache_write", "reasoning", "cache_write_1h", "input_audio",
+    "output_audio", "citation",
+)  # fmt: skip
+_PRICE = (*_TOKEN_PRICES, "per_request", "web_search_per_1k", "file_search_per_1k")
 _FINE_TUNING = (
     "training_per_mtok",
     "training_per_hour",
@@ -30,7 +36,7 @@ _FINE_TUNING = (
 _PERIOD = frozenset({*_PRICE, *_FINE_TUNING, "starts_at", "long_context", "tiers", "tier_multipliers"})
 _IDENTITY = frozenset({"provider", "model", "aliases", "match_prefixes"})
 _TIER_TABLE = frozenset({*_PRICE, "long_context"})
-_LONG = frozenset({"threshold", *_PRICE[:5]})
+_LONG = frozenset({"threshold", *_TOKEN_PRICES})
 
 
 class _SchemaError(Exception):
@@ -157,7 +163,8 @@ def _prices(t: dict[str, Any], at: str) -> dict[str, Decimal]:
 
 
 def _rates(prices: dict[str, Decimal]) -> Rates:
-    """Per-1M prices -> per-token `Rates`; cache prices default to input, reasoning to output."""
+    """Per-1M prices -> per-token `Rates`; cache prices default to input, reasoning to output; the
+    finer prices (1-hour cache writes, audio, citations, tool fees) stay None when absent."""
     input_price = per_token(prices["input"])
     return Rates(
         input=input_price,
@@ -166,7 +173,23 @@ def _rates(prices: dict[str, Decimal]) -> Rates:
         cache_write=per_token(prices["cache_write"]) if "cache_write" in prices else input_price,
         reasoning=per_token(prices["reasoning"]) if "reasoning" in prices else None,
         request=prices.get("per_request", Decimal(0)),
+        cache_write_1h=_optional(prices, "cache_write_1h"),
+        input_audio=_optional(prices, "input_audio"),
+        output_audio=_optional(prices, "output_audio"),
+        citation=_optional(prices, "citation"),
+        web_search=_per_request(prices, "web_search_per_1k"),
+        file_search=_per_request(prices, "file_search_per_1k"),
     )
+
+
+def _optional(prices: dict[str, Decimal], key: str) -> Decimal | None:
+    """A finer token price, None when the table does not set it (then such tokens make the cost
+    unknown: they are never priced as $0 nor as another kind)."""
+    return per_token(prices[key]) if key in prices else None
+
+
+def _per_request(prices: dict[str, Decimal], key: str) -> Decimal | None:
+    return MONEY.scaleb(prices[key], -3) if key in prices else None
 
 
 def _long_context(raw: object, base: dict[str, Decimal], at: str) -> tuple[LongContextTier, ...]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from costlens.roi._compare import Comparison, CrossOver
 from costlens.roi._money import MONEY_DISPLAY, ratio_json
+from costlens.roi._paths import TunedPath
 from costlens.roi._plan import PathPlan, Plan, VolumeRange
 from costlens.roi._sensitivity import GridCell, TornadoBar
 
@@ -29,6 +30,7 @@ MONTH_COLUMNS = (
     "inference",
     "hosting",
     "storage",
+    "recurring",
     "training",
     "one_off",
     "total",
@@ -91,20 +93,32 @@ def _path(p: PathPlan) -> dict[str, Any]:
         "cost_per_request": p.cost_per_request,
         "hosting_per_month": p.hosting_per_month,
         "storage_per_month": p.storage_per_month,
+        "recurring": p.recurring,
+        "recurring_per_month": p.recurring_per_month,
         "one_off": dict(p.one_off),
         "month_1_cost": p.months[1].total,
         "tco": p.tco,
         "events": [{"month": m, "event": text} for m, text in p.events],
     }
-    if p.training is not None:
-        t = p.training
+    if p.training is not None and isinstance(p.path, TunedPath):
+        t, spec, lc = p.training, p.path.training, p.path.lifecycle
         out["training_job"] = {
             "billed_tokens": t.tokens,
             "token_cost": t.token_cost,
             "hour_cost": t.hour_cost,
+            "grader_cost": t.grader_cost,
+            "grader_model": spec.grader.model if spec.grader else None,
             "fixed": t.fixed,
             "minimum": t.minimum,
             "charged": t.charged,
+            "amortise_months": spec.amortise_months,
+            "paid": "month 0" if spec.amortise_months is None else f"months 1-{spec.amortise_months}",
+        }
+        out["retraining"] = {
+            "every_months": lc.retrain_every_months,
+            "share_of_first_job": lc.retrain_share,
+            "extra": lc.retrain_extra,
+            "cost": p.retrain_cost,
         }
     if p.quality is not None:
         q = p.quality
@@ -138,10 +152,23 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             "hours_per_month": s.conventions.hours,
             "validation_per_epoch": s.conventions.validation_per_epoch,
             "one_off_costs": "month 0",
+            "recurring_costs": "every month the path serves, from month 1",
+            "amortised_training": "each job in equal monthly instalments: the first from month 1, "
+            "a retraining from the month it starts",
         },
         "rounding": ROUNDING,
         "volumes": list(plan.volumes),
         "paths": [_path(p) for p in plan.paths],
+        "ranking": [
+            {
+                "path": p.name,
+                "kind": p.kind,
+                "horizon_total": p.horizon_total(plan.decision_basis),
+                "advantage_over_baseline": plan.baseline.horizon_total(plan.decision_basis)
+                - p.horizon_total(plan.decision_basis),
+            }
+            for p in plan.ranking()
+        ],
         "comparisons": [comparison_to_dict(c) for c in plan.comparisons],
         "value_comparisons": [comparison_to_dict(c) for c in plan.value_comparisons],
         "cheapest_by_volume": _ranges(plan.cheapest),
@@ -187,6 +214,7 @@ def plan_month_rows(plan: Plan) -> list[dict[str, Any]]:
                     "inference": month.inference,
                     "hosting": month.hosting,
                     "storage": month.storage,
+                    "recurring": month.recurring,
                     "training": month.training,
                     "one_off": month.one_off,
                     "total": month.total,

@@ -39,7 +39,9 @@ class TunedAssumptions:
 
     None means "not given": the scenario's default applies. `input_tokens` (prompt tokens per
     request after tuning) is required; the provider and model default to the measured ones and
-    `output_tokens` to the measured mean.
+    `output_tokens` to the measured mean. `recurring` are the tuned path's monthly costs by name,
+    `amortise_months` spreads each training job, `retrain_every_months` / `retrain_share` price the
+    retraining, and `grader_*` the reinforcement fine-tuning grader (its prices from the catalogue).
     """
 
     input_tokens: Decimal | None = None
@@ -55,6 +57,15 @@ class TunedAssumptions:
     engineering_hours: Decimal | None = None
     hourly_rate: Decimal | None = None
     hosting_per_hour: Decimal | None = None
+    setup: Decimal | None = None
+    recurring: Mapping[str, Decimal] | None = None
+    amortise_months: int | None = None
+    retrain_every_months: int | None = None
+    retrain_share: Decimal | None = None
+    grader_model: str | None = None
+    grader_provider: str | None = None
+    grader_input_tokens: Decimal | None = None
+    grader_output_tokens: Decimal | None = None
 
     def path(self, profile: UsageProfile) -> dict[str, Any]:
         """The path as scenario data (`[[paths]]` keys); MissingTunedPath without `input_tokens`."""
@@ -74,14 +85,30 @@ class TunedAssumptions:
                 epochs=self.epochs,
                 validation_tokens=self.validation_tokens,
                 fixed=self.training_cost,
+                amortise_months=self.amortise_months,
+                grader=self._grader(),
             ),
             one_off=_some(
                 examples_to_label=self.examples_to_label,
                 cost_per_example=self.cost_per_example,
                 engineering_hours=self.engineering_hours,
                 hourly_rate=self.hourly_rate,
+                setup=self.setup,
             ),
             hosting_per_hour=self.hosting_per_hour,
+            recurring=dict(self.recurring) if self.recurring else None,
+            lifecycle=_some(retrain_every_months=self.retrain_every_months, retrain_share=self.retrain_share)
+            or None,
+        )
+
+    def _grader(self) -> dict[str, Any] | None:
+        if self.grader_model is None:
+            return None
+        return _some(
+            model=self.grader_model,
+            provider=self.grader_provider,
+            input_tokens=self.grader_input_tokens,
+            output_tokens=self.grader_output_tokens,
         )
 
 
@@ -106,6 +133,7 @@ def scenario_from_traffic(
     tuned: TunedAssumptions | None = None,
     horizon_months: int | None = None,
     growth_per_month: Decimal | None = None,
+    current_recurring: Mapping[str, Decimal] | None = None,
 ) -> FromUsage:
     """Measure the traffic of `feature` (all features when None) and build a scenario around it.
 
@@ -113,7 +141,8 @@ def scenario_from_traffic(
     or `trace` (a CSV, every row a call priced at `trace_provider`/`trace_model`; `since`/`until`
     do not apply). `assumptions` is a partial scenario (as read from a file); when it names no
     paths, `tuned` describes the one tuned path. `horizon_months` and `growth_per_month` override
-    the assumptions'.
+    the assumptions'; `current_recurring` (monthly costs by name) is merged into the measured path's
+    (the assumptions' `[current]` table).
 
     Raises `ConfigError` (a `ValueError`) naming what to fix: no calls, a bad trace, a bad scenario,
     `MissingTunedPath`; a malformed trace row raises `ValueError`.
@@ -134,6 +163,10 @@ def scenario_from_traffic(
         data["horizon_months"] = horizon_months
     if growth_per_month is not None:
         data["volume"] = {**data.get("volume", {}), "growth_per_month": growth_per_month}
+    if current_recurring:
+        current = dict(data.get("current", {}))
+        current["recurring"] = {**current.get("recurring", {}), **current_recurring}
+        data["current"] = current
     return FromUsage(profile, scenario_from_usage(profile, data))
 
 

@@ -141,15 +141,20 @@ def _toml_value(value: Any) -> str:
 
 def _toml_table(data: dict[str, Any], prefix: tuple[str, ...]) -> list[str]:
     """Scalars first, then sub-tables, then arrays of tables (whose own sub-tables follow each entry)."""
-    lines = [f"{key} = {_toml_value(v)}" for key, v in data.items() if not _is_table(v)]
+    lines = [f"{_toml_key(key)} = {_toml_value(v)}" for key, v in data.items() if not _is_table(v)]
     for key, value in data.items():
-        name = ".".join((*prefix, key))
+        name = ".".join(_toml_key(k) for k in (*prefix, key))
         if isinstance(value, dict):
             lines += ["", f"[{name}]", *_toml_table(value, (*prefix, key))]
         elif _is_table(value):
             for item in value:
                 lines += ["", f"[[{name}]]", *_toml_table(item, (*prefix, key))]
     return lines
+
+
+def _toml_key(key: str) -> str:
+    """A bare key when TOML allows one (letters, digits, `_`, `-`), else a quoted one (`"eval upkeep"`)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
 
 
 def _is_table(value: Any) -> bool:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "Accuracy",
     "AnyPath",
+    "Grader",
     "Lifecycle",
     "OneOff",
     "PromptPath",
@@ -64,12 +65,17 @@ class TokenPrices(_Model):
 
 
 class OneOff(_Model):
-    """Up-front costs of taking a path, paid in month 0."""
+    """Up-front costs of taking a path, paid in month 0.
+
+    `setup` is the cost of setting the path up (prompt work, building a RAG index, integration), a
+    named part next to labelling (examples × cost each), engineering (hours × rate) and `other`.
+    """
 
     examples_to_label: int = Field(default=0, ge=0)
     cost_per_example: NonNeg = Decimal(0)
     engineering_hours: NonNeg = Decimal(0)
     hourly_rate: NonNeg = Decimal(0)
+    setup: NonNeg = Decimal(0)
     other: NonNeg = Decimal(0)
 
 
@@ -100,12 +106,17 @@ class Accuracy(_Model):
 
 
 class _PathBase(_Model):
+    """`recurring`: monthly costs by name (USD per month: upkeep, a vector database, monitoring),
+    paid in every month the path serves, from month 1 (month 0 holds only the up-front costs).
+    """
+
     name: str = Field(min_length=1)
     provider: str | None = None
     model: str = Field(min_length=1)
     tokens: PromptTokens
     prices: TokenPrices = TokenPrices()
     one_off: OneOff = OneOff()
+    recurring: dict[str, NonNeg] = Field(default_factory=dict)
     accuracy: Accuracy | None = None
     note: str = ""
 
@@ -116,11 +127,30 @@ class PromptPath(_PathBase):
     kind: Literal["prompt", "switch"]
 
 
+class Grader(_Model):
+    """The grader model of a reinforcement fine-tuning job: its tokens per job, billed at its own prices.
+
+    `input_tokens` / `output_tokens` are the grader's tokens over the whole job (all epochs).
+    `prices` (USD per 1M; `input`, `output`) left out come from the inference price catalogue.
+    """
+
+    provider: str | None = None
+    model: str = Field(min_length=1)
+    input_tokens: NonNeg = Decimal(0)
+    output_tokens: NonNeg = Decimal(0)
+    prices: TokenPrices = TokenPrices()
+
+
 class Training(_Model):
     """One training job: tokens × epochs (+ validation tokens) at a per-1M price, hours at a per-hour price.
 
-    `fixed` is a quoted job price added on top; the job costs at least `min_charge`.
-    Whether validation tokens are billed once or every epoch is `conventions.validation_per_epoch`.
+    `fixed` is a quoted job price added on top, `grader` (reinforcement fine-tuning) the grader
+    model's tokens at the grader's prices; the job costs at least `min_charge`. Whether validation
+    tokens are billed once or every epoch is `conventions.validation_per_epoch`.
+
+    `amortise_months` = N spreads every training charge over N equal monthly instalments instead of
+    paying it at once: the first job over months 1..N, a retraining started in month m over months
+    m..m+N-1 (see `costlens.roi._series.instalments` for the rounding).
     """
 
     dataset_tokens: NonNeg = Decimal(0)
@@ -131,19 +161,24 @@ class Training(_Model):
     per_hour: NonNeg | None = None
     min_charge: NonNeg | None = None
     fixed: NonNeg = Decimal(0)
+    grader: Grader | None = None
+    amortise_months: int | None = Field(default=None, ge=1)
 
 
 class Lifecycle(_Model):
     """How long a tuned model lives and what it costs to keep it.
 
-    `retrain_every_months`: a retraining (the training job again, plus `retrain_extra`) starts every
-    N months of service. `end_of_life_month`: the last month the tuned model serves (providers retire
+    `retrain_every_months`: a retraining starts every N months of service (months N+1, 2N+1, ...); it
+    costs `retrain_share` × the first job's charge (1 = a full job, 0.25 = a quarter), plus
+    `retrain_extra`. `end_of_life_month`: the last month the tuned model serves (providers retire
     tuned models with their base). Then `on_end_of_life` = `revert` sends traffic back to the baseline
-    path, `retrain` pays one migration to a successor and keeps serving. No training job can start
+    path, `retrain` pays one migration to a successor (a full job plus `retrain_extra`: a new base is
+    trained from scratch) and keeps serving. No training job can start
     after `new_training_until_month` (a provider stopping new tuning jobs on a date).
     """
 
     retrain_every_months: int | None = Field(default=None, ge=1)
+    retrain_share: NonNeg = Decimal(1)
     retrain_extra: NonNeg = Decimal(0)
     end_of_life_month: int | None = Field(default=None, ge=0)
     on_end_of_life: Literal["revert", "retrain"] = "revert"

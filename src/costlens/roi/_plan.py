@@ -27,6 +27,7 @@ from costlens.roi._series import (
     fixed_fees,
     one_off_parts,
     request_cost,
+    retrain_cost,
     simulate,
     training_cost,
 )
@@ -65,10 +66,26 @@ class PathPlan:
     quality: PathQuality | None
     extended: tuple[Month, ...] = field(repr=False)
     values: tuple[Decimal, ...] | None = field(default=None, repr=False)
+    retrain_cost: Decimal | None = None
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def recurring(self) -> dict[str, Decimal]:
+        """The path's recurring monthly costs by name (USD per month, from month 1)."""
+        return dict(self.path.recurring)
+
+    @property
+    def recurring_per_month(self) -> Decimal:
+        return total(list(self.path.recurring.values()))
+
+    def horizon_total(self, basis: Basis) -> Decimal:
+        """What the verdict ranks paths by: the TCO on cost, the TCO minus the answers' value on net value."""
+        if basis == "net value" and self.quality is not None and self.quality.net_value is not None:
+            return -self.quality.net_value
+        return self.tco
 
     @property
     def kind(self) -> str:
@@ -110,6 +127,7 @@ class Plan:
     best_value: tuple[VolumeRange, ...]
     primary: str | None = None
     recommendation: Recommendation | None = None
+    lines: tuple[_Lines, _Lines] = field(default=({}, {}), repr=False)
 
     @property
     def baseline(self) -> PathPlan:
@@ -126,6 +144,30 @@ class Plan:
     def decision_basis(self) -> Basis:
         """Net value when every path has an accuracy and `[quality]` prices answers, else cost."""
         return "net value" if self.value_comparisons else "cost"
+
+    def ranking(self, basis: Basis | None = None) -> list[PathPlan]:
+        """Every path, best first over the horizon: lowest TCO on cost, highest net value on net value.
+
+        Ties keep the scenario's order. This is what the verdict compares, every path with every other.
+        """
+        chosen = basis or self.decision_basis
+        return sorted(self.paths, key=lambda p: p.horizon_total(chosen))
+
+    def versus(self, name: str, reference: str, basis: Basis | None = None) -> Comparison:
+        """Path `name` against any other path `reference` (not only the baseline), as `comparison()` does."""
+        chosen = basis or self.decision_basis
+        if reference == self.scenario.baseline_name:
+            found = self.comparison(name, chosen)
+            if found is not None:
+                return found
+        lines = self.lines[0] if chosen == "cost" else self.lines[1]
+        pair = (self.path(reference), self.path(name))
+        return _compare_pair(self.scenario, pair, list(self.volumes_searched), lines, chosen)
+
+    @property
+    def volumes_searched(self) -> tuple[int, ...]:
+        """Requests in months 1..the payback search window (`volumes` stops at the horizon)."""
+        return tuple(m.requests for m in self.paths[0].extended[1:])
 
 
 def compute_plan(scenario: Scenario, *, catalogue: PriceCatalogue | None = None) -> Plan:
@@ -146,10 +188,12 @@ def compute_plan(scenario: Scenario, *, catalogue: PriceCatalogue | None = None)
         value_comparisons=_compare_all(resolved, paths, volumes, lines[1], "net value") if valued else (),
         cheapest=envelope(lines[0], [p.name for p in paths]),
         best_value=envelope(lines[1], [p.name for p in paths]) if valued else (),
+        lines=lines,
     )
 
 
 _Runs = dict[str, tuple[list[Month], list[tuple[int, str]]]]
+_Lines = dict[str, tuple[Fraction, Fraction]]
 
 
 def _simulate_all(scenario: Scenario, volumes: Sequence[int]) -> _Runs:
@@ -183,12 +227,13 @@ def _path_plan(scenario: Scenario, runs: _Runs, name: str, volumes: Sequence[int
     shown = tuple(months[: horizon + 1])
     tco = total([m.total for m in shown])
     hosting = storage = ZERO
-    job = None
+    job = retrain = None
     parts = one_off_parts(path.one_off)
     if isinstance(path, TunedPath):
         hosting, storage = fixed_fees(path, scenario.conventions)
         job = training_cost(path.training, scenario.conventions)
-        parts = {"training": job.charged, **parts}
+        retrain = retrain_cost(path, scenario.conventions)
+        parts = {"training": months[0].training, **parts}
     quality, values = None, None
     if path.accuracy is not None:
         accuracy = _accuracy_by_month(scenario, path, months)
@@ -216,6 +261,7 @@ def _path_plan(scenario: Scenario, runs: _Runs, name: str, volumes: Sequence[int
         quality=quality,
         extended=tuple(months),
         values=values,
+        retrain_cost=retrain,
     )
 
 
@@ -224,12 +270,11 @@ def _run_rate(scenario: Scenario, p: PathPlan, basis: Basis) -> RunRate:
     if basis == "net value" and p.path.accuracy is not None and scenario.quality is not None:
         per_request = per_request - _unit_value(p.path.accuracy, scenario.quality)
     if not isinstance(p.path, TunedPath):
-        return RunRate(per_request, ZERO)
+        return RunRate(per_request, p.recurring_per_month)
     lc = p.path.lifecycle
-    retrain = (p.training.charged if p.training else ZERO) + lc.retrain_extra
     eol = lc.end_of_life_month if lc.on_end_of_life == "revert" else None
-    fixed = p.hosting_per_month + p.storage_per_month
-    return RunRate(per_request, fixed, eol, lc.retrain_every_months, retrain)
+    fixed = total([p.hosting_per_month, p.storage_per_month, p.recurring_per_month])
+    return RunRate(per_request, fixed, eol, lc.retrain_every_months, p.retrain_cost or ZERO)
 
 
 def _series(p: PathPlan, basis: Basis) -> list[Decimal]:
@@ -247,26 +292,22 @@ def _compare_all(
     basis: Basis,
 ) -> tuple[Comparison, ...]:
     base = next(p for p in paths if p.name == scenario.baseline_name)
-    out = []
-    for p in paths:
-        if p is base:
-            continue
-        gap = (lines[p.name][0] - lines[base.name][0], lines[p.name][1] - lines[base.name][1])
-        rates = (_run_rate(scenario, base, basis), _run_rate(scenario, p, basis))
-        out.append(
-            compare(
-                p.name,
-                base.name,
-                basis,
-                _series(base, basis),
-                _series(p, basis),
-                volumes,
-                scenario.horizon_months,
-                rates,
-                gap,
-            )
-        )
-    return tuple(out)
+    return tuple(_compare_pair(scenario, (base, p), volumes, lines, basis) for p in paths if p is not base)
+
+
+def _compare_pair(
+    scenario: Scenario,
+    pair: tuple[PathPlan, PathPlan],
+    volumes: Sequence[int],
+    lines: _Lines,
+    basis: Basis,
+) -> Comparison:
+    """`pair[1]` against `pair[0]` (the baseline, or any other path)."""
+    base, p = pair
+    gap = (lines[p.name][0] - lines[base.name][0], lines[p.name][1] - lines[base.name][1])
+    rates = (_run_rate(scenario, base, basis), _run_rate(scenario, p, basis))
+    series = (_series(base, basis), _series(p, basis))
+    return compare(p.name, base.name, basis, *series, volumes, scenario.horizon_months, rates, gap)
 
 
 def _lines(

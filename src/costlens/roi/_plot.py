@@ -1,4 +1,8 @@
-"""Charts of a plan: cumulative cost curves with the payback marked, and the tornado.
+"""Charts of a plan: cumulative curves with the payback marked, and the tornado.
+
+The curves are on the basis the verdict uses (`Plan.decision_basis`): cumulative cost, or, when the
+verdict compares net value, cumulative net cost (cost minus the value of the answers), so the
+payback star is where the curve the verdict reads crosses the baseline's. Each label says which.
 
 matplotlib is an optional extra (`pip install 'llm-costlens[plot]'`), imported only here, with the
 non-interactive Agg backend so it works on servers and in CI. Decimals become floats only for
@@ -8,6 +12,7 @@ drawing; every number printed on a chart is formatted from the exact values.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +23,7 @@ from costlens.roi._money import fmt_decimal, fmt_money
 from costlens.roi._plan import PathPlan, Plan
 from costlens.roi._sensitivity import TornadoBar
 
-__all__ = ["plot_plan"]
+__all__ = ["Curve", "curve_series", "plot_plan"]
 
 _COLOURS = ("#1f4e79", "#c0504d", "#4f8f3a", "#8064a2", "#e08a1e", "#2c9aa0")
 _TOP = 10
@@ -54,35 +59,65 @@ def plot_plan(plan: Plan, path: str | Path, bars: Sequence[TornadoBar] = (), *, 
     return target
 
 
-def _cumulative_at(p: PathPlan, t: Fraction) -> float:
-    """Cumulative cost at time t (months), costs accruing evenly within a month."""
-    cumulative = p.cumulative()
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """One path's curve: cumulative values at the end of months 0..horizon, its payback and its label."""
+
+    path: str
+    values: list[Decimal]
+    payback: Fraction | None
+    within_horizon: bool
+    label: str
+
+
+def _monthly(p: PathPlan, basis: str) -> list[Decimal]:
+    """Month 0..horizon amounts on the basis: cost, or cost minus the answers' value."""
+    costs = [m.total for m in p.months]
+    if basis == "cost" or p.values is None:
+        return costs
+    return [c - v for c, v in zip(costs, p.values[: len(costs)], strict=True)]
+
+
+def curve_series(plan: Plan) -> tuple[str, list[Curve]]:
+    """The chart's basis (the verdict's) and one cumulative curve per path, labelled with that basis."""
+    basis = plan.decision_basis
+    curves = []
+    for p in plan.paths:
+        running, values = Decimal(0), []
+        for amount in _monthly(p, basis):
+            running += amount
+            values.append(running)
+        c = plan.comparison(p.name, basis)
+        name = p.name if p.name.replace("-", "_") == p.kind else f"{p.name} ({p.kind.replace('_', ' ')})"
+        if c is None:
+            label, payback, within = f"{name}: baseline", None, False
+        elif c.payback.months is None:
+            label, payback, within = f"{name}: never pays back on {basis}", None, False
+        else:
+            payback, within = c.payback.months, c.payback.within_horizon
+            label = f"{name}: pays back at {fmt_decimal(payback, 2)} months on {basis}"
+        curves.append(Curve(p.name, values, payback, within, label))
+    return basis, curves
+
+
+def _cumulative_at(curve: Curve, t: Fraction) -> float:
+    """The curve at time t (months), amounts accruing evenly within a month."""
+    values = curve.values
     whole = int(t)
-    if whole >= len(p.months) - 1:
-        return float(cumulative[-1])
+    if whole >= len(values) - 1:
+        return float(values[-1])
     share = t - whole
-    return float(
-        cumulative[whole] + p.months[whole + 1].total * Decimal(share.numerator) / Decimal(share.denominator)
-    )
-
-
-def _legend(plan: Plan, p: PathPlan) -> str:
-    name = p.name if p.name.replace("-", "_") == p.kind else f"{p.name} ({p.kind.replace('_', ' ')})"
-    c = plan.comparison(p.name)
-    if c is None:
-        return f"{name}: baseline"
-    pay = c.payback
-    if pay.months is None:
-        return f"{name}: never pays back"
-    return f"{name}: pays back at {fmt_decimal(pay.months, 2)} months"
+    step = values[whole + 1] - values[whole]
+    return float(values[whole] + step * Decimal(share.numerator) / Decimal(share.denominator))
 
 
 def _curves(ax: Any, plan: Plan) -> None:
-    """Cumulative cost per path; a star where a path's curve crosses the baseline's (its payback)."""
+    """Cumulative cost (or net cost) per path; a star where a path's curve crosses the baseline's."""
     months = list(range(plan.scenario.horizon_months + 1))
-    for i, p in enumerate(plan.paths):
+    basis, curves = curve_series(plan)
+    for i, curve in enumerate(curves):
         colour = _COLOURS[i % len(_COLOURS)]
-        values = [float(v) for v in p.cumulative()]
+        values = [float(v) for v in curve.values]
         marker = "o" if len(months) <= 25 else None
         ax.plot(
             months,
@@ -91,14 +126,13 @@ def _curves(ax: Any, plan: Plan) -> None:
             linewidth=2.2,
             marker=marker,
             markersize=3.5,
-            label=_text(_legend(plan, p)),
+            label=_text(curve.label),
         )
-        c = plan.comparison(p.name)
-        if c is not None and c.payback.months is not None and c.payback.within_horizon:
-            x = c.payback.months
+        if curve.payback is not None and curve.within_horizon:
+            x = curve.payback
             ax.plot(
                 [float(x)],
-                [_cumulative_at(p, x)],
+                [_cumulative_at(curve, x)],
                 marker="*",
                 markersize=17,
                 color=colour,
@@ -107,11 +141,15 @@ def _curves(ax: Any, plan: Plan) -> None:
                 linestyle="none",
             )
     ax.set_xlabel("month (0 = up-front costs); star = payback, where the curve crosses the baseline")
-    ax.set_ylabel("cumulative cost (USD)")
-    ax.set_title("Cumulative cost by path (payback on cost)", fontsize=11)
+    if basis == "cost":
+        ax.set_ylabel("cumulative cost (USD)")
+        ax.set_title("Cumulative cost by path (payback on cost, the verdict's basis)", fontsize=11)
+        ax.set_ylim(bottom=0)
+    else:
+        ax.set_ylabel("cumulative net cost: cost - value of the answers (USD)")
+        ax.set_title("Cumulative net cost by path (payback on net value, the verdict's basis)", fontsize=11)
     ax.yaxis.set_major_formatter(_dollars())
     ax.set_xlim(0, months[-1])
-    ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=9, frameon=True, framealpha=0.9)
 

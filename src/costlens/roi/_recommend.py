@@ -13,8 +13,12 @@ thresholds are `Scenario.thresholds` settings with the playbooks' defaults (100,
 
 How they combine: the computed payback is the evidence. A tuned path that does not pay back within
 `max_payback_months` (default: the horizon) is never recommended; scarce data blocks tuning; the
-low-volume rule blocks it too, unless the payback is within `fast_payback_months`. With no blocker,
-a broad or changing task gives a hybrid, otherwise a fine-tune. No accuracy figure is assumed: it
+low-volume rule blocks it too, unless the payback is within `fast_payback_months`. Every path is
+compared, not only the tuned one with the baseline: when a prompt-side path (another prompt, e.g.
+with caching or a shorter prompt, or a switched model) does at least as well over the horizon as the
+tuned path, or the tuned path does not pay back against it within the limit, that blocks tuning
+too (`prompt_path_better`) and the best prompt-side path is the one to take. With no blocker, a
+broad or changing task gives a hybrid, otherwise a fine-tune. No accuracy figure is assumed: it
 comes from the user or the evals harness.
 """
 
@@ -48,6 +52,8 @@ __all__ = [
 
 #: The kinds of path that tune a model (and so need to pay back their training).
 TUNED_KINDS = ("fine_tuned", "hybrid")
+#: The kinds of path that keep prompting (a prompt, possibly cached or shorter, or a switched model).
+PROMPT_KINDS = ("prompt", "switch")
 THUMB = "rule of thumb (practitioner playbooks); threshold in [thresholds]"
 COMPUTED = "computed from this scenario"
 FACT = "task fact stated in [task]"
@@ -207,6 +213,63 @@ def _economic_rules(plan: Plan, c: Comparison | None) -> list[Rule]:
     ]
 
 
+def best_prompt_side(plan: Plan) -> str:
+    """The prompt-side path (baseline included) that does best over the horizon on the decision basis."""
+    base = plan.scenario.baseline_name
+    sides = [p for p in plan.paths if p.kind in PROMPT_KINDS]
+    return min(sides, key=lambda p: (p.horizon_total(plan.decision_basis), p.name != base)).name
+
+
+def _rival_rules(plan: Plan, primary: Comparison | None) -> list[Rule]:
+    """The tuned path against the best prompt-side path: it must do better and pay back against it."""
+    if primary is None or plan.scenario.path(primary.path).kind not in TUNED_KINDS:
+        return []
+    rival = best_prompt_side(plan)
+    if rival == plan.scenario.baseline_name and not pays_back(plan.scenario, primary):
+        return []  # `no_payback` already says it
+    basis = plan.decision_basis
+    tuned_total, rival_total = (
+        plan.path(primary.path).horizon_total(basis),
+        plan.path(rival).horizon_total(basis),
+    )
+    gap = rival_total - tuned_total
+    head = plan.versus(primary.path, rival, basis)
+    numbers = {
+        "rival": rival,
+        "rival_horizon_total": rival_total,
+        "tuned_horizon_total": tuned_total,
+        "advantage_over_rival": gap,
+        "rival_payback_months": head.payback.months,
+    }
+    measure = "TCO" if basis == "cost" else "net cost (cost − answer value)"
+    horizon = plan.scenario.horizon_months
+    totals = f"{fmt_money(rival_total)} vs {fmt_money(tuned_total)} {measure} over {horizon} months"
+    pays = pays_back(plan.scenario, head) or rival == plan.scenario.baseline_name
+    better = gap > 0 and pays
+    if better:
+        text = (
+            f"{primary.path!r} is {fmt_money(gap)} better on {basis} than the best prompt-side path "
+            f"{rival!r} ({totals})"
+        )
+        if rival != plan.scenario.baseline_name:
+            text += f", paying back against it in {_months(head.payback.months)}"
+    elif gap <= 0:
+        text = (
+            f"the prompt-side path {rival!r} is {fmt_money(-gap)} better on {basis} than {primary.path!r} "
+            f"over the horizon ({totals})"
+        )
+    else:
+        why = head.payback.reason or _months(head.payback.months)
+        text = (
+            f"{primary.path!r} does not pay back against the prompt-side path {rival!r} within "
+            f"{fmt_decimal(payback_limit(plan.scenario))} months: {why} ({totals})"
+        )
+    return [
+        Rule("beats_prompt_paths", "fine_tune", better, text, COMPUTED, numbers),
+        Rule("prompt_path_better", "prompt_engineering", not better, text, COMPUTED, numbers),
+    ]
+
+
 def _switch_rules(plan: Plan) -> list[Rule]:
     rules = []
     for c in plan.value_comparisons or plan.comparisons:
@@ -226,11 +289,19 @@ def _recommend(plan: Plan) -> Recommendation:
     primary = plan.comparison(plan.primary, plan.decision_basis) if plan.primary else None
     tuned = primary is not None and plan.scenario.path(primary.path).kind in TUNED_KINDS
     economics = _economic_rules(plan, primary)
-    rules = [*_volume_rules(plan), *_data_rules(plan), *_task_rules(plan), *economics, *_switch_rules(plan)]
+    rival = _rival_rules(plan, primary)
+    rules = [
+        *_volume_rules(plan),
+        *_data_rules(plan),
+        *_task_rules(plan),
+        *economics,
+        *rival,
+        *_switch_rules(plan),
+    ]
     fired = {r.id for r in rules if r.fired}
     limit = plan.scenario.thresholds.fast_payback_months
     fast = primary is not None and primary.payback.months is not None and primary.payback.months <= limit
-    blockers: list[str] = [b for b in ("no_payback", "scarce_data") if b in fired]
+    blockers: list[str] = [b for b in ("no_payback", "prompt_path_better", "scarce_data") if b in fired]
     if "low_volume" in fired and not fast:
         blockers.append("low_volume")
     caveats = _caveats(plan, rules, outweighed=fast and "low_volume" in fired)
@@ -240,26 +311,29 @@ def _recommend(plan: Plan) -> Recommendation:
     verdict: Verdict = "hybrid" if "broad_or_changing" in fired or kind == "hybrid" else "fine_tune"
     caveats = (*caveats, *_kind_caveats(plan, primary, fired))
     support = [
-        r.id for r in rules if r.fired and r.favours in ("fine_tune", "hybrid") and r.id != "pays_back"
+        r.id
+        for r in rules
+        if r.fired
+        and r.favours in ("fine_tune", "hybrid")
+        and r.id not in ("pays_back", "beats_prompt_paths")
     ]
     title = "Hybrid" if verdict == "hybrid" else "Fine-tune"
     also = f" Also in favour: {', '.join(support)}." if support else ""
-    headline = f"{title}: take {primary.path!r}. {economics[0].text}.{also}"
+    headline = f"{title}: take {primary.path!r}. {economics[0].text}; {rival[0].text}.{also}"
     return Recommendation(verdict, primary.path, headline, tuple(rules), (), caveats)
 
 
 def _prompt_first(
     plan: Plan, rules: list[Rule], blockers: list[str], caveats: tuple[str, ...]
 ) -> Recommendation:
-    """Keep prompt engineering: on the baseline, or on a switch path that does better over the horizon."""
-    switches = [
-        c
-        for c in plan.value_comparisons or plan.comparisons
-        if plan.scenario.path(c.path).kind == "switch" and c.advantage > 0
-    ]
-    path = max(switches, key=lambda c: c.advantage).path if switches else plan.baseline.name
+    """Keep prompting: the prompt-side path (baseline, another prompt or a switched model) that does best."""
+    path = best_prompt_side(plan)
     why = "; ".join(r.text for r in rules if r.id in blockers) or "there is no tuned path to compare"
-    where = f"switch to {path!r}" if switches else f"keep {path!r}"
+    kind = plan.scenario.path(path).kind
+    if path == plan.baseline.name:
+        where = f"keep {path!r}"
+    else:
+        where = f"switch to {path!r}" if kind == "switch" else f"move to {path!r}"
     headline = f"Prompt engineering first: {where}. {why[0].upper()}{why[1:]}."
     return Recommendation("prompt_engineering", path, headline, tuple(rules), tuple(blockers), caveats)
 

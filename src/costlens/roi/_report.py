@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-from costlens.roi._compare import Comparison, CrossOver
 from costlens.roi._money import fmt_decimal, fmt_money
 from costlens.roi._plan import Plan, VolumeRange
 from costlens.roi._sensitivity import GridCell, TornadoBar
+from costlens.roi._tables import (
+    Table,
+    _months,
+    comparison_table,
+    path_table,
+    ranking_table,
+    training_table,
+)
 from costlens.roi._verdict import LABELS
 
 __all__ = ["render_report"]
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    header: list[str]
-    rows: list[list[str]]
 
 
 Block = tuple[str, str | list[str] | Table]
@@ -36,85 +35,6 @@ _CSS = (
     "th{background:#f2f2f2}img{max-width:100%}"
     ".verdict{font-size:1.1rem;background:#eef5ff;padding:0.75rem;border-radius:6px}"
 )
-
-
-def _months(value: Fraction | None) -> str:
-    return "never" if value is None else f"{fmt_decimal(value, 2)} months"
-
-
-def _cross(c: CrossOver, basis: str) -> str:
-    word = "cheaper" if basis == "cost" else "better"
-    if c.cheaper in ("always", "never"):
-        return f"{c.cheaper} {word}"
-    return f"{word} {c.cheaper} {fmt_decimal(c.volume or 0, 0)} requests/month"
-
-
-def _comparison_table(comparisons: Sequence[Comparison]) -> Table:
-    header = [
-        "path",
-        "saving/request",
-        "saving month 1",
-        "extra up-front",
-        "payback",
-        "break-even requests",
-        "run-rate crossover",
-        "horizon break-even",
-        "first-year ROI",
-        "horizon advantage",
-        "note",
-    ]
-    rows = []
-    for c in comparisons:
-        p = c.payback
-        late = "" if p.within_horizon or p.months is None else " (after the horizon)"
-        roi = "-" if c.roi_first_year is None else f"{fmt_decimal(c.roi_first_year * 100, 1)}%"
-        requests = "-" if p.requests is None else fmt_decimal(p.requests, 0)
-        rows.append(
-            [
-                c.path,
-                fmt_money(c.saving_per_request, 6),
-                fmt_money(c.first_month_saving),
-                fmt_money(c.extra_one_off),
-                _months(p.months) + late,
-                requests,
-                _cross(c.crossover, c.basis),
-                _cross(c.horizon_break_even, c.basis),
-                roi,
-                fmt_money(c.advantage),
-                p.reason or "-",
-            ]
-        )
-    return Table(header, rows)
-
-
-def _path_table(plan: Plan) -> Table:
-    valued = any(p.quality is not None for p in plan.paths)
-    header = ["path", "kind", "model", "cost/request", "month 1", "fixed/month", "up-front", "total (TCO)"]
-    header += ["accuracy", "cost/correct", "net value"] if valued else []
-    rows = []
-    for p in plan.paths:
-        fixed = p.hosting_per_month + p.storage_per_month
-        row = [
-            p.name,
-            p.kind.replace("_", " "),
-            p.path.model,
-            fmt_money(p.cost_per_request, 6),
-            fmt_money(p.months[1].total),
-            fmt_money(fixed),
-            fmt_money(p.months[0].total),
-            fmt_money(p.tco),
-        ]
-        q = p.quality
-        if valued and q is None:
-            row += ["-", "-", "-"]
-        elif q is not None:
-            row += [
-                f"{fmt_decimal(q.accuracy.value * 100)}% ({q.accuracy.source})",
-                "-" if q.cost_per_correct is None else fmt_money(q.cost_per_correct, 6),
-                "-" if q.net_value is None else fmt_money(q.net_value),
-            ]
-        rows.append(row)
-    return Table(header, rows)
 
 
 def _range_sets(plan: Plan) -> list[tuple[str, Sequence[VolumeRange]]]:
@@ -175,6 +95,8 @@ def _input_blocks(plan: Plan) -> list[Block]:
         f"a month is {c.days_per_month} days and {c.hours} hours (hosting 24/7 = {c.hours} billed hours); "
         f"validation tokens billed {'every epoch' if c.validation_per_epoch else 'once per job'}",
         "up-front costs fall in month 0; costs accrue evenly within a month (payback interpolates inside it)",
+        "recurring monthly costs are paid every month a path serves, from month 1; amortised training is "
+        "paid in equal instalments from month 1 (a retraining from the month it starts)",
         "money is exact; payback months, volumes and ROI are exact fractions shown rounded half-even",
         "volume and data thresholds are rules of thumb from practitioner playbooks, set in [thresholds]",
     ]
@@ -199,10 +121,14 @@ def _blocks(plan: Plan, chart: str | None, bars: Sequence[TornadoBar], grid: Gri
     if s.description:
         out.append(("p", s.description))
     out += _recommendation_blocks(plan)
-    out += [("h2", f"Cost per path over {s.horizon_months} months"), ("table", _path_table(plan))]
+    out += [("h2", f"Every path ranked on {plan.decision_basis}"), ("table", ranking_table(plan))]
+    out += [("h2", f"Cost per path over {s.horizon_months} months"), ("table", path_table(plan))]
+    training = training_table(plan)
+    if training is not None:
+        out += [("h3", "Training and retraining"), ("table", training)]
     out += [
         ("h2", f"Against the baseline {s.baseline_name!r} ({plan.decision_basis} basis)"),
-        ("table", _comparison_table(plan.value_comparisons or plan.comparisons)),
+        ("table", comparison_table(plan.value_comparisons or plan.comparisons)),
     ]
     for title, found in _range_sets(plan):
         ranges = [f"{r.path}: {fmt_decimal(r.low, 0)} to {_upper(r)}" for r in found]
@@ -293,9 +219,14 @@ def summary_tables(
                 [[r.id, LABELS[r.favours], r.text] for r in rec.fired()],
             )
         )
-    paths = _path_table(plan)
+    ranking = ranking_table(plan)
+    out.append((f"Every path ranked on {plan.decision_basis}", ranking.header, ranking.rows))
+    paths = path_table(plan)
     out.append((f"Cost per path over {plan.scenario.horizon_months} months", paths.header, paths.rows))
-    against = _comparison_table(plan.value_comparisons or plan.comparisons)
+    training = training_table(plan)
+    if training is not None:
+        out.append(("Training and retraining", training.header, training.rows))
+    against = comparison_table(plan.value_comparisons or plan.comparisons)
     out.append(
         (f"Against {plan.scenario.baseline_name!r} ({plan.decision_basis})", against.header, against.rows)
     )

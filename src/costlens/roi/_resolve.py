@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from costlens._errors import ConfigError
 from costlens.roi._catalogue import FineTunePrice, find_entry
 from costlens.roi._money import MONEY
-from costlens.roi._paths import PromptPath, TokenPrices, TunedPath
+from costlens.roi._paths import Grader, PromptPath, TokenPrices, TunedPath
 from costlens.roi._scenario import Scenario
 
 if TYPE_CHECKING:
@@ -150,13 +150,40 @@ def _tuned(path: TunedPath, where: str, track: _Sources, catalogue: PriceCatalog
     if t.hours:
         per_hour = pick("training_per_hour", f"set {where}.training.per_hour (USD per training hour)")
     training = t.model_copy(
-        update={"per_mtok": per_mtok, "per_hour": per_hour, "min_charge": pick("min_training_charge", None)}
+        update={
+            "per_mtok": per_mtok,
+            "per_hour": per_hour,
+            "min_charge": pick("min_training_charge", None),
+            "grader": _grader(t.grader, f"{where}.training.grader", track, catalogue),
+        }
     )
     fees = {
         "hosting_per_hour": pick("hosting_per_hour", None),
         "storage_per_month": pick("storage_per_month", None),
     }
     return path.model_copy(update={"prices": prices, "training": training, **fees})
+
+
+def _grader(grader: Grader | None, where: str, track: _Sources, catalogue: PriceCatalogue) -> Grader | None:
+    """A reinforcement fine-tuning grader's inference prices: the scenario's, else the catalogue's."""
+    if grader is None:
+        return None
+    p = grader.prices
+    candidates: list[_Layer] = [("scenario", {"input": p.input, "output": p.output})]
+    if p.input is None or p.output is None:
+        known = _lookup(catalogue, grader.provider, grader.model)
+        if known is not None:
+            label = f"{known.source} {catalogue.version} ({known.provider}/{known.model}, grader)"
+            candidates.append((label, _inference(known)))
+    hint = (
+        f"set {where}.prices.input and .output (the grader's USD per 1M tokens), or add model "
+        f"{grader.model!r} to your prices overrides file"
+    )
+    prices = {
+        key: track.pick(f"grader_{key}", [(values.get(key), label) for label, values in candidates], hint)
+        for key in ("input", "output")
+    }
+    return grader.model_copy(update={"prices": p.model_copy(update=prices)})
 
 
 def _tuned_layers(path: TunedPath, catalogue: PriceCatalogue) -> list[_Layer]:

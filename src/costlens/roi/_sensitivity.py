@@ -23,7 +23,7 @@ from costlens.roi._plan import Plan
 from costlens.roi._recommend import plan
 from costlens.roi._scenario import Scenario
 
-__all__ = ["GridCell", "TornadoBar", "break_even_grid", "levers", "tornado"]
+__all__ = ["GridCell", "TornadoBar", "break_even_grid", "grid_values", "levers", "tornado"]
 
 _SKIP = {
     "name",
@@ -136,28 +136,67 @@ def _accuracy(node: dict[str, Any], factor: Decimal, points: Decimal) -> Decimal
     return min(max(moved, Decimal(0)), Decimal(1))
 
 
-def _moved(scenario: Scenario, lever: str, factor: Decimal) -> tuple[Scenario, Decimal] | None:
-    """The scenario with the lever times `factor`, and the new value; None when the schema rejects it.
+def _moved_value(scenario: Scenario, lever: str, factor: Decimal) -> Decimal | int:
+    """The lever's value times `factor` (integers rounded, shares kept in [0, 1]).
 
-    Accuracies move in absolute terms (see `SensitivitySettings`), not by a share of themselves.
+    Accuracies move in absolute terms (see `SensitivitySettings`), not by a share of themselves;
+    a factor of exactly 1 is always the base value.
     """
-    dump = scenario.model_dump()
-    node, key = _locate(dump, lever)
+    node, key = _locate(scenario.model_dump(), lever)
     old = node[key]
     if old is None:
         raise ConfigError(f"lever {lever!r} is not set in the scenario; give it a value first")
-    new: Decimal | int = mul(old, factor)
+    if factor == 1:
+        return old  # type: ignore[no-any-return]
     if lever.endswith("accuracy.value"):
-        new = _accuracy(node, factor, scenario.sensitivity.accuracy_points)
-    elif isinstance(old, int):
-        new = round(Fraction(new))
-    elif key in _SHARES:
-        new = min(max(new, Decimal(0)), Decimal(1))
-    node[key] = new
+        return _accuracy(node, factor, scenario.sensitivity.accuracy_points)
+    new: Decimal | int = mul(old, factor)
+    if isinstance(old, int):
+        return round(Fraction(new))
+    if key in _SHARES:
+        return min(max(new, Decimal(0)), Decimal(1))
+    return new
+
+
+def _with_value(scenario: Scenario, lever: str, value: Decimal | int) -> Scenario | None:
+    """The scenario with the lever set to `value`; None when the schema rejects it."""
+    dump = scenario.model_dump()
+    node, key = _locate(dump, lever)
+    node[key] = value
     try:
-        return Scenario.model_validate(dump), Decimal(new)
+        return Scenario.model_validate(dump)
     except ValidationError:
         return None
+
+
+def _moved(scenario: Scenario, lever: str, factor: Decimal) -> tuple[Scenario, Decimal] | None:
+    """The scenario with the lever times `factor`, and the new value; None when the schema rejects it."""
+    value = _moved_value(scenario, lever, factor)
+    moved = _with_value(scenario, lever, value)
+    return None if moved is None else (moved, Decimal(value))
+
+
+def grid_values(scenario: Scenario, lever: str, factors: Sequence[Decimal]) -> list[Decimal]:
+    """The distinct values a grid axis takes: the lever times each factor and the base value, ascending.
+
+    Integer levers round, so two factors can land on one value: it appears once. An accuracy
+    without a stated interval moves by ± 1 and ± 2 × `accuracy_points`, within [0, 1]. Values the
+    schema rejects (an epoch count of 0) are left out.
+    """
+    node, key = _locate(scenario.model_dump(), lever)
+    if lever.endswith("accuracy.value") and node.get("low") is None and node.get("high") is None:
+        step, base = scenario.sensitivity.accuracy_points, Decimal(node[key])
+        candidates: list[Decimal | int] = [
+            min(max(base + k * step, Decimal(0)), Decimal(1)) for k in (-2, -1, 0, 1, 2)
+        ]
+    else:
+        candidates = [_moved_value(scenario, lever, f) for f in (*factors, Decimal(1))]
+    values = sorted({Decimal(v) for v in candidates})
+    return [v for v in values if _with_value(scenario, lever, _typed(node[key], v)) is not None]
+
+
+def _typed(old: object, value: Decimal) -> Decimal | int:
+    return int(value) if isinstance(old, int) and not isinstance(old, bool) else value
 
 
 def tornado(
@@ -214,20 +253,30 @@ def break_even_grid(
         Decimal("1.5"),
     ),
 ) -> tuple[tuple[GridCell, ...], ...]:
-    """Rows (one per y factor) of cells (one per x factor): where the compared path breaks even."""
+    """Rows (one per distinct y value, ascending) of cells (one per distinct x value, ascending).
+
+    Each axis holds the lever times each factor and always the base value (`grid_values`), so no
+    row or column repeats and the base case is a cell. A combination the schema rejects is left out.
+    """
+    if x == y:
+        raise ConfigError(f"the grid needs two different levers, got {x!r} twice")
     base = plan(scenario, recommend=False)
     target = against or base.primary
     if target is None:
         raise ConfigError("the scenario has no alternative path to compare with the baseline")
+    resolved = base.scenario
+    x_node = _locate(resolved.model_dump(), x)
+    y_node = _locate(resolved.model_dump(), y)
+    xs = grid_values(resolved, x, x_factors)
     rows = []
-    for fy in y_factors:
-        moved_y = _moved(base.scenario, y, fy)
+    for vy in grid_values(resolved, y, y_factors):
+        moved_y = _with_value(resolved, y, _typed(y_node[0][y_node[1]], vy))
         cells = []
-        for fx in x_factors:
-            moved = _moved(moved_y[0], x, fx) if moved_y else None
-            if moved is None or moved_y is None:
+        for vx in xs:
+            moved = _with_value(moved_y, x, _typed(x_node[0][x_node[1]], vx)) if moved_y else None
+            if moved is None:
                 continue
-            advantage, payback = _metric(plan(moved[0], recommend=False), target)
-            cells.append(GridCell(moved[1], moved_y[1], advantage, payback))
+            advantage, payback = _metric(plan(moved, recommend=False), target)
+            cells.append(GridCell(vx, vy, advantage, payback))
         rows.append(tuple(cells))
     return tuple(rows)

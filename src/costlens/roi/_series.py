@@ -1,28 +1,36 @@
 """Month-by-month costs of one path: the exact arithmetic every result is built from.
 
-Month 0 holds the up-front costs (the first training job, labelling, engineering); months 1..N
-hold inference (requests × exact cost per request), hosting, storage and any retraining. A tuned
-path past its end of life either reverts (its months then cost what the baseline's do) or pays a
-migration retraining and keeps serving. Nothing here rounds: every amount is an exact Decimal.
+Month 0 holds the up-front costs (the first training job, setup, labelling, engineering); months
+1..N hold inference (requests × exact cost per request), hosting, storage, the path's recurring
+monthly costs and any retraining. A scheduled retraining starts in months k+1, 2k+1, ... (every k
+months of service) and costs `retrain_share` × the first job + `retrain_extra`. A tuned path past
+its end of life either reverts (its months then cost what the baseline's do, recurring costs
+included) or pays a migration (a full job + `retrain_extra`) and keeps serving. With
+`training.amortise_months` = N every training charge is paid in N instalments (`instalments`):
+the first job in months 1..N, a job charged in month m in months m..m+N-1, still due after a
+revert. Nothing here rounds except those instalments, which sum exactly to the charge.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, replace
+from decimal import ROUND_DOWN, Decimal, Inexact
 from typing import Literal
 
-from costlens.roi._money import ZERO, add, mul, per_mtok, total
-from costlens.roi._paths import OneOff, PromptPath, Training, TunedPath
+from costlens.roi._money import MONEY, MONEY_DISPLAY, ZERO, add, mul, per_mtok, total
+from costlens.roi._paths import Grader, OneOff, PromptPath, Training, TunedPath
 from costlens.roi._scenario import Conventions
 
 __all__ = [
     "Month",
     "TrainingCost",
     "fixed_fees",
+    "grader_cost",
+    "instalments",
     "one_off_parts",
     "request_cost",
+    "retrain_cost",
     "simulate",
     "training_cost",
 ]
@@ -42,15 +50,17 @@ class Month:
     training: Decimal
     one_off: Decimal
     serving: Serving
+    recurring: Decimal = ZERO
 
     @property
     def total(self) -> Decimal:
-        return total([self.inference, self.hosting, self.storage, self.training, self.one_off])
+        parts = [self.inference, self.hosting, self.storage, self.recurring, self.training, self.one_off]
+        return total(parts)
 
 
 @dataclass(frozen=True, slots=True)
 class TrainingCost:
-    """One training job: billed tokens, their cost, hours, fixed price, the minimum and what is charged."""
+    """One training job: billed tokens, their cost, hours, fixed price, grader, the minimum and the charge."""
 
     tokens: Decimal
     token_cost: Decimal
@@ -58,10 +68,11 @@ class TrainingCost:
     fixed: Decimal
     minimum: Decimal
     charged: Decimal
+    grader_cost: Decimal = ZERO
 
     @property
     def minimum_applied(self) -> bool:
-        return self.charged > add(add(self.token_cost, self.hour_cost), self.fixed)
+        return self.charged > total([self.token_cost, self.hour_cost, self.fixed, self.grader_cost])
 
 
 def request_cost(path: PromptPath | TunedPath) -> Decimal:
@@ -78,8 +89,21 @@ def request_cost(path: PromptPath | TunedPath) -> Decimal:
     return add(total(parts), p.per_request)
 
 
+def grader_cost(grader: Grader | None) -> Decimal:
+    """A reinforcement fine-tuning grader's tokens per job at the grader's prices (per 1M tokens)."""
+    if grader is None:
+        return ZERO
+    p = grader.prices
+    if p.input is None or p.output is None:
+        raise ValueError(f"grader {grader.model!r} has unresolved prices: call resolve_prices() first")
+    return add(per_mtok(grader.input_tokens, p.input), per_mtok(grader.output_tokens, p.output))
+
+
 def training_cost(training: Training, conventions: Conventions) -> TrainingCost:
-    """(dataset × epochs + validation [× epochs]) × price/1M + hours × price/hour + fixed, >= the minimum."""
+    """(dataset × epochs + validation [× epochs]) × price/1M + hours × price/hour + fixed + grader.
+
+    The charge is at least the minimum.
+    """
     validation = training.validation_tokens
     if conventions.validation_per_epoch:
         validation = mul(validation, training.epochs)
@@ -88,14 +112,39 @@ def training_cost(training: Training, conventions: Conventions) -> TrainingCost:
     hour_cost = (
         mul(training.hours, training.per_hour) if training.hours and training.per_hour is not None else ZERO
     )
-    computed = total([token_cost, hour_cost, training.fixed])
+    grading = grader_cost(training.grader)
+    computed = total([token_cost, hour_cost, training.fixed, grading])
     minimum = training.min_charge or ZERO
-    return TrainingCost(tokens, token_cost, hour_cost, training.fixed, minimum, max(computed, minimum))
+    charged = max(computed, minimum)
+    return TrainingCost(tokens, token_cost, hour_cost, training.fixed, minimum, charged, grading)
+
+
+def retrain_cost(path: TunedPath, conventions: Conventions) -> Decimal:
+    """A scheduled retraining: `retrain_share` × the first job's charge + `retrain_extra`."""
+    job = training_cost(path.training, conventions).charged
+    return add(mul(path.lifecycle.retrain_share, job), path.lifecycle.retrain_extra)
+
+
+def instalments(charge: Decimal, months: int) -> list[Decimal]:
+    """`charge` in `months` equal instalments that sum exactly to it.
+
+    Each is charge ÷ months exactly when that is a finite decimal ($1,200 / 12 = $100;
+    $1 / 8 = $0.125); otherwise charge ÷ months rounded down to the cent, the last instalment
+    taking the remainder ($1,000 / 3 = $333.33, $333.33, $333.34).
+    """
+    try:
+        share = MONEY.divide(charge, Decimal(months))
+        return [share] * months
+    except Inexact:
+        exact = MONEY_DISPLAY.divide(charge, Decimal(months))
+        share = exact.quantize(Decimal("0.01"), rounding=ROUND_DOWN, context=MONEY_DISPLAY)
+    return [share] * (months - 1) + [charge - mul(share, months - 1)]
 
 
 def one_off_parts(one_off: OneOff) -> dict[str, Decimal]:
-    """Labelling (examples × cost each), engineering (hours × rate) and other one-off costs."""
+    """Setup, labelling (examples × cost each), engineering (hours × rate) and other one-off costs."""
     return {
+        "setup": one_off.setup,
         "labelling": mul(one_off.examples_to_label, one_off.cost_per_example),
         "engineering": mul(one_off.engineering_hours, one_off.hourly_rate),
         "other": one_off.other,
@@ -122,10 +171,11 @@ def simulate(
     """
     per_request = request_cost(path)
     upfront = total(list(one_off_parts(path.one_off).values()))
+    recurring = total(list(path.recurring.values()))
     if isinstance(path, PromptPath):
         months = [Month(0, 0, ZERO, ZERO, ZERO, ZERO, upfront, "start")]
         months += [
-            Month(m, v, mul(v, per_request), ZERO, ZERO, ZERO, ZERO, "prompt")
+            Month(m, v, mul(v, per_request), ZERO, ZERO, ZERO, ZERO, "prompt", recurring)
             for m, v in enumerate(volumes, 1)
         ]
         return months, []
@@ -142,7 +192,10 @@ def _simulate_tuned(
 ) -> tuple[list[Month], list[tuple[int, str]]]:
     lc = path.lifecycle
     job = training_cost(path.training, conventions).charged
+    retrain = retrain_cost(path, conventions)
+    migration = add(job, lc.retrain_extra)
     hosting, storage = fixed_fees(path, conventions)
+    recurring = total(list(path.recurring.values()))
 
     def can_train(month: int) -> bool:
         return lc.new_training_until_month is None or month <= lc.new_training_until_month
@@ -152,7 +205,8 @@ def _simulate_tuned(
     if eol is not None and (lc.on_end_of_life == "revert" or not can_train(eol + 1)):
         reverts_at = eol + 1
     events: list[tuple[int, str]] = []
-    months = [Month(0, 0, ZERO, ZERO, ZERO, job, upfront, "start")]
+    charges = [job] + [ZERO] * len(volumes)  # training charged in each month, before amortisation
+    months = [Month(0, 0, ZERO, ZERO, ZERO, ZERO, upfront, "start")]
     for m, v in enumerate(volumes, 1):
         if reverts_at is not None and m >= reverts_at:
             if baseline is None:
@@ -167,19 +221,39 @@ def _simulate_tuned(
                 events.append(
                     (m, f"the tuned model has reached its end of life; traffic reverts to the baseline{why}")
                 )
-            months.append(Month(m, v, b.inference, b.hosting, b.storage, ZERO, ZERO, "reverted"))
+            months.append(Month(m, v, b.inference, b.hosting, b.storage, ZERO, ZERO, "reverted", b.recurring))
             continue
-        retrain = _retrain_due(path, m)
-        if retrain and not can_train(m):
+        due = _retrain_due(path, m)
+        if due and not can_train(m):
             events.append(
-                (m, f"{retrain} skipped: no new training jobs after month {lc.new_training_until_month}")
+                (m, f"{due} skipped: no new training jobs after month {lc.new_training_until_month}")
             )
-            retrain = ""
-        if retrain:
-            events.append((m, retrain))
-        charge = add(job, lc.retrain_extra) if retrain else ZERO
-        months.append(Month(m, v, mul(v, per_request), hosting, storage, charge, ZERO, "tuned"))
-    return months, events
+            due = ""
+        if due:
+            events.append((m, due))
+            charges[m] = migration if due.startswith("end-of-life") else retrain
+        months.append(Month(m, v, mul(v, per_request), hosting, storage, ZERO, ZERO, "tuned", recurring))
+    spread = _amortise(charges, path.training.amortise_months)
+    return [replace(month, training=spread[month.month]) for month in months], events
+
+
+def _amortise(charges: Sequence[Decimal], months: int | None) -> list[Decimal]:
+    """Training paid per month: as charged, or each charge in `months` instalments.
+
+    The month-0 job is paid over months 1..N, a charge of month m over months m..m+N-1; instalments
+    falling after the last simulated month are dropped.
+    """
+    if months is None:
+        return list(charges)
+    paid = [ZERO] * len(charges)
+    for m, charge in enumerate(charges):
+        if not charge:
+            continue
+        for k, part in enumerate(instalments(charge, months)):
+            due = max(m, 1) + k
+            if due < len(paid):
+                paid[due] = add(paid[due], part)
+    return paid
 
 
 def _retrain_due(path: TunedPath, month: int) -> str:

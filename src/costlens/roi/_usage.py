@@ -7,6 +7,11 @@ path from the profile ("current") and takes everything else (the tuned path, hor
 facts) from the user's assumptions, so only the tuned-path assumptions need to be typed in.
 
 Volume per month = calls × days per month ÷ observed days, rounded half-even to whole requests.
+The observed span is the part of the window the data covers: from the later of `since` and the
+first call to `until` (default: now); with no window (a trace), from the first call to the last.
+A window with 25 days of data is divided by 25, not 30. A span shorter than `SHORT_SPAN_DAYS`
+(7: a week of traffic, with its weekdays and weekend) is extrapolated all the same, with a
+warning in `UsageProfile.warnings`, and so is a window the data covers only in part.
 Mean tokens are rounded half-even to 3 decimals (the only rounding; stated in the profile).
 """
 
@@ -28,6 +33,7 @@ from costlens.roi._scenario import Scenario
 from costlens.usage import CallRecord, Usage
 
 __all__ = [
+    "SHORT_SPAN_DAYS",
     "RecordSource",
     "TokenStats",
     "UsageProfile",
@@ -38,6 +44,8 @@ __all__ = [
 ]
 
 _DAY = timedelta(days=1)
+#: Traffic observed over fewer days than this is extrapolated to a month with a warning.
+SHORT_SPAN_DAYS = 7
 _TRACE_COLUMNS = (
     ("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
     ("timestamp", "input_tokens", "output_tokens"),
@@ -94,6 +102,8 @@ class UsageProfile:
     priced_calls: int
     recorded_cost: Decimal
     cost_per_call: Decimal | None
+    window_days: Fraction | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         def stats(s: TokenStats) -> dict[str, Any]:
@@ -105,6 +115,7 @@ class UsageProfile:
             "first_call": self.first_call,
             "last_call": self.last_call,
             "period_days": str(round_fraction(self.period_days, 4)),
+            "window_days": None if self.window_days is None else str(round_fraction(self.window_days, 4)),
             "requests_per_month": self.requests_per_month,
             "input_tokens": stats(self.input_tokens),
             "output_tokens": stats(self.output_tokens),
@@ -115,6 +126,7 @@ class UsageProfile:
             "priced_calls": self.priced_calls,
             "recorded_cost": self.recorded_cost,
             "cost_per_call": self.cost_per_call,
+            "warnings": list(self.warnings),
         }
 
 
@@ -128,8 +140,10 @@ def profile_from_records(
 ) -> UsageProfile:
     """Profile calls (blocked calls, which never reached a provider, are left out).
 
-    The observed period is [since, until or the last call] when `since` is given, else first to last
-    call; a window with no span cannot be scaled to a month and is an error.
+    The observed period starts at the later of `since` and the first call and ends at `until`
+    (default: now when `since` is given, else the last call); a period with no span cannot be scaled
+    to a month and is an error. `warnings` says when the period is short or covers only part of
+    the window.
     """
     calls = [r for r in records if r.status != "blocked"]
     if not calls:
@@ -138,11 +152,14 @@ def profile_from_records(
             f"no recorded calls{where} in this period: widen --since or check --feature and --store"
         )
     times = sorted(_utc(r.started_at) for r in calls)
-    start = _utc(since) if since is not None else times[0]
+    window_start = _utc(since) if since is not None else None
+    start = max(window_start, times[0]) if window_start is not None else times[0]
     end = _utc(until) if until is not None else (datetime.now(UTC) if since is not None else times[-1])
-    period = Fraction((end - start) // timedelta(microseconds=1), _DAY // timedelta(microseconds=1))
+    period = _days(end - start)
+    window = _days(end - window_start) if window_start is not None else None
     if period <= 0:
         raise ConfigError("the calls span no time, so volume per month is unknown: give --since (e.g. 30d)")
+    per_month = round(len(calls) * days_per_month / period)
     mix = Counter(f"{r.provider}/{r.response_model or r.request_model}" for r in calls)
     provider, _, model = mix.most_common(1)[0][0].partition("/")
     priced = [r.cost_nanousd for r in calls if r.cost_nanousd is not None]
@@ -153,7 +170,7 @@ def profile_from_records(
         first_call=times[0],
         last_call=times[-1],
         period_days=period,
-        requests_per_month=round(len(calls) * days_per_month / period),
+        requests_per_month=per_month,
         input_tokens=TokenStats.of([r.input_tokens for r in calls]),
         output_tokens=TokenStats.of([r.output_tokens for r in calls]),
         cached_tokens=TokenStats.of([r.cache_read_tokens for r in calls]),
@@ -163,7 +180,40 @@ def profile_from_records(
         priced_calls=len(priced),
         recorded_cost=cost,
         cost_per_call=round_fraction(Fraction(sum(priced), len(priced)), 0).scaleb(-9) if priced else None,
+        window_days=window,
+        warnings=_span_warnings(len(calls), period, window, per_month, days_per_month),
     )
+
+
+def _days(span: timedelta) -> Fraction:
+    return Fraction(span // timedelta(microseconds=1), _DAY // timedelta(microseconds=1))
+
+
+def _span_text(days: Fraction) -> str:
+    if days < 1:
+        return f"{round_fraction(days * 24, 1)} hours"
+    return f"{round_fraction(days, 1)} days"
+
+
+def _span_warnings(
+    calls: int, period: Fraction, window: Fraction | None, per_month: int, days_per_month: int
+) -> tuple[str, ...]:
+    """Say when the data covers only part of the window, and when it is too short to extrapolate."""
+    out = []
+    if window is not None and period < window:
+        out.append(
+            f"the data covers {_span_text(period)} of the {_span_text(window)} window (the first call "
+            f"comes {_span_text(window - period)} after its start): volume is scaled from the "
+            f"{_span_text(period)} observed"
+        )
+    if period < SHORT_SPAN_DAYS:
+        factor = round_fraction(days_per_month / period, 1)
+        out.append(
+            f"short observation: {calls:,} calls over {_span_text(period)} extrapolated x{factor} to "
+            f"{per_month:,} requests a month; record at least {SHORT_SPAN_DAYS} days of traffic "
+            "or set [volume] in the assumptions"
+        )
+    return tuple(out)
 
 
 def _utc(when: datetime) -> datetime:
@@ -231,11 +281,17 @@ def scenario_from_usage(profile: UsageProfile, assumptions: Mapping[str, Any]) -
     `assumptions` is a partial scenario (same keys as a scenario file): its `paths` are the
     alternatives (a tuned path's `tokens.output` defaults to the measured mean); `volume` keys it
     gives (e.g. `growth_per_month`) are merged over the measured volume. The cached prefix is the
-    measured mean of cache-read tokens, at the cached price.
+    measured mean of cache-read tokens, at the cached price. A `current` table adds path keys to the
+    measured path (`recurring` monthly costs, `accuracy`, `one_off`, `prices`, `note`).
     """
     from costlens.roi._load import parse_scenario
 
     data = dict(assumptions)
+    extra = dict(data.pop("current", None) or {})
+    if fixed := sorted({"name", "kind", "model", "provider", "tokens"} & set(extra)):
+        raise ConfigError(
+            f"the assumptions' [current] table cannot set {', '.join(fixed)}: they are measured"
+        )
     output = profile.output_tokens.mean
     cached = profile.cached_tokens.mean
     current = {
@@ -250,7 +306,7 @@ def scenario_from_usage(profile: UsageProfile, assumptions: Mapping[str, Any]) -
             "cached_share": 1 if cached else 0,
         },
         "note": f"measured: {profile.calls:,} calls over {round_fraction(profile.period_days, 2)} days",
-    }
+    } | extra
     others = [_with_output(p, output) for p in data.get("paths", [])]
     if any(p.get("name") == "current" for p in others):
         raise ConfigError("the assumptions name a path 'current': that name is the measured path; rename it")

@@ -20,6 +20,7 @@ from costlens.store._base import (
     nanousd_to_usd,
     parse_key,
 )
+from costlens.store._errors import StoreNotFound, StoreUnusable
 
 __all__ = [
     "BUILTIN_KEYS",
@@ -27,6 +28,8 @@ __all__ = [
     "SpendRow",
     "Store",
     "StoreFactory",
+    "StoreNotFound",
+    "StoreUnusable",
     "UnpricedModel",
     "check_store_url",
     "known_schemes",
@@ -66,10 +69,24 @@ def check_store_url(url: str) -> None:
         )
 
 
-def open_store(url: str) -> Store:
-    """Open the store a URL names. Opening does no I/O until the first read or write."""
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open the store a URL names. Opening does no I/O until the first read or write.
+
+    `create=False` (read commands) opens only a store that exists: a backend with a
+    `check_exists()` method is asked at once, and raises `StoreNotFound` (nothing is created) or
+    `StoreUnusable` (the file is a folder, not a database...).
+    """
     check_store_url(url)
-    return _FACTORIES[_scheme(url)](url)
+    store = _FACTORIES[_scheme(url)](url)
+    if not create:
+        check = getattr(store, "check_exists", None)
+        if callable(check):
+            try:
+                check()
+            except BaseException:
+                store.close()
+                raise
+    return store
 
 
 def _lazy(module: str) -> StoreFactory:

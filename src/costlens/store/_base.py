@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from costlens.store._time import TIME_KEYS, bucket_label, get_zone
-from costlens.usage import CallRecord
+from costlens.usage import USAGE_PARTS, CallRecord
 
 __all__ = [
     "BUILTIN_KEYS",
@@ -47,7 +47,7 @@ BUILTIN_KEYS = (
 SCAN_FIELDS = (
     "id", "started_at_us", "latency_ms", "ttft_ms", "provider", "request_model", "response_model",
     "service_tier", "status", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "reasoning_tokens", "cost_nanousd", "estimated",
+    "reasoning_tokens", "cost_nanousd", "estimated", *USAGE_PARTS,
 )  # fmt: skip
 
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -165,6 +165,12 @@ class SpendRow:
     unpriced_calls: int = 0
     error_calls: int = 0
     estimated_calls: int = 0
+    cache_write_1h_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    citation_tokens: int = 0
+    web_search_requests: int = 0
+    file_search_requests: int = 0
 
     @property
     def cost_usd(self) -> Decimal:

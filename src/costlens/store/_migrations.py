@@ -131,6 +131,24 @@ FROM calls c
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
 """
 
+# The finer usage parts (`costlens.usage.USAGE_PARTS`): 1-hour cache writes (part of
+# cache_write_tokens), uncached audio input and audio output, citation tokens (parts of the input
+# and output totals), and server-side tool requests billed per request. Old rows and rollups are 0.
+_USAGE_PARTS = """
+ALTER TABLE calls ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN input_audio_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN output_audio_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN citation_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN web_search_requests BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN file_search_requests BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollup_hourly ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollup_hourly ADD COLUMN input_audio_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollup_hourly ADD COLUMN output_audio_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollup_hourly ADD COLUMN citation_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollup_hourly ADD COLUMN web_search_requests BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollup_hourly ADD COLUMN file_search_requests BIGINT NOT NULL DEFAULT 0;
+"""
+
 #: (name, sql) in the order they apply. APPEND ONLY.
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("0001_create_calls", _CREATE_CALLS),
@@ -138,6 +156,7 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("0003_index_unpriced_calls", _UNPRICED_INDEX),
     ("0004_tagsets", _TAGSETS),
     ("0005_rollup_hourly", _ROLLUP_HOURLY),
+    ("0006_usage_parts", _USAGE_PARTS),
 )
 
 

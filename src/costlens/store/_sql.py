@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from costlens.store._base import parse_key
 from costlens.store._time import offset_label
+from costlens.usage import USAGE_PARTS
 
 __all__ = ["RAW", "ROLLUP", "Filter", "Source"]
 
@@ -30,6 +31,8 @@ class Source:
     aggregates: str
 
 
+# The usage parts, summed after the original aggregates (`SpendRow` takes them in this order).
+_PART_SUMS = "".join(f", SUM(c.{name})" for name in USAGE_PARTS)
 _SHARED = {
     "request_model": "c.request_model",
     "provider": "c.provider",
@@ -44,7 +47,8 @@ RAW = Source(
     aggregates="""COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens), SUM(c.cache_read_tokens),
     SUM(c.cache_write_tokens), SUM(c.reasoning_tokens), SUM(c.cost_nanousd),
     SUM(CASE WHEN c.cost_nanousd IS NULL THEN 1 ELSE 0 END),
-    SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END), SUM(c.estimated)""",
+    SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END), SUM(c.estimated)"""
+    + _PART_SUMS,
 )
 ROLLUP = Source(
     table="rollup_hourly c",
@@ -52,7 +56,8 @@ ROLLUP = Source(
     columns={**_SHARED, "model": "c.model"},
     aggregates="""SUM(c.calls), SUM(c.input_tokens), SUM(c.output_tokens), SUM(c.cache_read_tokens),
     SUM(c.cache_write_tokens), SUM(c.reasoning_tokens), SUM(c.cost_nanousd), SUM(c.unpriced_calls),
-    SUM(c.error_calls), SUM(c.estimated_calls)""",
+    SUM(c.error_calls), SUM(c.estimated_calls)"""
+    + _PART_SUMS,
 )
 
 

@@ -5,8 +5,8 @@ and what repeats (provider, model, status, tags...: the dims table, one row per 
 both TEMP tables. One `INSERT ... SELECT` then moves the batch into `calls`, skipping ids already
 stored (first one wins inside a batch), and one more folds exactly the rows just inserted into
 `rollup_hourly`: from the stage when every staged row went in, else from `calls` above the rowid
-watermark taken before the move. Binding 10 values per call (15 when a batch has end times,
-latencies or trace ids) instead of 30 is what makes bulk imports fast. Everything runs inside the
+watermark taken before the move. Binding 16 values per call (21 when a batch has end times,
+latencies or trace ids) instead of 36 is what makes bulk imports fast. Everything runs inside the
 caller's transaction.
 """
 
@@ -18,13 +18,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from costlens.store._codec import dumps
-from costlens.usage import CallRecord
+from costlens.usage import USAGE_PARTS, CallRecord
 
 __all__ = ["COLUMNS", "TagsetCache", "prepare", "write_batch"]
 
 _CORE = (
     "id", "started_at_us", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "reasoning_tokens", "cost_nanousd", "estimated",
+    "reasoning_tokens", "cost_nanousd", "estimated", *USAGE_PARTS,
 )  # fmt: skip
 _EXTRA = ("ended_at_us", "latency_ms", "ttft_ms", "trace_id", "span_id")
 _NO_EXTRA = (None, None, None, None, None)
@@ -57,8 +57,11 @@ _MOVE = (
 )
 _SUMS = (
     "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-    "cost_nanousd", "unpriced_calls", "error_calls", "estimated_calls",
+    "cost_nanousd", "unpriced_calls", "error_calls", "estimated_calls", *USAGE_PARTS,
 )  # fmt: skip
+_PART_SUMS_CALLS = "".join(f", SUM(c.{name})" for name in USAGE_PARTS)
+_PART_SUMS_STAGE = "".join(f", SUM(s.{name}) AS {name}" for name in USAGE_PARTS)
+_PART_COLS_STAGE = "".join(f", g.{name}" for name in USAGE_PARTS)
 _ROLLUP_KEY = "hour_us, provider, operation, request_model, model, service_tier, status, tagset_id"
 _ADD = ", ".join(f"{s} = rollup_hourly.{s} + excluded.{s}" for s in _SUMS)
 _FOLD = f"""INSERT INTO rollup_hourly ({_ROLLUP_KEY}, {", ".join(_SUMS)})
@@ -68,7 +71,7 @@ SELECT c.started_at_us - (((c.started_at_us % 3600000000) + 3600000000) % 360000
     SUM(c.input_tokens), SUM(c.output_tokens), SUM(c.cache_read_tokens), SUM(c.cache_write_tokens),
     SUM(c.reasoning_tokens), COALESCE(SUM(c.cost_nanousd), 0),
     SUM(CASE WHEN c.cost_nanousd IS NULL THEN 1 ELSE 0 END),
-    SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END), SUM(c.estimated)
+    SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END), SUM(c.estimated){_PART_SUMS_CALLS}
 FROM calls c WHERE c.rowid > ?
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ON CONFLICT ({_ROLLUP_KEY}) DO UPDATE SET {_ADD}"""
@@ -77,12 +80,13 @@ _FOLD_STAGE = f"""INSERT INTO rollup_hourly ({_ROLLUP_KEY}, {", ".join(_SUMS)})
 SELECT g.hour_us, d.provider, d.operation, d.request_model,
     COALESCE(NULLIF(d.response_model, ''), d.request_model), COALESCE(d.service_tier, ''), d.status,
     COALESCE(d.tagset_id, 0), g.calls, g.i, g.o, g.cr, g.cw, g.rs, g.cost, g.unpriced,
-    CASE WHEN d.status = 'error' THEN g.calls ELSE 0 END, g.est
+    CASE WHEN d.status = 'error' THEN g.calls ELSE 0 END, g.est{_PART_COLS_STAGE}
 FROM (SELECT s.started_at_us - (((s.started_at_us % 3600000000) + 3600000000) % 3600000000) AS hour_us,
     s.dim AS dim, COUNT(*) AS calls, SUM(s.input_tokens) AS i, SUM(s.output_tokens) AS o,
     SUM(s.cache_read_tokens) AS cr, SUM(s.cache_write_tokens) AS cw, SUM(s.reasoning_tokens) AS rs,
     COALESCE(SUM(s.cost_nanousd), 0) AS cost,
     SUM(CASE WHEN s.cost_nanousd IS NULL THEN 1 ELSE 0 END) AS unpriced, SUM(s.estimated) AS est
+    {_PART_SUMS_STAGE}
     FROM temp.{_STAGE} s GROUP BY 1, 2) g
 JOIN temp.{_DIMS} d ON d.dim = g.dim WHERE true
 ON CONFLICT ({_ROLLUP_KEY}) DO UPDATE SET {_ADD}"""
@@ -171,7 +175,9 @@ def _split(
         micros = (started - _EPOCH) // _MICRO if started.tzinfo else _micros(started)
         core = (
             dim, r.id, micros, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,
-            r.reasoning_tokens, r.cost_nanousd, 1 if r.estimated else 0,
+            r.reasoning_tokens, r.cost_nanousd, 1 if r.estimated else 0, r.cache_write_1h_tokens,
+            r.input_audio_tokens, r.output_audio_tokens, r.citation_tokens, r.web_search_requests,
+            r.file_search_requests,
         )  # fmt: skip
         cores.append(core)
         extra = (r.ended_at, r.latency_ms, r.ttft_ms, r.trace_id, r.span_id)

@@ -19,11 +19,14 @@ from costlens.store._base import (
     parse_key,
     to_micros,
 )
-from costlens.usage import CallRecord
+from costlens.usage import USAGE_PARTS, CallRecord
 
 __all__ = ["MemoryStore", "from_url"]
 
-_SUMS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+_SUMS = (
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+    *USAGE_PARTS,
+)  # fmt: skip
 
 
 class MemoryStore:

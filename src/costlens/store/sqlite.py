@@ -23,12 +23,13 @@ from typing import Any, cast
 
 from costlens._errors import ConfigError
 from costlens.store._base import SpendQuery, SpendRow, UnpricedModel, from_micros, to_micros
+from costlens.store._errors import StoreNotFound, StoreUnusable
 from costlens.store._migrations import MIGRATIONS, statements
 from costlens.store._sql import RAW, ROLLUP, Filter, Source, aggregate_sql
 from costlens.store._sqlite_conn import ThreadConnections, enable_wal
 from costlens.store._sqlwrite import TagsetCache, prepare, write_batch
 from costlens.store._time import HOUR_US, hour_aligned, offset_segments
-from costlens.usage import CallRecord, Status
+from costlens.usage import USAGE_PARTS, CallRecord, Status
 
 __all__ = ["SQLiteStore", "enable_wal", "from_url"]
 
@@ -37,7 +38,7 @@ _COLUMNS = (
     "request_model", "response_model", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_write_tokens", "reasoning_tokens", "cost_nanousd", "price_known", "price_version",
     "estimated", "status", "error_type", "http_status", "stream", "service_tier", "tags", "route",
-    "budgets", "trace_id", "span_id", "content",
+    "budgets", "trace_id", "span_id", "content", *USAGE_PARTS,
 )  # fmt: skip
 _SELECT_CALLS = f"SELECT {', '.join('c.' + c for c in _COLUMNS)}"
 _CREATE_MIGRATIONS = (
@@ -60,8 +61,10 @@ _SCAN_SQL = {
     "reasoning_tokens": "c.reasoning_tokens",
     "cost_nanousd": "c.cost_nanousd",
     "estimated": "c.estimated",
+    **{name: f"c.{name}" for name in USAGE_PARTS},
 }
 Segments = tuple[tuple[int, int], ...]
+_SQLITE_HEADER = b"SQLite format 3\x00"
 _BULK_CACHE_KIB = -131072  # negative: KiB, as SQLite's cache_size pragma takes it
 _DEFAULT_CACHE_KIB = -2000
 
@@ -92,8 +95,24 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection (a new one after a fork: the parent's are not ours to use).
 
-        After `close()`: `ConnectionsClosed`, a `RuntimeError`."""
-        return self._conns.get()
+        After `close()`: `ConnectionsClosed`, a `RuntimeError`. A file that cannot be a store (a
+        folder, a file that is not SQLite, a path through a file): `StoreUnusable`, naming it."""
+        try:
+            return self._conns.get()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            problem = unusable(self.path)
+            if problem is None:
+                raise
+            raise StoreUnusable(str(self.path), problem) from exc
+
+    def check_exists(self) -> None:
+        """For readers: `StoreNotFound` unless the file exists (creates nothing), `StoreUnusable`
+        unless it can be a store. `open_store(url, create=False)` calls it."""
+        problem = unusable(self.path)
+        if problem is not None:
+            raise StoreUnusable(str(self.path), problem)
+        if not self.path.exists():
+            raise StoreNotFound(f"sqlite://{self.path}", str(self.path))
 
     def _conn(self) -> sqlite3.Connection:
         conn = self._connection()
@@ -262,6 +281,27 @@ class SQLiteStore:
         ]
 
 
+def unusable(path: Path) -> str | None:
+    """What makes `path` unusable as a SQLite store, or None (a missing file is usable: it is created)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            break
+    if path.is_dir():
+        return "it is a folder, not a SQLite database file (name a file inside it, e.g. costlens.db)"
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    if head and head != _SQLITE_HEADER:
+        return "it is not a SQLite database (another kind of file?)"
+    return None
+
+
 def _rows(q: SpendQuery, raw: list[tuple[Any, ...]]) -> list[SpendRow]:
     """SpendRows from (keys..., sums...) tuples; parts of one group (rollup + edges) are added up."""
     n = len(q.group_by)
@@ -329,6 +369,7 @@ def _from_row(row: Sequence[Any]) -> CallRecord:
         trace_id=v["trace_id"],
         span_id=v["span_id"],
         content=_loads(v["content"]),
+        **{name: v[name] for name in USAGE_PARTS},
     )
 
 

@@ -15,11 +15,13 @@ with an OpenAI-style error body.
 Per-request headers, for callers that can't reach the Python queue (other threads, processes, trace
 replay); they win over `enqueue`, which wins over `default_usage` / `latency_s`:
 `x-fake-input-tokens`, `x-fake-output-tokens`, `x-fake-cached-tokens`, `x-fake-cache-write-tokens`,
-`x-fake-reasoning-tokens`, `x-fake-latency-ms`, and `x-fake-fault` with a `Fault.name`:
+`x-fake-reasoning-tokens`, `x-fake-cache-write-1h-tokens`, `x-fake-latency-ms`, and `x-fake-fault`
+with a `Fault.name`:
 `http-429`, `http-429-retry-0.5`, `http-500`, `timeout-2.0`, `cut-3`, `malformed`, `usage-missing`,
 `usage-negative`, `usage-no-output`. `x-fake-stream-deltas: N` sends a streamed answer in at most N
 text deltas (the same text and usage; replays of long answers then cost the client less parsing).
-A bad header value is answered with a 400.
+A bad header value is answered with a 400. `fake.enqueue(raw=...)` answers verbatim with a body
+(dict) or stream events (list) captured from a real API.
 
 `MemoryStore` (from `costlens.store.memory`) is re-exported lazily.
 """

@@ -44,7 +44,10 @@ def _usage(call: Call, *, output_tokens: int) -> dict[str, Any]:
         "input_tokens": t.uncached_input,
         "cache_creation_input_tokens": t.cache_write,
         "cache_read_input_tokens": t.cached,
-        "cache_creation": {"ephemeral_5m_input_tokens": t.cache_write, "ephemeral_1h_input_tokens": 0},
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": t.cache_write - t.cache_write_1h,
+            "ephemeral_1h_input_tokens": t.cache_write_1h,
+        },
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }

@@ -49,6 +49,7 @@ class FakeUsage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written for 1 hour (Anthropic)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -61,6 +62,11 @@ class FakeUsage:
         if self.input_tokens is not None and cache > self.input_tokens:
             raise ValueError(
                 f"FakeUsage: cached + cache_write ({cache}) exceed input_tokens ({self.input_tokens})"
+            )
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError(
+                f"FakeUsage: cache_write_1h_tokens ({self.cache_write_1h_tokens}) "
+                f"exceed cache_write_tokens ({self.cache_write_tokens})"
             )
         if self.output_tokens is not None and self.reasoning_tokens > self.output_tokens:
             raise ValueError(
@@ -183,6 +189,7 @@ class Behaviour:
     text: str | None = None
     latency_s: float | None = None
     stream_deltas: int | None = None  # at most this many text deltas per stream (None: one per word)
+    raw: Any = None  # a verbatim JSON body (dict) or SSE events (list), see FakeProvider.enqueue
 
 
 _USAGE_HEADERS = {
@@ -191,6 +198,7 @@ _USAGE_HEADERS = {
     "x-fake-cached-tokens": "cached_tokens",
     "x-fake-cache-write-tokens": "cache_write_tokens",
     "x-fake-reasoning-tokens": "reasoning_tokens",
+    "x-fake-cache-write-1h-tokens": "cache_write_1h_tokens",
 }
 
 
@@ -215,6 +223,7 @@ class Overrides:
             text=base.text,
             latency_s=base.latency_s if self.latency_s is None else self.latency_s,
             stream_deltas=self.stream_deltas or base.stream_deltas,
+            raw=base.raw,
         )
 
 
@@ -259,6 +268,7 @@ class Tokens:
     cached: int = 0
     cache_write: int = 0
     reasoning: int = 0
+    cache_write_1h: int = 0
 
     @property
     def uncached_input(self) -> int:
@@ -280,7 +290,14 @@ def resolve_tokens(usage: FakeUsage, *, derived_input: int, bound: int | None, t
     else:
         output = max(min(bound, DEFAULT_OUTPUT_TOKENS) if bound is not None else DEFAULT_OUTPUT_TOKENS, 0)
         output = max(output, usage.reasoning_tokens)
-    return Tokens(input_tokens, output, usage.cached_tokens, usage.cache_write_tokens, usage.reasoning_tokens)
+    return Tokens(
+        input_tokens,
+        output,
+        usage.cached_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+        usage.cache_write_1h_tokens,
+    )
 
 
 _SKIPPED_KEYS = frozenset({"role", "type"})

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from costlens.testing._config import Behaviour, FakeUsage, Fault, Overrides
 from costlens.testing._http import FakeRequest, Server
@@ -127,9 +127,15 @@ class FakeProvider:
         latency_s: float | None = None,
         *,
         times: int = 1,
+        raw: dict[str, Any] | list[Any] | None = None,
     ) -> None:
-        """Queue a one-shot behaviour for the next request(s), FIFO; None fields fall back to the defaults."""
-        behaviour = Behaviour(usage=usage, fault=fault, text=text, latency_s=latency_s)
+        """Queue a one-shot behaviour for the next request(s), FIFO; None fields fall back to the defaults.
+
+        `raw` answers verbatim, e.g. with a body captured from the real API: a dict is sent as the
+        JSON body; a list is sent as the SSE events of a stream, each a dict (sent with
+        `event: <its "type">` when it has one, as Anthropic and Responses events do), a
+        `(event name or None, data)` pair, or the string "[DONE]". Token settings do not apply."""
+        behaviour = Behaviour(usage=usage, fault=fault, text=text, latency_s=latency_s, raw=raw)
         with self._lock:
             self._queue.extend([behaviour] * times)
 
@@ -169,6 +175,7 @@ class FakeProvider:
             fault=queued.fault,
             text=queued.text,
             latency_s=self.latency_s if queued.latency_s is None else queued.latency_s,
+            raw=queued.raw,
         )
         return overrides.apply(base), seed
 

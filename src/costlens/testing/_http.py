@@ -175,6 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "http":
             self._send_fault(route, fault)
             return
+        if behaviour.raw is not None:
+            self._send_raw(route, behaviour.raw)
+            return
         call = _make_call(route, body, behaviour, self._seed, self.server.fake._created())
         kind = fault.kind if fault else None
         endpoint = route.endpoint
@@ -227,6 +230,21 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "malformed_json":
             data = data[: len(data) // 2]
         self._send_bytes(200, data, self._request_headers(route), cut=fault == "cut_stream")
+
+    def _send_raw(self, route: Route, raw: Any) -> None:
+        """A verbatim answer queued with `enqueue(raw=...)`: a JSON body, or a list of SSE events."""
+        if isinstance(raw, dict):
+            self._send_body(route, raw, None)
+            return
+        events: list[SSE] = []
+        for item in raw:
+            if isinstance(item, tuple):
+                events.append((item[0], item[1]))
+            elif isinstance(item, dict) and isinstance(item.get("type"), str):
+                events.append((item["type"], item))
+            else:
+                events.append((None, item))
+        self._send_sse(route, events, None, 0)
 
     def _send_sse(self, route: Route, events: list[SSE], fault: str | None, cut_after: int) -> None:
         self.send_response(200)
