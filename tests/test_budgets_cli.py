@@ -48,7 +48,7 @@ def test_set_list_and_remove_in_the_default_file(home: Path) -> None:
     table = list(csv.DictReader(io.StringIO(run("budgets", "list", "--format", "csv").output)))
     assert table[1] == {
         "name": "users", "scope": "user=*", "limit_usd": "1", "window": "24h", "mode": "block",
-        "downgrade_to": "", "thresholds": "50%, 80%, 100%", "notify": "",
+        "downgrade_to": "", "thresholds": "50%, 80%, 100%", "notify": "", "defined_in": "file",
     }  # fmt: skip
     updated = run("budgets", "set", "conv", "--limit", "7.5")
     assert updated.exit_code == 0 and "Updated budget 'conv'" in updated.output
@@ -142,10 +142,10 @@ def test_empty_list(home: Path) -> None:
     assert result.exit_code == 0 and "costlens budgets set NAME --limit USD" in result.output
 
 
-def test_status_of_a_budget_not_in_the_file_says_code_budgets_must_be_added_to_it(home: Path) -> None:
+def test_status_of_a_budget_neither_in_the_file_nor_recorded_in_the_ledger(home: Path) -> None:
     result = run("budgets", "status", "from-code")
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
-    assert "defined in code" in result.output and "costlens budgets set" in result.output
+    assert "nor defined in code" in result.output and "costlens budgets set" in result.output
 
 
 def test_status_money_columns_share_one_precision(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ PINNED = [
     ("0001_create_budget_ledger", "6531385414c8109116075e797605cb54b97e6a7ae4b5d564b9c21dc0f1658e73"),
     ("0002_expired_reservations", "5c4a7bf7ef117ae920b7e59b03a05c179056ff50f2b1b447c0dd514d66d41d5a"),
     ("0003_budget_limits", "5145b0db602a93ae4fc889e623edaed8ff437411b9e713592dd19ab5a5baccc5"),
+    ("0004_budget_definitions", "ec431eac49557a0c4b17cbfa7e950dc9dc6632738c051c21ccd4eb2feac13f82"),
 ]
 
 

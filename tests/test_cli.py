@@ -250,6 +250,9 @@ def test_prices_missing_in_every_format(db: str) -> None:
 
 
 def test_prices_missing_when_everything_is_priced(tmp_path: Path) -> None:
+    empty = SQLiteStore(tmp_path / "e.db")  # an empty store: `prices missing` never creates one
+    empty.migrate()
+    empty.close()
     url = f"sqlite://{tmp_path / 'e.db'}"
     assert "Every recorded call has a known price." in ok("prices", "missing", "--store", url).stdout
     assert json.loads(ok("prices", "missing", "--store", url, "--format", "json").stdout) == []
@@ -261,7 +264,7 @@ def test_prices_update_prints_the_result_or_a_clean_error(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(costlens.pricing, "update_prices", lambda: "genai-prices-9.9")
     assert ok("prices", "update").stdout == "Prices updated: genai-prices-9.9\n"
-    assert json.loads(ok("prices", "update", "--format", "json").stdout) == "genai-prices-9.9"
+    assert json.loads(ok("prices", "update", "--format", "json").stdout) == {"version": "genai-prices-9.9"}
 
     def offline() -> str:
         raise CostlensError("could not reach the price catalogue; offline?")

@@ -110,3 +110,14 @@ def test_import_cli_reads_mooncake_json_lines_and_warns_on_incomplete_pages(tmp_
     costs = runner.invoke(app, ["import", str(DATA / "openai_costs_by_api_key.json"), "--store", store])
     assert costs.exit_code == 0
     assert "warning: the export is incomplete" in costs.stderr
+
+
+def test_export_refuses_an_empty_range_and_a_missing_store(db: str, tmp_path: Path) -> None:
+    backwards = runner.invoke(
+        app, ["export", "--store", db, "--since", "2025-03-02", "--until", "2025-03-01"]
+    )
+    assert backwards.exit_code == 2 and backwards.stdout == ""
+    assert backwards.stderr.count("\n") == 1 and "nothing could match" in backwards.stderr
+    missing = tmp_path / "typo.db"
+    result = runner.invoke(app, ["export", "--store", f"sqlite://{missing}"])
+    assert result.exit_code == 1 and "no store at" in result.stderr and not missing.exists()

@@ -79,8 +79,10 @@ def test_train_then_eval_json_csv_table_and_plot(files: tuple[Path, Path], tmp_p
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["rows"] == 30 and report["reference"] == "big-model" and report["cost_unit"] == "usd"
-    by_kind = {e["kind"]: e for e in report["entries"]}
+    assert (
+        report["held_out_rows"] == 30 and report["reference"] == "big-model" and report["cost_unit"] == "usd"
+    )
+    by_kind = {e["kind"]: e for e in report["rows"]}  # the policies: the csv rows, as flat objects
     assert set(by_kind) == {"model", "zero-router", "oracle", "router-hull", "router-deployable"}
     deploy = by_kind["router-deployable"]
     assert deploy["target_met"] is True and deploy["saving"] > by_kind["zero-router"]["saving"]
@@ -121,7 +123,7 @@ def test_holdout_sets_rows_aside_for_files_without_a_test_split(
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["cost_unit"] == "strong calls" and 10 < report["rows"] < 50
+    assert report["cost_unit"] == "strong calls" and 10 < report["held_out_rows"] < 50
     result = runner.invoke(
         app, ["route", "eval", "--data", str(no_split), "--router", str(out), "--holdout", "0"]
     )

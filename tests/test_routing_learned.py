@@ -381,10 +381,27 @@ def test_importing_the_router_modules_and_the_cli_loads_no_numpy_or_sklearn() ->
 
 def test_calibration_holds_out_whole_datasets_when_the_rows_name_enough_of_them() -> None:
     rows = [dict(r, dataset=f"set{i % 4}") for i, r in enumerate(synthetic())]
-    by_dataset = train_router(rows, COSTS, **FAST)
+    mixed = train_router(rows, COSTS, **FAST)
+    assert mixed.info["calibrated_by"] == "dataset and row folds"
+    assert mixed.calibrated(0.95).quality >= 0.95
+    by_dataset = train_router(rows, COSTS, calibrate_by="dataset", **FAST)
     assert by_dataset.info["calibrated_by"] == "dataset folds"
     assert by_dataset.calibrated(0.95).quality >= 0.95
     assert train_router(rows, COSTS, calibrate_by="rows", **FAST).info["calibrated_by"] == "row folds"
     assert train_router(synthetic(), COSTS, **FAST).info["calibrated_by"] == "row folds"
     with pytest.raises(RoutingDataError, match="at least 3 distinct values"):
         train_router(synthetic(), COSTS, calibrate_by="dataset", **FAST)
+
+
+def test_the_text_only_predictor_has_no_weight_on_the_length_counts() -> None:
+    """One predictor option leaves the length counts out (they extrapolate badly to prompts of other
+    kinds): its coefficients there are 0, so a router that keeps it needs no new field in the file."""
+    from costlens.routing._train import TEXT_ONLY, _configs, _fit
+
+    assert (TEXT_ONLY, 1.0) in _configs(True, (0.3, 1.0, 3.0))
+    rows = synthetic()
+    router = train_router(rows, COSTS, **FAST)
+    x = router.featurizer.matrix([router.featurizer.hash(r["prompt"]) for r in rows])
+    y = np.array([float(r["cheap"]) for r in rows])
+    coef, _ = _fit(TEXT_ONLY, 3.0, x, y, 0)
+    assert np.all(coef[-5:] == 0) and np.any(coef[:-5] != 0)

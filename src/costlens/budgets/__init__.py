@@ -39,6 +39,7 @@ from costlens.budgets._errors import (
     UnknownPriceBlocked,
 )
 from costlens.budgets._ledger import (
+    BudgetDefinition,
     BudgetKey,
     Ledger,
     MemoryLedger,
@@ -48,7 +49,7 @@ from costlens.budgets._ledger import (
     register_ledger,
 )
 from costlens.budgets._model import DEFAULT_THRESHOLDS, Budget, Mode, Scope, UnknownPricePolicy
-from costlens.budgets._status import BudgetStatus, budget_status
+from costlens.budgets._status import BudgetStatus, RecordedBudgets, budget_status, recorded_budgets
 from costlens.budgets._step import BrokenBudgets, BudgetStep
 from costlens.budgets._window import Window, parse_window, window_bounds
 
@@ -61,6 +62,7 @@ __all__ = [
     "BrokenBudgets",
     "Budget",
     "BudgetConfig",
+    "BudgetDefinition",
     "BudgetEngine",
     "BudgetExceeded",
     "BudgetKey",
@@ -75,6 +77,7 @@ __all__ = [
     "LoggingSink",
     "MemoryLedger",
     "Mode",
+    "RecordedBudgets",
     "Reservation",
     "Scope",
     "SlackSink",
@@ -88,6 +91,7 @@ __all__ = [
     "open_ledger",
     "parse_budgets",
     "parse_window",
+    "recorded_budgets",
     "register_ledger",
     "window_bounds",
 ]

@@ -10,17 +10,24 @@ Before the call (`BudgetEngine.admit`, the before-half of the pipeline's budget 
 After the call (`BudgetEngine.settle`, the step's after-half): settle the real cost (retried when the
 ledger fails; a reservation never settled is charged at its reserved amount when it expires), or
 release it when the price is unknown. Streams settle when they end, are closed or are collected.
+
+The engine records each budget it puts in force (or removes) in the ledger as a `BudgetDefinition`,
+when it is configured, never on a call: `costlens budgets status` in another process then shows the
+budgets defined in code. A ledger that cannot take them (down, or without the methods) is warned
+about; the budgets are in force all the same.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from costlens._errors import ConfigError, internal_error
 from costlens.budgets._alerts import Alert, AlertDispatcher, AlertSink
@@ -31,7 +38,7 @@ from costlens.budgets._errors import (
     LimitReached,
     UnknownPriceBlocked,
 )
-from costlens.budgets._ledger import BudgetKey, Ledger, Reservation, open_ledger
+from costlens.budgets._ledger import BudgetDefinition, BudgetKey, Ledger, Reservation, now_us, open_ledger
 from costlens.budgets._model import Budget
 from costlens.budgets._watch import Applied, Watch
 from costlens.budgets._window import CALENDAR, Position, to_us
@@ -79,7 +86,10 @@ class Ticket:
 
 
 class BudgetEngine:
-    """Budgets in force, the ledger they are kept in, and the alert sinks. Thread-safe."""
+    """Budgets in force, the ledger they are kept in, and the alert sinks. Thread-safe.
+
+    `budgets` are defined in code; `file_budgets` come from the budgets file `file` (a budget in
+    both is the one from code). Both are recorded in the ledger as definitions (see the module)."""
 
     def __init__(
         self,
@@ -89,6 +99,8 @@ class BudgetEngine:
         sinks: Sequence[AlertSink | Callable[[Alert], object]] = (),
         settings: EngineSettings | None = None,
         clock: Callable[[], datetime] | None = None,
+        file_budgets: Iterable[Budget] = (),
+        file: str | None = None,
     ) -> None:
         self.ledger = open_ledger(ledger) if isinstance(ledger, str) else ledger
         self.dispatcher = AlertDispatcher(sinks)
@@ -97,9 +109,13 @@ class BudgetEngine:
         self.watch = Watch(self.ledger, self.dispatcher)
         self._budgets: tuple[Budget, ...] = ()
         self._positions: dict[str, Position] = {}
+        self._defined: dict[str, BudgetDefinition] = {}
         self._lock = threading.Lock()
+        for budget in file_budgets:
+            self._put(budget, "file", file or "")
         for budget in budgets:
-            self.add(budget)
+            self._put(budget, "code", _this_process())
+        self._record(list(self._defined.values()))
 
     # -- the budgets in force ------------------------------------------------------------------------
 
@@ -108,20 +124,51 @@ class BudgetEngine:
         return self._budgets
 
     def add(self, budget: Budget) -> Budget:
-        """Put a budget in force; one with the same name is replaced (its spend is kept)."""
+        """Put a budget defined in code in force; one with the same name is replaced (its spend is
+        kept). Its definition is recorded in the ledger (see the module)."""
+        self._record([self._put(budget, "code", _this_process())])
+        return budget
+
+    def _put(self, budget: Budget, source: Literal["file", "code"], origin: str) -> BudgetDefinition:
         if not isinstance(budget, Budget):
             raise ConfigError(f"expected a costlens.Budget, got {type(budget).__name__}")
         self.dispatcher.check_names(budget.notify, budget.name)
+        defined = BudgetDefinition(budget.name, source, origin, budget.as_dict(), now_us(self.clock()))
         with self._lock:
             self._budgets = (*(b for b in self._budgets if b.name != budget.name), budget)
             self._positions.pop(budget.name, None)
-        return budget
+            self._defined[budget.name] = defined
+        return defined
 
     def remove(self, name: str) -> bool:
+        """Take a budget out of force (its spend stays in the ledger; its definition is marked removed)."""
         with self._lock:
             kept = tuple(b for b in self._budgets if b.name != name)
             found, self._budgets = len(kept) != len(self._budgets), kept
+            defined = self._defined.pop(name, None)
+        if found and defined is not None:
+            at = now_us(self.clock())
+            self._record([replace(defined, defined_us=at, removed_us=at)])
         return found
+
+    def _record(self, definitions: Sequence[BudgetDefinition]) -> None:
+        """Record definitions in the ledger (configure time only). A ledger that is down, or cannot
+        hold them, gets a warning: the budgets are in force in this process all the same."""
+        record = getattr(self.ledger, "record_definitions", None)
+        if not definitions or record is None:
+            return
+        try:
+            record(definitions)
+        except (LedgerUnavailable, ConfigError, NotImplementedError) as exc:
+            log.warning(
+                "costlens: could not record the definitions of budgets %s in the ledger %s (%s); they are "
+                "in force in this process, but `costlens budgets status` elsewhere may not show them",
+                ", ".join(repr(d.name) for d in definitions),
+                self.ledger.url,
+                exc,
+            )
+        except Exception as exc:
+            internal_error("recording budget definitions in the ledger", exc)
 
     def get(self, name: str) -> Budget | None:
         return next((b for b in self._budgets if b.name == name), None)
@@ -309,6 +356,13 @@ class BudgetEngine:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _this_process() -> str:
+    """Who defined a budget in code: the program and its process id, e.g. `app.py (pid 4242)`."""
+    argv = getattr(sys, "argv", None) or [""]
+    program = os.path.basename(str(argv[0])) or "python"
+    return f"{program} (pid {os.getpid()})"
 
 
 _underestimated_models: set[tuple[str, str]] = set()

@@ -24,6 +24,10 @@ Rules every implementation keeps (the shared tests in tests/test_budgets_ledger.
   and a late settle or release changes nothing: the reserved amount stays charged.
 - `fire_once(key, period, alert)` is true for exactly one caller across all processes.
 - Failures to reach the store raise `LedgerUnavailable`.
+- `record_definitions` keeps the latest `BudgetDefinition` of each budget name (the last write wins,
+  across processes) and `definitions` returns them: an engine records the budgets it puts in force
+  (and marks one removed), so `costlens budgets status` in another process sees budgets defined in
+  code. A ledger without these methods still enforces budgets: the engine then records nothing.
 
 Ledgers are found by URL scheme (`open_ledger`). A scheme maps to a factory, or to the
 `"module:attribute"` path of one, imported on first use: this module never imports a backend, so
@@ -38,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import import_module
-from typing import Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from costlens._errors import ConfigError
 from costlens.budgets._errors import LimitReached
@@ -48,6 +52,7 @@ from costlens.usage import _new_id
 __all__ = [
     "EXPIRED_KEEP_US",
     "HISTORY_BUCKET_US",
+    "BudgetDefinition",
     "BudgetKey",
     "Ledger",
     "LedgerFactory",
@@ -111,6 +116,27 @@ class Reservation:
     before: tuple[Spent, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetDefinition:
+    """A budget as a process last put it in force (or took it out: `removed_us`), kept in the ledger.
+
+    `definition` is `Budget.as_dict()` (JSON-ready). `source`: `"file"` (a budgets file, named by
+    `origin`) or `"code"` (`costlens.budget(...)`, `configure_budgets([...])`; `origin` names the
+    process). `defined_us`: when it was last put in force (or removed), microseconds since the epoch.
+    """
+
+    name: str
+    source: Literal["file", "code"]
+    origin: str
+    definition: dict[str, Any]
+    defined_us: int
+    removed_us: int | None = None
+
+    @property
+    def removed(self) -> bool:
+        return self.removed_us is not None
+
+
 @runtime_checkable
 class Ledger(Protocol):
     url: str
@@ -132,6 +158,12 @@ class Ledger(Protocol):
 
     def key_ids(self, budget: str) -> list[str]:
         """Every key of a budget seen so far: `budget` and its `budget[...]` instances."""
+
+    def record_definitions(self, definitions: Sequence[BudgetDefinition]) -> None:
+        """Keep each definition as the latest one of its budget name (one transaction)."""
+
+    def definitions(self) -> list[BudgetDefinition]:
+        """The latest definition of every budget name recorded, removed ones included, by name."""
 
     def close(self) -> None: ...
 
@@ -175,6 +207,7 @@ class MemoryLedger:
         self._held: dict[str, Reservation] = {}
         self._expired: dict[str, Reservation] = {}  # charged when they expired, kept EXPIRED_KEEP_US
         self._fired: set[tuple[str, int, str]] = set()
+        self._definitions: dict[str, BudgetDefinition] = {}
 
     def _reserved(self, key_id: str, at_us: int) -> int:
         return sum(
@@ -269,6 +302,14 @@ class MemoryLedger:
             held = {k.id for r in self._held.values() for k in r.keys}
             ids = set(self._spend) | held
         return sorted(i for i in ids if i == budget or i.startswith(budget + "["))
+
+    def record_definitions(self, definitions: Sequence[BudgetDefinition]) -> None:
+        with self._lock:
+            self._definitions.update((d.name, d) for d in definitions)
+
+    def definitions(self) -> list[BudgetDefinition]:
+        with self._lock:
+            return [self._definitions[name] for name in sorted(self._definitions)]
 
     def close(self) -> None:
         pass

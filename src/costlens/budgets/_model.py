@@ -211,6 +211,16 @@ class Budget:
             out["notify"] = list(self.notify)
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Budget:
+        """The budget `as_dict()` describes (a definition recorded in the ledger); `ConfigError` when
+        it is not one (written by a newer costlens, say)."""
+        fields = dict(data)
+        try:
+            return cls(fields.pop("name"), **fields)
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"not a budget definition ({type(exc).__name__}: {exc})") from None
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Budget) and self.as_dict() == other.as_dict()
 

@@ -12,6 +12,9 @@ Expired reservations count as spend from their expiry (`_USAGE`); a reserve move
 a mark in `budget_expired` for a late settle (corrects the charge) or release (refunds it).
 `budget_limits` holds the limit each key was last reserved with: a reserve with another limit
 (two processes or budgets files disagree) logs a warning, once per file and key in a process.
+`budget_definitions` holds the latest definition of each budget name that a process put in force
+(from its budgets file or from code) or removed, as JSON: what `costlens budgets status` reads to
+show budgets defined in code.
 
 The ledger lives in its own file by default (`<data dir>/budgets.db`): the recorder's batched
 appends to the call store then never hold up a reservation. It may share the store's file: its
@@ -21,6 +24,7 @@ Migrations are append-only and pinned by tests/test_budgets_ledger.py, like the 
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -34,6 +38,7 @@ from costlens._errors import ConfigError
 from costlens.budgets._errors import LedgerUnavailable, LimitReached
 from costlens.budgets._ledger import (
     EXPIRED_KEEP_US,
+    BudgetDefinition,
     BudgetKey,
     Reservation,
     Spent,
@@ -108,11 +113,23 @@ CREATE TABLE budget_limits (
 ) WITHOUT ROWID;
 """
 
+_DEFINITIONS = """
+CREATE TABLE budget_definitions (
+    name       TEXT NOT NULL PRIMARY KEY,
+    source     TEXT NOT NULL,
+    origin     TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    defined_us BIGINT NOT NULL,
+    removed_us BIGINT
+) WITHOUT ROWID;
+"""
+
 #: (name, sql) in the order they apply. APPEND ONLY: never edit, rename or reorder an entry.
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("0001_create_budget_ledger", _CREATE),
     ("0002_expired_reservations", _EXPIRED),
     ("0003_budget_limits", _LIMITS),
+    ("0004_budget_definitions", _DEFINITIONS),
 )
 _CLEANUP_EVERY_US = 10_000_000
 _MIGRATIONS_TABLE = (
@@ -143,6 +160,12 @@ _HISTORY = (  # (key, bucket, amount, calls): calls is 1 for a charge, 0 for a c
     "INSERT INTO budget_history (key, bucket_us, amount_nanousd, calls) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (key, bucket_us) DO UPDATE SET amount_nanousd = amount_nanousd + excluded.amount_nanousd, "
     "calls = calls + excluded.calls"
+)
+_DEFINE = (
+    "INSERT INTO budget_definitions (name, source, origin, definition, defined_us, removed_us) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET source = excluded.source, "
+    "origin = excluded.origin, definition = excluded.definition, defined_us = excluded.defined_us, "
+    "removed_us = excluded.removed_us"
 )
 _ROWS = "reservation_id, key, amount_nanousd, bucket_us, at_us, expires_us"
 _EXPIRED_ROWS = f"SELECT {_ROWS} FROM budget_reservations WHERE expires_us <= ?"
@@ -335,6 +358,30 @@ class SQLiteLedger:
         prefix = budget + "["
         rows = self._read(lambda conn: conn.execute(sql, (budget, len(prefix), prefix)).fetchall())
         return sorted(key for (key,) in rows)
+
+    def record_definitions(self, definitions: Sequence[BudgetDefinition]) -> None:
+        rows = [
+            (d.name, d.source, d.origin, json.dumps(d.definition, sort_keys=True), d.defined_us, d.removed_us)
+            for d in definitions
+        ]
+        if rows:
+            self._run(lambda conn: conn.executemany(_DEFINE, rows))
+
+    def definitions(self) -> list[BudgetDefinition]:
+        sql = (
+            "SELECT name, source, origin, definition, defined_us, removed_us FROM budget_definitions "
+            "ORDER BY name"
+        )
+        rows = self._read(lambda conn: conn.execute(sql).fetchall())
+        out = []
+        for name, source, origin, text, defined_us, removed_us in rows:
+            try:
+                definition = json.loads(text)
+            except ValueError:
+                continue  # not written by costlens: left out
+            if isinstance(definition, dict) and source in ("file", "code"):
+                out.append(BudgetDefinition(name, source, origin, definition, int(defined_us), removed_us))
+        return out
 
     def prune(self, before_us: int) -> int:
         """Drop history buckets and fired-alert marks older than `before_us`; returns rows removed."""

@@ -3,12 +3,17 @@
 The budgets file is `--file`, else `$COSTLENS_BUDGETS`, else `budgets.toml` in the costlens data
 folder: the file every tracked process reads on its first call. `set` and `remove` edit one
 `[[budgets]]` block and leave the rest of the file (comments included) as it was.
+
+`list` and `status` also show the budgets that processes defined in code (`costlens.budget(...)`,
+`configure_budgets([...])`): each engine records its budgets' definitions in the ledger. They are
+marked `code` (column `defined_in`); a budget in the file and in code is shown as the file defines it,
+with a note when the two differ. `remove` of such a budget marks its definition removed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -31,15 +36,22 @@ from costlens.cli._output import (
 )
 
 if TYPE_CHECKING:
-    from costlens.budgets import BudgetConfig
+    from costlens.budgets import BudgetConfig, Ledger, RecordedBudgets
 
 FILE_HELP = "Budgets file (default: $COSTLENS_BUDGETS, else budgets.toml in the costlens data folder)."
 LEDGER_HELP = "Ledger URL (default: the file's [settings] ledger, else $COSTLENS_LEDGER, else budgets.db)."
-_LIST_COLUMNS = ("name", "scope", "limit_usd", "window", "mode", "downgrade_to", "thresholds", "notify")
+_LIST_COLUMNS = (
+    "name", "scope", "limit_usd", "window", "mode", "downgrade_to", "thresholds", "notify", "defined_in",
+)  # fmt: skip
 _STATUS_COLUMNS = (
     "budget", "key", "mode", "window", "window_start", "window_end", "limit_usd", "spent_usd",
     "reserved_usd", "remaining_usd", "projected_usd", "limit_reached_at", "thresholds_crossed",
+    "defined_in", "defined_by", "defined_at",
 )  # fmt: skip
+_CODE_CAPTION = (
+    "defined in code: by costlens.budget(...) or configure_budgets([...]) in a process using this "
+    "ledger, not in the budgets file"
+)
 _MONEY = {"limit_usd", "spent_usd", "reserved_usd", "remaining_usd", "projected_usd"}
 _SHOWN_MONEY = ("limit_usd", "spent_usd", "reserved_usd", "remaining_usd")
 
@@ -56,29 +68,88 @@ def _load(path: Path) -> BudgetConfig:
     return load_budgets(path) if path.is_file() else BudgetConfig(path=str(path))
 
 
+def _ledger_url(ledger: str | None, config: BudgetConfig) -> str:
+    from costlens.config import default_ledger_url
+
+    return ledger or config.ledger or default_ledger_url()
+
+
+def _open_book(url: str) -> tuple[Ledger, bool]:
+    """The ledger at `url`, and whether it exists: a SQLite ledger that does not exist yet is not
+    created (an empty memory ledger stands in for it)."""
+    from costlens.budgets import open_ledger
+
+    if url.startswith("sqlite://") and not Path(url.partition("://")[2]).is_file():
+        return open_ledger("memory://"), False  # creating the file is left to the first budgeted call
+    return open_ledger(url), True
+
+
+def _recorded(book: Ledger, config: BudgetConfig, path: Path) -> RecordedBudgets:
+    from costlens.budgets import recorded_budgets
+
+    return recorded_budgets(book, config.budgets, str(path.expanduser().absolute()))
+
+
 def list_budgets(
     file: Annotated[Path | None, typer.Option("--file", metavar="PATH", help=FILE_HELP)] = None,
+    ledger: Annotated[str | None, typer.Option("--ledger", metavar="URL", help=LEDGER_HELP)] = None,
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)] = "table",
 ) -> None:
-    """List the budgets defined in the budgets file."""
+    """List the budgets defined in the budgets file, and those defined in code (from the ledger)."""
+    from costlens.budgets import LedgerUnavailable, RecordedBudgets
+
     fmt = check_format(fmt)
     path = _path(file)
     config = _load(path)
-    rows = [_list_row(b.as_dict(), b.scope.describe()) for b in config.budgets]
+    url = _ledger_url(ledger, config)
+    book, _ = _open_book(url)
+    try:
+        found = _recorded(book, config, path)
+    except LedgerUnavailable as exc:  # the file's budgets are still worth listing
+        note(f"costlens: budgets defined in code not listed: {exc}")
+        found = RecordedBudgets([], {})
+    finally:
+        book.close()
+    for text in found.notes.values():
+        note(f"costlens: {text}")
+    listed = [(b, "file", None, None) for b in config.budgets] + [
+        (b, d.source, d.origin, _defined_at(d.defined_us)) for b, d in found.budgets
+    ]
+    rows = [{**_list_row(b.as_dict(), b.scope.describe()), "defined_in": src} for b, src, _, _ in listed]
     if fmt == "json":
-        write_json([b.as_dict() for b in config.budgets])
+        write_json(
+            [
+                {**b.as_dict(), "defined_in": src, "defined_by": by, "defined_at": at}
+                for b, src, by, at in listed
+            ]
+        )
     elif fmt == "csv":
         write_csv(rows, _LIST_COLUMNS)
     elif not rows:
         console().print(f"No budgets in {path}. Add one with `costlens budgets set NAME --limit USD`.")
     else:
-        table = make_table(_LIST_COLUMNS, title=f"Budgets in {path}", right=["limit_usd"])
+        columns = _LIST_COLUMNS if found.budgets else _LIST_COLUMNS[:-1]
+        table = make_table(
+            columns,
+            title=f"Budgets in {path}" + (" and recorded in the ledger" if found.budgets else ""),
+            right=["limit_usd"],
+        )
+        table.caption = _CODE_CAPTION if any(d.source == "code" for _, d in found.budgets) else None
         places = money_places(row["limit_usd"] for row in rows)
-        for row in rows:
-            table.add_row(
-                *cells([money(row[c], places) if c == "limit_usd" else row.get(c) for c in _LIST_COLUMNS])
-            )
+        for row, (_, src, by, _) in zip(rows, listed, strict=True):
+            shown = {**row, "defined_in": _defined_cell(src, by)}
+            table.add_row(*cells([money(row[c], places) if c == "limit_usd" else shown[c] for c in columns]))
         console().print(table)
+
+
+def _defined_cell(source: str, by: str | None) -> str:
+    """`file` (this budgets file), `code`, or `file <name>` (a budget from another budgets file; json
+    and csv give its full path in `defined_by`)."""
+    return f"file {Path(by).name}" if source == "file" and by is not None else source
+
+
+def _defined_at(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
 def _list_row(data: Mapping[str, Any], scope: str) -> dict[str, Any]:
@@ -103,30 +174,36 @@ def status(
     ledger: Annotated[str | None, typer.Option("--ledger", metavar="URL", help=LEDGER_HELP)] = None,
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)] = "table",
 ) -> None:
-    """Spent, reserved, remaining, projected end-of-window spend and thresholds crossed, per budget."""
-    from costlens.budgets import budget_status, open_ledger
-    from costlens.config import default_ledger_url
+    """Spent, reserved, remaining, projected end-of-window spend and thresholds crossed, per budget:
+    those of the budgets file, and those defined in code by processes using the ledger."""
+    from costlens.budgets import budget_status
 
     fmt = check_format(fmt)
     path = _path(file)
     config = _load(path)
-    chosen = [b for b in config.budgets if not names or b.name in names]
-    unknown = sorted(set(names or ()) - {b.name for b in config.budgets})
-    if unknown:
-        usage_error(
-            f"no budget named {unknown[0]!r} in {path}; see `costlens budgets list` (a budget defined in "
-            "code, with costlens.budget(...) or configure_budgets, lives in its process: add it to the "
-            "file with `costlens budgets set` to see its status here)"
-        )
-    url = ledger or config.ledger or default_ledger_url()
-    if url.startswith("sqlite://") and not Path(url.partition("://")[2]).is_file():
-        note(f"costlens: no ledger at {url} yet: nothing has been spent under these budgets")
-        url = "memory://"  # read as empty; creating the file is left to the first budgeted call
-    book = open_ledger(url)
+    url = _ledger_url(ledger, config)
+    book, exists = _open_book(url)
     try:
-        rows = [s.as_dict() for s in budget_status(chosen, book)]
+        found = _recorded(book, config, path)
+        chosen = [b for b in config.budgets if not names or b.name in names]
+        recorded = [(b, d) for b, d in found.budgets if not names or b.name in names]
+        unknown = sorted(
+            set(names or ()) - {b.name for b in config.budgets} - {b.name for b, _ in found.budgets}
+        )
+        if unknown:
+            usage_error(
+                f"no budget named {unknown[0]!r} in {path}, nor defined in code by a process using the "
+                f"ledger {url}; see `costlens budgets list` (a budget defined in code shows once its process "
+                "has configured it with this ledger; or add it to the file with `costlens budgets set`)"
+            )
+        if not exists:
+            note(f"costlens: no ledger at {url} yet: nothing has been spent under these budgets")
+        rows = [s.as_dict() for s in budget_status(chosen, book, recorded=recorded)]
     finally:
         book.close()
+    for name, text in found.notes.items():
+        if not names or name in names:
+            note(f"costlens: {text}")
     _print_status(rows, fmt, path)
 
 
@@ -142,10 +219,14 @@ def _print_status(rows: Sequence[dict[str, Any]], fmt: str, path: Path) -> None:
     if not rows:
         console().print(f"No budgets in {path}. Add one with `costlens budgets set NAME --limit USD`.")
         return
+    from_code = any(r["defined_by"] is not None for r in rows)
     headers = ("budget", "mode", "window", "limit", "spent", "reserved", "remaining", "projected", "crossed")
     table = make_table(
-        headers, title="Budget status", right=["limit", "spent", "reserved", "remaining", "projected"]
+        (*headers, "defined in") if from_code else headers,
+        title="Budget status",
+        right=["limit", "spent", "reserved", "remaining", "projected"],
     )
+    table.caption = _CODE_CAPTION if any(r["defined_in"] == "code" for r in rows) else None
     places = money_places(r[c] for r in rows for c in _MONEY)  # one precision for every money column
     for r in rows:
         table.add_row(
@@ -157,6 +238,7 @@ def _print_status(rows: Sequence[dict[str, Any]], fmt: str, path: Path) -> None:
                     *(money(r[c], places) for c in _SHOWN_MONEY),
                     "—" if r["projected_usd"] is None else money(r["projected_usd"], places),
                     ", ".join(r["thresholds_crossed"]) or "—",
+                    *([_defined_cell(r["defined_in"], r["defined_by"])] if from_code else []),
                 ]
             )
         )
@@ -263,15 +345,42 @@ def _check(text: str, path: Path) -> None:
 def remove(
     name: Annotated[str, typer.Argument(help="Budget to remove.")],
     file: Annotated[Path | None, typer.Option("--file", metavar="PATH", help=FILE_HELP)] = None,
+    ledger: Annotated[str | None, typer.Option("--ledger", metavar="URL", help=LEDGER_HELP)] = None,
 ) -> None:
-    """Remove a budget from the budgets file (its spend stays in the ledger)."""
+    """Remove a budget from the budgets file (its spend stays in the ledger); a budget defined in code
+    is marked removed in the ledger, so `list` and `status` stop showing it."""
     from costlens.budgets._config import remove_budget_text
 
     path = _path(file)
-    _load(path)  # a broken file is reported, not edited
+    config = _load(path)  # a broken file is reported, not edited
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     new_text = remove_budget_text(text, name)
     if new_text is None:
-        fail(f"no budget named {name!r} in {path}; see `costlens budgets list`")
+        _forget(name, path, config, ledger)
+        return
     path.write_text(new_text, encoding="utf-8")
     typer.echo(f"Removed budget {name!r} from {path}")
+
+
+def _forget(name: str, path: Path, config: BudgetConfig, ledger: str | None) -> None:
+    """Mark the recorded definition of a budget defined elsewhere (in code) removed."""
+    from dataclasses import replace
+
+    from costlens.budgets._ledger import now_us
+
+    url = _ledger_url(ledger, config)
+    book, _ = _open_book(url)
+    try:
+        found = next((d for b, d in _recorded(book, config, path).budgets if b.name == name), None)
+        if found is None:
+            fail(f"no budget named {name!r} in {path}, nor defined in code; see `costlens budgets list`")
+        at = now_us()
+        book.record_definitions([replace(found, defined_us=at, removed_us=at)])
+    finally:
+        book.close()
+    where = f"in code by {found.origin}" if found.source == "code" else f"in {found.origin}"
+    typer.echo(
+        f"Removed budget {name!r} (defined {where}) from the ledger's definitions: "
+        "`costlens budgets status` no longer shows it. A process that has it in force still enforces it "
+        "(and records it again when it is configured again): remove it from that code too."
+    )

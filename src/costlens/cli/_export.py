@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from costlens.cli._import import progress_bar
-from costlens.cli._output import STORE_HELP, fail, note, open_cli_store, usage_error
-from costlens.cli._report import parse_time, parse_where
+from costlens.cli._output import STORE_HELP, fail, note, open_cli_store, progress_bar, usage_error
+from costlens.cli._report import parse_range, parse_where
 
 if TYPE_CHECKING:
     from costlens.store import Store
@@ -66,11 +65,10 @@ def export(
         usage_error(f"unknown --format {fmt!r}: use {', '.join(_FORMATS)}")
     if fmt == "parquet" and output is None:
         usage_error("--format parquet needs --output FILE")
-    chosen = _Selection(
-        parse_time(since, "--since"), parse_time(until, "--until"), parse_where(where or []), include_content
-    )
+    start, end = parse_range(since, until)
+    chosen = _Selection(start, end, parse_where(where or []), include_content)
     labels = tuple(label or ["feature"])
-    backend = open_cli_store(store)
+    backend = open_cli_store(store, create=False)
     closed_pipe = False
     try:
         if fmt == "prometheus":
@@ -121,8 +119,8 @@ def _files(backend: Store, fmt: str, output: Path | None, chosen: _Selection) ->
 
 
 def _otlp(backend: Store, endpoint: str, labels: Sequence[str], chosen: _Selection) -> None:
+    from costlens.analytics import OTLPExportError, otlp_export
     from costlens.analytics._export import iter_export
-    from costlens.analytics._otel import OTLPExportError, otlp_export
 
     records = iter_export(
         backend, chosen.since, chosen.until, chosen.where, include_content=chosen.include_content

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -17,8 +16,10 @@ from costlens.cli._output import (
     fail,
     make_table,
     money,
+    money_places,
     note,
     open_cli_store,
+    progress_bar,
     usage_error,
     write_json,
 )
@@ -26,23 +27,9 @@ from costlens.cli._output import (
 if TYPE_CHECKING:
     from costlens.analytics import ImportResult
 
+__all__ = ["import_", "progress_bar"]
+
 _SHOWN_BAD_ROWS = 20
-
-
-@contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A Rich progress bar on stderr when it is a terminal (else nothing); yields `update(done, total)`."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-
-    err = Console(stderr=True)
-    if not err.is_terminal:
-        yield lambda done, total: None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total or None)
 
 
 def _parse_tags(values: Sequence[str]) -> dict[str, str]:
@@ -135,7 +122,9 @@ def import_(
         ),
     ] = None,
     store: Annotated[str | None, typer.Option(metavar="URL", help=STORE_HELP)] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON: one object per file.")
+    ] = False,
 ) -> None:
     """Import usage from files, idempotently: importing a file twice adds nothing."""
     from costlens.analytics import import_file
@@ -155,7 +144,7 @@ def import_(
     for file in files:
         if not file.is_file():
             usage_error(f"no such file: {file}")
-    backend = open_cli_store(store)
+    backend = open_cli_store(store, create=True)  # importing creates the store
     results = []
     try:
         for file in files:
@@ -176,17 +165,18 @@ def import_(
 
 
 def _summary(results: Sequence[ImportResult], json_out: bool) -> None:
-    if json_out:
+    from costlens.store import nanousd_to_usd
+
+    if json_out:  # one flat object per file; `bad`: each bad row as `where: why`
         write_json([r.as_dict() | {"bad": [str(b) for b in r.bad]} for r in results])
         return
     headers = ["file", "format", "rows", "imported", "duplicates", "bad", "input", "output", "cost (USD)"]
     table = make_table(headers, right=headers[2:])
-    from costlens.store import nanousd_to_usd
-
-    for r in results:
+    costs = [nanousd_to_usd(r.cost_nanousd) for r in results]
+    places = money_places(costs)
+    for r, cost in zip(results, costs, strict=True):
         counts = [r.rows, r.imported, r.duplicates, len(r.bad), r.input_tokens, r.output_tokens]
-        cost = money(nanousd_to_usd(r.cost_nanousd))
-        table.add_row(*cells([Path(r.path).name, r.format, *(f"{n:,}" for n in counts), cost]))
+        table.add_row(*cells([Path(r.path).name, r.format, *(f"{n:,}" for n in counts), money(cost, places)]))
     console().print(table)
 
 

@@ -14,7 +14,9 @@ The JSON contract (`--format json`), the same for every command:
 - money and every other Decimal is an exact string ("0.001234500"), never a float; money that is
   not known (an unpriced call or group) is null, never "0"; times are ISO 8601 with their offset;
   counts are integers; statistics (scores, latencies in ms) are numbers;
-- stdout holds the JSON alone: notes and warnings go to stderr.
+- stdout holds the JSON alone: notes and warnings go to stderr;
+- `import` and `export` name the file's format with `--format`; `import --json` writes the list
+  form, one flat object per file. tests/test_cli_consistency.py checks every command against this.
 
 Errors are one line on stderr: `costlens: error: ...` with exit 2 for a usage error (ours, and
 Click's, via `OneLineErrorsGroup`), `costlens: ...` with exit 1 when the request could not be answered.
@@ -26,7 +28,8 @@ import csv
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import import_module
@@ -76,11 +79,12 @@ def store_url(url: str | None) -> str:
     return url or default_store_url()
 
 
-def open_cli_store(url: str | None, *, create: bool = True) -> Store:
+def open_cli_store(url: str | None, *, create: bool = False) -> Store:
     """Open `--store` (or the default); a bad URL is a usage error.
 
-    Read commands pass `create=False`: a store that does not exist is not created, the command
-    fails (exit 1) naming the path it looked for; a file that cannot be a store fails the same way."""
+    By default (`create=False`, every reading command) a store that does not exist is not created:
+    the command fails (exit 1) naming the path it looked for; a file that cannot be a store fails the
+    same way. Only commands that write calls (`import`) pass `create=True`."""
     from costlens._errors import ConfigError
     from costlens.store import StoreNotFound, StoreUnusable, open_store
 
@@ -187,6 +191,26 @@ def money(amount: Decimal, places: int | None = None) -> str:
     return f"{sign}${abs(value):,.{places}f}"
 
 
+def same_places(values: Sequence[object]) -> list[str]:
+    """A column of prices for tables (rates in USD per 1M tokens, no `$`): every number with the
+    column's precision (`money_places`), thousands separators; text and blanks as they are."""
+    from decimal import InvalidOperation
+
+    numbers: list[Decimal | None] = []
+    for value in values:
+        try:
+            number = value if isinstance(value, Decimal) else Decimal(str(value).replace(",", ""))
+        except InvalidOperation:
+            number = None
+        numbers.append(number if number is not None and number.is_finite() else None)
+    places = money_places(numbers)
+    step = Decimal(1).scaleb(-places)
+    return [
+        plain(value) if number is None else f"{number.quantize(step, rounding=ROUND_HALF_EVEN):,.{places}f}"
+        for value, number in zip(values, numbers, strict=True)
+    ]
+
+
 def plain(value: object) -> str:
     """One cell as text for csv and tables."""
     if value is None:
@@ -239,6 +263,41 @@ def console() -> Console:
         options.update(color_system=None, no_color=True)
     out = Console(**options)
     return out if out.is_terminal else Console(width=200, **options)
+
+
+def err_console() -> Console:
+    """stderr console (progress bars), with the same `NO_COLOR` rule as `console()`."""
+    options: dict[str, Any] = {"stderr": True, "highlight": False}
+    if no_color():
+        options.update(color_system=None, no_color=True)
+    return Console(**options)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar on stderr when it is a terminal (else nothing); yields `update(done, total)`."""
+    with staged_progress(description) as update:
+        yield lambda done, total: update("", done, total)
+
+
+@contextmanager
+def staged_progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar whose description names a stage; yields `update(stage, done, total)`."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    err = err_console()
+    if not err.is_terminal:
+        yield lambda stage, done, total: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(stage: str, done: int, total: int) -> None:
+            label = f"{description}: {stage}" if stage else description
+            bar.update(task, description=label, completed=done, total=total or None)
+
+        yield update
 
 
 def make_table(columns: Sequence[str], *, title: str | None = None, right: Sequence[str] = ()) -> Table:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from costlens.cli._output import (
     FORMAT_HELP,
@@ -19,6 +20,7 @@ from costlens.cli._output import (
     make_table,
     note,
     open_cli_store,
+    same_places,
     usage_error,
     write_csv,
     write_json,
@@ -80,7 +82,7 @@ def missing(
 ) -> None:
     """List the models seen in recorded calls that have no known price."""
     fmt = check_format(fmt)
-    backend = open_cli_store(store)
+    backend = open_cli_store(store, create=False)
     try:
         rows = [
             {"provider": m.provider, "model": m.model, "calls": m.calls, "first_seen": m.first_seen,
@@ -118,12 +120,11 @@ def update(
         result = update_prices()
     except Exception as exc:  # the catalogue download fails in many ways; all mean "not updated"
         fail(f"prices not updated: {exc}")
-    if isinstance(result, Mapping):
-        write_mapping(result, fmt, title="Price catalogue")
-    elif fmt == "json":
-        write_json(result)
+    data: Mapping[str, object] = result if isinstance(result, Mapping) else {"version": result}
+    if fmt == "table":
+        console().print(Text(f"Prices updated: {data.get('version')}"))
     else:
-        typer.echo("Prices updated." if result is None else f"Prices updated: {result}")
+        write_mapping(data, fmt, title="Price catalogue")  # json: {"version": "..."}
 
 
 _PATCH_COLUMNS = (
@@ -153,11 +154,12 @@ def patch(
             title="costlens price patch vs genai-prices (USD per 1M tokens)",
             right=("genai-prices", "patch"),
         )
-        for row in rows:
+        genai = same_places([row["genai_prices"] or "-" for row in rows])  # one precision per column
+        patched = same_places([row["patch"] or "-" for row in rows])
+        for row, *values in zip(rows, genai, patched, strict=True):
             tier = "" if row["tier"] == "standard" else f" ({row['tier']})"
             rate = row["rate"] if row["status"] == "differs" else row["status"]
             model = f"{row['provider']}/{row['model']}{tier}"
-            values = [row["genai_prices"] or "-", row["patch"] or "-"]
             table.add_row(*cells([row["id"], model, when(row["at"]), rate, *values]))
         console().print(table)
         sources = {str(row["id"]): row["source"] for row in rows}

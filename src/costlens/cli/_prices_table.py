@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.text import Text
 
-from costlens.cli._output import cells, console, make_table
+from costlens.cli._output import cells, console, make_table, same_places
 
 __all__ = ["COLUMNS", "price_rows", "print_price", "when"]
 
@@ -85,7 +85,16 @@ def _tokens(rates: Mapping[str, Any]) -> list[str]:
 
 
 def price_rows(price: Mapping[str, Any]) -> list[list[str]]:
-    """The table's rows (strings) for a `describe_price` result of a known model."""
+    """The table's rows (strings) for a `describe_price` result of a known model; each rate column
+    has one precision (`0.150`, `0.075`)."""
+    rows = _price_rows(price)
+    for index in range(3, 3 + len(_RIGHT)):  # input, cached input, cache write, output
+        for row, text in zip(rows, same_places([row[index] for row in rows]), strict=True):
+            row[index] = text
+    return rows
+
+
+def _price_rows(price: Mapping[str, Any]) -> list[list[str]]:
     rows = _rate_rows("in force", "standard", when(price.get("starts_at")), price)
     tiers: Mapping[str, Mapping[str, Any]] = price.get("service_tiers") or {}
     same = sorted(name for name, tier in tiers.items() if tier.get("rule") == "fallback-standard")

@@ -21,6 +21,8 @@ from costlens.cli._output import (
     check_format,
     console,
     make_table,
+    money,
+    money_places,
     note,
     open_cli_store,
     usage_error,
@@ -319,7 +321,7 @@ def from_usage(
         grader_output_tokens=grader_output_tokens,
     )
     current_recurring = _monthly(current_monthly, "--current-monthly")
-    backend: Store | None = None if trace else open_cli_store(store)
+    backend: Store | None = None if trace else open_cli_store(store, create=False)
     try:
         built = scenario_from_traffic(
             store=backend,
@@ -381,10 +383,22 @@ def catalogue(fmt: Fmt = "table") -> None:
             "as_of",
             "confidence",
         ]
-        table = make_table(columns, title="Fine-tuning prices (USD; per 1M tokens / hour / month)")
+        prices = [c for c in columns if c.endswith(("_mtok", "_hour", "_month"))]
+        places = {c: money_places(row[c] for row in rows) for c in prices}  # one precision per column
+        table = make_table(
+            columns, title="Fine-tuning prices (USD; per 1M tokens / hour / month)", right=prices
+        )
         for row in rows:
-            table.add_row(*cells(["-" if row[c] is None else row[c] for c in columns]))
+            table.add_row(*cells([_price_cell(row[c], places.get(c)) for c in columns]))
         console().print(table)
         note(
             "sources: `costlens roi catalogue --format json`; override in your prices file (COSTLENS_PRICES)"
         )
+
+
+def _price_cell(value: object, places: int | None) -> object:
+    if value is None:
+        return "-"
+    if places is not None and isinstance(value, Decimal):
+        return money(value, places)
+    return value

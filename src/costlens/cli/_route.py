@@ -8,8 +8,9 @@ a file that is not a router) is a usage error: exit 2 and one line naming the fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -23,7 +24,10 @@ from costlens.cli._output import (
     fail,
     friendly_errors,
     make_table,
+    money,
+    money_places,
     note,
+    staged_progress,
     usage_error,
     write_csv,
     write_json,
@@ -132,7 +136,7 @@ def train(
 
         costs = _models(models)
         rows = read_routing_csv(data, models=None if costs is None else list(costs))
-        with _progress(f"training on {data.name}") as update:
+        with staged_progress(f"training on {data.name}") as update:
             router = train_router(
                 rows,
                 costs,
@@ -163,26 +167,6 @@ def _char_range(text: str | None) -> tuple[int, int] | None:
     return low, high
 
 
-@contextmanager
-def _progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
-    """A Rich progress bar on stderr (when it is a terminal); yields `update(stage, done, total)`."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-
-    err = Console(stderr=True)
-    if not err.is_terminal:
-        yield lambda stage, done, total: None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(stage: str, done: int, total: int) -> None:
-            bar.update(task, description=f"{description}: {stage}", completed=done, total=total or None)
-
-        yield update
-
-
 def _print_training(router: LearnedRouter, fmt: str, path: Path) -> None:
     chosen = router.calibrated()
     summary = {
@@ -200,10 +184,11 @@ def _print_training(router: LearnedRouter, fmt: str, path: Path) -> None:
         write_json(summary)
         return
     predictors = router.info.get("predictors", {})
+    places = money_places(_prices(router.costs[c] for c in router.candidates))
     rows = [
         {
             "model": c,
-            "cost": _cost_text(router.costs[c]),
+            "cost": _cost_text(router.costs[c], places),
             "mean_score": router.info["train_means"][c],
             **predictors.get(c, {}),
         }
@@ -240,11 +225,23 @@ def _print_training(router: LearnedRouter, fmt: str, path: Path) -> None:
     )
 
 
-def _cost_text(cost: ModelCost) -> str:
+def _prices(costs: Iterable[ModelCost]) -> list[Decimal]:
+    return [
+        value
+        for cost in costs
+        for value in (cost.per_call_usd, cost.input_usd_per_1m, cost.output_usd_per_1m)
+        if value is not None
+    ]
+
+
+def _cost_text(cost: ModelCost, places: int | None = None) -> str:
+    """A model's price; `places`: the column's, so every price in it has one precision."""
     if cost.per_call_usd is not None:
-        return f"${cost.per_call_usd}/call"
-    if cost.input_usd_per_1m is not None:
-        return f"${cost.input_usd_per_1m} in / ${cost.output_usd_per_1m} out per 1M"
+        return f"{money(cost.per_call_usd, places)}/call"
+    if cost.input_usd_per_1m is not None and cost.output_usd_per_1m is not None:
+        return (
+            f"{money(cost.input_usd_per_1m, places)} in / {money(cost.output_usd_per_1m, places)} out per 1M"
+        )
     return f"{cost.unit:g} strong call" if cost.unit else "0 (weak)"
 
 
@@ -293,13 +290,29 @@ def _row(e: Entry, ev: RouterEvaluation) -> dict[str, Any]:
     return row
 
 
+def eval_json(ev: RouterEvaluation, router_path: Path) -> dict[str, Any]:
+    """`route eval --format json`: one object; its policies under `rows` (the csv rows, flat), the
+    number of held-out rows scored under `held_out_rows`. `cost` is a statistic in `cost_unit`
+    (strong calls or USD, a number); the exact money is `cost_usd` (a string, null for a mix)."""
+    data = ev.as_dict()
+    held_out = data.pop("rows")
+    data.pop("entries", None)
+    return {
+        "router": str(router_path),
+        "held_out_rows": held_out,
+        **data,
+        "rows": [{c: row.get(c) for c in _CSV_COLUMNS} for row in (_row(e, ev) for e in ev.entries)],
+    }
+
+
 def _print_eval(ev: RouterEvaluation, fmt: str, router_path: Path) -> None:
     if fmt == "json":
-        write_json({"router": str(router_path), **ev.as_dict()})
+        write_json(eval_json(ev, router_path))
         return
     if fmt == "csv":
         write_csv([_row(e, ev) for e in ev.entries], _CSV_COLUMNS)
         return
+    costs = _cost_column(ev)
     headers = (
         "policy",
         "quality",
@@ -314,14 +327,14 @@ def _print_eval(ev: RouterEvaluation, fmt: str, router_path: Path) -> None:
         f"{ev.reference}'s quality = {ev.target_quality:.4f}"
     )
     table = make_table(headers, title=title, right=headers[1:5])
-    for e in ev.entries:
+    for e, cost in zip(ev.entries, costs, strict=True):
         table.add_row(
             *cells(
                 [
                     e.name,
                     _num(e.quality, "{:.4f}"),
                     _num(e.quality_share, "{:.1%}"),
-                    _cost(e.cost, ev.cost_unit),
+                    cost,
                     _num(e.saving, "{:.1%}"),
                     "" if e.target_met is None else "yes" if e.target_met else "NO",
                     e.note,
@@ -357,12 +370,23 @@ def _num(value: float | None, pattern: str) -> str:
     return "" if value is None else pattern.format(value)
 
 
-def _cost(value: float | None, unit: str) -> str:
-    if value is None:
-        return "out of reach"
-    if unit == "usd":
-        return f"${value:.3g}"
-    return f"{value:.1%} strong"
+#: Significant digits of the smallest cost in `route eval`'s cost column (means over prompts).
+_COST_DIGITS = 3
+
+
+def _cost_column(ev: RouterEvaluation) -> list[str]:
+    """Cost per prompt: in USD, one precision for the column (three significant digits of its smallest
+    cost, at least cents, at most nano-USD), else as a share of the strong model's cost."""
+    if ev.cost_unit != "usd":
+        return ["out of reach" if e.cost is None else f"{e.cost:.1%} strong" for e in ev.entries]
+    amounts = [
+        None if e.cost is None else e.cost_usd if e.cost_usd is not None else Decimal(repr(e.cost))
+        for e in ev.entries
+    ]
+    smallest = min((abs(a) for a in amounts if a is not None and a != 0), default=Decimal(1))
+    wanted = _COST_DIGITS - 1 - smallest.adjusted()
+    places = max(2, min(wanted, 9))
+    return ["out of reach" if a is None else money(a, places) for a in amounts]
 
 
 route_app.command("train")(friendly_errors(train))

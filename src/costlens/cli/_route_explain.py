@@ -14,6 +14,7 @@ from costlens.cli._output import (
     check_format,
     console,
     make_table,
+    money,
     usage_error,
     write_csv,
     write_json,
@@ -78,7 +79,9 @@ def explain(
     if fmt == "csv":
         write_csv(rows, _COLUMNS)
         return
-    estimate = "unknown price" if decision.estimate_usd is None else f"${decision.estimate_usd} worst case"
+    estimate = (
+        "unknown price" if decision.estimate_usd is None else f"{money(decision.estimate_usd)} worst case"
+    )
     if decision.predicted_quality is not None:
         estimate += f", predicted score {decision.predicted_quality:.3f}"
     table = make_table(_COLUMNS, title=f"{decision.name} ({decision.model}), {estimate}")

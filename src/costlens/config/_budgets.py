@@ -8,6 +8,10 @@ first tracked call, or the first `costlens.budget(...)`), the budgets file: `$CO
 are refused with `BudgetUnavailable` naming the file, the line and the key. The ledger is the file's
 `[settings] ledger`, else `$COSTLENS_LEDGER`, else `sqlite:///<data dir>/budgets.db`, so every
 process on the machine shares it.
+
+Each engine records the definitions of its budgets in the ledger when it is configured (and marks one
+taken out by `remove_budget`), so `costlens budgets status` in another process shows the budgets
+defined in code too. A ledger that is down then is warned about; configuring goes on.
 """
 
 from __future__ import annotations
@@ -114,11 +118,13 @@ def _build_engine(
     config = load_budgets(file) if file is not None else BudgetConfig()
     settings = replace(config.settings, **{k: v for k, v in overrides.items() if v is not None})
     return BudgetEngine(
-        [*config.budgets, *(budgets or ())],
+        budgets or (),
         ledger=ledger if ledger is not None else config.ledger or default_ledger_url(),
         sinks=[*config.sinks, *(sinks or ())],
         settings=settings,
         clock=clock,
+        file_budgets=config.budgets,
+        file=str(Path(config.path).expanduser().absolute()) if config.path else None,
     )
 
 
@@ -222,7 +228,8 @@ def budget(
 
 
 def remove_budget(name: str) -> bool:
-    """Take a budget out of force in this process (its ledger history stays); False if unknown."""
+    """Take a budget out of force in this process (its ledger history stays; its definition there is
+    marked removed, so `costlens budgets status` stops showing it); False if unknown."""
     engine = _current_engine()
     return engine.remove(name) if engine is not None else False
 

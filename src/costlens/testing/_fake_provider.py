@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from costlens.testing._config import Behaviour, FakeUsage, Fault, Overrides
+from costlens.testing._finetune import FakeFineTuning
 from costlens.testing._http import FakeRequest, Server
 
 __all__ = ["FakeProvider", "FakeRequest", "serve_forever"]
@@ -57,6 +58,8 @@ class FakeProvider:
         self._life_lock = threading.Lock()
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
+        #: Files and fine-tuning jobs (`/v1/files`, `/v1/fine_tuning/jobs`); see `costlens.testing._finetune`.
+        self.fine_tuning = FakeFineTuning(self._created)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -157,6 +160,7 @@ class FakeProvider:
             self._queue.clear()
             self._requests.clear()
             self.default_usage, self.latency_s = self._initial
+        self.fine_tuning.reset()
 
     # -- used by the handler ---------------------------------------------------------------------------
 

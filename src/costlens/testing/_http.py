@@ -33,6 +33,7 @@ from costlens.testing._config import (
     parse_overrides,
     resolve_tokens,
 )
+from costlens.testing._finetune import FakeFineTuning
 from costlens.testing._openai import SSE
 from costlens.testing._routes import Route, match_route
 
@@ -64,6 +65,9 @@ class Backend(Protocol):
     def _next(self, overrides: Overrides) -> tuple[Behaviour, str]: ...
 
     def _created(self) -> int: ...
+
+    @property
+    def fine_tuning(self) -> FakeFineTuning: ...
 
 
 class Server(ThreadingHTTPServer):
@@ -151,6 +155,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = _loads(raw)
         public = {k: v for k, v in headers.items() if k not in _SECRET_HEADERS}
         fake._record(FakeRequest(self.command, path, dict(parse_qsl(query)), public, body, raw))
+        tuning = fake.fine_tuning.answer(self.command, path, dict(parse_qsl(query)), headers, raw)
+        if tuning is not None:  # files and fine-tuning jobs: stateful, not per-call behaviours
+            self._send_json(*tuning, [("x-request-id", "req_" + "0" * 24)])
+            return
         route = match_route(path) if self.command == "POST" else None
         if route is None:
             message = f"Unknown request URL: {self.command} {path}. Please check the URL for typos."
