@@ -15,6 +15,7 @@ from costlens.cli import (
     _budgets,
     _calls,
     _export,
+    _finetune,
     _forecast,
     _import,
     _prices,
@@ -66,6 +67,7 @@ budgets_app.command("status")(friendly_errors(_budgets.status))
 budgets_app.command("set")(friendly_errors(_budgets.set_budget))
 budgets_app.command("remove")(friendly_errors(_budgets.remove))
 app.add_typer(_route.route_app, name="route", no_args_is_help=True)  # commands: cli/_route.py
+app.add_typer(_finetune.finetune_app, name="finetune", no_args_is_help=True)  # commands: cli/_finetune.py
 
 
 @app.command("fake-provider")

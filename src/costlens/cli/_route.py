@@ -55,8 +55,8 @@ _HOLDOUT_HELP = (
 )
 _CALIBRATE_HELP = (
     "Calibrate the threshold on folds of rows, or on folds holding out whole values of the dataset "
-    "column (prompts of kinds the router never saw: safer when traffic shifts). auto: dataset when the "
-    "file has enough datasets."
+    "column (prompts of kinds the router never saw: safer when traffic shifts), or on both pooled (mixed). "
+    "auto: mixed when the file has enough datasets, else rows."
 )
 _CSV_COLUMNS = (
     "name",
@@ -120,7 +120,7 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fold split.")] = 0,
     calibrate_by: Annotated[
-        str, typer.Option("--calibrate-by", metavar="auto|rows|dataset", help=_CALIBRATE_HELP)
+        str, typer.Option("--calibrate-by", metavar="auto|rows|dataset|mixed", help=_CALIBRATE_HELP)
     ] = "auto",
     fmt: Fmt = "table",
 ) -> None:
@@ -128,8 +128,8 @@ def train(
     on held-out folds of the training rows to the quality target."""
     fmt = check_format(fmt)
     chars = _char_range(char_ngrams)
-    if calibrate_by not in ("auto", "rows", "dataset"):
-        usage_error(f"unknown --calibrate-by {calibrate_by!r}: use auto, rows or dataset")
+    if calibrate_by not in ("auto", "rows", "dataset", "mixed"):
+        usage_error(f"unknown --calibrate-by {calibrate_by!r}: use auto, rows, dataset or mixed")
     with _bad_input():
         from costlens.routing._data import read_routing_csv
         from costlens.routing._train import train_router
