@@ -27,6 +27,7 @@ import costlens
 import costlens.config
 from costlens.budgets import Alert
 from costlens.config import configure_budgets, flush_alerts
+from costlens.roi import Scenario
 from costlens.testing import fake_provider_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     for by in (["feature"], ["model", "feature"], ["status", "feature"]):
         flags = [f for key in by for f in ("--by", key)]
         app(["report", *flags, "--store", args.store, "--since", "1d"], standalone_mode=False)
-    roi_verdict(args.store, console)
+    scenario = roi_verdict(args.store, console)
+    experiment(scenario, console)
     with fake_provider_process() as fake:
         routing_saving(rows, fake.openai_base_url, args.workers, console)
     return 0
@@ -271,7 +273,7 @@ def trace_span(feature: str) -> timedelta:
     return datetime.fromisoformat(stamps[-1]) - datetime.fromisoformat(stamps[0])
 
 
-def roi_verdict(store_url: str, console: Console) -> None:
+def roi_verdict(store_url: str, console: Console) -> Scenario:
     """Should the code feature be fine-tuned? Volume, tokens and prices come from the calls just recorded."""
     import tomllib
 
@@ -288,7 +290,8 @@ def roi_verdict(store_url: str, console: Console) -> None:
         until = first + trace_span("code")
     finally:
         store.close()
-    result = plan(scenario_from_usage(profile, assumptions))
+    scenario = scenario_from_usage(profile, assumptions)
+    result = plan(scenario)
     console.rule("ROI: keep prompting or fine-tune the code feature?")
     console.print(f"[bold]{result.recommendation.headline}[/]")
     for rule in result.recommendation.fired():
@@ -297,6 +300,62 @@ def roi_verdict(store_url: str, console: Console) -> None:
         f"Full plan: costlens roi from-usage --feature code --since {first:%Y-%m-%dT%H:%M:%S} "
         f"--until {until:%Y-%m-%dT%H:%M:%S} --store {store_url} "
         "--assumptions examples/roi/from_usage/assumptions.toml --report roi.md --plot roi.png"
+    )
+    return scenario
+
+
+#: What an answer is worth to the code feature (the demo's assumption; yours goes in the scenario).
+QUALITY = {"value_per_correct": "0.004", "cost_per_error": "0.002"}
+
+
+def experiment(scenario: Scenario, console: Console) -> None:
+    """Measure the paths on labelled examples (examples/evals/spec.toml), then plan with what was measured.
+
+    The fake provider answers from a scripted key, by the item's difficulty: zero-shot gets the easy
+    items right, few-shot also the medium ones, the tuned model all but one hard one. Against a real
+    provider the same spec measures real answers."""
+    import shutil
+
+    from costlens.evals import load_spec, roi_quality, run_experiment
+    from costlens.roi import plan
+    from costlens.testing import FakeProvider
+
+    spec = load_spec(ROOT / "examples/evals/spec.toml")
+    items = {item.text: item for item in spec.load_dataset()}
+    wrong_hard = sorted(i.id for i in items.values() if i.metadata.get("difficulty") == "hard")[:1]
+
+    def scripted(body: dict[str, object]) -> str:
+        messages = body["messages"]
+        assert isinstance(messages, list)
+        item = items[str(messages[-1]["content"])]
+        level = item.metadata.get("difficulty")
+        if str(body["model"]).startswith("ft:"):
+            right = item.id not in wrong_hard
+        elif len(messages) > 2:  # few-shot: examples before the item
+            right = level in ("easy", "medium")
+        else:
+            right = level == "easy"
+        return str(item.expected) if right else "None"
+
+    runs = ROOT / ".costlens" / "runs"
+    shutil.rmtree(runs, ignore_errors=True)  # a fresh run each demo (a kept run would be resumed)
+    with FakeProvider(responder=scripted) as fake:
+        client = openai.OpenAI(base_url=fake.openai_base_url, api_key="demo")
+        result = run_experiment(spec, clients={"openai": client}, runs_dir=runs)
+    costlens.flush()
+    from costlens.cli import app
+
+    console.rule("Experiment: accuracy and cost per correct answer, measured on labelled examples")
+    app(["eval", "report", str(result.folder)], standalone_mode=False)
+    with_quality = Scenario.model_validate({**scenario.model_dump(), "quality": QUALITY})
+    measured, notes = roi_quality(result, with_quality)
+    for line in notes:
+        console.print(f"  {line}")
+    verdict = plan(measured).recommendation
+    console.print(f"[bold]With measured accuracy:[/] {verdict.headline}")
+    console.print(
+        f"Full report: costlens eval report {result.run_id} --runs-dir {runs} --plot frontier.png; "
+        f"plan with it: costlens roi from-usage ... --quality-from {result.folder}"
     )
 
 

@@ -43,7 +43,7 @@ NOT_OUTPUT_FORMATS = {
 }
 #: Commands that talk to a provider's fine-tuning API: their formats are checked against the fake
 #: provider in tests/test_finetune.py, not here (this module builds no server).
-NEEDS_API = {"finetune submit", "finetune status"}
+NEEDS_API = {"finetune submit", "finetune status", "eval run"}
 
 #: Each command with an output `--format`: minimal valid arguments ({placeholders} from `world`).
 ARGS: dict[str, list[str]] = {
@@ -71,6 +71,9 @@ ARGS: dict[str, list[str]] = {
         *("{finetune_data}", "--provider", "openai", "--model", "gpt-4o-mini-2024-07-18"),
         *("--out", "{finetune_out}"),
     ],
+    "eval report": ["{run}"],
+    "eval compare": ["{run}", "--a", "a", "--b", "b"],
+    "eval list": ["--runs-dir", "{runs}"],
 }
 
 #: Commands that list things: a JSON array of flat objects. Every other one writes one object.
@@ -84,6 +87,8 @@ LISTS = {
     "roi catalogue",
     "budgets list",
     "budgets status",
+    "eval compare",
+    "eval list",
 }
 
 #: Known departures from the contract, left to the commands' owners: each test marked here fails
@@ -197,6 +202,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "router_toml": str(router_toml),
         "finetune_data": str(Path(__file__).parent / "data" / "finetune" / "tickets.jsonl"),
         "finetune_out": str(folder / "train.jsonl"),
+        "runs": str(folder / "runs"),
+        "run": str(_eval_run(folder / "runs")),
     }
     trained = CliRunner().invoke(
         app,
@@ -223,6 +230,30 @@ def _offline_price_update(monkeypatch: pytest.MonkeyPatch) -> None:
     import costlens.pricing
 
     monkeypatch.setattr(costlens.pricing, "update_prices", lambda: "2026-01-01T00:00:00+00:00")
+
+
+def _eval_run(runs: Path) -> Path:
+    """A finished two-strategy experiment run, written as the runner writes one."""
+    import json as _json
+
+    from costlens.evals import Outcome, RunMeta, StrategyInfo
+
+    folder = runs / "demo-run"
+    folder.mkdir(parents=True)
+    ids = ("i1", "i2", "i3")
+    meta = RunMeta(
+        run_id="demo-run", name="demo", created="2026-12-01T00:00:00+00:00", split="test", scorer="exact",
+        dataset="data.jsonl", dataset_fingerprint="f", item_ids=ids,
+        strategies=(StrategyInfo("a", "gpt-4.1-nano"), StrategyInfo("b", "gpt-4.1-mini")),
+    )  # fmt: skip
+    (folder / "run.json").write_text(_json.dumps(meta.to_json()), encoding="utf-8")
+    lines = [
+        {"outcome": Outcome(s, i, correct=(s == "b" or i == "i1"), cost=Decimal("0.0001"), calls=1).to_json()}
+        for s in ("a", "b")
+        for i in ids
+    ]
+    (folder / "results.jsonl").write_text("".join(_json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    return folder
 
 
 def _args(command: str, world: dict[str, str]) -> list[str]:

@@ -59,7 +59,7 @@ def test_slots_run_in_order_before_and_in_reverse_after() -> None:
     pipeline.finish(call)  # idempotent: one record, after-halves run once
     assert log == ["route:before", "budget:before", "budget:after:True", "route:after:True"]
     assert len(records) == 1 and records[0].cost_nanousd is not None and records[0].cost_nanousd > 0
-    assert SLOTS == ("route", "budget")
+    assert SLOTS == ("route", "budget", "cap")
 
 
 def test_a_refusing_step_blocks_the_call_unwinds_earlier_steps_and_propagates() -> None:

@@ -192,3 +192,58 @@ def test_scenario_from_traffic_says_what_is_missing() -> None:
         scenario_from_traffic(store=store, feature="nothing", tuned=TunedAssumptions(Decimal(10)))
     with pytest.raises(ValueError, match="either a store or a trace"):
         scenario_from_traffic()
+
+
+def test_fine_tuning_jobs_and_experiment_calls_are_not_traffic() -> None:
+    """A tuning job and an experiment's calls would inflate volume and cost: they are left out, loudly."""
+    end = START + timedelta(days=10)
+    traffic = calls()
+    job = CallRecord(
+        "openai",
+        "fine_tuning",
+        "gpt-4.1-nano",
+        started_at=START + timedelta(days=1),
+        input_tokens=5_000_000,
+        cost_nanousd=7_500_000_000,
+        price_known=True,
+        tags={"feature": "search"},
+    )
+    experiment = [
+        CallRecord(
+            "openai",
+            "chat",
+            "gpt-4o-mini",
+            started_at=START + timedelta(days=2),
+            input_tokens=90_000,
+            output_tokens=10,
+            cost_nanousd=50_000_000,
+            price_known=True,
+            tags={"feature": "search", "eval_run": "r-1", "eval_strategy": "a", "eval_item": str(i)},
+        )
+        for i in range(4)
+    ]
+    plain = profile_from_records(traffic, since=START, until=end, feature="search")
+    mixed = profile_from_records([*traffic, job, *experiment], since=START, until=end, feature="search")
+    assert mixed.requests_per_month == plain.requests_per_month == 30
+    assert mixed.input_tokens == plain.input_tokens
+    assert mixed.recorded_cost == plain.recorded_cost
+    assert mixed.cost_per_call == plain.cost_per_call
+    assert plain.warnings == tuple(w for w in mixed.warnings if "not traffic" not in w)
+    assert any("5 fine-tuning job(s) and experiment call(s)" in w for w in mixed.warnings)
+
+
+def test_only_experiment_calls_is_an_error_not_an_empty_profile() -> None:
+    experiment = [
+        CallRecord(
+            "openai",
+            "chat",
+            "gpt-4o-mini",
+            started_at=START,
+            input_tokens=10,
+            cost_nanousd=1,
+            price_known=True,
+            tags={"eval_run": "r-1"},
+        )
+    ]
+    with pytest.raises(ConfigError):
+        profile_from_records(experiment, since=START, until=START + timedelta(days=1))

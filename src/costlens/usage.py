@@ -9,12 +9,22 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
-__all__ = ["NANO", "USAGE_PARTS", "CallRecord", "Cost", "Status", "Usage", "to_nanousd"]
+__all__ = [
+    "NANO",
+    "USAGE_PARTS",
+    "CallRecord",
+    "Cost",
+    "Status",
+    "Usage",
+    "record_from_dict",
+    "record_to_dict",
+    "to_nanousd",
+]
 
 #: One US dollar in nano-dollars: stores keep money as integer nano-USD.
 NANO = 1_000_000_000
@@ -289,3 +299,25 @@ class CallRecord:
     @property
     def cost_usd(self) -> Decimal | None:
         return None if self.cost_nanousd is None else Decimal(self.cost_nanousd) / NANO
+
+
+_RECORD_TIMES = ("started_at", "ended_at")
+
+
+def record_to_dict(record: CallRecord) -> dict[str, Any]:
+    """Every field, JSON-friendly and lossless: datetimes as ISO-8601 text, everything else as is
+    (money stays integer nano-USD). The spool, exports and experiment journals use it."""
+    out: dict[str, Any] = {f.name: getattr(record, f.name) for f in fields(CallRecord)}
+    for name in _RECORD_TIMES:
+        when = out[name]
+        out[name] = when.isoformat() if when is not None else None
+    return out
+
+
+def record_from_dict(data: dict[str, Any]) -> CallRecord:
+    """The inverse of `record_to_dict`; unknown keys are ignored so old files stay readable."""
+    kwargs = {f.name: data[f.name] for f in fields(CallRecord) if f.name in data}
+    for name in _RECORD_TIMES:
+        if kwargs.get(name) is not None:
+            kwargs[name] = datetime.fromisoformat(kwargs[name])
+    return CallRecord(**kwargs)

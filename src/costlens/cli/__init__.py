@@ -14,6 +14,7 @@ import typer
 from costlens.cli import (
     _budgets,
     _calls,
+    _eval,
     _export,
     _finetune,
     _forecast,
@@ -68,6 +69,7 @@ budgets_app.command("set")(friendly_errors(_budgets.set_budget))
 budgets_app.command("remove")(friendly_errors(_budgets.remove))
 app.add_typer(_route.route_app, name="route", no_args_is_help=True)  # commands: cli/_route.py
 app.add_typer(_finetune.finetune_app, name="finetune", no_args_is_help=True)  # commands: cli/_finetune.py
+app.add_typer(_eval.eval_app, name="eval", no_args_is_help=True)  # commands: cli/_eval.py
 
 
 @app.command("fake-provider")

@@ -24,6 +24,7 @@ from costlens.cli._output import (
     money,
     money_places,
     note,
+    one_line,
     open_cli_store,
     usage_error,
     write_csv,
@@ -38,12 +39,17 @@ _PLOT_HELP = "Write a PNG: cumulative cost curves with the payback marked, and t
 _REPORT_HELP = "Write a report for people: Markdown (.md) or HTML (.html)."
 _AGAINST_HELP = "The alternative path to centre on (default: the tuned path with the largest advantage)."
 _GRID_HELP = "Two levers X,Y for the payback grid (default: volume and the top tornado lever)."
+_QUALITY_HELP = (
+    "Take paths' accuracy from an experiment run (folder, id or id prefix): a path named after a "
+    "strategy, else one with the model of exactly one strategy, gets its measured accuracy and 95% interval."
+)
 
 Fmt = Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)]
 PlotOpt = Annotated[Path | None, typer.Option("--plot", metavar="PNG", help=_PLOT_HELP)]
 ReportOpt = Annotated[Path | None, typer.Option("--report", metavar="FILE", help=_REPORT_HELP)]
 AgainstOpt = Annotated[str | None, typer.Option("--against", metavar="PATH", help=_AGAINST_HELP)]
 GridOpt = Annotated[str | None, typer.Option("--grid", metavar="X,Y", help=_GRID_HELP)]
+QualityOpt = Annotated[str | None, typer.Option("--quality-from", metavar="RUN", help=_QUALITY_HELP)]
 
 
 def _number(text: str) -> Decimal:
@@ -86,6 +92,7 @@ def plan(
     report: ReportOpt = None,
     against: AgainstOpt = None,
     grid: GridOpt = None,
+    quality_from: QualityOpt = None,
 ) -> None:
     """Compare the paths of a scenario: monthly costs, payback, break-even, ROI, sensitivity, verdict."""
     from costlens.roi import ScenarioError, load_scenario
@@ -95,7 +102,28 @@ def plan(
         loaded = load_scenario(scenario)
     except ScenarioError as exc:
         usage_error(str(exc))
-    _run(loaded, fmt, plot, report, against, grid)
+    extra = None
+    if quality_from is not None:
+        loaded, extra = _measured(loaded, quality_from)
+    _run(loaded, fmt, plot, report, against, grid, extra)
+
+
+def _measured(scenario: Scenario, ref: str) -> tuple[Scenario, dict[str, Any]]:
+    """`--quality-from RUN`: the scenario with the run's measured accuracies (`costlens.evals._export`);
+    the mapping notes go to stderr, and under `quality_from` in the JSON. A run that cannot be read, or
+    that measured no path, is a usage error."""
+    from costlens._errors import ConfigError
+    from costlens.evals._export import roi_quality
+    from costlens.evals._results import RunResult, find_run
+
+    try:
+        run = RunResult.load(find_run(ref))
+        measured, notes = roi_quality(run, scenario)
+    except ConfigError as exc:
+        usage_error(f"--quality-from {ref}: {one_line(str(exc))}")
+    for line in notes:
+        note(line)
+    return measured, {"quality_from": {"run": run.run_id, "notes": notes}}
 
 
 def _run(
@@ -284,6 +312,7 @@ def from_usage(
     report: ReportOpt = None,
     against: AgainstOpt = None,
     grid: GridOpt = None,
+    quality_from: QualityOpt = None,
 ) -> None:
     """Plan from recorded traffic: volume, tokens and prices are measured; you give the tuned path."""
     from costlens.reports import parse_since
@@ -349,15 +378,19 @@ def from_usage(
             backend.close()
     for warning in built.profile.warnings:
         note(f"warning: {warning}")
+    scenario, extra = built.scenario, {"usage": built.profile.to_dict()}
+    if quality_from is not None:
+        scenario, measured = _measured(scenario, quality_from)
+        extra.update(measured)
     if write_scenario is not None:
         text = (
-            built.scenario.model_dump_json(indent=2, exclude_none=True)
+            scenario.model_dump_json(indent=2, exclude_none=True)
             if write_scenario.suffix == ".json"
-            else scenario_to_toml(built.scenario)
+            else scenario_to_toml(scenario)
         )
         write_scenario.write_text(text, encoding="utf-8")
         note(f"scenario written to {write_scenario}")
-    _run(built.scenario, fmt, plot, report, against, grid, {"usage": built.profile.to_dict()})
+    _run(scenario, fmt, plot, report, against, grid, extra)
 
 
 def catalogue(fmt: Fmt = "table") -> None:

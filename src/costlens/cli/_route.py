@@ -27,6 +27,7 @@ from costlens.cli._output import (
     money,
     money_places,
     note,
+    one_line,
     staged_progress,
     usage_error,
     write_csv,
@@ -36,6 +37,7 @@ from costlens.cli._route_explain import explain
 
 if TYPE_CHECKING:
     from costlens.routing._costs import ModelCost
+    from costlens.routing._data import RoutingRows
     from costlens.routing._evaluate import Entry, RouterEvaluation
     from costlens.routing._learned import LearnedRouter
 
@@ -43,7 +45,10 @@ __all__ = ["eval_", "route_app", "train"]
 
 route_app = typer.Typer(help="Routing: train a learned router on your data and evaluate it.")
 
-_DATA_HELP = "Routing data CSV: a prompt column, one score column per model, optional split=train/test."
+_DATA_HELP = (
+    "Routing data CSV: a prompt column, one score column per model, optional split=train/test. "
+    "Or an experiment run (its folder, id or id prefix): its items and per-strategy scores."
+)
 _MODELS_HELP = (
     "Models CSV: model, and input_price_usd_per_1M_tokens + output_price_usd_per_1M_tokens, "
     "or cost_per_call_usd. Without it a two-model file is costed in strong calls."
@@ -74,7 +79,7 @@ _CSV_COLUMNS = (
 )
 
 Fmt = Annotated[str, typer.Option("--format", metavar="FORMAT", help=FORMAT_HELP)]
-DataOpt = Annotated[Path, typer.Option("--data", metavar="FILE.csv", help=_DATA_HELP)]
+DataOpt = Annotated[Path, typer.Option("--data", metavar="FILE.csv|RUN", help=_DATA_HELP)]
 ModelsOpt = Annotated[Path | None, typer.Option("--models", metavar="MODELS.csv", help=_MODELS_HELP)]
 
 
@@ -93,6 +98,24 @@ def _bad_input() -> Iterator[None]:
 
 def _missing_extra(exc: ImportError) -> NoReturn:
     fail(f"the learned router needs scikit-learn and numpy ({exc}): pip install 'llm-costlens[router]'")
+
+
+def _rows(data: Path, models: list[str] | None) -> RoutingRows:
+    """`--data`: a CSV file, else an experiment run (`costlens.evals._export`); a run that cannot be
+    read or whose dataset changed is a usage error, like a bad CSV."""
+    from costlens._errors import ConfigError
+    from costlens.routing._data import RoutingDataError, read_routing_csv
+
+    if data.is_file() or data.suffix.lower() == ".csv":
+        return read_routing_csv(data, models=models)
+    from costlens.evals._export import read_run_rows
+
+    try:
+        return read_run_rows(data, models=models)
+    except RoutingDataError:
+        raise  # the run was read: its rows are what is wrong (handled as a bad CSV's are)
+    except ConfigError as exc:
+        usage_error(f"--data {data}: {one_line(str(exc))}")
 
 
 def _models(path: Path | None) -> dict[str, ModelCost] | None:
@@ -131,11 +154,10 @@ def train(
     if calibrate_by not in ("auto", "rows", "dataset", "mixed"):
         usage_error(f"unknown --calibrate-by {calibrate_by!r}: use auto, rows, dataset or mixed")
     with _bad_input():
-        from costlens.routing._data import read_routing_csv
         from costlens.routing._train import train_router
 
         costs = _models(models)
-        rows = read_routing_csv(data, models=None if costs is None else list(costs))
+        rows = _rows(data, None if costs is None else list(costs))
         with staged_progress(f"training on {data.name}") as update:
             router = train_router(
                 rows,
@@ -267,13 +289,12 @@ def eval_(
     curve, CS@target (deployable: knob from train), single models, zero router, oracle, APGR/CPT."""
     fmt = check_format(fmt)
     with _bad_input():
-        from costlens.routing._data import read_routing_csv
         from costlens.routing._evaluate import evaluate
         from costlens.routing._learned import LearnedRouter
 
         router = LearnedRouter.load(router_path)
         costs = _models(models)
-        rows = read_routing_csv(data, models=list(router.candidates))
+        rows = _rows(data, list(router.candidates))
         result = evaluate(router, rows, target=target, costs=costs, holdout=holdout)
     if plot is not None:
         from costlens.routing._plot import plot_evaluation

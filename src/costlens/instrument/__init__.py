@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from costlens._errors import CostlensError
-from costlens.instrument._core import Adapter, wrap_async_request, wrap_sync_request
+from costlens.instrument._core import Adapter, using_pipeline, wrap_async_request, wrap_sync_request
 
-__all__ = ["Adapter", "is_tracked", "register_adapter", "track", "untrack"]
+__all__ = ["Adapter", "is_tracked", "register_adapter", "track", "untrack", "using_pipeline"]
 
 C = TypeVar("C")
 

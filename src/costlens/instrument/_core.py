@@ -13,6 +13,8 @@ import atexit
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from costlens._errors import internal_error
@@ -218,6 +220,21 @@ def _is_stream(result: Any) -> bool:
 # -- the request wrappers ---------------------------------------------------------------------
 
 
+_PIPELINE_OVERRIDE: ContextVar[Pipeline | None] = ContextVar("costlens_pipeline_override", default=None)
+
+
+@contextmanager
+def using_pipeline(pipeline: Pipeline) -> Iterator[Pipeline]:
+    """Tracked calls made in this block (this thread or task, and what it starts) go through
+    `pipeline` instead of the process's: an experiment run adds its cost cap and captures its
+    records this way without touching what other threads do."""
+    token = _PIPELINE_OVERRIDE.set(pipeline)
+    try:
+        yield pipeline
+    finally:
+        _PIPELINE_OVERRIDE.reset(token)
+
+
 class _PipelineSource:
     """The pipeline a client's calls go through: the process's, plus (for a client tracked with a
     router, or inside `router.create()`) that router's step in the `route` slot. The derived
@@ -235,7 +252,7 @@ class _PipelineSource:
         self._routed: Pipeline | None = None
 
     def __call__(self) -> Pipeline:
-        base = self._get()
+        base = _PIPELINE_OVERRIDE.get() or self._get()
         router: Any = current_router() or self._router
         if router is None:
             return base

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["SLOTS", "Step"]
 
 #: The slots, in the order their steps run before the call (and in reverse after it): the router
-#: picks the model first, so budgets reserve the price of the model that is really called.
-SLOTS: tuple[str, ...] = ("route", "budget")
+#: picks the model first, so budgets reserve the price of the model that is really called. `cap` is
+#: a caller's own limit on top of the process's budgets (an experiment run's cost cap).
+SLOTS: tuple[str, ...] = ("route", "budget", "cap")
 
 
 @runtime_checkable

@@ -18,7 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from costlens._errors import ConfigError
+from costlens._charts import pyplot
 from costlens.roi._money import fmt_decimal, fmt_money
 from costlens.roi._plan import PathPlan, Plan
 from costlens.roi._sensitivity import TornadoBar
@@ -29,20 +29,9 @@ _COLOURS = ("#1f4e79", "#c0504d", "#4f8f3a", "#8064a2", "#e08a1e", "#2c9aa0")
 _TOP = 10
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise ConfigError("charts need matplotlib: pip install 'llm-costlens[plot]'") from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_plan(plan: Plan, path: str | Path, bars: Sequence[TornadoBar] = (), *, dpi: int = 120) -> Path:
     """Write a PNG: cumulative costs per path (left) and, when `bars` are given, the tornado (right)."""
-    plt = _pyplot()
+    plt = pyplot()
     target = Path(path)
     panels = 2 if bars else 1
     fig, axes = plt.subplots(1, panels, figsize=(7.5 * panels, 5.2), layout="constrained", squeeze=False)

@@ -138,14 +138,18 @@ def profile_from_records(
     feature: str | None = None,
     days_per_month: int = 30,
 ) -> UsageProfile:
-    """Profile calls (blocked calls, which never reached a provider, are left out).
+    """Profile calls. Left out: blocked calls (they never reached a provider), fine-tuning jobs
+    (operation `fine_tuning`: what tuning cost, not traffic) and experiment calls (tagged `eval_run`:
+    measurements, not traffic); a warning counts the last two.
 
     The observed period starts at the later of `since` and the first call and ends at `until`
     (default: now when `since` is given, else the last call); a period with no span cannot be scaled
     to a month and is an error. `warnings` says when the period is short or covers only part of
     the window.
     """
-    calls = [r for r in records if r.status != "blocked"]
+    offered = [r for r in records if r.status != "blocked"]
+    calls = [r for r in offered if r.operation != "fine_tuning" and "eval_run" not in r.tags]
+    not_traffic = len(offered) - len(calls)
     if not calls:
         where = f" for feature {feature!r}" if feature else ""
         raise ConfigError(
@@ -181,8 +185,15 @@ def profile_from_records(
         recorded_cost=cost,
         cost_per_call=round_fraction(Fraction(sum(priced), len(priced)), 0).scaleb(-9) if priced else None,
         window_days=window,
-        warnings=_span_warnings(len(calls), period, window, per_month, days_per_month),
+        warnings=_span_warnings(len(calls), period, window, per_month, days_per_month)
+        + _left_out(not_traffic),
     )
+
+
+def _left_out(count: int) -> tuple[str, ...]:
+    if not count:
+        return ()
+    return (f"{count} fine-tuning job(s) and experiment call(s) are not traffic and were left out",)
 
 
 def _days(span: timedelta) -> Fraction:

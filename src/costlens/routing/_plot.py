@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from costlens._errors import ConfigError
+from costlens._charts import pyplot
 from costlens.routing._evaluate import RouterEvaluation
 
 __all__ = ["plot_evaluation"]
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise ConfigError("charts need matplotlib: pip install 'llm-costlens[plot]'") from None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_evaluation(ev: RouterEvaluation, path: str | Path, *, dpi: int = 120) -> Path:
     """Write a PNG: the router's sweep and hull, the zero router, single models, oracle, deployable point."""
-    plt = _pyplot()
+    plt = pyplot()
     target = Path(path)
     scale = 1.0
     unit = "share of strong calls"

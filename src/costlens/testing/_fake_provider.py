@@ -15,7 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
-from costlens.testing._config import Behaviour, FakeUsage, Fault, Overrides
+from costlens.testing._config import Behaviour, ConfigError, FakeUsage, Fault, Overrides
 from costlens.testing._finetune import FakeFineTuning
 from costlens.testing._http import FakeRequest, Server
 
@@ -26,6 +26,10 @@ _STOP_JOIN_S = 2.0
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+#: A request's JSON body -> the answer text, a `Fault`, or None (the default answer).
+Responder = Callable[[dict[str, Any]], "str | Fault | None"]
 
 
 class FakeProvider:
@@ -43,8 +47,14 @@ class FakeProvider:
         default_usage: FakeUsage | None = None,
         latency_s: float = 0.0,
         clock: Clock | None = None,
+        responder: Responder | None = None,
     ) -> None:
         self.host = host
+        #: Answers a request by its JSON body when nothing is queued: the answer text (a str), a
+        #: `Fault`, or None for the default answer. Scripted answer keys (per model, per prompt) use it;
+        #: it runs in the server's threads, so it must be thread-safe.
+        self.responder = responder
+        self._initial_responder = responder
         self.default_usage = default_usage
         self.latency_s = latency_s
         self.clock = clock
@@ -155,11 +165,13 @@ class FakeProvider:
             return list(self._requests)
 
     def reset(self) -> None:
-        """Forget requests and queued behaviours; restore the constructor's default usage and latency."""
+        """Forget requests and queued behaviours; restore the constructor's default usage, latency
+        and responder."""
         with self._lock:
             self._queue.clear()
             self._requests.clear()
             self.default_usage, self.latency_s = self._initial
+            self.responder = self._initial_responder
         self.fine_tuning.reset()
 
     # -- used by the handler ---------------------------------------------------------------------------
@@ -168,12 +180,15 @@ class FakeProvider:
         with self._lock:
             self._requests.append(request)
 
-    def _next(self, overrides: Overrides) -> tuple[Behaviour, str]:
-        """Pop the queue and merge with the defaults and `overrides`; also hands out the id seed."""
+    def _next(self, overrides: Overrides, body: Any = None) -> tuple[Behaviour, str]:
+        """Pop the queue (else ask the responder) and merge with the defaults and `overrides`; also
+        hands out the id seed."""
         with self._lock:
-            queued = self._queue.popleft() if self._queue else Behaviour()
+            queued = self._queue.popleft() if self._queue else None
             self._seq += 1
             seed = str(self._seq)
+        if queued is None:
+            queued = self._respond(body)
         base = Behaviour(
             usage=queued.usage or self.default_usage,
             fault=queued.fault,
@@ -182,6 +197,16 @@ class FakeProvider:
             raw=queued.raw,
         )
         return overrides.apply(base), seed
+
+    def _respond(self, body: Any) -> Behaviour:
+        responder = self.responder
+        answer = responder(body) if responder is not None and isinstance(body, dict) else None
+        if isinstance(answer, Fault):
+            return Behaviour(fault=answer)
+        if answer is not None and not isinstance(answer, str):
+            kind = type(answer).__name__
+            raise ConfigError(f"the fake's responder returned {kind}; return str, Fault or None")
+        return Behaviour(text=answer)
 
     def _created(self) -> int:
         return int(self.clock.now().timestamp() if self.clock is not None else time.time())

@@ -62,7 +62,7 @@ class Backend(Protocol):
 
     def _record(self, request: FakeRequest) -> None: ...
 
-    def _next(self, overrides: Overrides) -> tuple[Behaviour, str]: ...
+    def _next(self, overrides: Overrides, body: Any = None) -> tuple[Behaviour, str]: ...
 
     def _created(self) -> int: ...
 
@@ -168,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(route, 400, "We could not parse the JSON body of your request.")
             return
         try:
-            behaviour, self._seed = fake._next(parse_overrides(headers))
+            behaviour, self._seed = fake._next(parse_overrides(headers), body)
         except ConfigError as err:
             self._send_error(route, 400, f"costlens fake: {err}")
             return
