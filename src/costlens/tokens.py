@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -47,8 +48,18 @@ def encoding_name_for(model: str) -> str | None:
     return None
 
 
-@cache
+_ENCODER_LOCK = threading.Lock()
+
+
 def _encoder(name: str) -> _Encoder | None:
+    """The BPE table, built once per process. Building takes ~0.6 s of CPU, and without the lock
+    every thread of a concurrent first burst (an experiment's workers, a busy server) built its own."""
+    with _ENCODER_LOCK:
+        return _build_encoder(name)
+
+
+@cache
+def _build_encoder(name: str) -> _Encoder | None:
     with warnings.catch_warnings():
         # bpe-openai reads its tables (at import, too) with importlib.resources' deprecated open_binary.
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -251,6 +251,7 @@ class _Run:
         except KeyboardInterrupt:
             pass
         finally:
+            self.journal.close()
             if self.cache is not None:
                 self.cache.close()
         result = RunResult.load(self.folder)
