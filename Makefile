@@ -25,7 +25,10 @@ venv: $(DEV_STAMP)
 demo: $(RUNTIME_STAMP)
 	$(BIN)/python examples/demo.py
 
+# Starts PostgreSQL, Redis and ClickHouse on loopback (scripts/servers.sh installs what is missing),
+# runs the suite against them, and stops them on the way out, whatever the outcome.
 test: $(DEV_STAMP)
+	@trap 'scripts/servers.sh stop' EXIT INT TERM; scripts/servers.sh start; . .servers/env; \
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(DEV_STAMP)
@@ -42,4 +45,4 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format src tests bench examples
 
 clean:
-	rm -rf $(VENV) .costlens .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .servers .costlens .pytest_cache .mypy_cache .ruff_cache

@@ -55,3 +55,7 @@ def recorded() -> Iterator[Recorded]:
     costlens.configure(store=store, durability="sync")
     yield Recorded(store)
     costlens.configure(store="memory://", durability="sync")
+
+
+# Real-server fixtures (postgres_url, redis_url, clickhouse_url): see tests/servers.py.
+from tests.servers import clickhouse_url, postgres_url, redis_url  # noqa: E402, F401

@@ -183,7 +183,7 @@ def test_report_uses_costlens_store_by_default(db: str, monkeypatch: pytest.Monk
         (["report", "--format", "xml"], "unknown --format 'xml': use table, json or csv"),
         (
             ["report", "--store", "foo://x"],
-            "unknown store URL 'foo://x': use one of the schemes memory://, sqlite://",
+            "unknown store URL 'foo://x': use one of the schemes clickhouse://, memory://, postgres://",
         ),
         (["prices", "missing", "--format", "yaml"], "unknown --format 'yaml'"),
         (["prices", "missing", "--store", "nope"], "unknown store URL 'nope'"),

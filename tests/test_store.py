@@ -16,16 +16,19 @@ from costlens.usage import CallRecord
 
 T0 = datetime(2025, 3, 1, 10, 30, tzinfo=UTC)
 
-#: name -> URL builder (given a temp folder). A new backend adds one line here.
-BACKENDS: dict[str, Callable[[Path], str]] = {
-    "memory": lambda tmp: "memory://",
-    "sqlite": lambda tmp: f"sqlite://{tmp / 'calls.db'}",
+#: name -> URL builder (given the test's request and a temp folder). A new backend adds one line
+#: here; a server backend's fixture (tests/servers.py) skips, saying why, when its server is absent.
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "memory": lambda request, tmp: "memory://",
+    "sqlite": lambda request, tmp: f"sqlite://{tmp / 'calls.db'}",
+    "postgres": lambda request, tmp: request.getfixturevalue("postgres_url"),
+    "clickhouse": lambda request, tmp: request.getfixturevalue("clickhouse_url"),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    backend = open_store(BACKENDS[request.param](tmp_path))
+    backend = open_store(BACKENDS[request.param](request, tmp_path))
     yield backend
     backend.close()
 

@@ -353,3 +353,6 @@ def open_ledger(url: str) -> Ledger:
 
 register_ledger("sqlite", "costlens.budgets._sqlite_ledger:from_url")
 register_ledger("memory", lambda url: MemoryLedger())
+register_ledger("postgresql", "costlens.budgets._pg_ledger:from_url")
+register_ledger("postgres", "costlens.budgets._pg_ledger:from_url")
+register_ledger("redis", "costlens.budgets._redis_ledger:from_url")

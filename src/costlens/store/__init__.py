@@ -1,4 +1,5 @@
-"""Call-record stores, opened by URL: `sqlite:///abs/path.db`, `memory://`.
+"""Call-record stores, opened by URL: `sqlite:///abs/path.db`, `memory://`,
+`postgresql://user@host:port/db`, `clickhouse://host:port/db` (native protocol port).
 
 A backend registers a factory for its scheme (`register_store`); `open_store` looks the scheme
 up, so a new backend (PostgreSQL, ClickHouse) is one registration, not another branch.
@@ -101,3 +102,6 @@ def _lazy(module: str) -> StoreFactory:
 
 register_store("sqlite", _lazy("costlens.store.sqlite"))
 register_store("memory", _lazy("costlens.store.memory"))
+register_store("postgresql", _lazy("costlens.store.postgres"))
+register_store("postgres", _lazy("costlens.store.postgres"))
+register_store("clickhouse", _lazy("costlens.store.clickhouse"))
