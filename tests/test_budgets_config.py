@@ -230,3 +230,31 @@ def test_budget_status_shows_spent_reserved_remaining_projection_and_thresholds(
     assert d.eta is not None and d.eta < at + timedelta(hours=12)
     assert u.key == "u[user=a]" and u.reserved_usd == Decimal("1e-9")
     assert d.as_dict()["thresholds_crossed"] == ["50%"]
+
+
+def test_configure_sets_the_process_default_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`configure(ledger=URL)` is the ledger of budgets defined later without one; the env var and
+    then the SQLite file are the fallbacks; a budgets file's own `[settings] ledger` still wins."""
+    import costlens
+    from costlens.budgets import MemoryLedger
+    from costlens.budgets._sqlite_ledger import SQLiteLedger
+    from costlens.config import default_ledger_url
+
+    monkeypatch.setenv("COSTLENS_LEDGER", f"sqlite://{tmp_path / 'env.db'}")
+    try:
+        costlens.configure(store="memory://")
+        assert default_ledger_url() == f"sqlite://{tmp_path / 'env.db'}"
+        costlens.configure(store="memory://", ledger="memory://")
+        assert default_ledger_url() == "memory://"
+        engine = costlens.configure_budgets([])
+        assert isinstance(engine.ledger, MemoryLedger)
+        own = tmp_path / "budgets.toml"
+        own.write_text(f'[settings]\nledger = "sqlite://{tmp_path / "file.db"}"\n', encoding="utf-8")
+        assert isinstance(costlens.configure_budgets(file=own).ledger, SQLiteLedger)
+        with pytest.raises(ConfigError, match=r"unknown ledger URL 'mysql://x': use one of .*redis://"):
+            costlens.configure(store="memory://", ledger="mysql://x")
+    finally:
+        from costlens.config import reset_budgets
+
+        reset_budgets()
+        costlens.configure(store="memory://", durability="sync")

@@ -199,11 +199,11 @@ def test_replay_is_idempotent_and_uses_the_recorders_store(spool: Path) -> None:
     recorder = Recorder(store, durability="sync", retries=0, spool_dir=spool)
     sent = records(3)
     recorder.submit(sent[0])  # fails once: spooled
-    recorder.submit(sent[1])
     [spooled] = spool.glob("*.jsonl")
     copy = spool / "copy.jsonl"
     copy.write_bytes(spooled.read_bytes())  # as if two processes spooled the same record
-    assert recorder.replay_spool() == 2
+    recorder.submit(sent[1])  # the store is back: this write replays the spool (both files)
+    assert not list(spool.glob("*.jsonl"))
     assert recorder.replay_spool() == 0
     assert sorted(r.id for r in store.iter_records()) == sorted(r.id for r in sent[:2])
     recorder.close()
@@ -389,3 +389,24 @@ def test_spooled_records_are_counted_and_are_not_a_loss(recorders: list[Recorder
     assert recorder.flush(timeout=10) is True
     assert (recorder.spooled, recorder.lost) == (10, 0)
     assert replay_spool(MemoryStore(), spool) == 10
+
+
+def test_the_store_coming_back_replays_the_spool_once(
+    recorders: list[Recorder], spool: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outage spools; the first batch the store accepts again brings the spool back with it."""
+    store = SpyStore(fail_times=3)  # the first batch: 1 try + 2 retries, all refused
+    recorder = Recorder(store, batch_size=50, retries=2, retry_backoff_s=0.001, spool_dir=spool)
+    recorders.append(recorder)
+    sent = records(120)
+    for record in sent[:50]:
+        recorder.submit(record)
+    assert recorder.flush(timeout=10)
+    assert recorder.spooled == 50 and len(list(spool.glob("*.jsonl"))) == 1
+    for record in sent[50:]:
+        recorder.submit(record)
+    assert recorder.flush(timeout=10)
+    assert not list(spool.glob("*.jsonl"))
+    assert sorted(r.id for r in store.iter_records()) == sorted(r.id for r in sent)
+    assert any("replayed 50 spooled records" in r.getMessage() for r in caplog.records)
+    assert replay_spool(store, spool) == 0  # nothing left to hand on twice

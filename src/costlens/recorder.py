@@ -6,7 +6,8 @@ as `batch_size` records wait, and appends batches in one transaction each.
 
 Failure policy (records are never silently lost):
 - store raises: retry with exponential backoff, then write the batch to a JSONL file in the spool
-  folder and log an error; `replay_spool()` re-appends spooled files (appends are idempotent by id).
+  folder and log an error. The first batch the store accepts again triggers a replay of the spool
+  (`replay_spool()` does it by hand; appends are idempotent by id, so a record counts once).
   While the store keeps failing, later batches are spooled after a single attempt so the queue drains.
 - queue full (`max_queue`): the caller writes its own record synchronously (backpressure instead of
   blocking forever or dropping): one store attempt (bounded by the store's own timeout) then the
@@ -221,10 +222,24 @@ class Recorder:
                 continue
             if self._degraded_until:
                 self._degraded_until = 0.0
-                log.warning("costlens: the store accepts writes again; replay the spool with replay_spool()")
+                self._replay_after_outage()
             return
         assert error is not None
         self._spool(batch, error)
+
+    def _replay_after_outage(self) -> None:
+        """The store is back: hand it what was spooled while it was down (appends skip ids the store
+        holds, so records another process replayed already count once)."""
+        try:
+            replayed = replay_spool(self.store, self.spool_dir)
+        except Exception as exc:
+            log.warning(
+                "costlens: the store accepts writes again, but replaying the spool failed (%r); "
+                "it is kept and replayed on the next recovery, or with costlens.replay_spool()",
+                exc,
+            )
+            return
+        log.warning("costlens: the store accepts writes again; replayed %d spooled records", replayed)
 
     def _spool(self, batch: Sequence[CallRecord], error: Exception) -> None:
         first = not self._degraded_until
@@ -240,7 +255,7 @@ class Recorder:
         with self._counts_lock:
             self._spooled += len(batch)
         (log.error if first else log.debug)(
-            "costlens: store %r failed (%r); spooled %d records to %s (replay with replay_spool())",
+            "costlens: store %r failed (%r); spooled %d records to %s (replayed when the store is back)",
             self.store,
             error,
             len(batch),

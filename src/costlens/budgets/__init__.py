@@ -45,6 +45,7 @@ from costlens.budgets._ledger import (
     MemoryLedger,
     Reservation,
     Spent,
+    check_ledger_url,
     open_ledger,
     register_ledger,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "WebhookSink",
     "Window",
     "budget_status",
+    "check_ledger_url",
     "load_budgets",
     "open_ledger",
     "parse_budgets",

@@ -59,6 +59,7 @@ __all__ = [
     "MemoryLedger",
     "Reservation",
     "Spent",
+    "check_ledger_url",
     "now_us",
     "open_ledger",
     "register_ledger",
@@ -339,15 +340,24 @@ def _factory(scheme: str) -> LedgerFactory | None:
     return factory
 
 
-def open_ledger(url: str) -> Ledger:
-    """`sqlite:///abs/path/budgets.db` (shared by every process using the file) or `memory://`."""
+def check_ledger_url(url: str) -> None:
+    """Raise ConfigError unless a ledger is registered for the URL's scheme (opens nothing)."""
     scheme, sep, _ = url.partition("://")
-    factory = _factory(scheme) if sep else None
-    if factory is None:
+    if not sep or scheme.lower() not in _FACTORIES:
         schemes = ", ".join(f"{s}://" for s in sorted(_FACTORIES))
         raise ConfigError(
-            f"unknown ledger URL {url!r}: use one of {schemes} (e.g. sqlite:///var/lib/app/budgets.db)"
+            f"unknown ledger URL {url!r}: use one of {schemes} (e.g. sqlite:///var/lib/app/budgets.db, "
+            "postgresql://app@db:5432/costlens or redis://cache:6379/0)"
         )
+
+
+def open_ledger(url: str) -> Ledger:
+    """Open the ledger a URL names: `sqlite:///abs/path/budgets.db` (shared by every process using
+    the file), `postgresql://user@host:port/db` or `redis://host:port/0` (shared by every instance
+    of an app), `memory://` (this process only)."""
+    check_ledger_url(url)
+    factory = _factory(url.partition("://")[0])
+    assert factory is not None
     return factory(url)
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from costlens._errors import ConfigError
 from costlens._paths import budgets_file, data_dir
 from costlens.config._root import current_pipeline, get_pipeline, set_pipeline, update_pipeline
+from costlens.config._settings import configured_ledger_url
 from costlens.pipeline import Step
 
 if TYPE_CHECKING:  # imported where used: a process without budgets never loads costlens.budgets
@@ -66,8 +67,12 @@ def budgets_path() -> Path:
 
 
 def default_ledger_url() -> str:
-    """`$COSTLENS_LEDGER`, else the SQLite ledger in the costlens data folder."""
-    return os.environ.get("COSTLENS_LEDGER") or f"sqlite://{data_dir() / 'budgets.db'}"
+    """`configure(ledger=...)`, else `$COSTLENS_LEDGER`, else the SQLite ledger in the data folder."""
+    return (
+        configured_ledger_url()
+        or os.environ.get("COSTLENS_LEDGER")
+        or f"sqlite://{data_dir() / 'budgets.db'}"
+    )
 
 
 def configure_budgets(

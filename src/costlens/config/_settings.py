@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 from costlens._errors import ConfigError, internal_error
@@ -27,6 +27,7 @@ from costlens.usage import CallRecord
 __all__ = [
     "Settings",
     "configure",
+    "configured_ledger_url",
     "data_dir",
     "default_store_url",
     "emit",
@@ -54,6 +55,7 @@ class Settings:
     store_content: bool
     hash_user_ids: bool
     content_max_chars: int = DEFAULT_MAX_CHARS
+    ledger_url: str | None = None  # the process's default budget ledger; None: $COSTLENS_LEDGER or SQLite
 
     @property
     def content_chars(self) -> int:
@@ -65,6 +67,12 @@ _lock = threading.RLock()
 _state: tuple[Settings, Recorder] | None = None
 # Why the environment's settings could not be used (records then go to the spool); None when fine.
 _env_error: ConfigError | None = None
+
+
+def configured_ledger_url() -> str | None:
+    """The ledger URL given to `configure(ledger=...)`, if any (builds nothing)."""
+    state = _state
+    return None if state is None else state[0].ledger_url
 
 
 def default_store_url() -> str:
@@ -98,14 +106,23 @@ def configure(
     store_content: bool | None = None,
     hash_user_ids: bool | None = None,
     content_max_chars: int | None = None,
+    ledger: str | None = None,
 ) -> Settings:
     """Replace the process-wide settings and recorder; the old recorder is flushed and closed.
 
     Every argument left as None comes from the environment (see the module docstring), not from
     an earlier `configure()` call. A store given by URL is owned (closed) by the recorder; a Store
-    object stays the caller's to close.
+    object stays the caller's to close. `ledger` (a URL: `postgresql://...`, `redis://...`,
+    `sqlite:///...`) is the budget ledger used by budgets configured from now on without a ledger
+    of their own (`configure_budgets()`, `costlens.budget()`, a budgets file without
+    `[settings] ledger`); call it before defining budgets.
     """
     settings, backend = _resolve(store, durability, store_content, hash_user_ids, content_max_chars)
+    if ledger is not None:
+        from costlens.budgets import check_ledger_url
+
+        check_ledger_url(ledger)
+        settings = replace(settings, ledger_url=ledger)
     recorder = Recorder(
         backend,
         durability=settings.durability,
