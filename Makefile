@@ -32,7 +32,8 @@ test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(DEV_STAMP)
-	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@trap 'scripts/servers.sh stop' EXIT INT TERM; scripts/servers.sh start; . .servers/env; \
+	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench examples

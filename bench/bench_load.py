@@ -1,0 +1,254 @@
+"""Benchmark: what tracking costs a busy process, raw vs tracked side by side in one run.
+
+Run: `.venv/bin/python bench/bench_load.py [--rounds 6] [--calls 600] [--rss-calls 200000]`.
+
+The fake provider runs in its own process so its work does not share our GIL. For each load
+(100 asyncio tasks on one `AsyncOpenAI`, 16 threads on one `OpenAI`, sequential plain calls,
+sequential streamed calls) and each set-up (SQLite store, `memory://` store, SQLite store plus two
+nested budgets on the SQLite ledger), raw and tracked clients take turns in alternating rounds of
+`--calls` calls, so drift on the machine hits both alike. Per round we measure:
+
+- client CPU per call: `time.process_time()` of this process (every thread, the recorder's
+  included) over the round, divided by its calls: what tracking costs the host, free of the wait
+  for the provider;
+- throughput (calls/s of wall time) and per-call latency p50/p99.
+
+"added CPU" is the median over rounds of (tracked − raw) CPU per call: a paired figure, robust to
+drift. The last section tracks `--rss-calls` calls with 16 threads and prints the resident set size
+every tenth of the way: it must stay flat after warm-up.
+
+Goals (issue 14): added CPU ≤ 40 µs per call under 100 tasks and under 16 threads (SQLite store,
+async durability), ≤ 120 µs with two nested budgets; streamed call ≤ +60 µs over raw (paired).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+from rich.console import Console
+from rich.table import Table
+
+import costlens
+from costlens.testing import fake_provider_process
+
+MESSAGES: Any = [{"role": "user", "content": "Say hello"}]
+TASKS = 100
+THREADS = 16
+
+
+@dataclass
+class Samples:
+    cpu_us: list[float] = field(default_factory=list)  # per call, one value per round
+    rate: list[float] = field(default_factory=list)  # calls/s, one per round
+    latencies_us: list[float] = field(default_factory=list)  # every call
+
+
+def _percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+
+def _p50_p99(samples: Samples) -> str:
+    values = samples.latencies_us
+    return f"{_percentile(values, 50) / 1000:.2f}/{_percentile(values, 99) / 1000:.2f}"
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- loads: each runs `n` calls and returns the per-call latencies in µs ----------------------------
+
+
+def run_async(make_client: Callable[[], openai.AsyncOpenAI], n: int) -> list[float]:
+    """`n` calls from TASKS tasks on one client, made and closed inside the round's event loop (an
+    AsyncOpenAI's connections belong to the loop that opened them)."""
+
+    async def main() -> list[float]:
+        latencies: list[float] = []
+        client = make_client()
+        queue = iter(range(n))
+
+        async def worker() -> None:
+            for _ in queue:
+                t0 = time.perf_counter_ns()
+                await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+                latencies.append((time.perf_counter_ns() - t0) / 1000)
+
+        await asyncio.gather(*(worker() for _ in range(TASKS)))
+        await client.close()
+        return latencies
+
+    return asyncio.run(main())
+
+
+def run_threads(client: openai.OpenAI, n: int, pool: ThreadPoolExecutor) -> list[float]:
+    def one(_: int) -> float:
+        t0 = time.perf_counter_ns()
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        return (time.perf_counter_ns() - t0) / 1000
+
+    return list(pool.map(one, range(n)))
+
+
+def run_sequential(client: openai.OpenAI, n: int, *, stream: bool) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        if stream:
+            for _chunk in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
+                pass
+        else:
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        out.append((time.perf_counter_ns() - t0) / 1000)
+    return out
+
+
+def _round(load: Callable[[bool, int], list[float]], tracked: bool, n: int, samples: Samples) -> None:
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    latencies = load(tracked, n)
+    costlens.flush()  # the recorder's work for these calls belongs to this round
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    samples.cpu_us.append(cpu / n * 1e6)
+    samples.rate.append(n / wall)
+    samples.latencies_us.extend(latencies)
+
+
+def _loads(base_url: str, pool: ThreadPoolExecutor) -> dict[str, Callable[[bool, int], list[float]]]:
+    def sync_client(tracked: bool) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0)
+        return costlens.track(client) if tracked else client
+
+    clients = {tracked: sync_client(tracked) for tracked in (False, True)}
+
+    def in_async(tracked: bool, n: int) -> list[float]:
+        def make() -> openai.AsyncOpenAI:
+            client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+            return costlens.track(client) if tracked else client
+
+        return run_async(make, n)
+
+    return {
+        f"{TASKS} asyncio tasks": in_async,
+        f"{THREADS} threads": lambda tracked, n: run_threads(clients[tracked], n, pool),
+        "sequential": lambda tracked, n: run_sequential(clients[tracked], n, stream=False),
+        "sequential stream": lambda tracked, n: run_sequential(clients[tracked], n, stream=True),
+    }
+
+
+def _setups(folder: Path) -> dict[str, Callable[[], None]]:
+    def sqlite() -> None:
+        costlens.configure(store=f"sqlite:///{folder / 'calls.db'}", durability="async")
+        costlens.configure_budgets([])
+
+    def memory() -> None:
+        costlens.configure(store="memory://", durability="async")
+        costlens.configure_budgets([])
+
+    def budgets() -> None:
+        costlens.configure(store=f"sqlite:///{folder / 'calls.db'}", durability="async")
+        costlens.configure_budgets(
+            [
+                costlens.Budget("all", limit_usd="1000000", window="month"),
+                costlens.Budget("per-model", limit_usd="1000000", window="day", scope={"model": "*"}),
+            ],
+            ledger=f"sqlite:///{folder / 'budgets.db'}",
+        )
+
+    return {"SQLite store": sqlite, "memory:// store": memory, "SQLite + 2 nested budgets": budgets}
+
+
+def measure(base_url: str, folder: Path, rounds: int, calls: int, console: Console) -> Table:
+    title = f"Tracking under load: {rounds} alternating rounds of {calls} calls (fake in its own process)"
+    table = Table(title=title)
+    for column in (
+        "load", "set-up", "raw CPU µs/call", "added CPU µs/call", "tracked/raw calls/s",
+        "raw p50/p99 ms", "tracked p50/p99 ms",
+    ):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("load", "set-up") else "right")
+    with ThreadPoolExecutor(THREADS) as pool:
+        loads = _loads(base_url, pool)
+        for setup_name, setup in _setups(folder).items():
+            setup()
+            for load_name, load in loads.items():
+                if setup_name != "SQLite store" and load_name.startswith("sequential"):
+                    continue  # sequential calls are measured once, on the default set-up
+                n = calls // 3 if load_name.startswith("sequential") else calls
+                raw, tracked = Samples(), Samples()
+                load(False, 30)  # warm connections, caches, the tokenizer
+                load(True, 30)
+                for _ in range(rounds):
+                    _round(load, False, n, raw)
+                    _round(load, True, n, tracked)
+                added = statistics.median(t - r for t, r in zip(tracked.cpu_us, raw.cpu_us, strict=True))
+                ratio = statistics.median(tracked.rate) / statistics.median(raw.rate)
+                table.add_row(
+                    load_name,
+                    setup_name,
+                    f"{statistics.median(raw.cpu_us):,.0f}",
+                    f"{added:+,.0f}",
+                    f"{ratio:.3f}",
+                    _p50_p99(raw),
+                    _p50_p99(tracked),
+                )
+                console.print(f"  measured {load_name}, {setup_name}: added {added:+.0f} µs/call")
+    costlens.configure_budgets([])
+    return table
+
+
+def rss_section(base_url: str, folder: Path, total: int) -> Table:
+    costlens.configure(store=f"sqlite:///{folder / 'rss.db'}", durability="async")
+    client = costlens.track(openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0))
+    table = Table(title=f"Resident set size while tracking {total:,} calls ({THREADS} threads, SQLite store)")
+    table.add_column("calls", justify="right")
+    table.add_column("RSS MiB", justify="right")
+    step = max(total // 10, 1)
+    lock = threading.Lock()
+    with ThreadPoolExecutor(THREADS) as pool:
+        done = 0
+        while done < total:
+            run_threads(client, step, pool)
+            costlens.flush()
+            with lock:
+                done += step
+            table.add_row(f"{done:,}", f"{_rss_mib():.1f}")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--calls", type=int, default=600, help="calls per round (sequential loads: a third)")
+    parser.add_argument("--rss-calls", type=int, default=200_000, help="0 to skip the memory section")
+    args = parser.parse_args()
+    console = Console(width=max(Console().width, 150))
+    with fake_provider_process() as fake, tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        table = measure(fake.openai_base_url, folder, args.rounds, args.calls, console)
+        console.print(table)
+        if args.rss_calls:
+            console.print(rss_section(fake.openai_base_url, folder, args.rss_calls))
+        costlens.flush()
+        costlens.configure(store="memory://")
+    console.print(
+        "Goals: added CPU ≤ 40 µs/call under 100 tasks and 16 threads (SQLite, async), ≤ 120 µs with two "
+        "nested budgets; streamed ≤ +60 µs; RSS flat after warm-up."
+    )
+
+
+if __name__ == "__main__":
+    main()
