@@ -7,6 +7,7 @@ outcome; the checks read the ledger and the call store afterwards.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 from collections import Counter
@@ -19,6 +20,7 @@ import openai
 
 import costlens
 from costlens.budgets import Alert, Budget, BudgetKey, BudgetUnavailable, open_ledger
+from costlens.budgets._config import render_budget
 from costlens.budgets._window import LIFETIME_SINCE_US
 from costlens.config import configure_budgets, reset_budgets
 
@@ -185,11 +187,26 @@ class FileSink:
             f.write(line)
 
 
+def write_budgets_file(path: str, ledger_url: str) -> None:
+    """A budgets file naming the shared ledger in `[settings]`, with the budgets of `budgets()`."""
+    text = f"[settings]\nledger = {json.dumps(ledger_url)}\n\n" + "\n".join(
+        render_budget(b) for b in budgets()
+    )
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def process_main(args: tuple[str, str, str, str, int, int, int]) -> dict[str, int]:
-    """A spawned process: its own clients, the shared ledger, store and alerts files."""
+    """A spawned process: its own clients, the shared ledger, store and alerts files.
+
+    `ledger_url` may instead name a budgets file (`file:<path>`): the process then reads its budgets
+    and its ledger from it, as an app instance with its own copy of the file would."""
     base_url, ledger_url, store_url, alerts, threads, calls, seed = args
     costlens.configure(store=store_url, durability="async")
-    configure_budgets(budgets(), ledger=ledger_url, sinks=[FileSink(alerts)])
+    if ledger_url.startswith("file:"):
+        configure_budgets(file=ledger_url[len("file:") :], sinks=[FileSink(alerts)])
+    else:
+        configure_budgets(budgets(), ledger=ledger_url, sinks=[FileSink(alerts)])
     try:
         outcomes = run_threads(base_url, threads, calls, seed)
     except BudgetUnavailable as exc:  # pragma: no cover - reported by the parent

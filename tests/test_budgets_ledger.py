@@ -1,5 +1,6 @@
-"""The Ledger protocol, checked on every implementation (memory, SQLite): atomic all-or-nothing
-reservations, TTL expiry, settle/release, once-only alerts; plus SQLite's migrations and failures."""
+"""The Ledger protocol, checked on every implementation (memory, SQLite, PostgreSQL, Redis): atomic
+all-or-nothing reservations, TTL expiry, settle/release, once-only alerts; plus SQLite's migrations
+and failures (the server ledgers' own tests are in tests/test_ledger_backends.py)."""
 
 from __future__ import annotations
 
@@ -48,9 +49,17 @@ def key(name: str, limit: int, *, since: int = 0, bucket: int = 0, enforce: bool
     return BudgetKey(name, limit, since, bucket, enforce)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    made: Ledger = MemoryLedger() if request.param == "memory" else SQLiteLedger(tmp_path / "budgets.db")
+    """Every implementation; the server-backed ones on a fresh database (skipped without a server)."""
+    made: Ledger
+    if request.param == "memory":
+        made = MemoryLedger()
+    elif request.param == "sqlite":
+        made = SQLiteLedger(tmp_path / "budgets.db")
+    else:
+        url = request.getfixturevalue(f"{request.param}_url")
+        made = open_ledger(url)
     yield made
     made.close()
 
@@ -312,7 +321,7 @@ def test_open_ledger_by_url(tmp_path: Path) -> None:
     ledger = open_ledger(f"sqlite://{tmp_path / 'x.db'}")
     assert isinstance(ledger, SQLiteLedger) and ledger.url == f"sqlite://{tmp_path / 'x.db'}"
     with pytest.raises(ConfigError, match="unknown ledger URL"):
-        open_ledger("postgres://nowhere")
+        open_ledger("mongodb://nowhere")
     with pytest.raises(ConfigError, match="name a file"):
         open_ledger("sqlite://:memory:")
 

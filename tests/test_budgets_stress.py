@@ -1,4 +1,5 @@
-"""Budgets hold exactly under load: threads, asyncio tasks and processes sharing one SQLite ledger.
+"""Budgets hold exactly under load: threads, asyncio tasks and processes sharing one ledger (SQLite,
+and PostgreSQL and Redis when their test servers run; see tests/servers.py).
 
 Real `openai` / `anthropic` clients call the fake provider with random output sizes; nested budgets
 (global, per user, per feature, per provider, a downgrade on one model, a warn-only one) are
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import costlens
+from costlens.budgets import load_budgets
 from costlens.config import configure_budgets, reset_budgets
 from costlens.store.sqlite import SQLiteStore
 from costlens.testing import FakeProvider
@@ -81,25 +83,68 @@ def test_two_hundred_asyncio_tasks_share_exact_budgets(files: tuple[str, str, Pa
     _assert_exact(report)
 
 
-def test_three_processes_of_sixteen_threads_share_one_ledger_file(files: tuple[str, str, Path]) -> None:
-    ledger, store_url, store_path = files
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def shared_ledger(request: pytest.FixtureRequest, files: tuple[str, str, Path]) -> str:
+    """The URL of a ledger that several processes share: a SQLite file, or a server (skipped without)."""
+    if request.param == "sqlite":
+        return files[0]
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+def _processes(
+    store_path: Path, store_url: str, ledgers: list[str], threads: int, calls: int, name: str
+) -> None:
+    """One spawned process per entry of `ledgers` (a ledger URL or `file:<budgets file>`), each with
+    `threads` threads making `calls` calls; then the exactness checks and the once-only alerts."""
     context = multiprocessing.get_context("spawn")
     alerts = store_path.parent / "alerts.txt"
-    with FakeProvider() as fake, context.Pool(PROCESSES) as pool:
+    with FakeProvider() as fake, context.Pool(len(ledgers)) as pool:
         jobs = [
-            (fake.base_url, ledger, store_url, str(alerts), THREADS, 12, seed)
-            for seed in range(10, 10 + PROCESSES)
+            (fake.base_url, ledger, store_url, str(alerts), threads, calls, seed)
+            for seed, ledger in enumerate(ledgers, start=10)
         ]
-        results = pool.map(worker.process_main, jobs)
+        results = pool.map_async(worker.process_main, jobs).get(timeout=90)
+        # Let the workers end on their own (atexit: the recorder flushes, pools close) rather than
+        # by the SIGTERM that leaving the `with` block sends to workers still alive.
+        pool.close()
+        pool.join()
     assert all("unavailable" not in r for r in results), results
-    calls = sum(sum(r.values()) for r in results)
+    calls_made = sum(sum(r.values()) for r in results)
     blocked = sum(r.get("blocked", 0) for r in results)
     store = SQLiteStore(store_path)
-    report = worker.check(ledger, store, calls, blocked)
+    ledger_url = ledgers[0]
+    if ledger_url.startswith("file:"):
+        ledger_url = load_budgets(ledger_url[len("file:") :]).ledger or ""
+    report = worker.check(ledger_url, store, calls_made, blocked)
     store.close()
-    _report(f"{PROCESSES} processes x {THREADS} threads", report)
+    _report(name, report)
     _assert_exact(report)
     fired = alerts.read_text().splitlines()
-    print(f"    alerts fired: {len(fired)}, each once across the {PROCESSES} processes")
+    print(f"    alerts fired: {len(fired)}, each once across the {len(ledgers)} processes")
     assert len(fired) == len(set(fired)) > 0
     assert {"all|threshold|50|", "all|threshold|80|"} <= {line.rsplit("|", 1)[0] + "|" for line in fired}
+
+
+def test_three_processes_of_sixteen_threads_share_one_ledger(
+    files: tuple[str, str, Path], shared_ledger: str
+) -> None:
+    _, store_url, store_path = files
+    name = f"{PROCESSES} processes x {THREADS} threads, {shared_ledger.partition(':')[0]}"
+    _processes(store_path, store_url, [shared_ledger] * PROCESSES, THREADS, 12, name)
+
+
+@pytest.mark.parametrize("server", ["postgres", "redis"])
+def test_two_app_instances_with_their_own_budgets_files_share_the_server_ledger(
+    files: tuple[str, str, Path], server: str, request: pytest.FixtureRequest
+) -> None:
+    """Two instances of an app, each reading its own copy of the budgets file, whose `[settings]`
+    name the same server ledger: together they never pass a limit."""
+    _, store_url, store_path = files
+    url = request.getfixturevalue(f"{server}_url")
+    paths = [store_path.parent / f"instance-{n}" / "budgets.toml" for n in range(2)]
+    for path in paths:
+        path.parent.mkdir()
+        worker.write_budgets_file(str(path), url)
+        assert load_budgets(path).ledger == url
+    _processes(store_path, store_url, [f"file:{p}" for p in paths], THREADS, 12, f"2 instances, {server}")

@@ -74,6 +74,8 @@ ARGS: dict[str, list[str]] = {
     "eval report": ["{run}"],
     "eval compare": ["{run}", "--a", "a", "--b", "b"],
     "eval list": ["--runs-dir", "{runs}"],
+    "store copy": ["--from", "{store}", "--to", "{copy_to}"],
+    "store info": ["--store", "{store}"],
 }
 
 #: Commands that list things: a JSON array of flat objects. Every other one writes one object.
@@ -204,6 +206,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "finetune_out": str(folder / "train.jsonl"),
         "runs": str(folder / "runs"),
         "run": str(_eval_run(folder / "runs")),
+        "copy_to": f"sqlite://{folder / 'copy.db'}",
     }
     trained = CliRunner().invoke(
         app,
@@ -415,6 +418,7 @@ def test_reading_commands_never_create_a_store(tmp_path: Path) -> None:
         ["prices", "missing"],
         ["export"],
         ["roi", "from-usage", "--tuned-input-tokens", "300"],
+        ["store", "info"],
     ):
         result = _run([*args, "--store", f"sqlite://{missing}"])
         assert result.exit_code == 1, (args, result.stdout, result.stderr)

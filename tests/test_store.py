@@ -295,8 +295,9 @@ def test_migrate_is_idempotent(store: Store) -> None:
 
 
 def test_unknown_scheme_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown store URL 'postgres://x'.*memory://, sqlite://"):
-        open_store("postgres://x")
+    known = r"clickhouse://, memory://, postgres://, postgresql://, sqlite://"
+    with pytest.raises(ConfigError, match=rf"unknown store URL 'mysql://x'.*{known}"):
+        open_store("mysql://x")
     with pytest.raises(ConfigError, match="unknown store URL"):
         open_store("/no/scheme.db")
 

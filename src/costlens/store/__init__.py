@@ -1,5 +1,6 @@
 """Call-record stores, opened by URL: `sqlite:///abs/path.db`, `memory://`,
-`postgresql://user@host:port/db`, `clickhouse://host:port/db` (native protocol port).
+`postgresql://user@host:port/db`, `clickhouse://host:port/db` (native protocol port), or a
+comma-separated list of these: a `FanoutStore` that writes to all and reads from the first.
 
 A backend registers a factory for its scheme (`register_store`); `open_store` looks the scheme
 up, so a new backend (PostgreSQL, ClickHouse) is one registration, not another branch.
@@ -21,10 +22,12 @@ from costlens.store._base import (
     nanousd_to_usd,
     parse_key,
 )
+from costlens.store._copy import CopyResult, copy_records
 from costlens.store._errors import StoreNotFound, StoreUnusable
 
 __all__ = [
     "BUILTIN_KEYS",
+    "CopyResult",
     "SpendQuery",
     "SpendRow",
     "Store",
@@ -33,6 +36,7 @@ __all__ = [
     "StoreUnusable",
     "UnpricedModel",
     "check_store_url",
+    "copy_records",
     "known_schemes",
     "nanousd_to_usd",
     "open_store",
@@ -60,8 +64,46 @@ def _scheme(url: str) -> str:
     return scheme.lower() if sep else ""
 
 
+def _split(url: str) -> list[str] | None:
+    """The parts of a comma-separated URL list, or None for a single URL; ConfigError for an empty part."""
+    if "," not in url:
+        return None
+    parts = [part.strip() for part in url.split(",")]
+    from costlens.store.fanout import safe_url
+
+    for i, part in enumerate(parts, 1):
+        if not part:
+            raise ConfigError(
+                f"store URL list {safe_url(url)!r}: part {i} is empty; separate store URLs with single "
+                "commas, the store to read from first (e.g. sqlite:///abs/calls.db,clickhouse://host:9000/db)"
+            )
+    seen: set[str] = set()
+    for part in parts:
+        if part in seen:
+            raise ConfigError(f"store URL list {safe_url(url)!r}: {safe_url(part)!r} is listed twice")
+        seen.add(part)
+    return parts
+
+
+def _in_list(i: int, part: str, exc: ConfigError) -> ConfigError:
+    """`exc` (about one part of a URL list) saying which part it is, passwords masked."""
+    from costlens.store.fanout import safe_url
+
+    return ConfigError(f"store URL list, part {i} ({safe_url(part)!r}): {safe_url(str(exc))}")
+
+
 def check_store_url(url: str) -> None:
-    """Raise ConfigError unless a backend is registered for the URL's scheme (opens nothing)."""
+    """Raise ConfigError unless a backend is registered for the URL's scheme (opens nothing).
+
+    A comma-separated list is checked part by part; the error names the bad part."""
+    parts = _split(url)
+    if parts is not None:
+        for i, part in enumerate(parts, 1):
+            try:
+                check_store_url(part)
+            except ConfigError as exc:
+                raise _in_list(i, part, exc) from None
+        return
     if _scheme(url) not in _FACTORIES:
         schemes = ", ".join(s + "://" for s in known_schemes())
         raise ConfigError(
@@ -78,7 +120,8 @@ def open_store(url: str, *, create: bool = True) -> Store:
     `StoreUnusable` (the file is a folder, not a database...).
     """
     check_store_url(url)
-    store = _FACTORIES[_scheme(url)](url)
+    parts = _split(url)
+    store = _FACTORIES[_scheme(url)](url) if parts is None else _open_fanout(parts)
     if not create:
         check = getattr(store, "check_exists", None)
         if callable(check):
@@ -88,6 +131,24 @@ def open_store(url: str, *, create: bool = True) -> Store:
                 store.close()
                 raise
     return store
+
+
+def _open_fanout(parts: list[str]) -> Store:
+    """A FanoutStore over the parts (the first is read from); the ones opened are closed on an error."""
+    from costlens.store.fanout import FanoutStore, safe_url
+
+    stores: list[Store] = []
+    try:
+        for i, part in enumerate(parts, 1):
+            try:
+                stores.append(_FACTORIES[_scheme(part)](part))
+            except ConfigError as exc:
+                raise _in_list(i, part, exc) from None
+    except BaseException:
+        for opened in stores:
+            opened.close()
+        raise
+    return FanoutStore(*stores, names=[safe_url(part) for part in parts])
 
 
 def _lazy(module: str) -> StoreFactory:
