@@ -24,6 +24,7 @@ from costlens.cli import (
     _reprice,
     _roi,
     _route,
+    _serve,
     _store,
 )
 from costlens.cli._output import OneLineErrorsGroup, friendly_errors
@@ -72,6 +73,7 @@ app.add_typer(_route.route_app, name="route", no_args_is_help=True)  # commands:
 app.add_typer(_finetune.finetune_app, name="finetune", no_args_is_help=True)  # commands: cli/_finetune.py
 app.add_typer(_eval.eval_app, name="eval", no_args_is_help=True)  # commands: cli/_eval.py
 app.add_typer(_store.store_app, name="store", no_args_is_help=True)  # commands: cli/_store.py
+app.command("serve")(_serve.friendly)
 
 
 @app.command("fake-provider")
