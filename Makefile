@@ -26,8 +26,10 @@ demo: $(RUNTIME_STAMP)
 	$(BIN)/python examples/demo.py
 
 # Starts PostgreSQL, Redis and ClickHouse on loopback (scripts/servers.sh installs what is missing),
-# runs the suite against them, and stops them on the way out, whatever the outcome.
+# installs headless Chromium and the Node.js SDK the server tests drive, runs the suite against them,
+# and stops the servers on the way out, whatever the outcome.
 test: $(DEV_STAMP)
+	@for s in scripts/chromium.sh scripts/node_deps.sh; do [ ! -x $$s ] || $$s || true; done
 	@trap 'scripts/servers.sh stop' EXIT INT TERM; scripts/servers.sh start; . .servers/env; \
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

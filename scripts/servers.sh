@@ -141,7 +141,7 @@ launch_clickhouse() {
     local ch="$DIR/clickhouse"
     clickhouse-server --config-file="$ch/config.xml" --pid-file="$ch/pid" >>"$ch/stdout.log" 2>&1 &
     echo $! >"$ch/launcher.pid"
-    for _ in $(seq 150); do
+    for _ in $(seq 450); do  # up to 90 s: a loaded 2-core machine starts it slowly
         clickhouse-client --port "$CH_PORT" --host 127.0.0.1 -q "SELECT 1" >/dev/null 2>&1 && return 0
         sleep 0.2
     done

@@ -76,6 +76,7 @@ ARGS: dict[str, list[str]] = {
     "eval list": ["--runs-dir", "{runs}"],
     "store copy": ["--from", "{store}", "--to", "{copy_to}"],
     "store info": ["--store", "{store}"],
+    "keys list": ["--db", "{keys_db}"],
 }
 
 #: Commands that list things: a JSON array of flat objects. Every other one writes one object.
@@ -91,6 +92,7 @@ LISTS = {
     "budgets status",
     "eval compare",
     "eval list",
+    "keys list",
 }
 
 #: Known departures from the contract, left to the commands' owners: each test marked here fails
@@ -207,6 +209,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "runs": str(folder / "runs"),
         "run": str(_eval_run(folder / "runs")),
         "copy_to": f"sqlite://{folder / 'copy.db'}",
+        "keys_db": str(_keys_db(folder / "keys.db")),
     }
     trained = CliRunner().invoke(
         app,
@@ -233,6 +236,14 @@ def _offline_price_update(monkeypatch: pytest.MonkeyPatch) -> None:
     import costlens.pricing
 
     monkeypatch.setattr(costlens.pricing, "update_prices", lambda: "2026-01-01T00:00:00+00:00")
+
+
+def _keys_db(path: Path) -> Path:
+    """A keys database with one API key (one with a budget), as `costlens keys create` writes it."""
+    from costlens.server._keys import KeyStore
+
+    KeyStore(path).create("ci-bot", ["read", "gateway"], budget_usd="5", window="day")
+    return path
 
 
 def _eval_run(runs: Path) -> Path:

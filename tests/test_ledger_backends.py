@@ -48,6 +48,7 @@ SECRET = "hunter2-not-a-real-password"
 PINNED = [
     ("0001_create_budget_ledger", "d8b31c11b16a20affdc1a9c20f3aae5e08cf4eea5622755eb9c33e0a852ca240"),
     ("0002_budget_definitions", "77b0a417e5f7d9aa01a54fc6207ada01a5ad1f1c54ed11b7f68fe68e111dbded"),
+    ("0003_held_counters_and_functions", "fc4f053e15e2e869f5ce00772e829a4390d0711707ac1b723d737065797383cd"),
 ]
 
 

@@ -210,3 +210,17 @@ def test_least_busy_balancing_counts_calls_in_flight() -> None:
     assert balancer.pick(mini, lambda key: key != "mini/a") == second
     with pytest.raises(costlens.ConfigError, match="least-busy"):
         Balancer("random")  # type: ignore[arg-type]
+
+
+def test_a_stream_that_falls_back_still_hides_the_usage_chunk_costlens_asked_for(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    client = _client(fake, _router(retries=0))
+    fake.enqueue(fault=Fault.http(500))
+    chunks = list(client.chat.completions.create(model="costlens/auto", messages=MSG, stream=True))
+    assert [r.json["model"] for r in fake.requests] == ["gpt-4o-mini", "gpt-4o"]
+    assert all(r.json["stream_options"] == {"include_usage": True} for r in fake.requests)
+    assert chunks and all(c.usage is None for c in chunks)  # the caller never asked for usage
+    assert all(c.choices for c in chunks)
+    second = recorded.all()[-1]
+    assert second.status == "ok" and second.output_tokens > 0 and not second.estimated

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -101,21 +102,40 @@ def test_opening_does_no_io_and_check_exists_creates_nothing(clickhouse_url: str
     fresh.close()
 
 
+#: name -> sha256 of the migration's statements (whitespace-normalised): released SQL never changes.
+PINNED = [
+    ("0001_calls", "4683e81093a64282eae0c8c8ea1c54f4f976be75f38e1407cc42b67d17c25d23"),
+    ("0002_rollup_hourly", "ed936b82bf87c227d5d5a364180f5fec056151b24a4ed2eb4e58b1b17ba3c538"),
+]
+
+
+def test_migration_sql_is_pinned() -> None:
+    from costlens.store._ch_schema import MIGRATIONS
+    from costlens.store._migrations import migration_hash
+
+    assert [(name, migration_hash(";".join(sql))) for name, sql in MIGRATIONS] == PINNED
+
+
 def test_migrations_are_pinned_and_applied_once(clickhouse_url: str) -> None:
     first = clickhouse.from_url(clickhouse_url)
-    assert first.pending_migrations() == ["0001_calls"]
+    assert first.pending_migrations() == ["0001_calls", "0002_rollup_hourly"]
     first.migrate()
     first.migrate()
     second = clickhouse.from_url(clickhouse_url)
     second.append([CallRecord("openai", "chat", "gpt-4o")])  # migrates on first use: nothing left
     assert second.pending_migrations() == []
-    assert raw(clickhouse_url, "SELECT name, count() FROM {db}.schema_migrations GROUP BY name") == [
-        ("0001_calls", 1)
-    ]
+    assert raw(
+        clickhouse_url, "SELECT name, count() FROM {db}.schema_migrations GROUP BY name ORDER BY name"
+    ) == [("0001_calls", 1), ("0002_rollup_hourly", 1)]
     tables = {
         name for (name,) in raw(clickhouse_url, "SELECT name FROM system.tables WHERE database = '{db}'")
     }
-    assert tables == {"calls", "call_ids", "schema_migrations"}
+    assert tables == {
+        "calls", "call_ids", "schema_migrations", "rollup_hourly", "call_ids_feed", "rollup_hourly_feed"
+    }  # fmt: skip
+    # One INSERT into `calls` wrote `call_ids` and the rollup through the views.
+    assert raw(clickhouse_url, "SELECT count() FROM {db}.call_ids") == [(1,)]
+    assert raw(clickhouse_url, "SELECT sum(sum_calls) FROM {db}.rollup_hourly") == [(1,)]
     raw(clickhouse_url, "INSERT INTO {db}.schema_migrations SELECT '9999_from_the_future', 0")
     third = clickhouse.from_url(clickhouse_url)
     with pytest.raises(ConfigError, match="9999_from_the_future"):
@@ -127,9 +147,13 @@ def test_migrations_are_pinned_and_applied_once(clickhouse_url: str) -> None:
 # -- dedupe --------------------------------------------------------------------------------------
 
 
-def assert_same(store: Any, reference: MemoryStore) -> None:
-    for keys in ((), ("model",), ("feature", "day")):
-        assert rows(store.query(SpendQuery(keys))) == rows(reference.query(SpendQuery(keys)))
+def assert_same(store: Any, reference: MemoryStore, *, rollups: bool = True) -> None:
+    """Equal answers from the FINAL scan, and from the rollup too unless `rollups=False`."""
+    for keys in ((), ("model",), ("feature", "day"), ("hour", "service_tier")):
+        expected = rows(reference.query(SpendQuery(keys)))
+        assert rows(store.query(SpendQuery(keys, use_rollups=False))) == expected
+        if rollups:
+            assert rows(store.query(SpendQuery(keys))) == expected
     assert [r.id for r in store.iter_records()] == [r.id for r in reference.iter_records()]
     assert store.unpriced_models() == reference.unpriced_models()
 
@@ -166,17 +190,92 @@ def test_racing_writers_count_once(store: Any, clickhouse_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
+    # Both writers may have passed the check at once: FINAL counts them once; the rollup once repaired.
+    assert_same(store, reference, rollups=False)
+    store.repair_rollups()
+    assert_same(store, reference)
     store._insert(batch)  # what a writer that lost the race writes
     store._insert(batch[:10])
     (physical,) = raw(clickhouse_url, "SELECT count() FROM {db}.calls")[0]
     assert physical >= 2 * len(batch)
+    # The FINAL scan stays exact; the rollup counted what the losers wrote, until it is repaired.
+    assert_same(store, reference, rollups=False)
+    assert store.query(SpendQuery())[0].calls > len(batch)
+    assert store.repair_rollups() > 0
+    assert store.repair_rollups() == 0
     assert_same(store, reference)
     # The first write wins: a later record reusing an id is not stored, even if inserted in a race.
     clone = random_records(1, seed=3)[0]
     clone.id, clone.started_at, clone.cost_nanousd = batch[0].id, batch[0].started_at, 123
     store.append([clone])
     store._insert([clone])
+    assert_same(store, reference, rollups=False)
+    assert store.repair_rollups(clone.started_at, clone.started_at + timedelta(seconds=1)) == 1  # its hour
     assert_same(store, reference)
+    # Merges add correction rows up (and drop keys that reach zero) without changing an answer.
+    raw(clickhouse_url, "OPTIMIZE TABLE {db}.rollup_hourly FINAL")
+    assert_same(store, reference)
+
+
+def test_a_store_from_before_the_rollup_is_back_filled_by_its_migration(clickhouse_url: str) -> None:
+    """A database at `0001_calls` written the old way (`call_ids` by the client) gets the rollup
+    filled from `calls FINAL` by `0002_rollup_hourly`; running the back-fill again adds nothing."""
+    from costlens.store._ch_schema import CREATE_MIGRATIONS, MIGRATIONS
+
+    old = ClickHouseStore(
+        urlsplit(clickhouse_url).hostname, urlsplit(clickhouse_url).port,
+        clickhouse_url.rsplit("/", 1)[1], auto_migrate=False,
+    )  # fmt: skip
+    old._execute(f"CREATE DATABASE IF NOT EXISTS {old._db}")
+    old._execute(CREATE_MIGRATIONS.format(db=old._db))
+    for statement in MIGRATIONS[0][1]:
+        old._execute(statement.format(db=old._db))
+    old._execute(f"INSERT INTO {old._db}.schema_migrations (name, applied_at_us) VALUES", [("0001_calls", 0)])
+    assert old.pending_migrations() == ["0002_rollup_hourly"]
+    batch = random_records(300, seed=11)
+    old.append(batch)
+    old._insert(batch[:50])  # a raced duplicate already in `calls`: FINAL counts it once
+    assert raw(clickhouse_url, "SELECT count() FROM {db}.call_ids") == [(350,)]
+    assert old.query(SpendQuery())[0].calls == 300  # no rollup yet: the FINAL scan
+    reference = MemoryStore()
+    reference.append(batch)
+    upgraded = clickhouse.from_url(clickhouse_url)
+    upgraded.migrate()
+    assert raw(clickhouse_url, "SELECT sum(sum_calls) FROM {db}.rollup_hourly") == [(300,)]
+    assert_same(upgraded, reference)
+    assert upgraded.repair_rollups() == 0
+    more = random_records(20, seed=12)
+    upgraded.append(more + batch)  # new records reach the rollup through the view
+    reference.append(more)
+    assert_same(upgraded, reference)
+    for s in (old, upgraded):
+        s.close()
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_rollups_and_raw_agree_at_the_edges_of_hours(store: Any, zone: str) -> None:
+    """Ranges starting and ending inside hours, on hour boundaries, and inside a single hour."""
+    records = random_records(400, seed=13)
+    for i, r in enumerate(records[:100]):  # some calls exactly on the hour
+        r.started_at = r.started_at.replace(minute=0, second=0, microsecond=0) + timedelta(hours=i % 3)
+    store.append(records)
+    reference = MemoryStore()
+    reference.append(records)
+    hour = T0 + timedelta(days=3, hours=5)
+    ranges = [
+        (hour, hour + timedelta(days=20)),
+        (hour + timedelta(minutes=17), hour + timedelta(days=20, minutes=43)),
+        (hour + timedelta(minutes=5), hour + timedelta(minutes=55)),
+        (hour + timedelta(minutes=5), None),
+        (None, hour + timedelta(days=40, seconds=1)),
+        (None, None),
+    ]
+    for since, until in ranges:
+        for keys in (("day", "model"), ("hour",), ("tag:feature", "status"), ()):
+            expected = rows(reference.query(SpendQuery(keys, since, until, timezone=zone)))
+            for use_rollups in (True, False):
+                q = SpendQuery(keys, since, until, timezone=zone, use_rollups=use_rollups)
+                assert rows(store.query(q)) == expected, q
 
 
 def test_each_thread_and_a_forked_child_get_their_own_connection(store: Any) -> None:
@@ -371,3 +470,20 @@ def test_a_closed_store_refuses_work(store: Any) -> None:
     store.close()
     with pytest.raises(RuntimeError, match="closed"):
         store.query(SpendQuery())
+
+
+def test_store_migrate_repairs_rollups_from_the_cli(clickhouse_url: str, tmp_path: Path) -> None:
+    """`store migrate --repair-rollups`: ClickHouse rebuilds hours; SQLite has nothing to repair."""
+    from typer.testing import CliRunner
+
+    from costlens.cli import app
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["store", "migrate", "--store", clickhouse_url, "--repair-rollups"])
+    assert done.exit_code == 0, done.output
+    assert "rollups: 0 hour group(s) corrected" in done.output
+    sqlite = runner.invoke(
+        app, ["store", "migrate", "--store", f"sqlite:///{tmp_path / 'x.db'}", "--repair-rollups"]
+    )
+    assert sqlite.exit_code == 1
+    assert "nothing to repair" in sqlite.output

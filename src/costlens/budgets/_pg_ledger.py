@@ -1,33 +1,34 @@
 """`PostgresLedger`: budgets shared by every instance of an app through one PostgreSQL database.
 
-Locking. A reserve is one READ COMMITTED transaction that first locks the `budget_limits` row of
-each of its keys with `SELECT ... ORDER BY key FOR UPDATE`, then reads the spend and reservations
-of those keys in a new statement (so with a snapshot taken after the locks were granted: every
-reserve that held them before has committed and is seen), checks the limits and inserts the
-reservation. Two reserves sharing a key therefore run one after the other (no check-then-charge
-race, no lost update), reserves on disjoint keys run in parallel, and because every transaction
-takes its key locks in the same (sorted) order, reserves cannot deadlock on them. A key's lock row
-is created once, committed on its own (`INSERT ... ON CONFLICT DO NOTHING`), before the first
-reserve on it in a process: a row that does not exist yet cannot be locked. Spend and history rows
-are always written in (key, bucket) order too; a deadlock or serialisation failure that slips
-through anyway rolls the transaction back whole and it is retried (a few times).
+Locking. A reserve is one statement in autocommit, `costlens_reserve` (a plpgsql function of
+migration 0003; one round trip): it locks the `budget_limits` row of each of its keys with
+`SELECT ... ORDER BY key FOR UPDATE`, then, in a new statement (a snapshot taken after the locks
+were granted: every reserve that held them before has committed and is seen), reads each key's
+spend in the window and its held amount, checks the limits and inserts the reservation. Two
+reserves sharing a key therefore run one after the other (no check-then-charge race, no lost
+update), reserves on disjoint keys run in parallel, and since every writer takes its key locks in
+the same (sorted) order, they cannot deadlock on them. A key's lock row is created once, committed
+on its own (`INSERT ... ON CONFLICT DO NOTHING`), before the first reserve on it in a process (the
+function creates a missing one too). Held amounts are a counter on the key row
+(`budget_limits.reserved_nanousd`), kept by a row trigger on `budget_reservations` (so by writers of
+every version), so a read never sums reservation rows or steps over their dead versions. Spend and
+history rows are always written in (key, bucket) order; a deadlock or serialisation failure that
+slips through anyway rolls the statement back whole and it is retried (a few times). A reserve
+run again after a lost reply finds its id already held and does not hold twice.
 
-The statements of a reserve are sent in pipeline mode: lock, read (and the expiry charge) in one
-round trip, then hold and commit in a second. `settle` and `release` are each one statement in
-autocommit (a statement is a transaction of its own), idempotent: the reservation's rows are
-deleted and charged in the same statement, so a second settle finds nothing. Only when nothing
-was held does a second statement look for the mark of an expired reservation (below); the two
-tables are never written by one reservation in two transactions except by the expiry move, which
-is itself atomic, so whichever statement sees the reservation applies it, exactly once.
+`settle` and `release` are one statement each too, `costlens_finish`, idempotent: the
+reservation's rows are deleted and charged in the same transaction, so a second settle finds
+nothing; if nothing was held it looks for the mark of an expired reservation (below).
 
-Expired reservations count as spend from their expiry (the read adds reservations expired at the
-reserve's time); a reserve moves them into `budget_spend`/`budget_history` (one statement:
+Expired reservations count as spend from their expiry (the reserve reads reservations expired at
+its time); `costlens_charge_expired` moves them into `budget_spend`/`budget_history` (a
 `DELETE ... RETURNING` feeding the inserts, so a row is moved by exactly one transaction across
-processes) at most every 10 s per process, and only if no other process is doing it right now
-(`pg_try_advisory_xact_lock`). A mark stays in `budget_expired` for `EXPIRED_KEEP_US` for a late
-settle (corrects the charge) or release (refunds it). `budget_limits` also holds the limit each
-key was last reserved with: a reserve with another limit logs a warning, once per database and key
-in a process. `budget_definitions` holds the latest definition of each budget name.
+processes), in a transaction of its own before a reserve, at most every 10 s per process, and only
+if no other process is doing it right now (`pg_try_advisory_xact_lock`). A mark stays in
+`budget_expired` for `EXPIRED_KEEP_US` for a late settle (corrects the charge) or release (refunds
+it). `budget_limits` also holds the limit each key was last reserved with: a reserve with another
+limit logs a warning, once per database and key in a process. `budget_definitions` holds the latest
+definition of each budget name.
 
 Migrations are named, append-only and pinned (tests/test_ledger_backends.py), recorded in
 `budget_migrations` (the PostgreSQL call store uses `schema_migrations`: they may share a
@@ -44,8 +45,6 @@ other parameter goes to libpq.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -58,10 +57,9 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from costlens._errors import ConfigError
-from costlens.budgets._errors import LedgerUnavailable, LimitReached
+from costlens.budgets._errors import LedgerUnavailable
 from costlens.budgets._ledger import (
     EXPIRED_KEEP_US,
-    HISTORY_BUCKET_US,
     BudgetDefinition,
     BudgetKey,
     Reservation,
@@ -72,14 +70,19 @@ from costlens.budgets._ledger import (
     new_reservation_id,
     now_us,
 )
+from costlens.budgets._ledger_common import (
+    check_settle,
+    definition_rows,
+    read_definitions,
+    redact_url,
+    unavailable,
+    warn_limits,
+)
 from costlens.store._migrations import statements
 
 __all__ = ["MIGRATIONS", "PostgresLedger", "from_url"]
 
 T = TypeVar("T")
-# What a reserve transaction found: spend before it, keys whose stored limit differed, a refusal.
-_Outcome = tuple[list[Spent], list[tuple[BudgetKey, int]], LimitReached | None]
-log = logging.getLogger("costlens")
 
 _CREATE = """
 CREATE TABLE budget_limits (
@@ -153,10 +156,143 @@ CREATE TABLE budget_definitions (
 )
 """
 
+# Held amounts as a counter per key (`budget_limits.reserved_nanousd`), kept by a trigger on
+# `budget_reservations` (so by every writer, whatever its version), and the reserve, settle/release
+# and expiry move as functions: one round trip each. Every writer of reservations locks their key
+# rows in key order first. `LOCK TABLE` first: no reservation is written between the count and the
+# trigger.
+_FUNCTIONS = """
+LOCK TABLE budget_limits, budget_reservations IN ACCESS EXCLUSIVE MODE;
+ALTER TABLE budget_limits ADD COLUMN reserved_nanousd BIGINT NOT NULL DEFAULT 0;
+UPDATE budget_limits AS b SET reserved_nanousd = r.held
+FROM (SELECT key, SUM(amount_nanousd)::bigint AS held FROM budget_reservations GROUP BY key) AS r
+WHERE b.key = r.key;
+CREATE FUNCTION costlens_held() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    UPDATE budget_limits SET reserved_nanousd = reserved_nanousd + NEW.amount_nanousd WHERE key = NEW.key;
+  ELSE
+    UPDATE budget_limits SET reserved_nanousd = reserved_nanousd - OLD.amount_nanousd WHERE key = OLD.key;
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER budget_reservations_held AFTER INSERT OR DELETE ON budget_reservations
+FOR EACH ROW EXECUTE FUNCTION costlens_held();
+CREATE FUNCTION costlens_spend(p_keys text[], p_buckets bigint[], p_at bigint[], p_amounts bigint[],
+    p_calls bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO budget_spend AS s (key, bucket_us, amount_nanousd)
+  SELECT k, b, SUM(a)::bigint FROM unnest(p_keys, p_buckets, p_amounts) AS u(k, b, a)
+  GROUP BY 1, 2 ORDER BY 1, 2
+  ON CONFLICT (key, bucket_us) DO UPDATE SET amount_nanousd = s.amount_nanousd + excluded.amount_nanousd;
+  INSERT INTO budget_history AS h (key, bucket_us, amount_nanousd, calls)
+  SELECT k, t - ((t % 300000000) + 300000000) % 300000000, SUM(a)::bigint, COUNT(*) * p_calls
+  FROM unnest(p_keys, p_at, p_amounts) AS u(k, t, a) GROUP BY 1, 2 ORDER BY 1, 2
+  ON CONFLICT (key, bucket_us) DO UPDATE SET amount_nanousd = h.amount_nanousd + excluded.amount_nanousd,
+    calls = h.calls + excluded.calls;
+END $$;
+CREATE FUNCTION costlens_reserve(p_rid text, p_keys text[], p_limits bigint[], p_since bigint[],
+    p_buckets bigint[], p_enforce boolean[], p_amount bigint, p_at bigint, p_expires bigint, p_retry boolean,
+    OUT ok boolean, OUT spent bigint[], OUT reserved bigint[], OUT stored bigint[])
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+  IF (SELECT COUNT(*) FROM (SELECT 1 FROM budget_limits WHERE key = ANY(p_keys) ORDER BY key FOR UPDATE) AS l)
+      < cardinality(p_keys) THEN
+    INSERT INTO budget_limits (key, limit_nanousd, updated_us)
+    SELECT k, l, p_at FROM unnest(p_keys, p_limits) AS u(k, l) ORDER BY k ON CONFLICT (key) DO NOTHING;
+    PERFORM 1 FROM budget_limits WHERE key = ANY(p_keys) ORDER BY key FOR UPDATE;
+  END IF;
+  SELECT array_agg(q.sp ORDER BY q.n), array_agg(q.rs ORDER BY q.n), array_agg(q.lim ORDER BY q.n),
+    COALESCE(bool_and(NOT q.e OR q.sp + q.rs + p_amount <= q.l), true)
+  INTO spent, reserved, stored, ok
+  FROM (
+    SELECT k.n, k.e, k.l, b.limit_nanousd AS lim,
+      COALESCE((SELECT SUM(s.amount_nanousd) FROM budget_spend AS s
+        WHERE s.key = k.key AND s.bucket_us >= k.since), 0)::bigint + COALESCE(x.lapsed, 0)::bigint AS sp,
+      b.reserved_nanousd - COALESCE(x.expired, 0)::bigint AS rs
+    FROM unnest(p_keys, p_since, p_enforce, p_limits) WITH ORDINALITY AS k(key, since, e, l, n)
+    JOIN budget_limits AS b ON b.key = k.key
+    CROSS JOIN LATERAL (
+      SELECT SUM(r.amount_nanousd) AS expired,
+        SUM(r.amount_nanousd) FILTER (WHERE r.bucket_us >= k.since) AS lapsed
+      FROM budget_reservations AS r WHERE r.key = k.key AND r.expires_us <= p_at
+    ) AS x
+  ) AS q;
+  IF stored IS DISTINCT FROM p_limits THEN
+    UPDATE budget_limits AS b SET limit_nanousd = u.l, updated_us = p_at
+    FROM unnest(p_keys, p_limits) AS u(k, l) WHERE b.key = u.k AND b.limit_nanousd <> u.l;
+  END IF;
+  IF p_retry AND EXISTS (SELECT 1 FROM budget_reservations WHERE reservation_id = p_rid) THEN
+    ok := true;  -- a retry of a reserve applied before (its reply was lost): held once
+  ELSIF ok THEN
+    INSERT INTO budget_reservations (reservation_id, key, amount_nanousd, bucket_us, at_us, expires_us)
+    SELECT p_rid, k, p_amount, b, p_at, p_expires FROM unnest(p_keys, p_buckets) AS u(k, b);
+  END IF;
+END $$;
+CREATE FUNCTION costlens_finish(p_rid text, p_amount bigint) RETURNS integer LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+  keys text[];
+  buckets bigint[];
+  ats bigint[];
+  amounts bigint[];
+BEGIN
+  PERFORM 1 FROM budget_limits
+  WHERE key IN (SELECT key FROM budget_reservations WHERE reservation_id = p_rid) ORDER BY key FOR UPDATE;
+  WITH gone AS (DELETE FROM budget_reservations WHERE reservation_id = p_rid RETURNING key, bucket_us, at_us)
+  SELECT array_agg(key), array_agg(bucket_us), array_agg(at_us) INTO keys, buckets, ats FROM gone;
+  IF keys IS NOT NULL THEN
+    IF p_amount IS NOT NULL THEN
+      PERFORM costlens_spend(keys, buckets, ats, array_fill(p_amount, ARRAY[cardinality(keys)]), 1);
+    END IF;
+    RETURN 1;
+  END IF;
+  WITH gone AS (
+    DELETE FROM budget_expired WHERE reservation_id = p_rid RETURNING key, bucket_us, at_us, amount_nanousd
+  )
+  SELECT array_agg(key), array_agg(bucket_us), array_agg(at_us),
+    array_agg(COALESCE(p_amount - amount_nanousd, -amount_nanousd))
+  INTO keys, buckets, ats, amounts FROM gone;
+  IF keys IS NULL THEN
+    RETURN 0;
+  END IF;
+  PERFORM costlens_spend(keys, buckets, ats, amounts, CASE WHEN p_amount IS NULL THEN -1 ELSE 0 END);
+  RETURN 2;
+END $$;
+CREATE FUNCTION costlens_charge_expired(p_at bigint, p_keep_before bigint, p_lock bigint) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  keys text[];
+  buckets bigint[];
+  ats bigint[];
+  amounts bigint[];
+BEGIN
+  IF NOT pg_try_advisory_xact_lock(p_lock) THEN
+    RETURN -1;
+  END IF;
+  PERFORM 1 FROM budget_limits
+  WHERE key IN (SELECT key FROM budget_reservations WHERE expires_us <= p_at) ORDER BY key FOR UPDATE;
+  WITH gone AS (
+    DELETE FROM budget_reservations WHERE expires_us <= p_at
+    RETURNING reservation_id, key, amount_nanousd, bucket_us, at_us, expires_us
+  ), marks AS (
+    INSERT INTO budget_expired SELECT * FROM gone ON CONFLICT DO NOTHING
+  )
+  SELECT array_agg(key), array_agg(bucket_us), array_agg(at_us), array_agg(amount_nanousd)
+  INTO keys, buckets, ats, amounts FROM gone;
+  IF keys IS NOT NULL THEN
+    PERFORM costlens_spend(keys, buckets, ats, amounts, 1);
+  END IF;
+  DELETE FROM budget_expired WHERE expires_us < p_keep_before;
+  RETURN COALESCE(cardinality(keys), 0);
+END $$
+"""
+
 #: (name, sql) in the order they apply. APPEND ONLY: never edit, rename or reorder an entry.
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("0001_create_budget_ledger", _CREATE),
     ("0002_budget_definitions", _DEFINITIONS),
+    ("0003_held_counters_and_functions", _FUNCTIONS),
 )
 
 _CLEANUP_EVERY_US = 10_000_000
@@ -164,100 +300,24 @@ _CLEANUP_EVERY_US = 10_000_000
 _MIGRATE_LOCK = 0x636F73746C656E73
 _CLEANUP_LOCK = _MIGRATE_LOCK + 1
 
-_TRY_CLEANUP = "SELECT pg_try_advisory_xact_lock(%s)"
-_LOCK = "SELECT key, limit_nanousd FROM budget_limits WHERE key = ANY(%s) ORDER BY key FOR UPDATE"
 _ADD_KEYS = (
     "INSERT INTO budget_limits (key, limit_nanousd, updated_us) "
     "SELECT k, l, %s FROM unnest(%s::text[], %s::bigint[]) AS u(k, l) ORDER BY k ON CONFLICT (key) DO NOTHING"
-)
-_SET_LIMITS = (
-    "UPDATE budget_limits AS b SET limit_nanousd = u.l, updated_us = %s "
-    "FROM unnest(%s::text[], %s::bigint[]) AS u(k, l) WHERE b.key = u.k"
 )
 # Spend counts settled charges and reservations expired by %(at)s that no reserve has moved into
 # budget_spend yet: the answer is the same before and after the move.
 _USAGE = """
 SELECT
   (SELECT COALESCE(SUM(s.amount_nanousd), 0) FROM budget_spend s
-    WHERE s.key = k.key AND s.bucket_us >= k.since)::bigint
+    WHERE s.key = %(key)s AND s.bucket_us >= %(since)s)::bigint
   + (SELECT COALESCE(SUM(r.amount_nanousd), 0) FROM budget_reservations r
-    WHERE r.key = k.key AND r.expires_us <= %(at)s AND r.bucket_us >= k.since)::bigint,
+    WHERE r.key = %(key)s AND r.expires_us <= %(at)s AND r.bucket_us >= %(since)s)::bigint,
   (SELECT COALESCE(SUM(r.amount_nanousd), 0) FROM budget_reservations r
-    WHERE r.key = k.key AND r.expires_us > %(at)s)::bigint
-FROM unnest(%(keys)s::text[], %(since)s::bigint[]) WITH ORDINALITY AS k(key, since, n)
-ORDER BY k.n
+    WHERE r.key = %(key)s AND r.expires_us > %(at)s)::bigint
 """
-_HOLD = (
-    "INSERT INTO budget_reservations (reservation_id, key, amount_nanousd, bucket_us, at_us, expires_us) "
-    "SELECT %s, k, %s, b, %s, %s FROM unnest(%s::text[], %s::bigint[]) AS u(k, b)"
-)
-_UPSERT_SPEND = (
-    "INSERT INTO budget_spend (key, bucket_us, amount_nanousd) SELECT key, bucket_us, amount FROM {src} "
-    "ORDER BY key, bucket_us ON CONFLICT (key, bucket_us) "
-    "DO UPDATE SET amount_nanousd = budget_spend.amount_nanousd + excluded.amount_nanousd"
-)
-_UPSERT_HISTORY = (
-    "INSERT INTO budget_history (key, bucket_us, amount_nanousd, calls) SELECT key, hb, amount, calls "
-    "FROM {src} ORDER BY key, hb ON CONFLICT (key, bucket_us) DO UPDATE SET "
-    "amount_nanousd = budget_history.amount_nanousd + excluded.amount_nanousd, "
-    "calls = budget_history.calls + excluded.calls"
-)
-# The 5-minute history bucket of at_us (floored, like Python's %; `%%` is psycopg's escaped %).
-_HB = f"(at_us - ((at_us %% {HISTORY_BUCKET_US}) + {HISTORY_BUCKET_US}) %% {HISTORY_BUCKET_US})"
-# Move every reservation expired by %(at)s into spend and history, keeping a mark of each: one
-# statement, so a row is moved (and charged) by exactly one transaction.
-_CHARGE_EXPIRED = f"""
-WITH gone AS (
-  DELETE FROM budget_reservations WHERE expires_us <= %(at)s
-  RETURNING reservation_id, key, amount_nanousd, bucket_us, at_us, expires_us
-), marks AS (
-  INSERT INTO budget_expired SELECT * FROM gone ON CONFLICT DO NOTHING
-), spend AS (
-  {
-    _UPSERT_SPEND.format(
-        src="(SELECT key, bucket_us, SUM(amount_nanousd)::bigint AS amount FROM gone GROUP BY 1, 2) g"
-    )
-}
-), history AS (
-  {
-    _UPSERT_HISTORY.format(
-        src=f"(SELECT key, {_HB} AS hb, SUM(amount_nanousd)::bigint AS amount, COUNT(*) AS calls "
-        "FROM gone GROUP BY 1, 2) g"
-    )
-}
-)
-SELECT COUNT(*) FROM gone
-"""
-_FORGET_EXPIRED = "DELETE FROM budget_expired WHERE expires_us < %s"
-# The rows a settle charges (none for a release).
-_HELD = "(SELECT key, {}, %(amount)s::bigint AS amount FROM gone WHERE %(amount)s::bigint IS NOT NULL) g"
-# Settle (or release: %(amount)s NULL) a held reservation. Its rows are distinct keys, so every
-# spend/history row is written once in the statement.
-_SETTLE_HELD = f"""
-WITH gone AS (
-  DELETE FROM budget_reservations WHERE reservation_id = %(rid)s RETURNING key, bucket_us, at_us
-), spend AS (
-  {_UPSERT_SPEND.format(src=_HELD.format("bucket_us"))}
-), history AS (
-  {_UPSERT_HISTORY.format(src=_HELD.format(f"{_HB} AS hb, 1 AS calls"))}
-)
-SELECT COUNT(*) FROM gone
-"""
-# A late settle (%(amount)s: the real cost) or release (NULL: a refund) of a reservation charged
-# when it expired: add the difference and forget the mark, so a retry changes nothing.
-_CORRECT_EXPIRED = f"""
-WITH gone AS (
-  DELETE FROM budget_expired WHERE reservation_id = %(rid)s
-  RETURNING key, bucket_us, at_us,
-    COALESCE(%(amount)s::bigint - amount_nanousd, -amount_nanousd) AS amount,
-    CASE WHEN %(amount)s::bigint IS NULL THEN -1 ELSE 0 END AS calls
-), spend AS (
-  {_UPSERT_SPEND.format(src="gone")}
-), history AS (
-  {_UPSERT_HISTORY.format(src=f"(SELECT key, {_HB} AS hb, amount, calls FROM gone) g")}
-)
-SELECT COUNT(*) FROM gone
-"""
+_RESERVE = "SELECT * FROM costlens_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_FINISH = "SELECT costlens_finish(%s, %s)"
+_CHARGE_EXPIRED = "SELECT costlens_charge_expired(%s, %s, %s)"
 _DEFINE = (
     "INSERT INTO budget_definitions (name, source, origin, definition, defined_us, removed_us) "
     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET source = excluded.source, "
@@ -268,9 +328,6 @@ _DEFINE = (
 _RETRY = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.LockNotAvailable)
 _ATTEMPTS = 5
 
-# Budget keys this process has warned about (ledger, key): the warning is given once.
-_warned_limits: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
 # Pools a forked child inherited: kept referenced so that their connections (the parent's
 # sockets) are never closed, hence never terminated, from the child.
 _inherited: list[ConnectionPool[Any]] = []
@@ -282,7 +339,7 @@ class PostgresLedger:
     def __init__(self, url: str, *, pool_max: int = 16, pool_timeout_s: float = 5.0) -> None:
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("postgresql", "postgres"):
-            raise ConfigError(f"not a PostgreSQL URL: {_redact(url)!r}")
+            raise ConfigError(f"not a PostgreSQL URL: {redact_url(url)!r}")
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in ("pool_max", "pool_timeout")}
         try:
@@ -290,15 +347,15 @@ class PostgresLedger:
             self._pool_timeout_s = float(ours.get("pool_timeout", pool_timeout_s))
         except ValueError:
             raise ConfigError(
-                f"bad PostgreSQL ledger URL {_redact(url)!r}: pool_max is a whole number, "
+                f"bad PostgreSQL ledger URL {redact_url(url)!r}: pool_max is a whole number, "
                 "pool_timeout a number of seconds"
             ) from None
         if self._pool_max < 1 or self._pool_timeout_s <= 0:
-            raise ConfigError(f"bad PostgreSQL ledger URL {_redact(url)!r}: pool_max and pool_timeout > 0")
+            raise ConfigError(f"bad PostgreSQL ledger URL {redact_url(url)!r}: pool_max and pool_timeout > 0")
         rest = urlencode([(k, v) for k, v in query if k not in ours])
         self._conninfo = urlunsplit(parts._replace(scheme="postgresql", query=rest))
         self._password = parts.password or ""
-        self.url = _redact(url)
+        self.url = redact_url(url)
         self.where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
         self._lock = threading.Lock()
         self._pool: ConnectionPool[Any] | None = None
@@ -333,7 +390,7 @@ class PostgresLedger:
                         timeout=self._pool_timeout_s,
                         open=False,
                         name=f"costlens-ledger-{self.where}",
-                        kwargs={"connect_timeout": max(1, int(self._pool_timeout_s))},
+                        kwargs={"connect_timeout": max(1, int(self._pool_timeout_s)), "autocommit": True},
                     )
                     pool.open(wait=False)
                     self._pool = pool
@@ -342,58 +399,38 @@ class PostgresLedger:
         return pool
 
     def _fail(self, exc: BaseException) -> LedgerUnavailable:
-        text = str(exc)
-        if self._password:
-            text = text.replace(self._password, "***")
-        return LedgerUnavailable(
-            f"PostgreSQL ledger at {self.where} ({self.url}): {type(exc).__name__}: {text}"
-        )
+        return unavailable(f"PostgreSQL ledger at {self.where} ({self.url})", self._password, exc)
 
-    def _run(
-        self, fn: Callable[[psycopg.Connection[Any]], T], *, autocommit: bool = False, pipeline: bool = False
-    ) -> T:
-        """Run `fn` on a pooled connection: in one transaction committed at the end, or (autocommit)
-        statement by statement. A deadlock or serialisation failure is retried; a connection found
-        dead (the server restarted) makes the pool check its connections and the call run again,
-        unless the failure may have come after the commit was sent. Failures -> LedgerUnavailable."""
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], T], *, transaction: bool = False) -> T:
+        """Run `fn` on a pooled connection in autocommit (each statement a transaction of its own),
+        or in one transaction committed at the end. A deadlock or serialisation failure is retried;
+        a connection found dead (the server restarted) makes the pool check its connections and the
+        call run again, unless a commit may have been sent. Every statement run in autocommit is
+        safe to run twice (reserve by its id; settle, release and the expiry move are idempotent).
+        Failures -> LedgerUnavailable."""
         for attempt in range(_ATTEMPTS):
-            state = {"sent_commit": False}
+            sent_commit = False
             try:
-                pool = self._get_pool()
-                with pool.connection() as conn:
-                    conn.autocommit = autocommit
-                    try:
-                        if pipeline:
-                            with conn.pipeline():
-                                result = fn(conn)
-                                state["sent_commit"] = True
-                                conn.commit()
-                            return result
+                with self._get_pool().connection() as conn:
+                    if not transaction:
+                        return fn(conn)
+                    with conn.transaction():
                         result = fn(conn)
-                        if not autocommit:
-                            state["sent_commit"] = True
-                            conn.commit()
-                        return result
-                    except BaseException:
-                        if not conn.closed and not autocommit:
-                            conn.rollback()
-                        raise
-            except _RETRY:
+                        sent_commit = True
+                    return result
+            except _RETRY as exc:
                 if attempt + 1 == _ATTEMPTS:
-                    raise
+                    raise self._fail(exc) from exc
             except psycopg.OperationalError as exc:
-                # A statement failed on a connection that broke (the server restarted since it was
-                # pooled). Before a commit was sent nothing was committed, so the call runs again on
-                # a fresh connection; autocommit calls are idempotent (settle, release, reads).
                 pool_now = self._pool
-                if state["sent_commit"] or attempt + 1 == _ATTEMPTS or pool_now is None:
+                if sent_commit or attempt + 1 == _ATTEMPTS or pool_now is None:
                     raise self._fail(exc) from exc
                 try:
                     pool_now.check()
                 except Exception as check_exc:
                     raise self._fail(exc) from check_exc
             except (psycopg.Error, PoolTimeout, OSError) as exc:
-                if isinstance(exc, pg_errors.UndefinedTable):
+                if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedFunction):
                     self._migrated = False  # the tables were dropped: create them again next time
                 raise self._fail(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -422,7 +459,7 @@ class PostgresLedger:
                 for name, sql in MIGRATIONS:
                     if name in applied:
                         continue
-                    for statement in statements(sql):
+                    for statement in _statements(sql):
                         conn.execute(statement.encode())
                     conn.execute("INSERT INTO budget_migrations (name) VALUES (%s)", (name,))
         except (psycopg.Error, PoolTimeout, OSError) as exc:
@@ -438,7 +475,7 @@ class PostgresLedger:
         if not new:
             return
         ids, limits = [i for i, _ in new], [lim for _, lim in new]
-        self._run(lambda conn: conn.execute(_ADD_KEYS, (at_us, ids, limits)), autocommit=True)
+        self._run(lambda conn: conn.execute(_ADD_KEYS, (at_us, ids, limits)))
         self._known.update(ids)
 
     def reserve(
@@ -448,102 +485,53 @@ class PostgresLedger:
         at_us = now_us(at)
         rid = new_reservation_id()
         expires = at_us + int(ttl_s * 1_000_000)
-        cleanup = not 0 <= self._next_cleanup_us - at_us < _CLEANUP_EVERY_US
         ids = [k.id for k in keys]
+        limits = [k.limit_nanousd for k in keys]
         self._add_keys(keys, at_us)
+        if not 0 <= self._next_cleanup_us - at_us < _CLEANUP_EVERY_US:
+            # Expired reservations count as spend already (costlens_reserve reads them); moving them
+            # now and then keeps the table small. A transaction of its own (it locks other keys).
+            params = (at_us, at_us - EXPIRED_KEEP_US, _CLEANUP_LOCK)
+            self._run(lambda conn: conn.execute(_CHARGE_EXPIRED, params))
+            self._next_cleanup_us = at_us + _CLEANUP_EVERY_US
+        since, buckets = [k.since_us for k in keys], [k.bucket_us for k in keys]
+        args = (rid, ids, limits, since, buckets, [k.enforce for k in keys], amount_nanousd, at_us, expires)
+        tries = 0
 
-        def run(conn: psycopg.Connection[Any]) -> _Outcome:
-            # Pipelined: lock, (try the cleanup lock,) read in one round trip; the rest and the
-            # commit in a second. The read's snapshot is taken once the key locks are held.
-            locked = conn.execute(_LOCK, (ids,))
-            cleaner = conn.execute(_TRY_CLEANUP, (_CLEANUP_LOCK,)) if cleanup else None
-            usage = conn.execute(_USAGE, {"at": at_us, "keys": ids, "since": [k.since_us for k in keys]})
-            stored = dict(locked.fetchall())
-            if len(stored) < len(keys):
-                # A lock row is gone (the tables were made again): create it in this transaction.
-                # Unlike the usual path this may wait on other reserves in any order; a deadlock
-                # is retried whole by _run.
-                missing = [k for k in keys if k.id not in stored]
-                conn.execute(_ADD_KEYS, (at_us, [k.id for k in missing], [k.limit_nanousd for k in missing]))
-                stored.update(conn.execute(_LOCK, (ids,)).fetchall())
-                usage = conn.execute(_USAGE, {"at": at_us, "keys": ids, "since": [k.since_us for k in keys]})
-            before = [Spent(int(spent), int(reserved)) for spent, reserved in usage.fetchall()]
-            if cleaner is not None and cleaner.fetchone() == (True,):
-                # Expired reservations count as spend already (see _USAGE); moving them now and then
-                # keeps the table small. One statement: exactly once across processes.
-                conn.execute(_CHARGE_EXPIRED, {"at": at_us})
-                conn.execute(_FORGET_EXPIRED, (at_us - EXPIRED_KEEP_US,))
-            changed = [(k, int(stored[k.id])) for k in keys if stored[k.id] != k.limit_nanousd]
-            if changed:
-                conn.execute(
-                    _SET_LIMITS, (at_us, [k.id for k, _ in changed], [k.limit_nanousd for k, _ in changed])
-                )
-            try:
-                check_limits(keys, before, amount_nanousd)
-            except LimitReached as full:  # commit the expiry move and the limits all the same
-                return before, changed, full
-            conn.execute(_HOLD, (rid, amount_nanousd, at_us, expires, ids, [k.bucket_us for k in keys]))
-            return before, changed, None
+        def run(conn: psycopg.Connection[Any]) -> Any:
+            # One statement in autocommit: lock, read, check and hold in costlens_reserve, one round
+            # trip. Run again (after a lost reply), it looks for its id first: held once.
+            nonlocal tries
+            tries += 1
+            return conn.execute(_RESERVE, (*args, tries > 1)).fetchone()
 
         try:
-            before, changed, full = self._run(run, pipeline=True)
+            row = self._run(run)
         except LedgerUnavailable:
             self._known.difference_update(ids)  # cheap: the rows are made again if they are gone
             raise
-        if cleanup:
-            self._next_cleanup_us = at_us + _CLEANUP_EVERY_US
-        self._warn_limits(changed)
-        if full is not None:
-            raise full
+        assert row is not None
+        ok, spent, reserved, stored = row
+        before = [Spent(int(s), int(r)) for s, r in zip(spent, reserved, strict=True)]
+        warn_limits(self.url, [(k, v) for k, v in zip(keys, stored, strict=True) if v != k.limit_nanousd])
+        if not ok:
+            check_limits(keys, before, amount_nanousd)
         return Reservation(rid, tuple(keys), amount_nanousd, at_us, expires, tuple(before))
-
-    def _warn_limits(self, changed: Sequence[tuple[BudgetKey, int]]) -> None:
-        """Warn (once per ledger and key in this process) about a limit that differs from the one
-        last used on this ledger: two processes, or two budgets files, disagree on a budget."""
-        for key, stored in changed:
-            with _warned_lock:
-                if (self.url, key.id) in _warned_limits:
-                    continue
-                _warned_limits.add((self.url, key.id))
-            log.warning(
-                "costlens: budget key %r has limit %s nano-USD here, but %s nano-USD was last used with "
-                "the ledger %s (another process or budgets file defines this budget differently, or its "
-                "limit was changed); each reserve is checked against the limit of the process making it. "
-                "The ledger now records %s.",
-                key.id,
-                key.limit_nanousd,
-                stored,
-                self.url,
-                key.limit_nanousd,
-            )
-
-    def _finish(self, reservation: Reservation, amount: int | None) -> None:
-        params = {"rid": reservation.id, "amount": amount}
-
-        def run(conn: psycopg.Connection[Any]) -> None:
-            row = conn.execute(_SETTLE_HELD, params).fetchone()
-            if row is None or not row[0]:
-                # Not held (anymore): expired and charged, or settled/released already. The expiry
-                # move commits atomically, so this second statement sees its mark if it happened.
-                conn.execute(_CORRECT_EXPIRED, params)
-
-        self._run(run, autocommit=True)
 
     def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
         """Charge `actual`; a second settle changes nothing. A reservation that expired (and was
         charged its reserved amount) gets the difference `actual - reserved`."""
-        if actual_nanousd < 0:
-            raise ValueError(f"a settled cost cannot be negative ({actual_nanousd} nano-USD)")
-        self._finish(reservation, actual_nanousd)
+        check_settle(actual_nanousd)
+        self._run(lambda conn: conn.execute(_FINISH, (reservation.id, actual_nanousd)))
 
     def release(self, reservation: Reservation) -> None:
         """Drop the reservation; a second release changes nothing. A reservation that expired (and
         was charged its reserved amount) is refunded."""
-        self._finish(reservation, None)
+        self._run(lambda conn: conn.execute(_FINISH, (reservation.id, None)))
 
     def usage(self, key: BudgetKey, *, at: datetime | None = None) -> Spent:
-        params = {"at": now_us(at), "keys": [key.id], "since": [key.since_us]}
-        row = self._run(lambda conn: conn.execute(_USAGE, params).fetchone(), autocommit=True)
+        params = {"at": now_us(at), "key": key.id, "since": key.since_us}
+        row = self._run(lambda conn: conn.execute(_USAGE, params).fetchone())
         assert row is not None
         return Spent(int(row[0]), int(row[1]))
 
@@ -553,9 +541,7 @@ class PostgresLedger:
             "SELECT COALESCE(SUM(amount_nanousd), 0)::bigint FROM budget_history "
             "WHERE key = %s AND bucket_us >= %s"
         )
-        row = self._run(
-            lambda conn: conn.execute(sql, (key_id, history_bucket(since_us))).fetchone(), autocommit=True
-        )
+        row = self._run(lambda conn: conn.execute(sql, (key_id, history_bucket(since_us))).fetchone())
         return int(row[0]) if row else 0
 
     def fire_once(self, key_id: str, period_us: int, alert: str) -> bool:
@@ -563,11 +549,7 @@ class PostgresLedger:
             "INSERT INTO budget_alerts (key, period_us, alert, fired_us) VALUES (%s, %s, %s, %s) "
             "ON CONFLICT DO NOTHING"
         )
-        return bool(
-            self._run(
-                lambda conn: conn.execute(sql, (key_id, period_us, alert, now_us())).rowcount, autocommit=True
-            )
-        )
+        return bool(self._run(lambda conn: conn.execute(sql, (key_id, period_us, alert, now_us())).rowcount))
 
     def key_ids(self, budget: str) -> list[str]:
         sql = (
@@ -575,32 +557,20 @@ class PostgresLedger:
             "UNION SELECT key FROM budget_reservations WHERE key = %(b)s OR starts_with(key, %(p)s)"
         )
         params = {"b": budget, "p": budget + "["}
-        rows = self._run(lambda conn: conn.execute(sql, params).fetchall(), autocommit=True)
+        rows = self._run(lambda conn: conn.execute(sql, params).fetchall())
         return sorted(key for (key,) in rows)
 
     def record_definitions(self, definitions: Sequence[BudgetDefinition]) -> None:
-        rows = [
-            (d.name, d.source, d.origin, json.dumps(d.definition, sort_keys=True), d.defined_us, d.removed_us)
-            for d in sorted(definitions, key=lambda d: d.name)
-        ]
+        rows = definition_rows(definitions)
         if rows:
-            self._run(lambda conn: conn.cursor().executemany(_DEFINE, rows))
+            self._run(lambda conn: conn.cursor().executemany(_DEFINE, rows), transaction=True)
 
     def definitions(self) -> list[BudgetDefinition]:
         sql = (
             "SELECT name, source, origin, definition, defined_us, removed_us FROM budget_definitions "
             "ORDER BY name"
         )
-        rows = self._run(lambda conn: conn.execute(sql).fetchall(), autocommit=True)
-        out = []
-        for name, source, origin, text, defined_us, removed_us in rows:
-            try:
-                definition = json.loads(text)
-            except ValueError:
-                continue  # not written by costlens: left out
-            if isinstance(definition, dict) and source in ("file", "code"):
-                out.append(BudgetDefinition(name, source, origin, definition, int(defined_us), removed_us))
-        return out
+        return read_definitions(self._run(lambda conn: conn.execute(sql).fetchall()))
 
     def prune(self, before_us: int) -> int:
         """Drop history buckets and fired-alert marks older than `before_us`; returns rows removed."""
@@ -610,17 +580,18 @@ class PostgresLedger:
             b = conn.execute("DELETE FROM budget_alerts WHERE fired_us < %s", (before_us,)).rowcount
             return int(a + b)
 
-        return self._run(run)
+        return self._run(run, transaction=True)
 
 
-def _redact(url: str) -> str:
-    """The URL without its password (user and everything else kept)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+def _statements(sql: str) -> list[str]:
+    """`statements(sql)`, but a `;` at the end of a line inside a `$$` body does not end one."""
+    out: list[str] = []
+    for part in statements(sql):
+        if out and out[-1].count("$$") % 2:
+            out[-1] += ";\n" + part
+        else:
+            out.append(part)
+    return out
 
 
 def from_url(url: str) -> PostgresLedger:

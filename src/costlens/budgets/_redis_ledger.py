@@ -53,8 +53,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -65,17 +67,25 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from costlens._errors import ConfigError
-from costlens.budgets._errors import LedgerUnavailable, LimitReached
+from costlens.budgets._errors import LedgerUnavailable
 from costlens.budgets._ledger import (
     EXPIRED_KEEP_US,
     BudgetDefinition,
     BudgetKey,
     Reservation,
     Spent,
+    check_limits,
     check_reserve,
     history_bucket,
     new_reservation_id,
     now_us,
+)
+from costlens.budgets._ledger_common import (
+    check_settle,
+    make_definition,
+    redact_url,
+    unavailable,
+    warn_limits,
 )
 
 __all__ = ["RedisLedger", "from_url"]
@@ -282,18 +292,18 @@ class RedisLedger:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("redis", "rediss"):
-            raise ConfigError(f"not a Redis URL: {_redact(url)!r}")
+            raise ConfigError(f"not a Redis URL: {redact_url(url)!r}")
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in ("prefix", "on_reset")}
         self.prefix = prefix if prefix is not None else ours.get("prefix", "costlens:")
         chosen = on_reset or ours.get("on_reset", "fail")
         if chosen not in ("fail", "continue"):
-            raise ConfigError(f"bad Redis ledger URL {_redact(url)!r}: on_reset is 'fail' or 'continue'")
+            raise ConfigError(f"bad Redis ledger URL {redact_url(url)!r}: on_reset is 'fail' or 'continue'")
         self.on_reset: OnReset = cast(OnReset, chosen)
         if not self.prefix:
-            raise ConfigError(f"bad Redis ledger URL {_redact(url)!r}: the prefix cannot be empty")
+            raise ConfigError(f"bad Redis ledger URL {redact_url(url)!r}: the prefix cannot be empty")
         rest = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in ours])))
-        self.url = _redact(url)
+        self.url = redact_url(url)
         self.where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
         self._password = parts.password or ""
         try:
@@ -312,6 +322,11 @@ class RedisLedger:
         except ValueError as exc:
             raise ConfigError(f"bad Redis ledger URL {self.url!r}: {exc}") from None
         self._client = redis.Redis(connection_pool=pool)
+        self._pool = pool
+        # Scripts go over a connection of each thread's own (made by the pool, never checked out
+        # of it): no pool lock or liveness poll per call. Kept weakly, to be closed by close().
+        self._local = threading.local()
+        self._conns: weakref.WeakSet[Any] = weakref.WeakSet()
         self._reserve = self._client.register_script(_RESERVE)
         self._finish = self._client.register_script(_FINISH)
         self._usage = self._client.register_script(_USAGE)
@@ -327,10 +342,7 @@ class RedisLedger:
     # -- calls, failures and the epoch -------------------------------------------------------------
 
     def _fail(self, exc: BaseException) -> LedgerUnavailable:
-        text = str(exc)
-        if self._password:
-            text = text.replace(self._password, "***")
-        return LedgerUnavailable(f"Redis ledger at {self.where} ({self.url}): {type(exc).__name__}: {text}")
+        return unavailable(f"Redis ledger at {self.where} ({self.url})", self._password, exc)
 
     def _command(self, name: str, *args: Any) -> Any:
         try:
@@ -340,13 +352,38 @@ class RedisLedger:
         except redis.RedisError as exc:
             raise self._fail(exc) from exc
 
+    def _eval(self, script: Any, args: Sequence[Any]) -> Any:
+        """EVALSHA on this thread's connection (made again in a forked child): one round trip. The
+        script is loaded on NOSCRIPT; a dropped connection is retried once (every script is safe
+        to run twice: reserve by its id, settle and release are idempotent)."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = self._pool.make_connection()
+            local.conn, local.pid = conn, os.getpid()
+            self._conns.add(conn)
+        for attempt in range(3):
+            try:
+                conn.send_command("EVALSHA", script.sha, 0, *args)
+                return conn.read_response()
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                conn.send_command("SCRIPT", "LOAD", script.script)
+                conn.read_response()
+            except (redis.ConnectionError, redis.TimeoutError):
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _script(self, script: Any, args: Sequence[Any]) -> list[str]:
         """Run a budget-state script in this ledger's epoch; after a Redis restart (the epoch
         marker lost or replaced) adopt a new epoch, or fail closed, as `on_reset` says."""
         for _ in range(3):
             epoch = self._epoch or self._resync()
             try:
-                out = cast(list[str], script(args=[self.prefix, epoch, *args]))
+                out = cast(list[str], self._eval(script, [self.prefix, epoch, *args]))
             except redis.RedisError as exc:
                 raise self._fail(exc) from exc
             if out[0] != "RESET":
@@ -363,14 +400,15 @@ class RedisLedger:
             try:
                 outcome, epoch = cast(
                     list[str],
-                    self._adopt(
-                        args=[
+                    self._eval(
+                        self._adopt,
+                        [
                             self.prefix,
                             known,
                             f"{token}:new",
                             f"{token}:accepted",
                             "1" if self.on_reset == "continue" else "0",
-                        ]
+                        ],
                     ),
                 )
             except redis.RedisError as exc:
@@ -412,6 +450,8 @@ class RedisLedger:
             self._epoch = epoch
 
     def close(self) -> None:
+        for conn in list(self._conns):
+            conn.disconnect()
         self._client.close()
         self._client.connection_pool.disconnect()
 
@@ -443,42 +483,17 @@ class RedisLedger:
         n = len(keys)
         before = [Spent(int(out[1 + i]), int(out[1 + n + i])) for i in range(n)]
         changed = out[1 + 2 * n :]
-        self._warn_limits(
-            [(keys[int(i) - 1], int(v)) for i, v in zip(changed[::2], changed[1::2], strict=True)]
+        warn_limits(
+            self.url, [(keys[int(i) - 1], int(v)) for i, v in zip(changed[::2], changed[1::2], strict=True)]
         )
         if out[0] == "FULL":
-            failures = [
-                (k.id, b.spent_nanousd, b.reserved_nanousd, k.limit_nanousd)
-                for k, b in zip(keys, before, strict=True)
-                if k.enforce and b.total_nanousd + amount_nanousd > k.limit_nanousd
-            ]
-            raise LimitReached(failures)
+            check_limits(keys, before, amount_nanousd)
         return Reservation(rid, tuple(keys), amount_nanousd, at_us, expires, tuple(before))
-
-    def _warn_limits(self, changed: Sequence[tuple[BudgetKey, int]]) -> None:
-        """Warn (once per ledger and key in this process) about a limit that differs from the one
-        last used on this ledger: two processes, or two budgets files, disagree on a budget."""
-        for key, stored in changed:
-            if ("limit:" + key.id) in self._warned:
-                continue
-            self._warned.add("limit:" + key.id)
-            log.warning(
-                "costlens: budget key %r has limit %s nano-USD here, but %s nano-USD was last used with "
-                "the ledger %s (another process or budgets file defines this budget differently, or its "
-                "limit was changed); each reserve is checked against the limit of the process making it. "
-                "The ledger now records %s.",
-                key.id,
-                key.limit_nanousd,
-                stored,
-                self.url,
-                key.limit_nanousd,
-            )
 
     def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
         """Charge `actual`; a second settle changes nothing. A reservation that expired (and was
         charged its reserved amount) gets the difference `actual - reserved`."""
-        if actual_nanousd < 0:
-            raise ValueError(f"a settled cost cannot be negative ({actual_nanousd} nano-USD)")
+        check_settle(actual_nanousd)
         self._script(self._finish, [reservation.id, actual_nanousd])
 
     def release(self, reservation: Reservation) -> None:
@@ -526,39 +541,21 @@ class RedisLedger:
         for name in sorted(rows):
             try:
                 d = json.loads(rows[name])
-                definition, source = d["definition"], d["source"]
-                if isinstance(definition, dict) and source in ("file", "code"):
-                    removed = d.get("removed_us")
-                    out.append(
-                        BudgetDefinition(
-                            name,
-                            source,
-                            str(d["origin"]),
-                            definition,
-                            int(d["defined_us"]),
-                            None if removed is None else int(removed),
-                        )
-                    )
-            except (ValueError, KeyError, TypeError):
+                found = make_definition(
+                    name, d["source"], d["origin"], d["definition"], d["defined_us"], d.get("removed_us")
+                )
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # not written by costlens: left out
+            if found is not None:
+                out.append(found)
         return out
 
     def prune(self, before_us: int) -> int:
         """Drop history buckets and fired-alert marks older than `before_us`; returns entries removed."""
         try:
-            return int(self._prune(args=[self.prefix, before_us]))
+            return int(self._eval(self._prune, [self.prefix, before_us]))
         except redis.RedisError as exc:
             raise self._fail(exc) from exc
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (user and everything else kept)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def from_url(url: str) -> RedisLedger:

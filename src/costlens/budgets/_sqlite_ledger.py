@@ -24,10 +24,7 @@ Migrations are append-only and pinned by tests/test_budgets_ledger.py, like the 
 
 from __future__ import annotations
 
-import json
-import logging
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -48,12 +45,17 @@ from costlens.budgets._ledger import (
     new_reservation_id,
     now_us,
 )
+from costlens.budgets._ledger_common import (
+    check_settle,
+    definition_rows,
+    read_definitions,
+    warn_limits,
+)
 from costlens.store._sqlite_conn import ConnectionsClosed, ThreadConnections
 
 __all__ = ["MIGRATIONS", "SQLiteLedger", "from_url"]
 
 T = TypeVar("T")
-log = logging.getLogger("costlens")
 # What a reserve transaction found: spend before it, keys whose stored limit differed, a refusal.
 _Outcome = tuple[list[Spent], list[tuple[BudgetKey, int | None]], LimitReached | None]
 
@@ -172,10 +174,6 @@ _EXPIRED_ROWS = f"SELECT {_ROWS} FROM budget_reservations WHERE expires_us <= ?"
 _KEEP_EXPIRED = f"INSERT OR REPLACE INTO budget_expired ({_ROWS}) VALUES (?, ?, ?, ?, ?, ?)"
 _FIND_EXPIRED = "SELECT key, amount_nanousd, bucket_us, at_us FROM budget_expired WHERE reservation_id = ?"
 
-# Budget keys this process has warned about (ledger file, key): the warning is given once.
-_warned_limits: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
-
 
 class SQLiteLedger:
     """A ledger in one SQLite file; created (with its folder) and migrated on first use."""
@@ -278,38 +276,15 @@ class SQLiteLedger:
         before, changed, full = self._run(run)
         if cleanup:
             self._next_cleanup_us = at_us + _CLEANUP_EVERY_US
-        self._warn_limits(changed)
+        warn_limits(str(self.path), changed)
         if full is not None:
             raise full
         return Reservation(rid, tuple(keys), amount_nanousd, at_us, expires, tuple(before))
 
-    def _warn_limits(self, changed: Sequence[tuple[BudgetKey, int | None]]) -> None:
-        """Warn (once per ledger file and key in this process) about a limit that differs from the
-        one last used on this ledger: two processes, or two budgets files, disagree on a budget."""
-        for key, stored in changed:
-            if stored is None:
-                continue
-            with _warned_lock:
-                if (str(self.path), key.id) in _warned_limits:
-                    continue
-                _warned_limits.add((str(self.path), key.id))
-            log.warning(
-                "costlens: budget key %r has limit %s nano-USD here, but %s nano-USD was last used with "
-                "the ledger %s (another process or budgets file defines this budget differently, or its "
-                "limit was changed); each reserve is checked against the limit of the process making it. "
-                "The ledger now records %s.",
-                key.id,
-                key.limit_nanousd,
-                stored,
-                self.path,
-                key.limit_nanousd,
-            )
-
     def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
         """Charge `actual`; a second settle changes nothing. A reservation that expired (and was
         charged its reserved amount) gets the difference `actual - reserved`."""
-        if actual_nanousd < 0:
-            raise ValueError(f"a settled cost cannot be negative ({actual_nanousd} nano-USD)")
+        check_settle(actual_nanousd)
         hb = history_bucket(reservation.at_us)
 
         def run(conn: sqlite3.Connection) -> None:
@@ -360,10 +335,7 @@ class SQLiteLedger:
         return sorted(key for (key,) in rows)
 
     def record_definitions(self, definitions: Sequence[BudgetDefinition]) -> None:
-        rows = [
-            (d.name, d.source, d.origin, json.dumps(d.definition, sort_keys=True), d.defined_us, d.removed_us)
-            for d in definitions
-        ]
+        rows = definition_rows(definitions)
         if rows:
             self._run(lambda conn: conn.executemany(_DEFINE, rows))
 
@@ -372,16 +344,7 @@ class SQLiteLedger:
             "SELECT name, source, origin, definition, defined_us, removed_us FROM budget_definitions "
             "ORDER BY name"
         )
-        rows = self._read(lambda conn: conn.execute(sql).fetchall())
-        out = []
-        for name, source, origin, text, defined_us, removed_us in rows:
-            try:
-                definition = json.loads(text)
-            except ValueError:
-                continue  # not written by costlens: left out
-            if isinstance(definition, dict) and source in ("file", "code"):
-                out.append(BudgetDefinition(name, source, origin, definition, int(defined_us), removed_us))
-        return out
+        return read_definitions(self._read(lambda conn: conn.execute(sql).fetchall()))
 
     def prune(self, before_us: int) -> int:
         """Drop history buckets and fired-alert marks older than `before_us`; returns rows removed."""

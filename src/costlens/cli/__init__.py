@@ -19,6 +19,7 @@ from costlens.cli import (
     _finetune,
     _forecast,
     _import,
+    _keys,
     _prices,
     _report,
     _reprice,
@@ -74,6 +75,7 @@ app.add_typer(_finetune.finetune_app, name="finetune", no_args_is_help=True)  # 
 app.add_typer(_eval.eval_app, name="eval", no_args_is_help=True)  # commands: cli/_eval.py
 app.add_typer(_store.store_app, name="store", no_args_is_help=True)  # commands: cli/_store.py
 app.command("serve")(_serve.friendly)
+app.add_typer(_keys.keys_app, name="keys", no_args_is_help=True)  # commands: cli/_keys.py
 
 
 @app.command("fake-provider")

@@ -38,6 +38,9 @@ def serve(
     budgets: Annotated[Path | None, typer.Option(help="Budgets file (default: $COSTLENS_BUDGETS).")] = None,
     config: Annotated[Path | None, typer.Option(help="Server config TOML ([server], [upstreams]).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (they share the ledger).")] = None,
+    router: Annotated[
+        Path | None, typer.Option(help="Router TOML: requests for costlens/auto are routed by it.")
+    ] = None,
     upstream: Annotated[
         list[str] | None,
         typer.Option(
@@ -57,6 +60,7 @@ def serve(
         ledger=ledger,
         budgets=budgets,
         workers=workers,
+        router=router,
         upstreams=_upstreams(upstream),
     )
     try:

@@ -92,17 +92,35 @@ def _install_hint(url: str) -> str:
 # -- migrate -----------------------------------------------------------------------------------
 
 
-def migrate(store: StoreOpt = None) -> None:
+def migrate(
+    store: StoreOpt = None,
+    repair_rollups: Annotated[
+        bool,
+        typer.Option(
+            "--repair-rollups",
+            help="Also rebuild the pre-aggregated hours from the raw calls (ClickHouse: after a write "
+            "race counted a record twice in the rollup). Run it with no writes in flight.",
+        ),
+    ] = False,
+) -> None:
     """Bring the store's schema up to date (creating it if needed); safe to run again."""
     from costlens.store._copy import mask_url, migrate_store
 
     url = store_url(store)
     target = _open(url, "--store", create=True)
+    repaired: int | None = None
     try:
         applied = migrate_store(target)
+        if repair_rollups:
+            repair = getattr(target, "repair_rollups", None)
+            if repair is None:
+                fail(f"{_backend(url)} keeps its rollups in step with every write: nothing to repair")
+            repaired = repair()
     finally:
         target.close()
     typer.echo(f"store: {mask_url(url)}")
+    if repaired is not None:
+        typer.echo(f"rollups: {repaired} hour group(s) corrected")
     if applied is None:
         typer.echo("schema: up to date")
     elif applied:

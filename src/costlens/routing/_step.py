@@ -164,6 +164,8 @@ class RouteStep:
             request.provider, request.operation, self.router.name, state.body, request.stream, request.tags
         )
         nxt.state["route"] = state
+        # the body may carry the usage request costlens added: the next attempt hides that chunk too
+        nxt.usage_added = request.usage_added
         return nxt
 
     def _plan_next(

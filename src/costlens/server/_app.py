@@ -36,6 +36,10 @@ def create_app(config: ServerConfig | None = None, *, configure: bool = True) ->
     if configure:
         _configure_process(config)
     ctx = ServerContext(config)
+    if config.router is not None:
+        from costlens.routing import load_router
+
+        ctx.extras["router"] = load_router(config.router)
     app = FastAPI(
         title="costlens",
         summary="LLM cost tracking, budgets, routing and reports",

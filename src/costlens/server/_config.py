@@ -42,6 +42,7 @@ class ServerConfig(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)  # CORS is off unless origins are listed
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     upstream_timeout_s: float = Field(default=600.0, gt=0)
+    router: Path | None = None  # a router TOML: requests naming `costlens/auto` (or its name) are routed
 
     @field_validator("upstreams")
     @classmethod

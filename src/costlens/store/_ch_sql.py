@@ -23,7 +23,7 @@ from typing import Any
 from costlens.store._base import parse_key
 from costlens.store._time import HOUR_US, offset_label
 
-__all__ = ["DAY_US", "MODEL", "Reader", "Segments", "floor_div"]
+__all__ = ["DAY_US", "MODEL", "ROLLUP_COLUMNS", "Reader", "Segments", "floor_div"]
 
 DAY_US = 24 * HOUR_US
 _EPOCH_DAY = date(1970, 1, 1)
@@ -39,6 +39,8 @@ _COLUMN_SQL = {
     "status": "status",
     "service_tier": "nullIf(ifNull(service_tier, ''), '')",
 }
+#: The same keys read from `rollup_hourly`, which stores the model and the tier ('' for none) as grouped.
+ROLLUP_COLUMNS = {**_COLUMN_SQL, "model": "model", "service_tier": "nullIf(tier, '')"}
 _HOUR_LABEL = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):00(Z|[+-]\d{2}:\d{2}(?::\d{2})?)$")
 _DAY_LABEL = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONTH_LABEL = re.compile(r"^(\d{4})-(\d{2})$")
@@ -96,11 +98,22 @@ def _day_number(text: str) -> int | None:
 class Reader:
     """The WHERE clause and group-key expressions of one read, with their parameters.
 
-    `segments` are the zone's offsets over the read's range (`((0, 0),)` for UTC).
+    `segments` are the zone's offsets over the read's range (`((0, 0),)` for UTC). A read of the
+    hourly rollup passes its time column (`hour_us`) and `ROLLUP_COLUMNS`; tags are the same two
+    arrays there, so tag keys and filters are written alike.
     """
 
-    def __init__(self, segments: Segments = ((0, 0),), zone_name: str = "UTC") -> None:
+    def __init__(
+        self,
+        segments: Segments = ((0, 0),),
+        zone_name: str = "UTC",
+        *,
+        time_col: str = "started_at_us",
+        columns: Mapping[str, str] = _COLUMN_SQL,
+    ) -> None:
         self.zone_name = zone_name
+        self.time_col = time_col
+        self._columns = columns
         self._local_defined = False
         self.params: dict[str, Any] = {}
         self.conditions: list[str] = []
@@ -110,7 +123,7 @@ class Reader:
         else:
             # Plain literals in the conditions (Int64 comparisons), typed ones in the results.
             conditions = (
-                f"started_at_us < {start}, {_int(before)}"
+                f"{time_col} < {start}, {_int(before)}"
                 for (start, _), (_, before) in zip(segments[1:], segments, strict=False)
             )
             self._offset_sql = f"(multiIf({', '.join(conditions)}, {_int(segments[-1][1])}) AS utc_offset)"
@@ -129,12 +142,12 @@ class Reader:
     def _local(self) -> tuple[str, str]:
         """The call's local time: its first spelling here (defining the alias), and later ones."""
         if self._offset_sql.startswith("toInt64("):
-            local = f"(started_at_us + {self._offset_sql})"
+            local = f"({self.time_col} + {self._offset_sql})"
             return local, local
         if self._local_defined:
             return "local_us", "local_us"
         self._local_defined = True
-        return f"((started_at_us + {self.offset}) AS local_us)", "local_us"
+        return f"(({self.time_col} + {self.offset}) AS local_us)", "local_us"
 
     @property
     def local_hour(self) -> str:
@@ -163,7 +176,7 @@ class Reader:
         if name in ("day", "week", "month"):
             label = {"day": _day_label, "week": _week_label, "month": _month_label}[name]
             return [self.local_day], lambda v: label(v[0])
-        return [_COLUMN_SQL[name]], _first
+        return [self._columns[name]], _first
 
     def keys(
         self, keys: Sequence[str]
@@ -186,9 +199,9 @@ class Reader:
     def add_range(self, lo: int | None, hi: int | None) -> None:
         """[lo, hi) in microseconds: on the sorting key's first column, so the primary index prunes."""
         if lo is not None:
-            self.conditions.append(f"started_at_us >= {_int(lo)}")
+            self.conditions.append(f"{self.time_col} >= {_int(lo)}")
         if hi is not None:
-            self.conditions.append(f"started_at_us < {_int(hi)}")
+            self.conditions.append(f"{self.time_col} < {_int(hi)}")
 
     def add_where(self, where: Mapping[str, str] | None) -> None:
         for key, value in (where or {}).items():
@@ -206,7 +219,7 @@ class Reader:
             if span is None:
                 return "0"
             return f"({self.local_day} BETWEEN {_int(span[0])} AND {_int(span[1])})"
-        return f"({_COLUMN_SQL[name]} = {self.param(value)})"
+        return f"({self._columns[name]} = {self.param(value)})"
 
     def _hour_equals(self, value: str) -> str:
         m = _HOUR_LABEL.match(value)

@@ -18,55 +18,32 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from costlens.store import _sqlcommon
 from costlens.store._base import parse_key
+from costlens.store._sqlcommon import PART_SUMS, ROLLUP_AGGREGATES, SHARED_COLUMNS, Segments, Source, case
 from costlens.store._time import HOUR_US, TIME_KEYS, offset_label
-from costlens.usage import USAGE_PARTS
 
 __all__ = ["RAW", "ROLLUP", "Aggregate", "Filter", "Source", "aggregate_sql"]
 
-Segments = tuple[tuple[int, int], ...]
 _DAY_US = 24 * HOUR_US
 _EPOCH_DATE = date(1970, 1, 1)
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """What a query reads: its table, its time column, its column expressions and aggregates."""
-
-    table: str
-    time_col: str
-    columns: Mapping[str, str]
-    aggregates: str
-
-
-_PART_SUMS = "".join(f", SUM(c.{name})" for name in USAGE_PARTS)
-_SHARED = {
-    "request_model": "c.request_model",
-    "provider": "c.provider",
-    "operation": "c.operation",
-    "status": "c.status",
-    "service_tier": "NULLIF(c.service_tier, '')",
-}
 #: The model a call is grouped under: the response model, else the requested one.
 MODEL = "COALESCE(NULLIF(c.response_model, ''), c.request_model)"
 RAW = Source(
     table="calls c",
     time_col="c.started_at_us",
-    columns={**_SHARED, "model": MODEL},
+    columns={**SHARED_COLUMNS, "model": MODEL},
     aggregates="""COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens), SUM(c.cache_read_tokens),
     SUM(c.cache_write_tokens), SUM(c.reasoning_tokens), SUM(c.cost_nanousd),
     COUNT(*) FILTER (WHERE c.cost_nanousd IS NULL), COUNT(*) FILTER (WHERE c.status = 'error'),
     SUM(c.estimated)"""
-    + _PART_SUMS,
+    + PART_SUMS,
 )
 ROLLUP = Source(
     table="rollup_hourly c",
     time_col="c.hour_us",
-    columns={**_SHARED, "model": "c.model"},
-    aggregates="""SUM(c.calls), SUM(c.input_tokens), SUM(c.output_tokens), SUM(c.cache_read_tokens),
-    SUM(c.cache_write_tokens), SUM(c.reasoning_tokens), SUM(c.cost_nanousd), SUM(c.unpriced_calls),
-    SUM(c.error_calls), SUM(c.estimated_calls)"""
-    + _PART_SUMS,
+    columns={**SHARED_COLUMNS, "model": "c.model"},
+    aggregates=ROLLUP_AGGREGATES,
 )
 
 
@@ -75,21 +52,10 @@ def _floor_div(expr: str, unit: int) -> str:
     return f"(({expr}) - ((({expr}) %% {unit}) + {unit}) %% {unit}) / {unit}"
 
 
-def _case(time_col: str, segments: Segments, values: Sequence[str]) -> str:
-    """The value of the segment `time_col` falls in (values[i] for segments[i])."""
-    if len(segments) == 1:
-        return values[0]
-    whens = " ".join(
-        f"WHEN {time_col} < {start} THEN {value}"
-        for (start, _), value in zip(segments[1:], values, strict=False)
-    )
-    return f"CASE {whens} ELSE {values[-1]} END"
-
-
 def time_expr(bucket: str, time_col: str, segments: Segments, zone_name: str) -> str:
     """SQL for the label of a time bucket (`hour`, `day`, `week`, `month`) in the zone."""
     offsets = [f"{offset}::bigint" for _, offset in segments]
-    local = time_col if offsets == ["0::bigint"] else f"({time_col} + {_case(time_col, segments, offsets)})"
+    local = time_col if offsets == ["0::bigint"] else f"({time_col} + {case(time_col, segments, offsets)})"
     day = _floor_div(local, _DAY_US)
     if bucket == "week":  # 1970-01-01 was a Thursday: Monday is 3 days before day 0
         day = f"({day} - ((({day}) + 3) %% 7 + 7) %% 7)"
@@ -103,57 +69,17 @@ def time_expr(bucket: str, time_col: str, segments: Segments, zone_name: str) ->
     labels = [f"'{offset_label(offset, zone_name)}'" for _, offset in segments]
     return (
         f"(to_char({date}, 'YYYY-MM-DD') || 'T' || lpad(({hour})::text, 2, '0') || ':00' || "
-        f"{_case(time_col, segments, labels)})"
+        f"{case(time_col, segments, labels)})"
     )
 
 
-class Filter:
-    """Builds FROM/WHERE clauses for one source: a LEFT JOIN per tag key, shared by group-by and where."""
+class Filter(_sqlcommon.Filter):
+    """FROM/WHERE clauses in PostgreSQL's dialect (`%s` parameters, `to_char` labels)."""
 
-    def __init__(self, source: Source, segments: Segments = ((0, 0),), zone_name: str = "UTC") -> None:
-        self.source = source
-        self.segments = segments
-        self.zone_name = zone_name
-        self.joins: list[str] = []
-        self.join_params: list[object] = []
-        self.conds: list[str] = []
-        self.cond_params: list[object] = []
-        self._tag_alias: dict[str, str] = {}
+    placeholder = "%s"
 
-    def expr(self, key: str) -> str:
-        kind, name = parse_key(key)
-        if kind == "column":
-            column = self.source.columns.get(name)
-            if column is not None:
-                return column
-            return time_expr(name, self.source.time_col, self.segments, self.zone_name)
-        alias = self._tag_alias.get(name)
-        if alias is None:
-            alias = self._tag_alias[name] = f"t{len(self._tag_alias)}"
-            self.joins.append(
-                f"LEFT JOIN tagset_tags {alias} ON {alias}.tagset_id = c.tagset_id AND {alias}.key = %s"
-            )
-            self.join_params.append(name)
-        return f"{alias}.value"
-
-    def add(self, lo_us: int | None, hi_us: int | None, where: Mapping[str, str] | None) -> None:
-        col = self.source.time_col
-        if lo_us is not None:
-            self.conds.append(f"{col} >= %s")
-            self.cond_params.append(lo_us)
-        if hi_us is not None:
-            self.conds.append(f"{col} < %s")
-            self.cond_params.append(hi_us)
-        for key, value in (where or {}).items():
-            self.conds.append(f"{self.expr(key)} = %s")
-            self.cond_params.append(value)
-
-    def sql(self) -> str:
-        where = f" WHERE {' AND '.join(self.conds)}" if self.conds else ""
-        return f"FROM {self.source.table} " + " ".join(self.joins) + where
-
-    def params(self) -> list[object]:
-        return [*self.join_params, *self.cond_params]
+    def time_label(self, bucket: str) -> str:
+        return time_expr(bucket, self.source.time_col, self.segments, self.zone_name)
 
 
 def _bucket_numbers(bucket: str, time_col: str, segments: Segments) -> list[str]:
@@ -164,7 +90,7 @@ def _bucket_numbers(bucket: str, time_col: str, segments: Segments) -> list[str]
     label in Python); `hour`: the local hour number and the UTC offset (which tells apart the two
     01:00 hours of a night that turns the clocks back)."""
     offsets = [f"{offset}::bigint" for _, offset in segments]
-    offset = _case(time_col, segments, offsets)
+    offset = case(time_col, segments, offsets)
     local = time_col if offsets == ["0::bigint"] else f"({time_col} + {offset})"
     if bucket == "hour":
         return [_floor_div(local, HOUR_US), offset]

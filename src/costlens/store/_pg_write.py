@@ -31,7 +31,8 @@ from typing import Any
 
 import psycopg
 
-from costlens.store._codec import dumps
+from costlens.store._base import to_micros
+from costlens.store._codec import dumps, tags_text
 from costlens.store._pg_schema import CALL_COLUMNS, ROLLUP_KEY, ROLLUP_SUMS
 from costlens.store._time import HOUR_US
 from costlens.usage import USAGE_PARTS, CallRecord
@@ -108,19 +109,6 @@ def create_temp_tables(conn: Conn) -> None:
         conn.execute(sql)
 
 
-def _micros(when: datetime) -> int:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - _EPOCH) // _MICRO
-
-
-def _tags_text(tags: Mapping[str, object]) -> str:
-    """The JSON text of a tag set, values as text (as the SQLite store writes it)."""
-    if all(type(v) is str for v in tags.values()):
-        return dumps(tags)
-    return dumps({k: str(v) for k, v in tags.items()})
-
-
 def _month(micros: int) -> int:
     """Months since year 0 (`year * 12 + month - 1`) of a UTC time."""
     when = _EPOCH + timedelta(microseconds=micros)
@@ -139,9 +127,9 @@ def prepare(records: Sequence[CallRecord], caches: WriteCaches, connect: ConnSou
     for record in unique.values():
         text = texts.get(id(record.tags))
         if text is None:
-            text = texts[id(record.tags)] = _tags_text(record.tags)
+            text = texts[id(record.tags)] = tags_text(record.tags)
             tag_sets.setdefault(text, record.tags)
-        at = _micros(record.started_at)
+        at = to_micros(record.started_at)
         starts.append(at)
         day = at // _DAY_US
         if day not in months_by_day:
@@ -158,7 +146,7 @@ def prepare(records: Sequence[CallRecord], caches: WriteCaches, connect: ConnSou
 def _row(r: CallRecord, started_us: int, tagset_id: int, tags: str) -> tuple[object, ...]:
     route, budgets, content = r.route, r.budgets, r.content
     return (
-        r.id, started_us, None if r.ended_at is None else _micros(r.ended_at), r.latency_ms, r.ttft_ms,
+        r.id, started_us, None if r.ended_at is None else to_micros(r.ended_at), r.latency_ms, r.ttft_ms,
         r.provider, r.operation, r.request_model, r.response_model, r.input_tokens, r.output_tokens,
         r.cache_read_tokens, r.cache_write_tokens, r.reasoning_tokens, r.cost_nanousd,
         1 if r.price_known else 0, r.price_version, 1 if r.estimated else 0, r.status, r.error_type,
@@ -176,11 +164,11 @@ def _row(r: CallRecord, started_us: int, tagset_id: int, tags: str) -> tuple[obj
 def _bounds(month: int) -> tuple[str, str, str]:
     """Partition name and its FROM/TO bounds (microseconds, UTC) for a month number."""
     year, index = divmod(month, 12)
-    start = _micros(datetime(year, index + 1, 1, tzinfo=UTC))
+    start = to_micros(datetime(year, index + 1, 1, tzinfo=UTC))
     if month + 1 >= 10000 * 12:  # December 9999: no next month to end at
         return f"calls_{year:04d}_{index + 1:02d}", str(start), "MAXVALUE"
     nyear, nindex = divmod(month + 1, 12)
-    end = _micros(datetime(nyear, nindex + 1, 1, tzinfo=UTC))
+    end = to_micros(datetime(nyear, nindex + 1, 1, tzinfo=UTC))
     return f"calls_{year:04d}_{index + 1:02d}", str(start), str(end)
 
 

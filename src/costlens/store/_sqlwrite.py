@@ -17,7 +17,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from costlens.store._codec import dumps
+from costlens.store._base import to_micros
+from costlens.store._codec import dumps, tags_text
 from costlens.usage import USAGE_PARTS, CallRecord
 
 __all__ = ["COLUMNS", "TagsetCache", "prepare", "write_batch"]
@@ -115,27 +116,15 @@ def prepare(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
-def _micros(when: datetime) -> int:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - _EPOCH) // _MICRO
-
-
-def _tags_text(tags: Mapping[str, object]) -> str:
-    if all(type(v) is str for v in tags.values()):
-        return dumps(tags)
-    return dumps({k: str(v) for k, v in tags.items()})
-
-
 def _text_of(tags: Mapping[str, object], seen: dict[tuple[tuple[str, object], ...], str]) -> str:
     """The JSON text of a tags dict, reused for equal dicts (encoding is the costly part)."""
     try:
         items = tuple(tags.items())
         text = seen.get(items)
     except TypeError:  # an unhashable tag value: encode it every time
-        return _tags_text(tags)
+        return tags_text(tags)
     if text is None:
-        text = seen[items] = _tags_text(tags)
+        text = seen[items] = tags_text(tags)
     return text
 
 
@@ -172,7 +161,7 @@ def _split(
         if dim is None:
             dim = dims[dim_key] = len(dims)
         started = r.started_at
-        micros = (started - _EPOCH) // _MICRO if started.tzinfo else _micros(started)
+        micros = (started - _EPOCH) // _MICRO if started.tzinfo else to_micros(started)
         core = (
             dim, r.id, micros, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,
             r.reasoning_tokens, r.cost_nanousd, 1 if r.estimated else 0, r.cache_write_1h_tokens,
@@ -191,7 +180,7 @@ def _split(
 
 def _extra_values(extra: _Extra) -> tuple[object, ...]:
     ended, latency, ttft, trace_id, span_id = extra
-    return (None if ended is None else _micros(ended), latency, ttft, trace_id, span_id)
+    return (None if ended is None else to_micros(ended), latency, ttft, trace_id, span_id)
 
 
 def _tagset_id(

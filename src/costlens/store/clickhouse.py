@@ -27,8 +27,35 @@ Design:
   are taken as two Int64 sums, of `intDiv(cost, 2**32)` and of `modulo(cost, 2**32)`, recombined
   exactly in Python: neither can overflow below ~2**31 calls, whatever the costs, so a total past
   Int64 is still exact (no `Decimal128`, experimental in 18.16). Token sums are plain Int64.
-* No rollup tables: a materialised view would count racing duplicates, and ClickHouse scans raw
-  calls quickly, so `use_rollups` changes nothing (the answer is the same either way).
+* An hourly rollup, `rollup_hourly` (`SummingMergeTree`, keyed like the SQLite/PostgreSQL rollup:
+  UTC hour, provider, operation, request model, model, service tier, status, and the tag arrays
+  as `calls` holds them), with the integer sums (calls, token kinds, usage parts, cost as the two
+  Int64 halves, unpriced/error/estimated counts). Reads with `use_rollups` take whole UTC hours
+  from it with their own `sum()`/`GROUP BY` (unmerged parts, or correction rows not yet merged,
+  never change an answer) and the partial hours at either edge from `calls FINAL`; a zone whose
+  offsets are not whole hours reads `calls FINAL` only. `use_rollups=False` is the FINAL scan.
+* Write order. The store sends one INSERT into `calls` per chunk; two materialised views on
+  `calls` (migration `0002_rollup_hourly`) write the same rows' ids into `call_ids` and their
+  per-hour sums into the rollup. ClickHouse pushes a block to the views only after writing it to
+  `calls`, so the rollup can never count a record `calls` lacks, and it counts exactly the rows
+  `calls` received: the records that passed the write-side id check (a chunk's failure before
+  `calls` is written leaves nothing anywhere; its replay writes all three). Chosen over three
+  client INSERTs (calls, call_ids, rollup) because that would leave a failure window between
+  round trips, where a lost connection is common: a failure after `call_ids` makes the replay
+  skip the records (the rollup short for good), a failure before it makes the replay count them
+  twice. With the views the window is inside one server-side INSERT (the server dying between
+  pushing to one view and the next), and writers from before 0002, or `INSERT ... SELECT` into
+  `calls`, keep the rollup complete too. The migration creates the views before back-filling the
+  rollup from `calls FINAL` as a difference (calls less what the rollup already holds), so a
+  record written in between is counted once, and a rerun adds nothing.
+* Exactness. A record replayed sequentially (the spool's case) is found in `call_ids` and
+  skipped, so neither `calls` nor the rollup sees it again: both answers stay exact. Under a
+  true race (two writers pass the check at the same instant, or the server dies mid-INSERT as
+  above) `calls` holds the record twice and the rollup counts it twice: `use_rollups=False` stays
+  exact (FINAL keeps one row per (started_at_us, id)), the rollup answer is high by the raced
+  records until `repair_rollups(since, until)` rewrites the difference from `calls FINAL` for
+  those hours (correction rows, possibly negative; a second run finds nothing). Two different
+  records racing under one id *and* different start times are counted twice by both answers.
 * One `clickhouse_driver.Client` per thread (the client is not thread-safe), made on first use
   (opening the store does no I/O) and made again in a forked child. Streaming reads get a
   connection of their own, so a loop over `iter_records` may query the store inside it.
@@ -50,24 +77,29 @@ from costlens.store._base import SCAN_FIELDS, SpendQuery, SpendRow, UnpricedMode
 from costlens.store._ch_conn import ClickHouseUnavailable, Clients, network_errors
 from costlens.store._ch_schema import (
     COLUMNS,
+    COST_SPLIT,
     CREATE_MIGRATIONS,
     MIGRATIONS,
     MIGRATIONS_TABLE,
+    ROLLUP_KEY,
+    ROLLUP_SUMS,
     decode,
     encode_columns,
+    rollup_delta_sql,
 )
-from costlens.store._ch_sql import MODEL, Reader, Segments
+from costlens.store._ch_sql import MODEL, ROLLUP_COLUMNS, Reader, Segments
 from costlens.store._errors import StoreNotFound
-from costlens.store._time import offset_segments
+from costlens.store._time import HOUR_US, hour_aligned, offset_segments
 from costlens.usage import USAGE_PARTS, CallRecord
 
 __all__ = ["ClickHouseStore", "ClickHouseUnavailable", "from_url"]
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Cost sums are split at 2**32 (see the module docstring). Divisors are Int64 literals: 18.16 types
-# `modulo(Int64, <bare literal>)` by the literal's width, and the remainder would wrap.
-_SPLIT = 2**32
+# Cost sums are split at 2**32 (see the module docstring), with Int64 literal divisors.
+_SPLIT = COST_SPLIT
 _FINAL = {"optimize_move_to_prewhere": 0}
+#: The migration from which `calls` feeds `call_ids` and `rollup_hourly` itself (materialised views).
+_FEEDS = "0002_rollup_hourly"
 _INSERT_CHUNK = 100_000
 _SUMS = (
     "count()",
@@ -78,6 +110,11 @@ _SUMS = (
     "countIf(isNull(cost_nanousd))", "countIf(status = 'error')", "sum(estimated)",
     *(f"sum({name})" for name in USAGE_PARTS),
 )  # fmt: skip
+_ROLLUP_SUMS = tuple(f"sum({column})" for column in ROLLUP_SUMS)
+#: (table, time column, group-key columns, sums, settings) of the two sources a query adds up.
+_Source = tuple[str, str, Mapping[str, str] | None, tuple[str, ...], Mapping[str, Any]]
+_RAW: _Source = ("calls FINAL", "started_at_us", None, _SUMS, _FINAL)
+_ROLLUP: _Source = ("rollup_hourly", "hour_us", ROLLUP_COLUMNS, _ROLLUP_SUMS, {})
 _SCAN_SQL = {name: name for name in SCAN_FIELDS}
 T = TypeVar("T")
 
@@ -103,6 +140,7 @@ class ClickHouseStore:
         self._timeout = connect_timeout_s
         self._auto_migrate = auto_migrate
         self._migrated = False
+        self._feeds: bool | None = None  # whether `calls` feeds `call_ids` and the rollup
         self._db = f"`{database}`"
         self._last_ns = 0
         self._version_lock = threading.Lock()
@@ -205,6 +243,41 @@ class ClickHouseStore:
                 [(name, time.time_ns() // 1000)],
             )
         self._migrated = True
+        self._feeds = True
+
+    def _has_feeds(self) -> bool:
+        """Whether the schema has the rollup and its views (always, once this store has migrated)."""
+        if self._feeds is None:
+            self._feeds = _FEEDS in self._applied()
+        return self._feeds
+
+    def repair_rollups(self, since: datetime | None = None, until: datetime | None = None) -> int:
+        """Make `rollup_hourly` equal `calls FINAL` over the whole UTC hours touching [since, until)
+        (all of them by default); returns how many rollup keys needed a correction (0: consistent).
+
+        Writes correction rows (the difference per key, possibly negative), so nothing is deleted
+        and a second run finds nothing. Run it with no writes in flight over those hours: a write
+        whose `calls` rows are visible but whose view output is not yet would be counted twice."""
+        self._ready()
+        if not self._has_feeds():
+            return 0
+        calls_where, rollup_where = [], []
+        if since is not None:
+            lo = to_micros(since) // HOUR_US * HOUR_US
+            calls_where.append(f"started_at_us >= toInt64({lo})")
+            rollup_where.append(f"hour_us >= toInt64({lo})")
+        if until is not None:
+            hi = -(-to_micros(until) // HOUR_US) * HOUR_US
+            calls_where.append(f"started_at_us < toInt64({hi})")
+            rollup_where.append(f"hour_us < toInt64({hi})")
+        sql = rollup_delta_sql(
+            *(f"WHERE {' AND '.join(w)}" if w else "" for w in (calls_where, rollup_where))
+        )
+        delta = self._execute(sql.format(db=self._db), settings=_FINAL)
+        if delta:
+            names = ", ".join((*ROLLUP_KEY, *ROLLUP_SUMS))
+            self._execute(f"INSERT INTO {self._db}.rollup_hourly ({names}) VALUES", delta)
+        return len(delta)
 
     def check_exists(self) -> None:
         """For readers: `StoreNotFound` unless the database holds costlens tables (creates nothing)."""
@@ -268,17 +341,21 @@ class ClickHouseStore:
             return 2**63 - self._last_ns
 
     def _insert(self, records: Sequence[CallRecord]) -> None:
+        """One INSERT into `calls` per chunk; its views write `call_ids` and the rollup (see the
+        module docstring). A schema from before the views gets `call_ids` written here, after
+        `calls`: a failure in between leaves a duplicate FINAL removes, not a loss."""
         names = ", ".join((*COLUMNS, "version"))
+        feeds = self._has_feeds()
         for start in range(0, len(records), _INSERT_CHUNK):
             chunk = records[start : start + _INSERT_CHUNK]
             columns = encode_columns(chunk, self._version())
-            # `calls` first: a failure before `call_ids` leaves a duplicate FINAL removes, not a loss.
             self._execute(f"INSERT INTO {self._db}.calls ({names}) VALUES", columns, columnar=True)
-            self._execute(
-                f"INSERT INTO {self._db}.call_ids (id, started_at_us) VALUES",
-                [columns[0], columns[1]],
-                columnar=True,
-            )
+            if not feeds:
+                self._execute(
+                    f"INSERT INTO {self._db}.call_ids (id, started_at_us) VALUES",
+                    [columns[0], columns[1]],
+                    columnar=True,
+                )
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -290,42 +367,76 @@ class ClickHouseStore:
         reader.add_where(q.where)
         return reader
 
-    def _segments(self, q: SpendQuery, lo: int | None, hi: int | None) -> Segments:
-        """The zone's UTC offsets over the queried range (the stored range where it is open)."""
+    def _segments(self, q: SpendQuery, lo: int | None, hi: int | None, table: str = "calls") -> Segments:
+        """The zone's UTC offsets over the queried range (where it is open, the stored range: of
+        `calls`, or of the rollup's hours when only the rollup is read)."""
         if not q.time_keys or q.timezone == "UTC":
             return ((0, 0),)
         if lo is None or hi is None:
-            [(first, last, calls)] = self._execute(
-                f"SELECT min(started_at_us), max(started_at_us), count() FROM {self._db}.calls"
+            time_col, width = ("hour_us", HOUR_US - 1) if table == "rollup_hourly" else ("started_at_us", 0)
+            [(first, last, rows)] = self._execute(
+                f"SELECT min({time_col}), max({time_col}), count() FROM {self._db}.{table}"
             )
-            lo = lo if lo is not None else (first if calls else 0)
-            hi = hi if hi is not None else (last if calls else 0)
+            lo = lo if lo is not None else (first if rows else 0)
+            hi = hi if hi is not None else (last + width if rows else 0)
         return offset_segments(q.timezone, lo, hi)
 
     def query(self, q: SpendQuery) -> list[SpendRow]:
-        """Sums per group (`use_rollups` changes nothing here: there are no rollups to use)."""
+        """Sums per group. With `use_rollups`, whole UTC hours come from `rollup_hourly` and the
+        partial hours at either edge from `calls FINAL`; a zone whose offsets are not whole hours
+        (or change inside an hour) reads `calls FINAL` only, as `use_rollups=False` always does."""
         self._ready()
-        reader = self._reader(q)
+        lo = None if q.since is None else to_micros(q.since)
+        hi = None if q.until is None else to_micros(q.until)
+        merged: dict[tuple[str | None, ...], list[int]] = {}
+        whole_lo = None if lo is None else -(-lo // HOUR_US) * HOUR_US
+        whole_hi = None if hi is None else hi // HOUR_US * HOUR_US
+        empty = whole_lo is not None and whole_hi is not None and whole_lo >= whole_hi
+        if q.use_rollups and not empty and self._has_feeds():
+            segments = self._segments(q, lo, hi, "rollup_hourly" if lo is None and hi is None else "calls")
+            if not q.time_keys or hour_aligned(segments):
+                self._sum(merged, _ROLLUP, q, segments, whole_lo, whole_hi)
+                if lo is not None and whole_lo is not None and lo < whole_lo:
+                    self._sum(merged, _RAW, q, segments, lo, whole_lo)
+                if hi is not None and whole_hi is not None and whole_hi < hi:
+                    self._sum(merged, _RAW, q, segments, whole_hi, hi)
+                return _spend_rows(q, merged)
+        self._sum(merged, _RAW, q, self._segments(q, lo, hi), lo, hi)
+        return _spend_rows(q, merged)
+
+    def _sum(
+        self,
+        merged: dict[tuple[str | None, ...], list[int]],
+        source: _Source,
+        q: SpendQuery,
+        segments: Segments,
+        lo: int | None,
+        hi: int | None,
+    ) -> None:
+        """Add one source's sums per group over [lo, hi) into `merged` (exact integers)."""
+        table, time_col, columns, sums_sql, settings = source
+        if columns is None:
+            reader = Reader(segments, q.timezone, time_col=time_col)
+        else:
+            reader = Reader(segments, q.timezone, time_col=time_col, columns=columns)
+        reader.add_range(lo, hi)
+        reader.add_where(q.where)
         exprs, decode_keys = reader.keys(q.group_by)
         select = [f"{expr} AS k{i}" for i, expr in enumerate(exprs)]
         group = f"GROUP BY {', '.join(f'k{i}' for i in range(len(exprs)))}" if exprs else ""
-        sql = (
-            f"SELECT {', '.join([*select, *_SUMS])} FROM {self._db}.calls FINAL {reader.where_sql()} {group}"
-        )
+        sql = f"SELECT {', '.join([*select, *sums_sql])} FROM {self._db}.{table} {reader.where_sql()} {group}"
         n = len(exprs)
-        merged: dict[tuple[str | None, ...], list[int]] = {}
-        for row in self._execute(sql, reader.params, settings=_FINAL):
+        for row in self._execute(sql, reader.params, settings=settings):
             if not row[n]:  # no GROUP BY: one row even when nothing matched
                 continue
-            calls, *tokens, hi, lo, unpriced, errors, estimated = row[n : n + 11]
-            sums = [calls, *tokens, hi * _SPLIT + lo, unpriced, errors, estimated, *row[n + 11 :]]
+            calls, *tokens, cost_hi, cost_lo, unpriced, errors, estimated = row[n : n + 11]
+            sums = [calls, *tokens, cost_hi * _SPLIT + cost_lo, unpriced, errors, estimated, *row[n + 11 :]]
             key = decode_keys(row)
-            # Distinct (local hour, offset) pairs may share a label (rare): add them up.
-            if key in merged:
-                merged[key] = [a + b for a, b in zip(merged[key], sums, strict=True)]
-            else:
-                merged[key] = [int(v) for v in sums]
-        return [SpendRow(dict(zip(q.group_by, key, strict=True)), *sums) for key, sums in merged.items()]
+            # Parts of one group add up: rollup and edges; (local hour, offset) pairs sharing a label.
+            old = merged.get(key)
+            merged[key] = (
+                [int(v) for v in sums] if old is None else [a + b for a, b in zip(old, sums, strict=True)]
+            )
 
     def scan(self, q: SpendQuery, fields: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """Per-call values (see `costlens.store._base.scan_calls`), straight from `calls`."""
@@ -376,6 +487,10 @@ class ClickHouseStore:
             for provider, model, calls, first, last in self._execute(sql, settings=_FINAL)
         ]
         return sorted(found, key=lambda m: (-m.calls, m.provider, m.model))
+
+
+def _spend_rows(q: SpendQuery, merged: Mapping[tuple[str | None, ...], list[int]]) -> list[SpendRow]:
+    return [SpendRow(dict(zip(q.group_by, key, strict=True)), *sums) for key, sums in merged.items()]
 
 
 def from_url(url: str) -> ClickHouseStore:

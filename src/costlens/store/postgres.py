@@ -15,9 +15,8 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from costlens._errors import ConfigError
 from costlens.store._base import SpendQuery, SpendRow, UnpricedModel, from_micros, to_micros
 from costlens.store._errors import StoreNotFound
 from costlens.store._migrations import statements
@@ -25,8 +24,10 @@ from costlens.store._pg_conn import PgPool, StoreUnavailable, parse_url
 from costlens.store._pg_schema import CALL_COLUMNS, CREATE_MIGRATIONS, MIGRATIONS
 from costlens.store._pg_sql import MODEL, RAW, ROLLUP, Filter, Source, aggregate_sql
 from costlens.store._pg_write import Conn, WriteCaches, create_temp_tables, finish, prepare, stage
+from costlens.store._rows import record_from_columns
+from costlens.store._sqlcommon import spend_rows, unapplied
 from costlens.store._time import HOUR_US, hour_aligned, offset_segments
-from costlens.usage import USAGE_PARTS, CallRecord, Status
+from costlens.usage import USAGE_PARTS, CallRecord
 
 __all__ = ["PostgresStore", "StoreUnavailable", "from_url"]
 
@@ -150,13 +151,13 @@ class PostgresStore:
             whole_hi = None if hi is None else hi // HOUR_US * HOUR_US
             empty = whole_lo is not None and whole_hi is not None and whole_lo >= whole_hi
             if not q.use_rollups or empty or (q.time_keys and not hour_aligned(segments)):
-                return _rows(q, _aggregate(conn, RAW, q, lo, hi, segments))
+                return spend_rows(q, _aggregate(conn, RAW, q, lo, hi, segments))
             rows = _aggregate(conn, ROLLUP, q, whole_lo, whole_hi, segments)
             if lo is not None and whole_lo is not None and lo < whole_lo:
                 rows += _aggregate(conn, RAW, q, lo, whole_lo, segments)
             if hi is not None and whole_hi is not None and whole_hi < hi:
                 rows += _aggregate(conn, RAW, q, whole_hi, hi, segments)
-        return _rows(q, rows)
+        return spend_rows(q, rows)
 
     def scan(self, q: SpendQuery, fields: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """Per-call values (see `costlens.store._base.scan_calls`), streamed from `calls`."""
@@ -251,75 +252,18 @@ def _aggregate(
     return [agg.decode(row) for row in conn.execute(agg.sql, agg.params)]
 
 
-def _rows(q: SpendQuery, raw: list[tuple[Any, ...]]) -> list[SpendRow]:
-    """SpendRows from (keys..., sums...) tuples; parts of one group (rollup + edges) are added up.
-
-    Sums arrive as NUMERIC (`Decimal`) and become exact ints here; no float on the way."""
-    n = len(q.group_by)
-    merged: dict[tuple[Any, ...], list[int]] = {}
-    for row in raw:
-        if not row[n]:  # no GROUP BY: one row even when nothing matched
-            continue
-        sums = [int(v or 0) for v in row[n:]]
-        key = tuple(row[:n])
-        old = merged.get(key)
-        merged[key] = sums if old is None else [a + b for a, b in zip(old, sums, strict=True)]
-    return [SpendRow(dict(zip(q.group_by, key, strict=True)), *sums) for key, sums in merged.items()]
-
-
 def _pending(conn: Conn) -> list[tuple[str, str]]:
     """Migrations not applied yet; ConfigError if the database was migrated by a newer costlens."""
     row = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
     if row is None or row[0] is None:
         return list(MIGRATIONS)
     applied = {name for (name,) in conn.execute("SELECT name FROM schema_migrations")}
-    unknown = applied - {name for name, _ in MIGRATIONS}
-    if unknown:
-        raise ConfigError(
-            f"the store has migrations this costlens does not know ({', '.join(sorted(unknown))}): "
-            "upgrade costlens to read it"
-        )
-    return [(name, sql) for name, sql in MIGRATIONS if name not in applied]
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return unapplied(MIGRATIONS, applied)
 
 
 def _from_row(row: Sequence[Any]) -> CallRecord:
     v = dict(zip(CALL_COLUMNS, row[2:], strict=True))  # after the two paging keys
-    return CallRecord(
-        id=v["id"],
-        started_at=from_micros(v["started_at_us"]),
-        ended_at=None if v["ended_at_us"] is None else from_micros(v["ended_at_us"]),
-        latency_ms=v["latency_ms"],
-        ttft_ms=v["ttft_ms"],
-        provider=v["provider"],
-        operation=v["operation"],
-        request_model=v["request_model"],
-        response_model=v["response_model"],
-        input_tokens=v["input_tokens"],
-        output_tokens=v["output_tokens"],
-        cache_read_tokens=v["cache_read_tokens"],
-        cache_write_tokens=v["cache_write_tokens"],
-        reasoning_tokens=v["reasoning_tokens"],
-        cost_nanousd=v["cost_nanousd"],
-        price_known=bool(v["price_known"]),
-        price_version=v["price_version"],
-        estimated=bool(v["estimated"]),
-        status=cast(Status, v["status"]),
-        error_type=v["error_type"],
-        http_status=v["http_status"],
-        stream=bool(v["stream"]),
-        service_tier=v["service_tier"],
-        tags=json.loads(v["tags"]),
-        route=_loads(v["route"]),
-        budgets=json.loads(v["budgets"]),
-        trace_id=v["trace_id"],
-        span_id=v["span_id"],
-        content=_loads(v["content"]),
-        **{name: v[name] for name in USAGE_PARTS},
-    )
+    return record_from_columns(v, json.loads(v["tags"]))
 
 
 def from_url(url: str) -> PostgresStore:
