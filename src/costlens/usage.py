@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import partial
 from typing import Any, Literal
 
 __all__ = [
@@ -229,7 +230,7 @@ class CallRecord:
     provider: str
     operation: str
     request_model: str
-    started_at: datetime = field(default_factory=_utcnow)
+    started_at: datetime = field(default_factory=partial(datetime.now, UTC))  # `_utcnow`, without a frame
     ended_at: datetime | None = None
     latency_ms: float | None = None
     ttft_ms: float | None = None

@@ -60,6 +60,9 @@ _conventions: dict[str, UsageConvention] = {
     ),
 }
 _lock = threading.Lock()
+# (provider as the caller spelt it, operation) -> its convention: `convention_for` runs for every
+# response, so the name is made canonical once per spelling. Emptied by `register_convention`.
+_resolved: dict[tuple[str, str], UsageConvention | None] = {}
 
 
 def register_convention(provider: str, convention: UsageConvention | None) -> None:
@@ -70,10 +73,23 @@ def register_convention(provider: str, convention: UsageConvention | None) -> No
             _conventions.pop(key, None)
         else:
             _conventions[key] = convention
+        _resolved.clear()
 
 
 def convention_for(provider: str, operation: str) -> UsageConvention | None:
     """The convention for a provider's calls of one operation; None: OpenAI's own rules."""
+    key = (provider, operation)
+    try:
+        return _resolved[key]
+    except KeyError:
+        pass
+    convention = _resolve(provider, operation)
+    if len(_resolved) < 1_000:  # names invented without end must not grow it without end
+        _resolved[key] = convention
+    return convention
+
+
+def _resolve(provider: str, operation: str) -> UsageConvention | None:
     found = _conventions.get(provider)
     if found is None:
         found = _conventions.get(canonical_provider(provider))

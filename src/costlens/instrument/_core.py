@@ -95,7 +95,7 @@ def _next_attempt(
 def _complete_response(adapter: Adapter, call: Call, result: Any) -> None:
     try:
         call.apply_facts(adapter.facts_of(result))
-        call.set_usage(lambda: adapter.usage_of(result, call.request.provider))
+        call.set_usage(adapter.usage_of, result, call.request.provider)
         if call.keep_response:
             call.response = result
         if call.usage is None or call.output_missing or call.keep_response or call.want_text:
@@ -126,15 +126,30 @@ def _observer(adapter: Adapter, call: Call) -> Callable[[Any], bool]:
 # is never iterated nor closed is finished (with a counted estimate) when it is garbage-collected,
 # or at exit: its record is never lost and its budget reservation is settled.
 
-# Stream calls not yet known to be finished (weak: a finished, collected call leaves by itself).
-_open_streams: weakref.WeakSet[Call] = weakref.WeakSet()
+# Streams whose call may not be finished yet: id of a weak reference to the stream -> (the reference,
+# the call). The reference's callback finishes the call when the stream is collected. It is kept here,
+# outside the stream's own reference cycle, so the collector runs that callback (as `weakref.finalize`
+# does, at a fraction of its cost); the entry leaves when the stream is collected.
+_open_streams: dict[int, tuple[weakref.ref[Any], Call]] = {}
+
+
+def _stream_collected(ref: weakref.ref[Any]) -> None:
+    entry = _open_streams.pop(id(ref), None)
+    if entry is not None:
+        entry[1].finish()
 
 
 def _finish_open_streams() -> None:
     """At exit: finish every stream still open, then write the records. Registered when this module
     is imported (by `track`), so in the usual order (configure, track, calls) it runs before the
     recorder's own exit hook closes the store."""
-    calls = list(_open_streams)
+    while True:
+        try:
+            entries = list(_open_streams.values())
+            break
+        except RuntimeError:  # a stream collected meanwhile (its callback changed the dict): again
+            continue
+    calls = [call for _, call in entries if not call.finished]
     for call in calls:
         call.finish()
     if calls:
@@ -147,18 +162,25 @@ atexit.register(_finish_open_streams)
 
 
 def _watch_lifetime(call: Call, stream: Any) -> None:
-    _open_streams.add(call)
-    weakref.finalize(stream, call.finish).atexit = False  # at exit, _finish_open_streams does it
+    ref = weakref.ref(stream, _stream_collected)
+    _open_streams[id(ref)] = (ref, call)
 
 
 def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
     inner: Iterator[Any] = stream._iterator
-    watch = _observer(adapter, call)
+    observe = adapter.observe
 
     def watched() -> Iterator[Any]:
         try:
             for event in inner:
-                if not watch(event):
+                if call.first_event_ns is None:
+                    call.event_seen()
+                try:
+                    hide = observe(call, event)
+                except Exception as exc:
+                    internal_error("reading a stream event", exc)
+                    hide = False
+                if not hide:
                     yield event
         except GeneratorExit:
             call.finish()
@@ -176,6 +198,12 @@ def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
         finally:
             call.finish()
 
+    prepare = getattr(adapter, "prepare_stream", None)  # optional: an adapter's own stream set-up
+    if prepare is not None:
+        try:
+            prepare(call, stream, False)
+        except Exception as exc:
+            internal_error("preparing to read a stream", exc)
     stream._iterator = watched()
     stream.close = close
     _watch_lifetime(call, stream)
@@ -184,12 +212,19 @@ def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
 
 def _hook_async_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
     inner: AsyncIterator[Any] = stream._iterator
-    watch = _observer(adapter, call)
+    observe = adapter.observe
 
     async def watched() -> AsyncIterator[Any]:
         try:
             async for event in inner:
-                if not watch(event):
+                if call.first_event_ns is None:
+                    call.event_seen()
+                try:
+                    hide = observe(call, event)
+                except Exception as exc:
+                    internal_error("reading a stream event", exc)
+                    hide = False
+                if not hide:
                     yield event
         except GeneratorExit:
             call.finish()
@@ -207,6 +242,12 @@ def _hook_async_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
         finally:
             call.finish()
 
+    prepare = getattr(adapter, "prepare_stream", None)  # optional: an adapter's own stream set-up
+    if prepare is not None:
+        try:
+            prepare(call, stream, True)
+        except Exception as exc:
+            internal_error("preparing to read a stream", exc)
     stream._iterator = watched()
     stream.close = close
     _watch_lifetime(call, stream)

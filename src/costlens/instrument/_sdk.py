@@ -15,7 +15,9 @@ __all__ = ["get", "sent_body", "to_int", "unwrap", "write_back"]
 _UNSET = frozenset({"NotGiven", "Omit"})
 
 
-def get(obj: Any, name: str) -> Any:
+def get(obj: Any, name: str, default: Any = None) -> Any:
+    """`obj[name]` of a dict, else `obj.name`; None when absent (`default` only matches `getattr`'s
+    signature, so a caller may pick either one)."""
     if obj is None:
         return None
     if isinstance(obj, dict):
@@ -48,10 +50,11 @@ def sent_body(options: Any) -> dict[str, Any] | None:
         return None
     extra = getattr(options, "extra_json", None)
     merged = {**body, **extra} if isinstance(extra, Mapping) and extra else body
-    if any(type(v).__name__ in _UNSET for v in merged.values()):
-        # the SDKs' "not given" sentinels (e.g. anthropic's `.stream()` helper leaves `Omit` values):
-        # the SDK drops them when it serialises; so do we, or they would count as prompt text
-        merged = {k: v for k, v in merged.items() if type(v).__name__ not in _UNSET}
+    for value in merged.values():  # a loop, not any(<generator>): this runs for every call
+        if type(value).__name__ in _UNSET:
+            # the SDKs' "not given" sentinels (e.g. anthropic's `.stream()` helper leaves `Omit` values):
+            # the SDK drops them when it serialises; so do we, or they would count as prompt text
+            return {k: v for k, v in merged.items() if type(v).__name__ not in _UNSET}
     return merged
 
 

@@ -119,7 +119,7 @@ class AnthropicAdapter:
                 {"response_model": _get(message, "model"), "service_tier": _get(usage, "service_tier")}
             )
             if usage is not None:
-                call.set_usage(lambda: messages_usage(usage))
+                call.set_usage(messages_usage, usage)
         elif kind == "message_delta":
             self._observe_delta(call, _get(event, "usage"))
         return False

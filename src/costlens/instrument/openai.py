@@ -7,7 +7,9 @@ extra usage-only chunk, so the caller sees exactly what the SDK would have given
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -105,16 +107,35 @@ def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
     """Usage of chat completions (`prompt_tokens` include cached and audio ones, `completion_tokens`
     reasoning and audio), read through the provider's `convention` where it has one."""
     if convention is None and isinstance(usage, BaseModel):  # the SDK's own model: the hot path
+        prompt = getattr(usage, "prompt_tokens", None)
+        completion = getattr(usage, "completion_tokens", None)
         p_details = getattr(usage, "prompt_tokens_details", None)
         c_details = getattr(usage, "completion_tokens_details", None)
+        cached = cache_write = audio_in = reasoning = audio_out = None
+        if p_details is not None:
+            cached, audio_in = p_details.cached_tokens, p_details.audio_tokens
+            cache_write = getattr(p_details, "cache_write_tokens", None)
+        if c_details is not None:
+            reasoning, audio_out = c_details.reasoning_tokens, c_details.audio_tokens
+        if (
+            type(prompt) is int and type(completion) is int
+            and (cached is None or type(cached) is int) and (cache_write is None or type(cache_write) is int)
+            and (audio_in is None or type(audio_in) is int) and (reasoning is None or type(reasoning) is int)
+            and (audio_out is None or type(audio_out) is int)
+        ):  # fmt: skip
+            # every count an int (or absent): what `_usage` gives, without its checks and conversions
+            return Usage(
+                prompt,
+                completion,
+                cached or 0,
+                cache_write or 0,
+                reasoning or 0,
+                0,
+                audio_in or 0,
+                audio_out or 0,
+            )
         return _usage(
-            getattr(usage, "prompt_tokens", None),
-            getattr(usage, "completion_tokens", None),
-            p_details.cached_tokens if p_details is not None else None,
-            getattr(p_details, "cache_write_tokens", None),
-            c_details.reasoning_tokens if c_details is not None else None,
-            audio_in=p_details.audio_tokens if p_details is not None else None,
-            audio_out=c_details.audio_tokens if c_details is not None else None,
+            prompt, completion, cached, cache_write, reasoning, audio_in=audio_in, audio_out=audio_out
         )
     p_details = _get(usage, "prompt_tokens_details")
     c_details = _get(usage, "completion_tokens_details")
@@ -179,6 +200,13 @@ def embeddings_usage(usage: Any) -> Usage:
 
 def usage_of_response(parsed: Any, provider: str) -> Usage | None:
     """The usage of a parsed OpenAI-shaped response, read with `provider`'s conventions."""
+    if isinstance(parsed, BaseModel):  # the SDK's own model: the hot path
+        raw_usage = getattr(parsed, "usage", None)
+        if raw_usage is None:
+            return None
+        kind = getattr(parsed, "object", None)
+        if kind == "chat.completion":
+            return chat_usage(raw_usage, convention_for(provider, "chat"))
     raw_usage = _get(parsed, "usage")
     if raw_usage is None:
         return None
@@ -221,8 +249,70 @@ def _ask_for_stream_usage(request: Request) -> None:
     request.usage_added = True
 
 
+def _usage_follows(data: str) -> bool:
+    """Whether an SSE event's JSON has a `"usage": {` key (every other chunk of a stream that asked
+    for usage has `"usage": null`): a few string operations, no JSON parse. A quote inside a JSON
+    string is escaped, so an unescaped `"usage"` followed by a colon is a key."""
+    at = data.find('"usage"')
+    if at < 0:
+        return False
+    rest = data[at + 7 : at + 40].lstrip()
+    return rest.startswith(":") and rest[1:].lstrip().startswith("{")
+
+
+def _take_usage_event(call: Call, data: str) -> bool:
+    """True when `data` is the usage-only chunk costlens asked for: its usage (and facts) are taken
+    here, and the SDK never builds the chunk the caller would not see anyway."""
+    if not _usage_follows(data):
+        return False
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return False
+    if not isinstance(chunk, dict) or chunk.get("choices") or not isinstance(chunk.get("usage"), dict):
+        return False
+    if call.record.response_model is None:
+        call.apply_facts({"response_model": chunk.get("model"), "service_tier": chunk.get("service_tier")})
+    request = call.request
+    call.set_usage(chat_usage, chunk["usage"], convention_for(request.provider, request.operation))
+    return True
+
+
 class OpenAIAdapter:
     name = "openai"
+
+    def prepare_stream(self, call: Call, stream: Any, is_async: bool) -> None:
+        """Before the caller iterates a chat stream whose usage costlens asked for: read the usage-only
+        chunk from its server-sent event, so the SDK does not build a chunk model only for it to be
+        hidden (the most expensive part of tracking a stream). The SDK's `Stream.__stream__` reads
+        events from `self._iter_events()`, looked up when iteration starts: we wrap it on the instance.
+        Without that method (another SDK version), `observe` hides the chunk as before."""
+        request = call.request
+        if not request.usage_added or request.operation != "chat":
+            return
+        events = getattr(stream, "_iter_events", None)
+        if events is None or not callable(events):
+            return
+        if is_async:
+
+            async def filtered_async() -> AsyncIterator[Any]:
+                async for sse in events():
+                    data = getattr(sse, "data", None)
+                    if isinstance(data, str) and _take_usage_event(call, data):
+                        continue
+                    yield sse
+
+            stream._iter_events = filtered_async
+        else:
+
+            def filtered() -> Iterator[Any]:
+                for sse in events():
+                    data = getattr(sse, "data", None)
+                    if isinstance(data, str) and _take_usage_event(call, data):
+                        continue
+                    yield sse
+
+            stream._iter_events = filtered
 
     def matches(self, client: object) -> bool:
         openai = sys.modules.get("openai")
@@ -255,6 +345,11 @@ class OpenAIAdapter:
 
     def facts_of(self, result: Any) -> dict[str, Any]:
         parsed = unwrap(result)
+        if isinstance(parsed, BaseModel):
+            return {
+                "response_model": getattr(parsed, "model", None),
+                "service_tier": getattr(parsed, "service_tier", None),
+            }
         return {"response_model": _get(parsed, "model"), "service_tier": _get(parsed, "service_tier")}
 
     def usage_of(self, result: Any, provider: str) -> Usage | None:
@@ -271,21 +366,26 @@ class OpenAIAdapter:
 
     @staticmethod
     def _observe_chat(call: Call, chunk: Any) -> bool:
+        # Once per chunk: the SDK's chunk models are read by attribute (`_get` serves dicts too).
+        get = getattr if isinstance(chunk, BaseModel) else _get
         if call.record.response_model is None:
             call.apply_facts(
-                {"response_model": _get(chunk, "model"), "service_tier": _get(chunk, "service_tier")}
+                {
+                    "response_model": get(chunk, "model", None),
+                    "service_tier": get(chunk, "service_tier", None),
+                }
             )
-        choices = _get(chunk, "choices") or ()
+        choices = get(chunk, "choices", None) or ()
         for choice in choices:
-            delta = _get(choice, "delta")
-            text = _get(delta, "content") if delta is not None else _get(choice, "text")
+            delta = get(choice, "delta", None)
+            text = get(delta, "content", None) if delta is not None else get(choice, "text", None)
             if isinstance(text, str):
                 call.text.append(text)
-        usage = _get(chunk, "usage")
+        usage = get(chunk, "usage", None)
+        request = call.request
         if usage is not None:
-            convention = convention_for(call.request.provider, call.request.operation)
-            call.set_usage(lambda: chat_usage(usage, convention))
-        if not call.request.usage_added:
+            call.set_usage(chat_usage, usage, convention_for(request.provider, request.operation))
+        if not request.usage_added:
             return False
         if not choices and usage is not None:
             return True  # the usage-only chunk the caller did not ask for
@@ -308,4 +408,4 @@ class OpenAIAdapter:
             )
             usage = _get(response, "usage")
             if usage is not None:
-                call.set_usage(lambda: responses_usage(usage, _get(response, "output")))
+                call.set_usage(responses_usage, usage, _get(response, "output"))

@@ -125,10 +125,11 @@ class Call:
 
     # -- what the response says -----------------------------------------------------------------
 
-    def set_usage(self, build: Callable[[], Usage | None]) -> None:
-        """Accept the provider's usage, or note that it is malformed (tokens are then counted)."""
+    def set_usage(self, build: Callable[..., Usage | None], *args: Any) -> None:
+        """Accept the provider's usage, `build(*args)`, or note that it is malformed (tokens are then
+        counted)."""
         try:
-            self.usage = build()
+            self.usage = build(*args)
             self.output_missing = False  # a later, complete count (a stream's last event) wins
         except OutputMissing as partial:
             self.usage = partial.usage

@@ -125,7 +125,10 @@ class Pipeline:
         self._emit(call.record)
 
     def _after(self, call: Call, error: BaseException | None) -> None:
-        flows, call.flows = call.flows, []
+        flows = call.flows
+        if not flows:  # no step waits for the call's end (no budgets, no router): nothing to swap
+            return
+        call.flows = []
         for gen in reversed(flows):
             _resume(gen, error)
 

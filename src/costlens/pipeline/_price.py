@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from costlens.usage import CallRecord, Usage
 
 if TYPE_CHECKING:
     from costlens.pricing import PriceCatalogue
+
+_NanousdCost = Callable[[Usage, str, str, datetime | None, str | None], tuple[int | None, str]]
 
 __all__ = ["Pricer"]
 
@@ -19,16 +23,23 @@ class Pricer:
     The record keeps the provider it was sent to; only the price list may differ: an endpoint named
     by its host (a local proxy) is priced as OpenAI-compatible (`costlens.pricing._compat`)."""
 
-    __slots__ = ("_catalogue", "_models")
+    __slots__ = ("_catalogue", "_get_catalogue", "_models", "_nanousd_cost")
 
     def __init__(self) -> None:
         self._models: dict[tuple[str, str | None, str], tuple[str, str]] = {}
         self._catalogue: PriceCatalogue | None = None
+        # costlens.pricing is imported on the first call priced (not at import: it is heavier)
+        self._get_catalogue: Callable[[], PriceCatalogue] | None = None
+        self._nanousd_cost: _NanousdCost | None = None
 
     def price(self, record: CallRecord, sent_model: str, usage: Usage) -> None:
-        from costlens.pricing import cost, get_catalogue
-        from costlens.pricing._compat import pricing_provider
+        get_catalogue = self._get_catalogue
+        nanousd_cost = self._nanousd_cost
+        if get_catalogue is None or nanousd_cost is None:
+            from costlens.pricing import _catalogue
 
+            get_catalogue = self._get_catalogue = _catalogue.get_catalogue
+            nanousd_cost = self._nanousd_cost = _catalogue.nanousd_cost
         catalogue = get_catalogue()
         if self._catalogue is not catalogue:
             self._models = {}
@@ -36,17 +47,15 @@ class Pricer:
         key = (record.provider, record.response_model, sent_model)
         target = self._models.get(key)
         if target is None:
+            from costlens.pricing._compat import pricing_provider
+
             model = _model_to_price(catalogue, *key)
             target = self._models[key] = (pricing_provider(catalogue, record.provider, model), model)
-        provider, model = target
-        priced = cost(
-            usage,
-            provider=provider,
-            model=model,
-            at=record.started_at,
-            service_tier=record.service_tier,
-        )
-        record.set_cost(priced)
+        # the integers `cost(...)` would give, `record.set_cost` keeps: no `Cost`, no `Decimal`
+        nanousd, version = nanousd_cost(usage, *target, record.started_at, record.service_tier)
+        record.cost_nanousd = nanousd
+        record.price_known = nanousd is not None
+        record.price_version = version
 
 
 def _model_to_price(

@@ -15,7 +15,7 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from costlens.pricing._model import ModelPrice, max_cost, price_usage
+from costlens.pricing._model import ModelPrice, max_cost, nanousd_of, price_usage
 from costlens.pricing._overrides import Overrides, load_overrides, prices_path
 from costlens.pricing._patch import PricePatch, load_patch
 from costlens.pricing._providers import STANDARD, canonical_provider, normalize_tier
@@ -30,6 +30,7 @@ __all__ = [
     "cost",
     "estimate_max_cost",
     "get_catalogue",
+    "nanousd_cost",
     "reload_catalogue",
     "set_catalogue",
     "update_prices",
@@ -228,6 +229,26 @@ def cost(
     if price is None:
         return catalogue.unknown(provider, model)
     return price_usage(usage, price, catalogue.version)
+
+
+def nanousd_cost(
+    usage: Usage,
+    provider: str,
+    model: str,
+    at: datetime | None = None,
+    service_tier: str | None = None,
+) -> tuple[int | None, str]:
+    """`cost(...)` as a recorded call keeps it: (`Cost.nanousd`, `Cost.price_version`), the same
+    values, computed in integers (`costlens.pricing._model.nanousd_of`). None: the price is unknown
+    (logged as by `cost`). The recording hot path."""
+    catalogue = _current or get_catalogue()
+    entry = catalogue._entries.get((provider, model, service_tier))
+    if entry is None:
+        entry = catalogue.entry(provider, model, service_tier)
+    price = entry.fixed or entry.lookup(at)
+    if price is None:
+        return catalogue.unknown(provider, model).nanousd, catalogue.version
+    return nanousd_of(usage, price), catalogue.version
 
 
 def estimate_max_cost(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import (
     ROUND_HALF_EVEN,
@@ -30,6 +30,7 @@ __all__ = [
     "ModelPrice",
     "Rates",
     "max_cost",
+    "nanousd_of",
     "per_mtok",
     "per_token",
     "price_usage",
@@ -42,6 +43,13 @@ MONEY = Context(
     traps=[InvalidOperation, DivisionByZero, Overflow, Inexact],
 )
 _ZERO = Decimal(0)
+#: One US dollar in atto-dollars (1e-18 USD): the unit of the integer fast path's rates.
+_ATTO = 10**18
+_NANO_IN_ATTO = 10**9
+_HALF_NANO_IN_ATTO = _NANO_IN_ATTO // 2
+#: Integer rates of a `Rates`: input, output, cache_read, cache_write, reasoning (None: billed as
+#: output) and the per-request fee, each in atto-USD (per token, per request).
+AttoRates = tuple[int, int, int, int, int | None, int]
 _mul = MONEY.multiply
 _add = MONEY.add
 log = logging.getLogger("costlens")
@@ -85,6 +93,29 @@ class Rates:
     citation: Decimal | None = None
     web_search: Decimal | None = None
     file_search: Decimal | None = None
+    # The integer rates of the fast path (`atto()`), computed on first use; False: not yet.
+    _atto: AttoRates | bool | None = field(default=False, init=False, repr=False, compare=False)
+
+    def atto(self) -> AttoRates | None:
+        """The rates `nanousd_of` uses, in integer atto-USD, computed once per `Rates`; None when
+        one of them is not a whole number of atto-USD (then the exact `Decimal` path prices)."""
+        cached = self._atto
+        if cached is False:
+            try:
+                reasoning = self.reasoning
+                cached = (
+                    _to_atto(self.input),
+                    _to_atto(self.output),
+                    _to_atto(self.cache_read),
+                    _to_atto(self.cache_write),
+                    None if reasoning is None else _to_atto(reasoning),
+                    _to_atto(self.request),
+                )
+            except ValueError:
+                cached = None
+            object.__setattr__(self, "_atto", cached)
+        assert cached is not True
+        return cached
 
     def scaled(self, factor: Decimal) -> Rates:
         """Every token price times `factor` (a service-tier multiplier); per-request fees are kept."""
@@ -187,6 +218,47 @@ class ModelPrice:
     @property
     def output_per_mtok(self) -> Decimal:
         return per_mtok(self.rates.output)
+
+
+def _to_atto(rate: Decimal) -> int:
+    """`rate` (USD) in atto-USD, exactly; ValueError when it is not a whole number of them."""
+    try:
+        numerator, denominator = rate.as_integer_ratio()
+    except (OverflowError, ValueError) as exc:  # NaN, infinity
+        raise ValueError(f"rate {rate} is not finite") from exc
+    atto, rest = divmod(numerator * _ATTO, denominator)
+    if rest:
+        raise ValueError(f"rate {rate} is not a whole number of atto-USD")
+    return atto
+
+
+def nanousd_of(usage: Usage, price: ModelPrice) -> int | None:
+    """`price_usage(usage, price, ...).nanousd`, the same integer, without building a `Cost`. Hot path.
+
+    With the rates in integer atto-USD (`Rates.atto`, once per `Rates`) the total is a few integer
+    products, rounded half to even to nano-USD like `costlens.usage.to_nanousd`: exact, as the
+    `Decimal` path. A usage with finer parts, or rates finer than 1e-18 USD, takes the `Decimal`
+    path itself. None when the cost is unknown (a part without a price, warned about once)."""
+    rates = price.rates_for(usage.input_tokens) if price.long_context else price.rates
+    atto = rates._atto
+    if atto is False:
+        atto = rates.atto()
+    if atto is None or atto is True or usage.has_parts:
+        return price_usage(usage, price, "").nanousd
+    a_in, a_out, a_cr, a_cw, a_rs, a_req = atto
+    cache_read = usage.cache_read_tokens
+    cache_write = usage.cache_write_tokens
+    out = usage.output_tokens
+    total = a_in * (usage.input_tokens - cache_read - cache_write) + a_cr * cache_read + a_cw * cache_write
+    if a_rs is None:
+        total += a_out * out + a_req
+    else:
+        reasoning = usage.reasoning_tokens
+        total += a_out * (out - reasoning) + a_rs * reasoning + a_req
+    nano, rest = divmod(total, _NANO_IN_ATTO)
+    if rest > _HALF_NANO_IN_ATTO or (rest == _HALF_NANO_IN_ATTO and nano & 1):
+        nano += 1  # half to even, as `to_nanousd`
+    return nano
 
 
 def fmt(value: Decimal) -> str:
