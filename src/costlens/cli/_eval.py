@@ -195,20 +195,7 @@ def list_runs(runs_dir: RunsDir = None, fmt: Fmt = "table") -> None:
     rows: list[dict[str, Any]] = []
     for folder in list_runs(runs_dir):
         result = RunResult.load(folder)
-        finished = sum(o.error is None for o in result.outcomes)
-        rows.append(
-            {
-                "run": result.run_id,
-                "name": result.meta.name,
-                "created": result.meta.created,
-                "split": result.meta.split,
-                "items": len(result.meta.item_ids),
-                "strategies": len(result.meta.strategies),
-                "done": finished,
-                "expected": result.expected_count,
-                "complete": finished >= result.expected_count,
-            }
-        )
+        rows.append(result.overview())
     columns = ["run", "name", "created", "split", "items", "strategies", "done", "expected", "complete"]
     if fmt == "json":
         write_json(rows)
@@ -227,16 +214,11 @@ def list_runs(runs_dir: RunsDir = None, fmt: Fmt = "table") -> None:
 
 
 def _report(result: RunResult, fmt: str, plot: Path | None) -> None:
-    from costlens.evals._stats import compare, summarize_run, summary_rows
+    from costlens.evals._stats import compare_to_best, summarize_run, summary_rows
 
     summaries = summarize_run(result)
     rows = summary_rows(summaries)
-    best = max(summaries, key=lambda s: (s.accuracy, -(s.cost_per_call or 0)), default=None)
-    comparisons = [
-        compare(result.of(best.strategy), result.of(s.strategy), name_a=best.strategy, name_b=s.strategy)
-        for s in summaries
-        if best is not None and s.strategy != best.strategy
-    ]
+    comparisons = compare_to_best(result, summaries)
     if plot is not None:
         from costlens.evals._plot import plot_frontier
 
@@ -262,9 +244,7 @@ def _report(result: RunResult, fmt: str, plot: Path | None) -> None:
         return
     _summary_table(result, summaries)
     if comparisons:
-        _comparisons(
-            comparisons, "table", title=f"against the most accurate ({best.strategy if best else ''})"
-        )
+        _comparisons(comparisons, "table", title=f"against the most accurate ({comparisons[0].a})")
 
 
 def _summary_table(result: RunResult, summaries: Sequence[StrategySummary]) -> None:

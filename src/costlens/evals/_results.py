@@ -205,6 +205,21 @@ class RunResult:
         done = {o.key for o in self.outcomes if o.error is None}
         return len(done) >= self.expected_count
 
+    def overview(self) -> dict[str, Any]:
+        """One line about the run (`costlens eval list`, `GET /api/evals`): name, when, how far it got."""
+        finished = sum(o.error is None for o in self.outcomes)
+        return {
+            "run": self.run_id,
+            "name": self.meta.name,
+            "created": self.meta.created,
+            "split": self.meta.split,
+            "items": len(self.meta.item_ids),
+            "strategies": len(self.meta.strategies),
+            "done": finished,
+            "expected": self.expected_count,
+            "complete": finished >= self.expected_count,
+        }
+
     def by_item(self, strategy: str) -> dict[tuple[str, int], Outcome]:
         return {(o.item_id, o.repeat): o for o in self.outcomes if o.strategy == strategy}
 

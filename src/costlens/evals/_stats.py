@@ -26,6 +26,7 @@ __all__ = [
     "Comparison",
     "StrategySummary",
     "compare",
+    "compare_to_best",
     "comparison_row",
     "frontier",
     "mcnemar_exact",
@@ -221,6 +222,19 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     tail = sum(math.comb(n, i) for i in range(k + 1))
     p = float(min(Fraction(1), Fraction(2 * tail, 2**n)))
     return p if p > 0 else math.ulp(0.0)  # below float range (e.g. 0 vs 3000), but never truly 0
+
+
+def compare_to_best(result: RunResult, summaries: Sequence[StrategySummary]) -> list[Comparison]:
+    """Every strategy paired against the most accurate one (the cheaper wins a tie): what
+    `costlens eval report` and `GET /api/evals/{run}` show under the summary table."""
+    best = max(summaries, key=lambda s: (s.accuracy, -(s.cost_per_call or 0)), default=None)
+    if best is None:
+        return []
+    return [
+        compare(result.of(best.strategy), result.of(s.strategy), name_a=best.strategy, name_b=s.strategy)
+        for s in summaries
+        if s.strategy != best.strategy
+    ]
 
 
 def compare(

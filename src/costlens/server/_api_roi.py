@@ -59,20 +59,7 @@ def run_list(ctx: ServerContext) -> list[dict[str, Any]]:
             result = RunResult.load(folder)
         except ConfigError:
             continue
-        finished = sum(o.error is None for o in result.outcomes)
-        rows.append(
-            {
-                "run": result.run_id,
-                "name": result.meta.name,
-                "created": result.meta.created,
-                "split": result.meta.split,
-                "items": len(result.meta.item_ids),
-                "strategies": len(result.meta.strategies),
-                "done": finished,
-                "expected": result.expected_count,
-                "complete": finished >= result.expected_count,
-            }
-        )
+        rows.append(result.overview())
     return rows
 
 
@@ -81,7 +68,7 @@ def eval_summary(ctx: ServerContext, run: str) -> dict[str, Any] | None:
     the most accurate strategy; None when no run has that id (or unique id prefix)."""
     from costlens._errors import ConfigError
     from costlens.evals._results import RunResult, list_runs
-    from costlens.evals._stats import compare, comparison_row, summarize_run, summary_rows
+    from costlens.evals._stats import compare_to_best, comparison_row, summarize_run, summary_rows
 
     folders = list_runs(_runs_dir(ctx))
     exact = [f for f in folders if f.name == run]
@@ -93,12 +80,7 @@ def eval_summary(ctx: ServerContext, run: str) -> dict[str, Any] | None:
     except ConfigError:
         return None
     summaries = summarize_run(result)
-    best = max(summaries, key=lambda s: (s.accuracy, -(s.cost_per_call or 0)), default=None)
-    comparisons = [
-        compare(result.of(best.strategy), result.of(s.strategy), name_a=best.strategy, name_b=s.strategy)
-        for s in summaries
-        if best is not None and s.strategy != best.strategy
-    ]
+    comparisons = compare_to_best(result, summaries)
     return {
         "run": result.run_id,
         "name": result.meta.name,
