@@ -105,7 +105,7 @@ def test_without_the_sdk_hook_the_chunk_is_still_hidden(
     """An SDK without `_iter_events`: `observe` reads and hides the usage chunk, as before."""
     from costlens.instrument.openai import OpenAIAdapter
 
-    monkeypatch.setattr(OpenAIAdapter, "prepare_stream", lambda self, call, stream, is_async: None)
+    monkeypatch.setattr(OpenAIAdapter, "prepare_stream", lambda self, call, stream, is_async: self.observe)
     fake.default_usage = FakeUsage(input_tokens=30, output_tokens=6)
     raw = list(_client(fake).chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))
     client = costlens.track(_client(fake), provider="openai")
@@ -127,3 +127,55 @@ def test_without_the_sdk_hook_the_chunk_is_still_hidden(
 )
 def test_usage_key_detection(data: str, expected: bool) -> None:
     assert _usage_follows(data) is expected
+
+
+class _Event:
+    """What `_screen` needs of the SDK's `ServerSentEvent`: `data`, kept in `_data`."""
+
+    def __init__(self, data: str) -> None:
+        self._data = data
+
+    @property
+    def data(self) -> str:
+        return self._data
+
+
+@pytest.mark.parametrize(
+    ("data", "bare"),
+    [
+        ('{"id":"c","choices":[],"usage":null}', '{"id":"c","choices":[]}'),  # OpenAI's layout
+        ('{"id":"c","usage":null,"choices":[]}', '{"id":"c","choices":[]}'),
+        ('{"id": "c", "usage" : null, "choices": []}', '{"id": "c", "choices": []}'),
+        ('{"usage": null, "id": "c"}', '{"id": "c"}'),
+        ('{"usage":null}', "{}"),
+        ('{"choices":[{"delta":{"content":"\\"usage\\":null"}}]}', None),  # the model's text: kept
+    ],
+)
+def test_added_null_usage_is_cut_before_the_sdk_parses(data: str, bare: str | None) -> None:
+    import json
+
+    from costlens.instrument.openai import _screen
+    from costlens.pipeline import Call, Pipeline, Request
+
+    call = Call(Pipeline(), Request("openai", "chat", "gpt-4o-mini", {}, stream=True, usage_added=True), {})
+    event = _Event(data)
+    kept = _screen(call, event, True)
+    assert kept == event.data == (bare if bare is not None else data)
+    assert "usage" not in json.loads(kept) or bare is None
+    assert _screen(call, _Event(data), False) == data  # the caller asked for usage: left alone
+
+
+def test_text_is_parsed_only_when_usage_never_came(fake: FakeProvider, recorded: Recorded) -> None:
+    """A stream the caller leaves early has no usage chunk: its kept events give the text to count."""
+    fake.default_usage = FakeUsage(input_tokens=30, output_tokens=40)
+    client = costlens.track(_client(fake), provider="openai")
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    seen = [next(stream) for _ in range(5)]
+    stream.close()
+    record = recorded.one()
+    assert record.estimated and record.response_model == seen[0].model
+    assert 0 < record.output_tokens < 40
+    complete = costlens.track(_client(fake), provider="openai")
+    for _ in complete.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True):
+        pass
+    assert not recorded.all()[-1].estimated and recorded.all()[-1].output_tokens == 40

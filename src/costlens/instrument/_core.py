@@ -22,7 +22,10 @@ from costlens.context import current_router
 from costlens.pipeline import Call, Pipeline, Request
 from costlens.usage import Usage
 
-__all__ = ["Adapter", "wrap_async_request", "wrap_sync_request"]
+__all__ = ["Adapter", "Observe", "wrap_async_request", "wrap_sync_request"]
+
+#: Takes what matters from one stream event; True hides the event from the caller.
+Observe = Callable[[Call, Any], bool]
 
 
 class Adapter(Protocol):
@@ -166,12 +169,25 @@ def _watch_lifetime(call: Call, stream: Any) -> None:
     _open_streams[id(ref)] = (ref, call)
 
 
-def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
-    inner: Iterator[Any] = stream._iterator
-    observe = adapter.observe
+def _stream_observer(adapter: Adapter, call: Call, stream: Any, is_async: bool) -> Observe | None:
+    """What each event of this stream goes through: the adapter's `observe`, or what its optional
+    `prepare_stream` (which may read the stream at a lower level) returns instead (None: nothing)."""
+    prepare = getattr(adapter, "prepare_stream", None)
+    if prepare is None:
+        return adapter.observe
+    try:
+        observe: Observe | None = prepare(call, stream, is_async)
+    except Exception as exc:
+        internal_error("preparing to read a stream", exc)
+        return adapter.observe
+    return observe
 
-    def watched() -> Iterator[Any]:
-        try:
+
+def _watched_sync(call: Call, inner: Iterator[Any], observe: Observe | None) -> Iterator[Any]:
+    try:
+        if observe is None:
+            yield from inner  # the adapter reads the stream below the SDK's chunks: nothing per chunk
+        else:
             for event in inner:
                 if call.first_event_ns is None:
                     call.event_seen()
@@ -182,14 +198,44 @@ def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
                     hide = False
                 if not hide:
                     yield event
-        except GeneratorExit:
-            call.finish()
-            raise
-        except BaseException as exc:
-            call.finish(exc)
-            raise
+    except GeneratorExit:
         call.finish()
+        raise
+    except BaseException as exc:
+        call.finish(exc)
+        raise
+    call.finish()
 
+
+async def _watched_async(
+    call: Call, inner: AsyncIterator[Any], observe: Observe | None
+) -> AsyncIterator[Any]:
+    try:
+        async for event in inner:
+            if observe is None:
+                yield event
+                continue
+            if call.first_event_ns is None:
+                call.event_seen()
+            try:
+                hide = observe(call, event)
+            except Exception as exc:
+                internal_error("reading a stream event", exc)
+                hide = False
+            if not hide:
+                yield event
+    except GeneratorExit:
+        call.finish()
+        raise
+    except BaseException as exc:
+        call.finish(exc)
+        raise
+    call.finish()
+
+
+def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
+    observe = _stream_observer(adapter, call, stream, False)
+    stream._iterator = _watched_sync(call, stream._iterator, observe)
     original_close = stream.close
 
     def close() -> None:
@@ -198,42 +244,14 @@ def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
         finally:
             call.finish()
 
-    prepare = getattr(adapter, "prepare_stream", None)  # optional: an adapter's own stream set-up
-    if prepare is not None:
-        try:
-            prepare(call, stream, False)
-        except Exception as exc:
-            internal_error("preparing to read a stream", exc)
-    stream._iterator = watched()
     stream.close = close
     _watch_lifetime(call, stream)
     return stream
 
 
 def _hook_async_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
-    inner: AsyncIterator[Any] = stream._iterator
-    observe = adapter.observe
-
-    async def watched() -> AsyncIterator[Any]:
-        try:
-            async for event in inner:
-                if call.first_event_ns is None:
-                    call.event_seen()
-                try:
-                    hide = observe(call, event)
-                except Exception as exc:
-                    internal_error("reading a stream event", exc)
-                    hide = False
-                if not hide:
-                    yield event
-        except GeneratorExit:
-            call.finish()
-            raise
-        except BaseException as exc:
-            call.finish(exc)
-            raise
-        call.finish()
-
+    observe = _stream_observer(adapter, call, stream, True)
+    stream._iterator = _watched_async(call, stream._iterator, observe)
     original_close = stream.close
 
     async def close() -> None:
@@ -242,13 +260,6 @@ def _hook_async_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
         finally:
             call.finish()
 
-    prepare = getattr(adapter, "prepare_stream", None)  # optional: an adapter's own stream set-up
-    if prepare is not None:
-        try:
-            prepare(call, stream, True)
-        except Exception as exc:
-            internal_error("preparing to read a stream", exc)
-    stream._iterator = watched()
     stream.close = close
     _watch_lifetime(call, stream)
     return stream

@@ -8,8 +8,9 @@ extra usage-only chunk, so the caller sees exactly what the SDK would have given
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -103,20 +104,28 @@ def _usage(
     return usage
 
 
+def _dict_read(obj: Any, name: str, default: Any) -> Any:
+    """`getattr` for a stream's JSON; a details field that is not an object reads as absent."""
+    return obj.get(name, default) if type(obj) is dict else default
+
+
 def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
     """Usage of chat completions (`prompt_tokens` include cached and audio ones, `completion_tokens`
     reasoning and audio), read through the provider's `convention` where it has one."""
-    if convention is None and isinstance(usage, BaseModel):  # the SDK's own model: the hot path
-        prompt = getattr(usage, "prompt_tokens", None)
-        completion = getattr(usage, "completion_tokens", None)
-        p_details = getattr(usage, "prompt_tokens_details", None)
-        c_details = getattr(usage, "completion_tokens_details", None)
+    if convention is None and isinstance(usage, BaseModel | dict):  # the SDK's model, a stream's JSON
+        read: Callable[[Any, str, Any], Any] = getattr if isinstance(usage, BaseModel) else _dict_read
+        prompt = read(usage, "prompt_tokens", None)
+        completion = read(usage, "completion_tokens", None)
+        p_details = read(usage, "prompt_tokens_details", None)
+        c_details = read(usage, "completion_tokens_details", None)
         cached = cache_write = audio_in = reasoning = audio_out = None
         if p_details is not None:
-            cached, audio_in = p_details.cached_tokens, p_details.audio_tokens
-            cache_write = getattr(p_details, "cache_write_tokens", None)
+            cached = read(p_details, "cached_tokens", None)
+            audio_in = read(p_details, "audio_tokens", None)
+            cache_write = read(p_details, "cache_write_tokens", None)
         if c_details is not None:
-            reasoning, audio_out = c_details.reasoning_tokens, c_details.audio_tokens
+            reasoning = read(c_details, "reasoning_tokens", None)
+            audio_out = read(c_details, "audio_tokens", None)
         if (
             type(prompt) is int and type(completion) is int
             and (cached is None or type(cached) is int) and (cache_write is None or type(cache_write) is int)
@@ -254,65 +263,139 @@ def _usage_follows(data: str) -> bool:
     for usage has `"usage": null`): a few string operations, no JSON parse. A quote inside a JSON
     string is escaped, so an unescaped `"usage"` followed by a colon is a key."""
     at = data.find('"usage"')
-    if at < 0:
+    if at < 0 or data.startswith(":null", at + 7):
         return False
     rest = data[at + 7 : at + 40].lstrip()
     return rest.startswith(":") and rest[1:].lstrip().startswith("{")
 
 
-def _take_usage_event(call: Call, data: str) -> bool:
-    """True when `data` is the usage-only chunk costlens asked for: its usage (and facts) are taken
-    here, and the SDK never builds the chunk the caller would not see anyway."""
+def _read_usage_event(call: Call, data: str) -> bool:
+    """Take the usage (and facts) of a chunk that carries some; True when it is a usage-only chunk
+    (no choices): the one costlens asked for, which the caller does not see."""
     if not _usage_follows(data):
         return False
     try:
         chunk = json.loads(data)
     except ValueError:
         return False
-    if not isinstance(chunk, dict) or chunk.get("choices") or not isinstance(chunk.get("usage"), dict):
+    if not isinstance(chunk, dict) or not isinstance(chunk.get("usage"), dict):
         return False
-    if call.record.response_model is None:
-        call.apply_facts({"response_model": chunk.get("model"), "service_tier": chunk.get("service_tier")})
+    _chunk_facts(call, chunk)
     request = call.request
     call.set_usage(chat_usage, chunk["usage"], convention_for(request.provider, request.operation))
-    return True
+    return not chunk.get("choices")
+
+
+def _chunk_facts(call: Call, chunk: dict[str, Any]) -> None:
+    if call.record.response_model is None:
+        call.apply_facts({"response_model": chunk.get("model"), "service_tier": chunk.get("service_tier")})
+
+
+def _texts_of_events(call: Call, events: list[str]) -> list[str]:
+    """The answer's text from a chat (or text completion) stream's raw events: parsed only when it
+    is needed (usage missing, content kept, a verifier)."""
+    texts: list[str] = []
+    for data in events:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            continue  # "[DONE]", or a torn event
+        if not isinstance(chunk, dict):
+            continue
+        _chunk_facts(call, chunk)
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            if isinstance(text, str):
+                texts.append(text)
+    return texts
+
+
+# `"usage": null` as a key of the chunk, with any spacing; a quote inside a JSON string is escaped,
+# so these never match text the model wrote.
+_NULL_USAGE_LAST = ',"usage":null}'
+_NULL_USAGE = re.compile(r'\s*,\s*"usage"\s*:\s*null\b|"usage"\s*:\s*null\s*,?\s*')
+
+
+def _screen(call: Call, sse: Any, hide: bool) -> str | None:
+    """One server-sent event of a chat stream, before the SDK parses it: its data as the SDK will
+    read it, or None to drop it. Most events cost a substring search; only the usage chunk is parsed.
+
+    With `hide` (costlens asked for the usage), the usage-only chunk is dropped, and the
+    `"usage": null` key of every other chunk is cut: it appears only because costlens asked, and
+    without it the SDK builds the chunk it would have built (the same fields set)."""
+    data: str = sse.data
+    if data.endswith(_NULL_USAGE_LAST):  # OpenAI's layout: the key comes last; cut without a search
+        if not hide:
+            return data
+        bare = data[: -len(_NULL_USAGE_LAST)] + "}"
+        try:
+            sse._data = bare
+        except AttributeError:
+            return data
+        return bare
+    at = data.find('"usage"')
+    if at < 0:
+        return data
+    if _usage_follows(data):
+        return None if _read_usage_event(call, data) and hide else data
+    if not hide:
+        return data
+    compact = data[at - 1 : at] == "," and data.startswith(":null", at + 7)
+    bare = data[: at - 1] + data[at + 12 :] if compact else _NULL_USAGE.sub("", data)
+    try:
+        sse._data = bare  # the SDK's `ServerSentEvent` keeps its data here (`.data`, `.json()`)
+    except AttributeError:
+        return data
+    return bare
 
 
 class OpenAIAdapter:
     name = "openai"
 
-    def prepare_stream(self, call: Call, stream: Any, is_async: bool) -> None:
-        """Before the caller iterates a chat stream whose usage costlens asked for: read the usage-only
-        chunk from its server-sent event, so the SDK does not build a chunk model only for it to be
-        hidden (the most expensive part of tracking a stream). The SDK's `Stream.__stream__` reads
-        events from `self._iter_events()`, looked up when iteration starts: we wrap it on the instance.
-        Without that method (another SDK version), `observe` hides the chunk as before."""
+    def prepare_stream(self, call: Call, stream: Any, is_async: bool) -> Callable[[Call, Any], bool] | None:
+        """Before the caller iterates a chat or text completion stream: read it at the level of its
+        server-sent events, where each event costs a substring search and nothing is parsed twice.
+        The usage chunk (the only one with `"usage": {`) is parsed here; the usage-only chunk
+        costlens asked for is dropped before the SDK would build it; the other events are kept raw
+        and parsed for their text only when needed (`Call.text_later`). The SDK's `Stream.__stream__`
+        reads events from `self._iter_events()`, looked up when iteration starts: we wrap it on the
+        instance. Returns the per-chunk observer the stream still needs (None: none), or
+        `self.observe` when this stream is read chunk by chunk (another SDK version, another API)."""
         request = call.request
-        if not request.usage_added or request.operation != "chat":
-            return
         events = getattr(stream, "_iter_events", None)
-        if events is None or not callable(events):
-            return
+        if request.operation not in ("chat", "text_completion") or not callable(events):
+            return self.observe
+        hide = request.usage_added
+        kept: list[str] = []
+        call.text_later = lambda: _texts_of_events(call, kept)
         if is_async:
 
             async def filtered_async() -> AsyncIterator[Any]:
                 async for sse in events():
-                    data = getattr(sse, "data", None)
-                    if isinstance(data, str) and _take_usage_event(call, data):
-                        continue
-                    yield sse
+                    if call.first_event_ns is None:
+                        call.event_seen()
+                    data = _screen(call, sse, hide)
+                    if data is not None:
+                        kept.append(data)
+                        yield sse
 
             stream._iter_events = filtered_async
         else:
 
             def filtered() -> Iterator[Any]:
                 for sse in events():
-                    data = getattr(sse, "data", None)
-                    if isinstance(data, str) and _take_usage_event(call, data):
-                        continue
-                    yield sse
+                    if call.first_event_ns is None:
+                        call.event_seen()
+                    data = _screen(call, sse, hide)
+                    if data is not None:
+                        kept.append(data)
+                        yield sse
 
             stream._iter_events = filtered
+        return None
 
     def matches(self, client: object) -> bool:
         openai = sys.modules.get("openai")

@@ -53,6 +53,7 @@ class Call:
         "response",
         "start_ns",
         "text",
+        "text_later",
         "usage",
         "usage_invalid",
         "want_text",
@@ -77,6 +78,9 @@ class Call:
         self.usage_invalid = False
         self.output_missing = False
         self.text: list[str] = []
+        # A stream reader that kept its raw events gives the answer's text only when it is needed
+        # (usage missing, content kept, a verifier): the common call never parses them twice.
+        self.text_later: Callable[[], list[str]] | None = None
         self.finished = False
         self.flows: list[Generator[None, None, None]] = []
         self.next_attempt: tuple[Request, float] | None = None

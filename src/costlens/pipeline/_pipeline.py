@@ -114,6 +114,11 @@ class Pipeline:
             return
         call.finished = True
         try:
+            later, call.text_later = call.text_later, None  # (what it holds is freed with it)
+            if later is not None and (
+                call.usage is None or call.output_missing or call.want_text or call.keep_response
+            ):
+                call.text.extend(later())
             _complete(call, error, self._pricer)
             if self._content_chars:
                 from costlens.pipeline._content import content_of
