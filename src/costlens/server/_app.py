@@ -31,6 +31,7 @@ def create_app(config: ServerConfig | None = None, *, configure: bool = True) ->
     from fastapi import FastAPI
 
     from costlens.server import _api, _auth, _dashboard, _gateway, _limits, _otlp
+    from costlens.server._gateway_asgi import GatewayDispatch
 
     config = config or ServerConfig()
     if configure:
@@ -48,9 +49,12 @@ def create_app(config: ServerConfig | None = None, *, configure: bool = True) ->
         redoc_url=None,
     )
     app.state.ctx = ctx
+    gateway = _gateway.router(ctx)
+    # Added first, so innermost: auth, limits and CORS (added after it) still wrap the gateway.
+    app.add_middleware(GatewayDispatch, gateway=ctx.extras["gateway"], endpoints=_gateway.ENDPOINTS)
     _auth.install(app, ctx)
     _limits.install(app, ctx)
-    app.include_router(_gateway.router(ctx))
+    app.include_router(gateway)
     app.include_router(_otlp.router(ctx))
     app.include_router(_api.router(ctx), prefix="/api")
     app.include_router(_dashboard.router(ctx))

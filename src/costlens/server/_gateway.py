@@ -38,6 +38,8 @@ from costlens.instrument.anthropic import AnthropicAdapter
 from costlens.instrument.openai import OpenAIAdapter, _ask_for_stream_usage
 from costlens.pipeline import Call, Pipeline, Request
 from costlens.server._context import ServerContext
+from costlens.server._gateway_asgi import read_body
+from costlens.server._gateway_client import UpstreamError
 from costlens.server._gateway_http import (
     APIConnectionError,
     APITimeoutError,
@@ -51,7 +53,7 @@ from costlens.server._gateway_http import (
 )
 from costlens.server._gateway_sse import StreamRelay
 
-__all__ = ["ENDPOINTS", "VIRTUAL_MODEL", "Gateway", "router"]
+__all__ = ["ENDPOINTS", "VIRTUAL_MODEL", "Gateway", "router", "scope_tags"]
 
 #: The model name that asks for routing when the router keeps its default name.
 VIRTUAL_MODEL = "costlens/auto"
@@ -91,6 +93,8 @@ def router(ctx: ServerContext) -> Any:
         finally:
             await gateway.aclose()
 
+    # The routes stay for what the fast dispatch (`_gateway_asgi`) leaves to the router: another
+    # method (405), a trailing slash (redirect). A POST to a gateway path never gets here.
     api = APIRouter(lifespan=lifespan)
     for path, endpoint in ENDPOINTS.items():
         api.add_route(path, gateway.endpoint(endpoint), methods=["POST"], include_in_schema=False)
@@ -105,9 +109,15 @@ def _header_text(value: bytes) -> str:
 
 
 def _tags(request: Any) -> dict[str, str]:
-    """Tags from `X-Costlens-*` headers (ASGI names are lower-case) and the API key's id."""
+    """Tags of a Starlette request (the OTLP receiver's)."""
+    return scope_tags(request.scope)
+
+
+def scope_tags(scope: dict[str, Any]) -> dict[str, str]:
+    """Tags from `X-Costlens-*` headers (ASGI names are lower-case) and the API key's id (which the
+    auth middleware put in `scope["state"]`, Starlette's `request.state`)."""
     tags: dict[str, str] = {}
-    for name, value in request.scope["headers"]:
+    for name, value in scope["headers"]:
         if not name.startswith(b"x-costlens-"):
             continue
         known = _TAG_HEADERS.get(name)
@@ -115,7 +125,8 @@ def _tags(request: Any) -> dict[str, str]:
             tags[known] = _header_text(value)
         elif name.startswith(_TAG_PREFIX) and len(name) > len(_TAG_PREFIX):
             tags[_header_text(name[len(_TAG_PREFIX) :])] = _header_text(value)
-    key = getattr(request.state, "api_key", None)
+    state = scope.get("state")
+    key = state.get("api_key") if state else None
     key_id = getattr(key, "id", None) if key is not None else None
     if key_id is not None:
         tags["api_key"] = str(key_id)
@@ -141,8 +152,11 @@ class Gateway:
         await self.pool.aclose()
 
     def endpoint(self, endpoint: Endpoint) -> Callable[[Any], Awaitable[Any]]:
+        """A Starlette endpoint for `endpoint` (the router's; the fast dispatch calls `handle`)."""
+
         async def handle(request: Any) -> Any:
-            return await self.handle(request, endpoint)
+            response = await self.handle(request.scope, request.receive, endpoint)
+            return response if response is not None else PlainResponse(400, [], b"")
 
         return handle
 
@@ -151,19 +165,6 @@ class Gateway:
         if router is not self._router:
             self._source, self._router = _PipelineSource(router), router
         return self._source, router
-
-    async def _body(self, request: Any) -> bytes | None:
-        """The request body, or None when it is over `max_body_bytes`."""
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit():
-            return None if int(length) > self._limit else bytes(await request.body())
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self._limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _upstream(self, endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """The upstream's name, and the body to send it (a `<upstream>/` model prefix removed)."""
@@ -176,12 +177,16 @@ class Gateway:
                 return prefix, {**body, "model": rest}
         return "openai", body
 
-    async def handle(self, request: Any, endpoint: Endpoint) -> Any:
+    async def handle(self, scope: dict[str, Any], receive: Any, endpoint: Endpoint) -> Any:
+        """The ASGI response (`PlainResponse` or `StreamRelay`) to one gateway request, or None when
+        the client left before its body was in (there is no one to answer)."""
         shape = endpoint.shape
-        raw = await self._body(request)
+        raw = await read_body(scope, receive, self._limit)
         if raw is None:
             message = f"request body over {self._limit} bytes"
             return error_response(shape, 413, "request_too_large", message)
+        if raw is False:
+            return None
         try:
             sent: Any = json.loads(raw)
         except ValueError:
@@ -203,66 +208,54 @@ class Gateway:
             message = f"model {VIRTUAL_MODEL!r} needs a router, and this costlens server has none configured"
             return error_response(shape, 400, "invalid_request_error", message)
         stream = body.get("stream") is True
-        call_request = Request(name, endpoint.operation, str(model or ""), body, stream, _tags(request))
+        call_request = Request(name, endpoint.operation, str(model or ""), body, stream, scope_tags(scope))
         if stream and shape == "openai" and endpoint.operation in ("chat", "text_completion"):
             _ask_for_stream_usage(call_request)
         started = _start(pipelines(), call_request, shape)
         if isinstance(started, PlainResponse):
             return started
-        url = base + endpoint.path
-        query = request.scope.get("query_string")
+        path = endpoint.path
+        query = scope.get("query_string")
         if query:
-            url += "?" + query.decode("latin-1")
-        headers = upstream_headers(request.scope["headers"], shape, self.ctx.upstream_key(name))
+            path += "?" + query.decode("latin-1")
+        headers = upstream_headers(scope["headers"], shape, self.ctx.upstream_key(name))
         # the client's own bytes go upstream unless the pipeline (or a model prefix) changed the body
         as_sent = raw if body is sent else None
-        return await self._forward(pipelines, started, endpoint, url, headers, body, as_sent)
+        return await self._forward(pipelines, started, endpoint, (base, path), headers, body, as_sent)
 
     async def _forward(
         self,
         pipelines: Callable[[], Pipeline],
         call: Call,
         endpoint: Endpoint,
-        url: str,
-        headers: list[tuple[str, str]],
+        where: tuple[str, str],
+        headers: list[tuple[bytes, bytes]],
         body: dict[str, Any],
         raw: bytes | None,
     ) -> Any:
-        import httpx
-
         shape = endpoint.shape
         adapter = _ADAPTERS[shape]
-        client = self.pool.client()
         while True:  # one pass per attempt: a step (fallbacks, a cascade) may ask for another
             request = call.request
             content = raw if raw is not None and request.body is body else _dumps(request.body)
             error: BaseException | None = None
             try:
-                if request.stream:
-                    outgoing = client.build_request("POST", url, content=content, headers=headers)
-                    upstream = await client.send(outgoing, stream=True)
-                    if upstream.status_code >= 400:  # an error body is short: read it whole
-                        try:
-                            await upstream.aread()
-                        finally:
-                            await upstream.aclose()
-                else:
-                    upstream = await client.post(url, content=content, headers=headers)
-            except httpx.HTTPError as exc:
+                upstream = await self.pool.send(*where, headers, content)
+                if upstream.status_code < 400 and request.stream:
+                    watch = _observer(adapter, call)
+                    headers_back = response_headers(upstream.headers)
+                    return StreamRelay(upstream, headers_back, call, watch, _transport_error)
+                data = await upstream.aread()  # an error body of a stream is short: read it whole
+            except UpstreamError as exc:
                 error = _transport_error(exc)
                 answer = _unreachable(shape, request.provider, error)
             else:
-                if upstream.status_code < 400 and request.stream:
-                    watch = _observer(adapter, call)
-                    headers_back = response_headers(upstream.headers.raw)
-                    return StreamRelay(upstream, headers_back, call, watch, _transport_error)
-                answer = PlainResponse(
-                    upstream.status_code, response_headers(upstream.headers.raw), upstream.content
-                )
-                if upstream.status_code < 400:
-                    _complete(adapter, call, upstream.content)
+                status = upstream.status_code
+                answer = PlainResponse(status, response_headers(upstream.headers), data)
+                if status < 400:
+                    _complete(adapter, call, data)
                 else:
-                    error = status_error(upstream)
+                    error = status_error(status, upstream.headers, data)
             call.finish(error)  # idempotent; a step's after-half may ask for another attempt here
             if call.next_attempt is None:
                 return answer
@@ -304,10 +297,12 @@ def _complete(adapter: Adapter, call: Call, content: bytes) -> None:
 
 
 def _transport_error(exc: BaseException) -> BaseException:
-    import httpx
-
-    kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
-    error = kind(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    """The exception a transport failure is recorded as (`APITimeoutError` for a timeout), with the
+    client's kind of failure in its message (`ConnectError: ...`, as httpx named them)."""
+    timeout = isinstance(exc, UpstreamError) and exc.timeout
+    kind = APITimeoutError if timeout else APIConnectionError
+    name = exc.kind if isinstance(exc, UpstreamError) else type(exc).__name__
+    error = kind(f"{name}: {exc}" if str(exc) else name)
     error.__cause__ = exc
     return error
 

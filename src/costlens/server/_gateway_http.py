@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from costlens.server._gateway_client import Origin, UpstreamError, UpstreamPool, UpstreamResponse
 
 if TYPE_CHECKING:
     import httpx
@@ -23,6 +25,7 @@ __all__ = [
     "APITimeoutError",
     "Endpoint",
     "HttpPool",
+    "HttpxResponse",
     "PlainResponse",
     "error_body",
     "error_response",
@@ -39,8 +42,9 @@ _FORWARDED = frozenset(
 _RETURNED = frozenset(
     {b"content-type", b"x-request-id", b"request-id", b"retry-after", b"retry-after-ms", b"cache-control"}
 )
+_USER_AGENT = b"costlens-gateway"
 _RETURNED_PREFIXES = (b"openai-", b"anthropic-", b"x-ratelimit-", b"x-should-retry")
-_ANTHROPIC_VERSION = "2023-06-01"  # sent when the client named none (curl); the SDK always names one
+_ANTHROPIC_VERSION = b"2023-06-01"  # sent when the client named none (curl); the SDK always names one
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +59,21 @@ class Endpoint:
 
 def upstream_headers(
     raw: Iterable[tuple[bytes, bytes]], shape: str, key: str | None
-) -> list[tuple[str, str]]:
+) -> list[tuple[bytes, bytes]]:
     """The headers sent upstream: the forwarded ones, identity encoding (the bytes relayed are the
     bytes parsed) and the server's own credential for the upstream."""
-    out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw if k.lower() in _FORWARDED]
-    out.append(("accept-encoding", "identity"))
+    out = [(k, v) for k, v in raw if k in _FORWARDED]  # ASGI header names are lower-case
+    out.append((b"accept-encoding", b"identity"))
+    if not any(k == b"accept" for k, _ in out):
+        out.append((b"accept", b"*/*"))
+    out.append((b"user-agent", _USER_AGENT))
     if shape == "anthropic":
-        if not any(k.lower() == "anthropic-version" for k, _ in out):
-            out.append(("anthropic-version", _ANTHROPIC_VERSION))
+        if not any(k == b"anthropic-version" for k, _ in out):
+            out.append((b"anthropic-version", _ANTHROPIC_VERSION))
         if key:
-            out.append(("x-api-key", key))
+            out.append((b"x-api-key", key.encode("latin-1")))
     elif key:
-        out.append(("authorization", f"Bearer {key}"))
+        out.append((b"authorization", b"Bearer " + key.encode("latin-1")))
     return out
 
 
@@ -174,10 +181,13 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 }
 
 
-def status_error(response: httpx.Response) -> APIStatusError:
-    status = response.status_code
+def status_error(status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> APIStatusError:
+    """The error an upstream's error answer is recorded as; its `response` is an `httpx.Response`
+    (made only on this path), whose headers give the fallbacks' `Retry-After`."""
+    import httpx
+
     kind = InternalServerError if status >= 500 else _BY_STATUS.get(status, APIStatusError)
-    return kind(response)
+    return kind(httpx.Response(status, headers=headers, content=content))
 
 
 class APIConnectionError(Exception):
@@ -192,31 +202,113 @@ class APITimeoutError(APIConnectionError):
 
 
 class HttpPool:
-    """One `httpx.AsyncClient` per event loop (a uvicorn worker has one), created on first use:
-    connections to the upstreams are kept alive and shared by every request."""
+    """The upstream connections of one event loop (a uvicorn worker has one), made on first use and
+    kept alive for every request: `_gateway_client`'s lean client, or httpx for an upstream that a
+    proxy in the environment (`HTTPS_PROXY`, `ALL_PROXY`, less `NO_PROXY`) applies to."""
 
-    __slots__ = ("_client", "_loop", "_timeout")
+    __slots__ = ("_httpx", "_loop", "_origins", "_pool", "_timeout")
 
     def __init__(self, timeout_s: float) -> None:
         self._timeout = timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._pool: UpstreamPool | None = None
+        self._httpx: httpx.AsyncClient | None = None
+        self._origins: dict[str, Origin | None] = {}  # base URL -> its origin, None: through httpx
 
-    def client(self) -> httpx.AsyncClient:
+    async def send(
+        self, base: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> UpstreamResponse | HttpxResponse:
+        """POST `body` to `base + path`; the response once its headers are in. `UpstreamError` when
+        the upstream cannot be reached or does not answer in time."""
         loop = asyncio.get_running_loop()
-        client = self._client
-        if client is None or self._loop is not loop:
-            import httpx
+        if self._loop is not loop:
+            self._loop, self._pool, self._httpx = loop, None, None  # a new loop: new connections
+        origin = self._origins.get(base, _UNSEEN)
+        if origin is _UNSEEN:
+            origin = self._origins[base] = None if _proxied(base) else Origin(base)
+        if isinstance(origin, Origin):
+            pool = self._pool
+            if pool is None:
+                pool = self._pool = UpstreamPool(self._timeout)
+            return await pool.send(origin, path.encode("latin-1"), headers, body)
+        return await self._send_httpx(base + path, headers, body)
 
-            client = self._client = httpx.AsyncClient(
+    async def _send_httpx(self, url: str, headers: list[tuple[bytes, bytes]], body: bytes) -> HttpxResponse:
+        import httpx
+
+        client = self._httpx
+        if client is None:
+            client = self._httpx = httpx.AsyncClient(
                 timeout=httpx.Timeout(self._timeout),
                 limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
                 follow_redirects=False,
             )
-            self._loop = loop
-        return client
+        try:
+            request = client.build_request("POST", url, content=body, headers=headers)
+            return HttpxResponse(await client.send(request, stream=True))
+        except httpx.HTTPError as exc:
+            raise _from_httpx(exc) from exc
 
     async def aclose(self) -> None:
-        client, self._client, self._loop = self._client, None, None
+        pool, client = self._pool, self._httpx
+        self._pool = self._httpx = self._loop = None
+        if pool is not None:
+            await pool.aclose()
         if client is not None:
             await client.aclose()
+
+
+_UNSEEN = Origin("http://unseen")  # a sentinel: the base URL was not looked at yet
+
+
+def _proxied(base: str) -> bool:
+    """Whether httpx (`trust_env`) would send a request for `base` through a proxy."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies_environment, proxy_bypass
+
+    proxies = getproxies_environment()
+    parts = urlsplit(base)
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not proxy_bypass(parts.netloc)  # NO_PROXY
+
+
+class HttpxResponse:
+    """An httpx streamed response read through `UpstreamResponse`'s interface."""
+
+    __slots__ = ("_response", "content", "headers", "status_code")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status_code = response.status_code
+        self.headers = response.headers.raw
+        self.content = b""
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        import httpx
+
+        try:
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise _from_httpx(exc) from exc
+
+    async def aread(self) -> bytes:
+        import httpx
+
+        try:
+            self.content = await self._response.aread()
+        except httpx.HTTPError as exc:
+            raise _from_httpx(exc) from exc
+        finally:
+            await self._response.aclose()
+        return self.content
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def _from_httpx(exc: BaseException) -> UpstreamError:
+    import httpx
+
+    return UpstreamError(type(exc).__name__, str(exc), timeout=isinstance(exc, httpx.TimeoutException))

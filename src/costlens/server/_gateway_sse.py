@@ -15,15 +15,16 @@ what was seen; the upstream connection is closed, which stops the generation).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import httpx
-
     from costlens.pipeline import Call
+    from costlens.server._gateway_client import UpstreamResponse
+    from costlens.server._gateway_http import HttpxResponse
 
 __all__ = ["SSEParser", "StreamRelay"]
 
@@ -63,6 +64,13 @@ class SSEParser:
 
 def _data_of(raw: bytes) -> Any:
     """The JSON of an event's `data:` lines (joined by newlines, as the SSE spec says), or None."""
+    if raw.startswith(b"data: {"):  # the usual event: one data line of JSON, then the blank line
+        payload = raw[6:].rstrip(b"\r\n")
+        if b"\n" not in payload and b"\r" not in payload:
+            try:
+                return json.loads(payload)
+            except ValueError:
+                return None
     parts = [
         line[6:] if line.startswith(b"data: ") else line[5:]
         for line in raw.splitlines()
@@ -90,11 +98,22 @@ class StreamRelay:
     """An ASGI response relaying one upstream stream to the client, feeding `watch` (the adapter's
     observer: True hides an event) and finishing `call` however the stream ends."""
 
-    __slots__ = ("_call", "_failure", "_hide", "_on_error", "_upstream", "_watch", "headers", "status")
+    __slots__ = (
+        "_call",
+        "_ended",
+        "_failure",
+        "_hide",
+        "_left",
+        "_on_error",
+        "_upstream",
+        "_watch",
+        "headers",
+        "status",
+    )
 
     def __init__(
         self,
-        upstream: httpx.Response,
+        upstream: UpstreamResponse | HttpxResponse,
         headers: list[tuple[bytes, bytes]],
         call: Call,
         watch: Callable[[Any], bool],
@@ -106,30 +125,37 @@ class StreamRelay:
         self._call = call
         self._watch = watch
         self._hide = call.request.usage_added
-        self._on_error = on_error  # an httpx error -> the exception recorded (and raised) for it
+        self._on_error = on_error  # an `UpstreamError` -> the exception recorded (and raised) for it
         self._failure: BaseException | None = None
+        self._ended = self._left = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        import anyio
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._cancel_on_disconnect, receive, group.cancel_scope)
+        # A plain asyncio task watches for the client leaving and cancels this one: an anyio task
+        # group did the same at several times the cost, on every stream.
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.ensure_future(self._cancel_on_disconnect(receive, task))
+        try:
             await self._pump(send)
-            group.cancel_scope.cancel()
+        except asyncio.CancelledError:
+            if not self._left or task.uncancel() > 0:
+                raise  # cancelled from outside (the server stopping): not ours to swallow
+        finally:
+            watcher.cancel()
         if self._failure is not None:
             # The upstream cut the stream: cut the client's too (no final chunk), so its SDK reports
             # the broken stream exactly as it would have against the upstream.
             raise self._failure
 
-    @staticmethod
-    async def _cancel_on_disconnect(receive: Any, scope: Any) -> None:
+    async def _cancel_on_disconnect(self, receive: Any, task: asyncio.Task[Any]) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        scope.cancel()
+        if not self._ended:  # a disconnect after the last chunk is the response's normal end
+            self._left = True
+            task.cancel()
 
     async def _pump(self, send: Any) -> None:
-        import anyio
-        import httpx
+        from costlens.server._gateway_client import UpstreamError
 
         call, upstream = self._call, self._upstream
         parser = SSEParser()
@@ -151,12 +177,12 @@ class StreamRelay:
                 self._see(_data_of(rest))
             await upstream.aclose()
             call.finish()  # before the stream's end reaches the client: its record is there first
+            self._ended = True
             await send({"type": "http.response.body", "body": rest, "more_body": False})
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             error = self._failure = self._on_error(exc)
         finally:
-            with anyio.CancelScope(shield=True):
-                await upstream.aclose()
+            await upstream.aclose()  # hands the connection back, or closes it: stops the generation
             call.finish(error)  # no error when the client left: recorded with what was seen
 
     def _see(self, data: Any) -> bool:
