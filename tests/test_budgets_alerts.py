@@ -15,6 +15,8 @@ from typing import Any
 
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import costlens
 from costlens.budgets import Alert, Budget, BudgetEngine, CallbackSink, LoggingSink, SlackSink, WebhookSink
@@ -320,3 +322,17 @@ def test_slack_payload_has_text_and_blocks() -> None:
 def test_webhook_urls_are_checked() -> None:
     with pytest.raises(costlens.ConfigError, match="http"):
         WebhookSink("ftp://example.com")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    pct=st.decimals(min_value=Decimal("0.001"), max_value=Decimal(1000), places=3),
+    limit=st.integers(0, 10**15),
+)
+def test_a_threshold_is_crossed_at_the_exact_nano_usd(pct: Decimal, limit: int) -> None:
+    """The integer mark each settle compares with is the least spend with `spend * 100 >= pct * limit`."""
+    from costlens.budgets._model import _crossed_at
+
+    mark = _crossed_at(pct, limit)
+    assert mark * 100 >= pct * limit
+    assert (mark - 1) * 100 < pct * limit

@@ -345,6 +345,8 @@ def test_expiry_is_charged_once_by_ledgers_and_threads_that_notice_it_together(t
         t.start()
     for t in threads:
         t.join()
+    for ledger in ledgers:
+        ledger.flush()  # each "process" applies the settles it queued (see test_settles_are_queued...)
     assert ledgers[1].usage(a, at=later) == Spent(1000 + 40, 0)
     assert ledgers[0].recent_spend("a", now_us(T0)) == 1040
     with sqlite3.connect(path) as raw:

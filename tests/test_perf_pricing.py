@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from costlens.pricing import ModelPrice, PriceCatalogue, Rates, cost, set_catalogue
 from costlens.pricing._catalogue import nanousd_cost
-from costlens.pricing._model import _price_parts, nanousd_of, per_token, price_usage
+from costlens.pricing._model import _price_parts, max_cost, max_nanousd, nanousd_of, per_token, price_usage
 from costlens.pricing._providers import STANDARD
 from costlens.pricing._timeline import prices_of
 from costlens.usage import Usage
@@ -150,6 +150,31 @@ def test_random_rates_agree(usage: Usage, base: Rates, long: tuple[int, Rates] |
     tiers = () if long is None else (LongContextTier(long[0], long[1]),)
     price = ModelPrice("p", "m", "test", base, tiers)
     assert nanousd_of(usage, price) == price_usage(usage, price, "").nanousd
+
+
+@settings(max_examples=300, deadline=None)
+@given(n_in=st.integers(0, 10**8), n_out=st.integers(0, 10**6), index=st.integers(0, len(PRICES) - 1))
+def test_budget_worst_case_agrees_over_catalogue_prices(n_in: int, n_out: int, index: int) -> None:
+    """The reservation's integer worst case is `max_cost`'s, to the nano-USD, for every price."""
+    price = PRICES[index]
+    assert max_nanousd(price, n_in, n_out) == max_cost(price, n_in, n_out, "").nanousd
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n_in=st.integers(0, 10**8),
+    n_out=st.integers(0, 10**6),
+    base=rates(),
+    long=st.none() | st.tuples(st.integers(0, 10**6), rates()),
+)
+def test_budget_worst_case_agrees_over_random_rates(
+    n_in: int, n_out: int, base: Rates, long: tuple[int, Rates] | None
+) -> None:
+    from costlens.pricing import LongContextTier
+
+    tiers = () if long is None else (LongContextTier(long[0], long[1]),)
+    price = ModelPrice("p", "m", "test", base, tiers)
+    assert max_nanousd(price, n_in, n_out) == max_cost(price, n_in, n_out, "").nanousd
 
 
 def test_half_nano_rounds_to_even() -> None:

@@ -138,6 +138,7 @@ class Budget:
         "name",
         "notify",
         "scope",
+        "threshold_marks",
         "thresholds",
         "unknown_price",
         "window",
@@ -170,6 +171,9 @@ class Budget:
         self.mode: Mode = _choice(mode, "mode", get_args(Mode))
         self.downgrade_to = _downgrade_target(self.mode, downgrade_to)
         self.thresholds = _thresholds(thresholds)
+        # The spend (nano-USD) at which each threshold is crossed: `spent * 100 >= pct * limit`, exactly,
+        # as one integer comparison per threshold on every settle.
+        self.threshold_marks = tuple(_crossed_at(pct, self.limit_nanousd) for pct in self.thresholds)
         if not isinstance(forecast, bool):
             raise ConfigError(f"forecast must be true or false, got {forecast!r}")
         self.forecast = forecast
@@ -249,6 +253,12 @@ def _downgrade_target(mode: str, target: object) -> str | None:
     if target is not None:
         raise ConfigError(f"downgrade_to is only used with mode 'downgrade' (this budget's mode is {mode!r})")
     return None
+
+
+def _crossed_at(pct: Decimal, limit_nanousd: int) -> int:
+    """The least whole spend with `spend * 100 >= pct * limit`."""
+    numerator, denominator = pct.as_integer_ratio()
+    return -((-numerator * limit_nanousd) // (100 * denominator))
 
 
 def _thresholds(raw: object) -> tuple[Decimal, ...]:

@@ -103,8 +103,8 @@ class Watch:
     def _thresholds(self, item: Applied, before: Spent, actual: int, at: datetime) -> None:
         budget = item.budget
         spent = before.spent_nanousd + actual
-        for pct in budget.thresholds:
-            if spent * 100 >= pct * budget.limit_nanousd:
+        for pct, mark in zip(budget.thresholds, budget.threshold_marks, strict=True):
+            if spent >= mark:
                 self._fire(item, "threshold", f"{pct}%", at, threshold_pct=pct)
 
     def _forecast(self, item: Applied, at: datetime) -> None:

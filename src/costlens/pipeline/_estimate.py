@@ -162,7 +162,7 @@ def estimate(
     """The worst-case cost of sending `request` (to `model` instead, when given): the prompt's tokens
     (exact, or a bound), plus its output bound (`default_max_output` when it sets none), at the
     model's price on `at` in the request's service tier."""
-    from costlens.pricing import estimate_max_cost, get_catalogue
+    from costlens.pricing._catalogue import estimate_max_nanousd, get_catalogue
     from costlens.pricing._compat import pricing_provider
 
     model = request.model if model is None else model
@@ -173,7 +173,7 @@ def estimate(
     tier = body.get("service_tier")
     # priced as the call will be: an OpenAI-compatible host falls back to OpenAI's list, as in `Pricer`
     provider = pricing_provider(get_catalogue(), request.provider, model)
-    priced = estimate_max_cost(
+    nanousd = estimate_max_nanousd(
         provider, model, n_in, n_out, at=at, service_tier=tier if isinstance(tier, str) else None
     )
-    return Estimate(model, n_in, exact, n_out, priced.nanousd if priced.known else None)
+    return Estimate(model, n_in, exact, n_out, nanousd)

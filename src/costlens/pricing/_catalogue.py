@@ -15,7 +15,7 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from costlens.pricing._model import ModelPrice, max_cost, nanousd_of, price_usage
+from costlens.pricing._model import ModelPrice, max_cost, max_nanousd, nanousd_of, price_usage
 from costlens.pricing._overrides import Overrides, load_overrides, prices_path
 from costlens.pricing._patch import PricePatch, load_patch
 from costlens.pricing._providers import STANDARD, canonical_provider, normalize_tier
@@ -29,6 +29,7 @@ __all__ = [
     "PriceCatalogue",
     "cost",
     "estimate_max_cost",
+    "estimate_max_nanousd",
     "get_catalogue",
     "nanousd_cost",
     "reload_catalogue",
@@ -264,13 +265,35 @@ def estimate_max_cost(
     Every input token is priced as uncached at the dearest input price (cache writes included)
     of the long-context tier `input_tokens` falls in; every output token at the output price.
     """
-    if input_tokens < 0 or max_output_tokens < 0:
-        raise ValueError("input_tokens and max_output_tokens must be non-negative")
-    catalogue = get_catalogue()
-    price = catalogue.resolve(provider, model, at, service_tier)
+    catalogue, price = _worst_case_price(provider, model, input_tokens, max_output_tokens, at, service_tier)
     if price is None:
         return catalogue.unknown(provider, model)
     return max_cost(price, input_tokens, max_output_tokens, catalogue.version)
+
+
+def estimate_max_nanousd(
+    provider: str,
+    model: str,
+    input_tokens: int,
+    max_output_tokens: int,
+    at: datetime | None = None,
+    service_tier: str | None = None,
+) -> int | None:
+    """`estimate_max_cost(...)` in nano-USD (None: the price is unknown), without building a `Cost`."""
+    catalogue, price = _worst_case_price(provider, model, input_tokens, max_output_tokens, at, service_tier)
+    if price is None:
+        catalogue.unknown(provider, model)  # (warns once, as `estimate_max_cost`)
+        return None
+    return max_nanousd(price, input_tokens, max_output_tokens)
+
+
+def _worst_case_price(
+    provider: str, model: str, n_in: int, n_out: int, at: datetime | None, service_tier: str | None
+) -> tuple[PriceCatalogue, ModelPrice | None]:
+    if n_in < 0 or n_out < 0:
+        raise ValueError("input_tokens and max_output_tokens must be non-negative")
+    catalogue = get_catalogue()
+    return catalogue, catalogue.resolve(provider, model, at, service_tier)
 
 
 def update_prices(timeout: float = 10, *, url: str | None = None) -> str:

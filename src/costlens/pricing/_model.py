@@ -95,6 +95,8 @@ class Rates:
     file_search: Decimal | None = None
     # The integer rates of the fast path (`atto()`), computed on first use; False: not yet.
     _atto: AttoRates | bool | None = field(default=False, init=False, repr=False, compare=False)
+    # The dearest input and output rates and the request fee in atto-USD (`worst_atto()`), likewise.
+    _worst: tuple[int, int, int] | bool | None = field(default=False, init=False, repr=False, compare=False)
 
     def atto(self) -> AttoRates | None:
         """The rates `nanousd_of` uses, in integer atto-USD, computed once per `Rates`; None when
@@ -114,6 +116,25 @@ class Rates:
             except ValueError:
                 cached = None
             object.__setattr__(self, "_atto", cached)
+        assert cached is not True
+        return cached
+
+    def worst_atto(self) -> tuple[int, int, int] | None:
+        """(dearest input rate, dearest output rate, request fee) in integer atto-USD, as `max_cost`
+        picks them, computed once per `Rates`; None when one is not a whole number of atto-USD."""
+        cached = self._worst
+        if cached is False:
+            inputs = (self.input, self.cache_write, self.cache_read, self.cache_write_1h, self.input_audio)
+            outputs = (self.output, self.reasoning, self.output_audio, self.citation)
+            try:
+                cached = (
+                    _to_atto(max(r for r in inputs if r is not None)),
+                    _to_atto(max(r for r in outputs if r is not None)),
+                    _to_atto(self.request),
+                )
+            except ValueError:
+                cached = None
+            object.__setattr__(self, "_worst", cached)
         assert cached is not True
         return cached
 
@@ -370,6 +391,24 @@ def _warn_missing(price: ModelPrice, missing: tuple[str, ...]) -> None:
 
 # Cost part -> the key of a price overrides file that prices it.
 _OVERRIDE_KEYS = {"web_search": "web_search_per_1k", "file_search": "file_search_per_1k"}
+
+
+def max_nanousd(price: ModelPrice, input_tokens: int, max_output_tokens: int) -> int:
+    """`max_cost(...).nanousd`, the same integer, without building a `Cost` (every budgeted call
+    needs it): integer atto-USD products rounded half to even, as `nanousd_of`."""
+    rates = price.rates_for(input_tokens) if price.long_context else price.rates
+    worst = rates._worst
+    if worst is False:
+        worst = rates.worst_atto()
+    if worst is None or worst is True:
+        exact = max_cost(price, input_tokens, max_output_tokens, "").nanousd
+        assert exact is not None  # a worst case is always known: every part it uses has a price
+        return exact
+    a_in, a_out, a_req = worst
+    nano, rest = divmod(a_in * input_tokens + a_out * max_output_tokens + a_req, _NANO_IN_ATTO)
+    if rest > _HALF_NANO_IN_ATTO or (rest == _HALF_NANO_IN_ATTO and nano & 1):
+        nano += 1
+    return nano
 
 
 def max_cost(price: ModelPrice, input_tokens: int, max_output_tokens: int, version: str) -> Cost:
