@@ -462,6 +462,8 @@ schema = schemathesis.openapi.from_asgi("/api/openapi.json", _schema_app())
 
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+# A generated body can be huge; hypothesis then warns that its repr is large (not a failure).
+@pytest.mark.filterwarnings("ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning")
 def test_no_server_error_on_any_endpoint(case: Any, site: Site) -> None:
     """Generated requests for every operation (writes included: they edit a scratch budgets file)."""
     from schemathesis.checks import not_a_server_error
