@@ -5,7 +5,8 @@ Run: `.venv/bin/python bench/bench_load.py [--rounds 6] [--calls 600] [--rss-cal
 The fake provider runs in its own process so its work does not share our GIL. For each load
 (100 asyncio tasks on one `AsyncOpenAI`, 16 threads on one `OpenAI`, sequential plain calls,
 sequential streamed calls) and each set-up (SQLite store, `memory://` store, SQLite store plus two
-nested budgets on the SQLite ledger), raw and tracked clients take turns in alternating rounds of
+nested budgets on the SQLite ledger, and the same budgets on the in-process `memory://` ledger, which
+shows the budget engine's own share), raw and tracked clients take turns in alternating rounds of
 `--calls` calls, so drift on the machine hits both alike. Per round we measure:
 
 - client CPU per call: `time.process_time()` of this process (every thread, the recorder's
@@ -169,10 +170,27 @@ def _setups(folder: Path) -> dict[str, Callable[[], None]]:
             ledger=f"sqlite:///{folder / 'budgets.db'}",
         )
 
-    return {"SQLite store": sqlite, "memory:// store": memory, "SQLite + 2 nested budgets": budgets}
+    def budgets_in_memory() -> None:  # the same budgets on the in-process ledger: the engine's own share
+        costlens.configure(store=f"sqlite:///{folder / 'calls.db'}", durability="async")
+        costlens.configure_budgets(
+            [
+                costlens.Budget("all", limit_usd="1000000", window="month"),
+                costlens.Budget("per-model", limit_usd="1000000", window="day", scope={"model": "*"}),
+            ],
+            ledger="memory://",
+        )
+
+    return {
+        "SQLite store": sqlite,
+        "memory:// store": memory,
+        "SQLite + 2 nested budgets": budgets,
+        "SQLite + 2 budgets, memory:// ledger": budgets_in_memory,
+    }
 
 
-def measure(base_url: str, folder: Path, rounds: int, calls: int, console: Console) -> Table:
+def measure(
+    base_url: str, folder: Path, rounds: int, calls: int, console: Console, only: list[str] | None = None
+) -> Table:
     title = f"Tracking under load: {rounds} alternating rounds of {calls} calls (fake in its own process)"
     table = Table(title=title)
     for column in (
@@ -183,6 +201,8 @@ def measure(base_url: str, folder: Path, rounds: int, calls: int, console: Conso
     with ThreadPoolExecutor(THREADS) as pool:
         loads = _loads(base_url, pool)
         for setup_name, setup in _setups(folder).items():
+            if only and not any(word.lower() in setup_name.lower() for word in only):
+                continue
             setup()
             for load_name, load in loads.items():
                 if setup_name != "SQLite store" and load_name.startswith("sequential"):
@@ -234,11 +254,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--calls", type=int, default=600, help="calls per round (sequential loads: a third)")
     parser.add_argument("--rss-calls", type=int, default=200_000, help="0 to skip the memory section")
+    parser.add_argument("--only", nargs="*", help="set-ups named with one of these words (budgets...)")
     args = parser.parse_args()
     console = Console(width=max(Console().width, 150))
     with fake_provider_process() as fake, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        table = measure(fake.openai_base_url, folder, args.rounds, args.calls, console)
+        table = measure(fake.openai_base_url, folder, args.rounds, args.calls, console, args.only)
         console.print(table)
         if args.rss_calls:
             console.print(rss_section(fake.openai_base_url, folder, args.rss_calls))

@@ -53,8 +53,8 @@ class _FailOnce:
 
 
 class FaultyLedger(SQLiteLedger):
-    def __init__(self, path: Path, *, defer_settles: bool = False) -> None:
-        super().__init__(path, defer_settles=defer_settles)
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
         self.fail_on: str | None = None
         self.failures = 0
 
@@ -151,74 +151,3 @@ def test_a_process_that_died_holding_a_reservation_is_charged_once(tmp_path: Pat
     assert _rows(Path(path), "SELECT SUM(calls) FROM budget_history") == [(4,)]
     assert _rows(Path(path), "SELECT COUNT(*) FROM budget_expired") == [(1,)]  # kept for a late settle
     ledger.close()
-
-
-def test_a_queued_settle_whose_transaction_failed_is_applied_by_the_next_one(tmp_path: Path) -> None:
-    """Deferred settles (the default): the failure rolls the transaction back, the settle stays
-    queued, and the next transaction applies it: charged once, nothing lost, no reserve refused."""
-    ledger = FaultyLedger(tmp_path / "b.db", defer_settles=True)
-    r = ledger.reserve([A], 1000, 10, at=T0)
-    ledger.settle(r, 400)  # queued: nothing written yet
-    assert _rows(tmp_path / "b.db", "SELECT COUNT(*) FROM budget_reservations") == [(1,)]
-    ledger.fail_on = "INSERT INTO budget_spend"  # the next transaction hits a full disk once
-    with pytest.raises(LedgerUnavailable, match=DISK_FULL):
-        ledger.flush()
-    assert ledger.failures == 1
-    second = ledger.reserve([A], 1, 60, at=T0)  # carries the queued settle this time
-    assert ledger.usage(A, at=T0) == Spent(400, 1)
-    ledger.settle(r, 400)  # a retry of a settle already applied changes nothing
-    ledger.release(second)
-    ledger.flush()
-    assert ledger.usage(A, at=T0) == Spent(400, 0)
-    assert _rows(tmp_path / "b.db", "SELECT SUM(calls) FROM budget_history") == [(1,)]
-    ledger.close()
-
-
-def test_a_reserve_is_not_refused_because_a_queued_settle_fails(tmp_path: Path) -> None:
-    """A settle that keeps failing must not take every later reserve down with it: the reserve runs
-    again on its own, and the settle stays queued (its reservation still holds its amount)."""
-    ledger = FaultyLedger(tmp_path / "b.db", defer_settles=True)
-    r = ledger.reserve([A], 1000, 10, at=T0)
-    ledger.settle(r, 400)
-    ledger.fail_on = "INSERT INTO budget_history"  # only a settle writes history
-    second = ledger.reserve([A], 1, 60, at=T0)
-    assert ledger.failures == 1 and second.amount_nanousd == 1
-    assert ledger.usage(A, at=T0) == Spent(400, 1)  # the read applied the queued settle
-    ledger.close()
-
-
-def test_settles_are_queued_and_read_back_by_this_ledger(tmp_path: Path) -> None:
-    """This ledger reads its own settles at once; another process (another ledger on the file) sees
-    a queued settle as a held reservation until a transaction or the flusher applies it."""
-    path = tmp_path / "b.db"
-    mine, other = SQLiteLedger(path), SQLiteLedger(path)
-    r = mine.reserve([A], 1000, 60, at=T0)
-    mine.settle(r, 400)
-    assert other.usage(A, at=T0) == Spent(0, 1000)  # still held: never less than the call's cost
-    assert mine.usage(A, at=T0) == Spent(400, 0)  # read your own settles
-    assert other.usage(A, at=T0) == Spent(400, 0)
-    mine.close()
-    other.close()
-
-
-def test_the_flusher_applies_what_no_reserve_carried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
-    from costlens.budgets import _sqlite_ledger
-
-    monkeypatch.setattr(_sqlite_ledger, "SETTLE_DELAY_S", 0.0)
-    ledger, other = SQLiteLedger(tmp_path / "b.db"), SQLiteLedger(tmp_path / "b.db")
-    flushed = threading.Event()
-    original = ledger._flush_quietly
-
-    def flush_and_say() -> bool:
-        done = original()
-        flushed.set()
-        return done
-
-    monkeypatch.setattr(ledger, "_flush_quietly", flush_and_say)
-    ledger.settle(ledger.reserve([A], 1000, 60, at=T0), 250)
-    assert flushed.wait(10)  # the flusher thread ran (an event it sets, not a sleep)
-    assert other.usage(A, at=T0) == Spent(250, 0)
-    ledger.close()
-    other.close()

@@ -36,8 +36,9 @@ the backends may import it (the protocol and the shared helpers live here).
 
 from __future__ import annotations
 
+import heapq
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -209,6 +210,12 @@ class MemoryLedger:
         self._expired: dict[str, Reservation] = {}  # charged when they expired, kept EXPIRED_KEEP_US
         self._fired: set[tuple[str, int, str]] = set()
         self._definitions: dict[str, BudgetDefinition] = {}
+        # Indexes that keep a reserve O(its keys) however many calls are in flight: the amount held
+        # per key, held reservations by expiry (entries of settled ones are skipped, and dropped when
+        # they outnumber the held), expired ones in the order they expired.
+        self._held_per_key: dict[str, int] = {}
+        self._by_expiry: list[tuple[int, str]] = []
+        self._expiry_order: deque[tuple[int, str]] = deque()
 
     def _reserved(self, key_id: str, at_us: int) -> int:
         return sum(
@@ -237,16 +244,46 @@ class MemoryLedger:
             history = self._history[key.id]
             history[hb] = history.get(hb, 0) + amount_nanousd
 
+    def _hold(self, r: Reservation) -> None:
+        self._held[r.id] = r
+        heapq.heappush(self._by_expiry, (r.expires_us, r.id))
+        per_key = self._held_per_key
+        for key in r.keys:
+            per_key[key.id] = per_key.get(key.id, 0) + r.amount_nanousd
+        if len(self._by_expiry) > 2 * len(self._held) + 1024:  # mostly settled entries: rebuild
+            self._by_expiry = [(held.expires_us, rid) for rid, held in self._held.items()]
+            heapq.heapify(self._by_expiry)
+
+    def _unhold(self, reservation_id: str) -> Reservation | None:
+        r = self._held.pop(reservation_id, None)
+        if r is not None:
+            per_key = self._held_per_key
+            for key in r.keys:
+                left = per_key[key.id] - r.amount_nanousd
+                if left:
+                    per_key[key.id] = left
+                else:
+                    del per_key[key.id]
+        return r
+
     def _expire(self, at_us: int) -> None:
         """Charge every reservation expired by `at_us` (once: it moves from held to expired)."""
-        for rid, r in list(self._held.items()):
-            if r.expires_us <= at_us:
-                del self._held[rid]
-                self._charge(r, r.amount_nanousd)
-                self._expired[rid] = r
-        for rid, r in list(self._expired.items()):
-            if r.expires_us + EXPIRED_KEEP_US < at_us:
-                del self._expired[rid]
+        by_expiry = self._by_expiry
+        while by_expiry and by_expiry[0][0] <= at_us:
+            _, rid = heapq.heappop(by_expiry)
+            r = self._unhold(rid)
+            if r is None:
+                continue  # settled or released before it expired
+            self._charge(r, r.amount_nanousd)
+            self._expired[rid] = r
+            self._expiry_order.append((r.expires_us, rid))
+        order = self._expiry_order
+        while order and order[0][0] + EXPIRED_KEEP_US < at_us:
+            self._expired.pop(order.popleft()[1], None)
+
+    def _settled(self, key: BudgetKey) -> int:
+        buckets = self._spend.get(key.id)
+        return sum(v for bucket, v in buckets.items() if bucket >= key.since_us) if buckets else 0
 
     def reserve(
         self, keys: Sequence[BudgetKey], amount_nanousd: int, ttl_s: float, *, at: datetime | None = None
@@ -255,18 +292,21 @@ class MemoryLedger:
         at_us = now_us(at)
         with self._lock:
             self._expire(at_us)
-            before = [Spent(self._spent(key, at_us), self._reserved(key.id, at_us)) for key in keys]
+            # Every reservation expired by now has just been charged: what is held is all in force
+            # and nothing lapsed is left uncharged, so the indexes give what `usage` scans for.
+            held = self._held_per_key
+            before = [Spent(self._settled(key), held.get(key.id, 0)) for key in keys]
             check_limits(keys, before, amount_nanousd)
             expires = at_us + int(ttl_s * 1_000_000)
             r = Reservation(new_reservation_id(), tuple(keys), amount_nanousd, at_us, expires, tuple(before))
-            self._held[r.id] = r
+            self._hold(r)
         return r
 
     def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
         if actual_nanousd < 0:
             raise ValueError(f"a settled cost cannot be negative ({actual_nanousd} nano-USD)")
         with self._lock:
-            held = self._held.pop(reservation.id, None)
+            held = self._unhold(reservation.id)
             if held is not None:
                 self._charge(held, actual_nanousd)
                 return
@@ -276,7 +316,7 @@ class MemoryLedger:
 
     def release(self, reservation: Reservation) -> None:
         with self._lock:
-            if self._held.pop(reservation.id, None) is not None:
+            if self._unhold(reservation.id) is not None:
                 return
             expired = self._expired.pop(reservation.id, None)
             if expired is not None:  # charged its reserved amount when it expired: refund it

@@ -16,18 +16,6 @@ a mark in `budget_expired` for a late settle (corrects the charge) or release (r
 (from its budgets file or from code) or removed, as JSON: what `costlens budgets status` reads to
 show budgets defined in code.
 
-Settles and releases are deferred: `settle()` queues the outcome and returns, and the next write
-transaction of this process (a reserve, usually the very next call's) applies what is queued before
-its own work, so a busy process pays one transaction per call instead of two. A reservation still
-queued keeps holding its amount (at least the call's cost, unless the estimate was beaten), so no
-reserve is ever admitted on spend that is not counted. A flusher thread applies what no reserve took
-within `SETTLE_DELAY_S`; every read of this ledger object, `flush()`, `close()` and process exit
-apply the queue first, so this process always reads its own settles. Another process sees a queued
-settle as a held reservation until then. A settle or release is idempotent, so applying one twice
-(a forked child that inherited the queue, a retry after a failed transaction) changes nothing; a
-process killed with settles queued leaves reservations that expire and are charged their reserved
-amount, as for a call in flight when a process dies.
-
 The ledger lives in its own file by default (`<data dir>/budgets.db`): the recorder's batched
 appends to the call store then never hold up a reservation. It may share the store's file: its
 tables and its migrations table (`budget_schema_migrations`) have names of their own.
@@ -36,13 +24,7 @@ Migrations are append-only and pinned by tests/test_budgets_ledger.py, like the 
 
 from __future__ import annotations
 
-import atexit
-import logging
-import os
 import sqlite3
-import threading
-import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -71,19 +53,11 @@ from costlens.budgets._ledger_common import (
 )
 from costlens.store._sqlite_conn import ConnectionsClosed, ThreadConnections
 
-__all__ = ["MIGRATIONS", "SETTLE_DELAY_S", "SQLiteLedger", "from_url"]
-
-log = logging.getLogger("costlens.budgets")
-
-SETTLE_DELAY_S = 0.05
-"""The longest a queued settle waits for a reserve to carry it before the flusher applies it."""
-_MAX_QUEUED = 100_000  # beyond this (the ledger has been down for long) the oldest are dropped: they expire
+__all__ = ["MIGRATIONS", "SQLiteLedger", "from_url"]
 
 T = TypeVar("T")
 # What a reserve transaction found: spend before it, keys whose stored limit differed, a refusal.
 _Outcome = tuple[list[Spent], list[tuple[BudgetKey, int | None]], LimitReached | None]
-# A queued settle (an amount) or release (None).
-_Queued = tuple[Reservation, int | None]
 
 _CREATE = """
 CREATE TABLE budget_reservations (
@@ -204,9 +178,7 @@ _FIND_EXPIRED = "SELECT key, amount_nanousd, bucket_us, at_us FROM budget_expire
 class SQLiteLedger:
     """A ledger in one SQLite file; created (with its folder) and migrated on first use."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0, defer_settles: bool = True) -> None:
-        """`defer_settles=False` applies each settle and release in a transaction of its own before
-        returning (and raises `LedgerUnavailable` when it cannot): two transactions per call."""
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path).expanduser().absolute()
         self.url = f"sqlite://{self.path}"
         self._conns = ThreadConnections(
@@ -217,9 +189,6 @@ class SQLiteLedger:
         )
         self._migrated = False
         self._next_cleanup_us = -1
-        self._defer_settles = defer_settles
-        self._queue = _SettleQueue()
-        _LEDGERS.add(self)
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
@@ -237,75 +206,21 @@ class SQLiteLedger:
 
         This process's threads queue on the connections' lock first (cheaper than SQLite's
         sleeping busy handler); processes queue in SQLite (`BEGIN IMMEDIATE`, busy timeout)."""
-        queued = self._queue.take()
-        try:
-            return self._transact(fn, queued)
-        except BaseException as exc:
-            self._queue.put_back(queued)  # rolled back: they are applied by a later transaction
-            if not queued or not isinstance(exc, LedgerUnavailable):
-                raise
-        # The queued settles may be what failed: the caller's own work must not wait on them.
-        return self._transact(fn, [])
-
-    def _transact(self, fn: Callable[[sqlite3.Connection], T], queued: list[_Queued]) -> T:
         try:
             conn = self._conn()
             with self._conns.lock, _transaction(conn):
-                for reservation, actual in queued:  # the settles this process queued: first
-                    _finish(conn, reservation, actual)
                 return fn(conn)
         except (sqlite3.Error, OSError, ConnectionsClosed) as exc:
             raise LedgerUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._queue:
-            # this process reads its own settles; ones that cannot be applied read as still held
-            self._flush_quietly()
         try:
             return fn(self._conn())
         except (sqlite3.Error, OSError, ConnectionsClosed) as exc:
             raise LedgerUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
 
-    def flush(self) -> None:
-        """Apply the queued settles and releases now; raises `LedgerUnavailable` (they stay queued)."""
-        queued = self._queue.take()
-        if not queued:
-            return
-        try:
-            self._transact(lambda conn: None, queued)
-        except BaseException:
-            self._queue.put_back(queued)
-            raise
-
     def close(self) -> None:
-        try:
-            self.flush()
-        except LedgerUnavailable as exc:
-            log.warning(
-                "costlens: %d budget settles not applied at close (%s); they expire", len(self._queue), exc
-            )
-        self._queue.stop()
         self._conns.close()
-
-    def _defer(self, reservation: Reservation, actual: int | None) -> None:
-        if not self._defer_settles:
-            self._transact(lambda conn: _finish(conn, reservation, actual), [])
-            return
-        if self._queue.put(reservation, actual):
-            self._queue.start_flusher(self)
-
-    def _flush_quietly(self) -> bool:
-        """The flusher's flush: False (logged once per outage) when the ledger is unavailable."""
-        try:
-            self.flush()
-        except LedgerUnavailable as exc:
-            self._queue.failed(exc, self.url)
-            return False
-        except ConfigError as exc:
-            self._queue.failed(exc, self.url)
-            return False
-        self._queue.recovered()
-        return True
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         with self._conns.lock, _transaction(conn):
@@ -367,15 +282,32 @@ class SQLiteLedger:
         return Reservation(rid, tuple(keys), amount_nanousd, at_us, expires, tuple(before))
 
     def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
-        """Charge `actual` (queued, see the module); a second settle changes nothing. A reservation
-        that expired (and was charged its reserved amount) gets the difference `actual - reserved`."""
+        """Charge `actual`; a second settle changes nothing. A reservation that expired (and was
+        charged its reserved amount) gets the difference `actual - reserved`."""
         check_settle(actual_nanousd)
-        self._defer(reservation, actual_nanousd)
+        hb = history_bucket(reservation.at_us)
+
+        def run(conn: sqlite3.Connection) -> None:
+            rid = (reservation.id,)
+            if conn.execute("DELETE FROM budget_reservations WHERE reservation_id = ?", rid).rowcount:
+                conn.executemany(_CHARGE, [(k.id, k.bucket_us, actual_nanousd) for k in reservation.keys])
+                conn.executemany(_HISTORY, [(k.id, hb, actual_nanousd, 1) for k in reservation.keys])
+                return
+            _correct_expired(conn, reservation.id, lambda reserved: actual_nanousd - reserved, 0)
+
+        self._run(run)
 
     def release(self, reservation: Reservation) -> None:
         """Drop the reservation; a second release changes nothing. A reservation that expired (and
         was charged its reserved amount) is refunded."""
-        self._defer(reservation, None)
+
+        def run(conn: sqlite3.Connection) -> None:
+            rid = (reservation.id,)
+            if conn.execute("DELETE FROM budget_reservations WHERE reservation_id = ?", rid).rowcount:
+                return
+            _correct_expired(conn, reservation.id, lambda reserved: -reserved, -1)
+
+        self._run(run)
 
     def usage(self, key: BudgetKey, *, at: datetime | None = None) -> Spent:
         at_us = now_us(at)
@@ -437,132 +369,6 @@ def _charge_expired(conn: sqlite3.Connection, at_us: int) -> None:
         conn.executemany(_KEEP_EXPIRED, rows)
         conn.execute("DELETE FROM budget_reservations WHERE expires_us <= ?", (at_us,))
     conn.execute("DELETE FROM budget_expired WHERE expires_us < ?", (at_us - EXPIRED_KEEP_US,))
-
-
-def _finish(conn: sqlite3.Connection, reservation: Reservation, actual: int | None) -> None:
-    """Settle (`actual` nano-USD) or release (None) one reservation. Call inside a transaction."""
-    rid = (reservation.id,)
-    held = conn.execute("DELETE FROM budget_reservations WHERE reservation_id = ?", rid).rowcount
-    if actual is None:
-        if not held:
-            _correct_expired(conn, reservation.id, lambda reserved: -reserved, -1)
-        return
-    if held:
-        hb = history_bucket(reservation.at_us)
-        conn.executemany(_CHARGE, [(k.id, k.bucket_us, actual) for k in reservation.keys])
-        conn.executemany(_HISTORY, [(k.id, hb, actual, 1) for k in reservation.keys])
-        return
-    _correct_expired(conn, reservation.id, lambda reserved: actual - reserved, 0)
-
-
-class _SettleQueue:
-    """Settles and releases waiting for a transaction (see the module), and the flusher thread that
-    applies what no reserve took within `SETTLE_DELAY_S`."""
-
-    def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._items: list[_Queued] = []
-        self._armed = False  # the flusher has been asked to look
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._down = False
-
-    def __bool__(self) -> bool:
-        return bool(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, reservation: Reservation, actual: int | None) -> bool:
-        """Queue one outcome; True when the flusher must be woken (it is not looking already)."""
-        if self._pid != os.getpid():
-            self._reset()  # a forked child: the parent applies what it queued
-        with self._lock:
-            items = self._items
-            items.append((reservation, actual))
-            if len(items) > _MAX_QUEUED:
-                del items[: len(items) - _MAX_QUEUED]
-            if self._armed:
-                return False
-            self._armed = True
-            return True
-
-    def take(self) -> list[_Queued]:
-        if not self._items or self._pid != os.getpid():
-            return []
-        with self._lock:
-            taken, self._items = self._items, []
-        return taken
-
-    def put_back(self, items: list[_Queued]) -> None:
-        if items:
-            with self._lock:
-                self._items[:0] = items
-
-    def start_flusher(self, ledger: SQLiteLedger) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            ref = weakref.ref(ledger)  # the thread must not keep the ledger alive
-            self._thread = threading.Thread(
-                target=self._run, args=(ref,), name="costlens-ledger", daemon=True
-            )
-            self._thread.start()
-        self._wake.set()
-
-    def _run(self, ref: weakref.ref[SQLiteLedger]) -> None:
-        while not self._stopping:
-            self._wake.wait()
-            self._wake.clear()
-            if self._stopping:
-                return
-            time.sleep(SETTLE_DELAY_S)  # meanwhile, the next reserve usually carries the queue
-            with self._lock:
-                self._armed = False  # before looking: a settle queued after this wakes us again
-            ledger = ref()
-            if ledger is None:
-                return
-            ok = ledger._flush_quietly()
-            del ledger
-            if not ok:
-                with self._lock:
-                    self._armed = True
-                time.sleep(1.0)  # the ledger is down: look again in a second
-                self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-    def failed(self, exc: Exception, url: str) -> None:
-        if not self._down:
-            self._down = True
-            log.warning(
-                "costlens: %d budget settles could not be applied to %s (%s); retrying every second "
-                "(their reservations still hold their amounts)",
-                len(self._items),
-                url,
-                exc,
-            )
-
-    def recovered(self) -> None:
-        self._down = False
-
-
-_LEDGERS: weakref.WeakSet[SQLiteLedger] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    for ledger in list(_LEDGERS):
-        if ledger._queue:
-            try:
-                ledger.flush()
-            except Exception as exc:  # the process is ending: say so, never raise here
-                log.warning("costlens: budget settles not applied at exit (%s); they expire", exc)
 
 
 def _correct_expired(
