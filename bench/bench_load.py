@@ -1,12 +1,12 @@
 """Benchmark: what tracking costs a busy process, raw vs tracked side by side in one run.
 
-Run: `.venv/bin/python bench/bench_load.py [--rounds 6] [--calls 600] [--rss-calls 200000]`.
+Run: `.venv/bin/python bench/bench_load.py [--rounds 24] [--calls 200] [--rss-calls 200000] [--only budgets]`.
 
 The fake provider runs in its own process so its work does not share our GIL. For each load
 (100 asyncio tasks on one `AsyncOpenAI`, 16 threads on one `OpenAI`, sequential plain calls,
 sequential streamed calls) and each set-up (SQLite store, `memory://` store, SQLite store plus two
 nested budgets on the SQLite ledger, and the same budgets on the in-process `memory://` ledger, which
-shows the budget engine's own share), raw and tracked clients take turns in alternating rounds of
+shows the budget engine's own share), raw and tracked clients take turns in alternating (ABBA) rounds of
 `--calls` calls, so drift on the machine hits both alike. Per round we measure:
 
 - client CPU per call: `time.process_time()` of this process (every thread, the recorder's
@@ -211,9 +211,9 @@ def measure(
                 raw, tracked = Samples(), Samples()
                 load(False, 30)  # warm connections, caches, the tokenizer
                 load(True, 30)
-                for _ in range(rounds):
-                    _round(load, False, n, raw)
-                    _round(load, True, n, tracked)
+                for i in range(rounds):  # ABBA: neither side always runs first (caches, the recorder)
+                    for tracked_turn in (False, True) if i % 2 == 0 else (True, False):
+                        _round(load, tracked_turn, n, tracked if tracked_turn else raw)
                 added = statistics.median(t - r for t, r in zip(tracked.cpu_us, raw.cpu_us, strict=True))
                 ratio = statistics.median(tracked.rate) / statistics.median(raw.rate)
                 table.add_row(
@@ -251,8 +251,8 @@ def rss_section(base_url: str, folder: Path, total: int) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--calls", type=int, default=600, help="calls per round (sequential loads: a third)")
+    parser.add_argument("--rounds", type=int, default=24)
+    parser.add_argument("--calls", type=int, default=200, help="calls per round (sequential loads: a third)")
     parser.add_argument("--rss-calls", type=int, default=200_000, help="0 to skip the memory section")
     parser.add_argument("--only", nargs="*", help="set-ups named with one of these words (budgets...)")
     args = parser.parse_args()

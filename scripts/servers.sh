@@ -56,8 +56,9 @@ start_postgres() {
     if ! "${run[@]}" "$bin/initdb" -D "$pg/data" -A trust -U postgres --no-sync >"$pg/initdb.log" 2>&1; then
         echo "# PostgreSQL: initdb failed, see .servers/pg/initdb.log" >>"$ENV_FILE"; return
     fi
-    if ! launch_postgres "$bin"; then
-        echo "# PostgreSQL: did not start, see .servers/pg/log" >>"$ENV_FILE"; return
+    # a server stopped a moment ago may still hold the port: one more try after a pause
+    if ! launch_postgres "$bin" && ! { sleep 3; launch_postgres "$bin"; }; then
+        echo "# PostgreSQL: did not start, see .servers/pg/log and .servers/pg/start.log" >>"$ENV_FILE"; return
     fi
     "${run[@]}" "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE costlens_test" >/dev/null 2>&1
     echo "export COSTLENS_TEST_POSTGRES=postgresql://postgres@127.0.0.1:$PG_PORT/costlens_test" >>"$ENV_FILE"
