@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,29 @@ def recorded() -> Iterator[Recorded]:
 
 # Real-server fixtures (postgres_url, redis_url, clickhouse_url): see tests/servers.py.
 from tests.servers import clickhouse_url, postgres_url, redis_url  # noqa: E402, F401
+
+
+def write_demo_eval_run(runs: Path) -> Path:
+    """A finished two-strategy experiment run (`runs/demo-run`), written as the runner writes one:
+    what the CLI and the REST API must report alike."""
+    import json as _json
+    from decimal import Decimal
+
+    from costlens.evals import Outcome, RunMeta, StrategyInfo
+
+    folder = runs / "demo-run"
+    folder.mkdir(parents=True)
+    ids = ("i1", "i2", "i3")
+    meta = RunMeta(
+        run_id="demo-run", name="demo", created="2026-12-01T00:00:00+00:00", split="test", scorer="exact",
+        dataset="data.jsonl", dataset_fingerprint="f", item_ids=ids,
+        strategies=(StrategyInfo("a", "gpt-4.1-nano"), StrategyInfo("b", "gpt-4.1-mini")),
+    )  # fmt: skip
+    (folder / "run.json").write_text(_json.dumps(meta.to_json()), encoding="utf-8")
+    lines = [
+        {"outcome": Outcome(s, i, correct=(s == "b" or i == "i1"), cost=Decimal("0.0001"), calls=1).to_json()}
+        for s in ("a", "b")
+        for i in ids
+    ]
+    (folder / "results.jsonl").write_text("".join(_json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    return folder

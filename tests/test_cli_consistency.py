@@ -30,6 +30,7 @@ from typer.testing import CliRunner, Result
 from costlens.cli import app
 from costlens.store.sqlite import SQLiteStore
 from costlens.usage import CallRecord
+from tests.conftest import write_demo_eval_run
 
 ROOT = Path(__file__).resolve().parent
 SCENARIO = ROOT.parent / "examples" / "roi" / "published_a.toml"
@@ -207,7 +208,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "finetune_data": str(Path(__file__).parent / "data" / "finetune" / "tickets.jsonl"),
         "finetune_out": str(folder / "train.jsonl"),
         "runs": str(folder / "runs"),
-        "run": str(_eval_run(folder / "runs")),
+        "run": str(write_demo_eval_run(folder / "runs")),
         "copy_to": f"sqlite://{folder / 'copy.db'}",
         "keys_db": str(_keys_db(folder / "keys.db")),
     }
@@ -244,30 +245,6 @@ def _keys_db(path: Path) -> Path:
 
     KeyStore(path).create("ci-bot", ["read", "gateway"], budget_usd="5", window="day")
     return path
-
-
-def _eval_run(runs: Path) -> Path:
-    """A finished two-strategy experiment run, written as the runner writes one."""
-    import json as _json
-
-    from costlens.evals import Outcome, RunMeta, StrategyInfo
-
-    folder = runs / "demo-run"
-    folder.mkdir(parents=True)
-    ids = ("i1", "i2", "i3")
-    meta = RunMeta(
-        run_id="demo-run", name="demo", created="2026-12-01T00:00:00+00:00", split="test", scorer="exact",
-        dataset="data.jsonl", dataset_fingerprint="f", item_ids=ids,
-        strategies=(StrategyInfo("a", "gpt-4.1-nano"), StrategyInfo("b", "gpt-4.1-mini")),
-    )  # fmt: skip
-    (folder / "run.json").write_text(_json.dumps(meta.to_json()), encoding="utf-8")
-    lines = [
-        {"outcome": Outcome(s, i, correct=(s == "b" or i == "i1"), cost=Decimal("0.0001"), calls=1).to_json()}
-        for s in ("a", "b")
-        for i in ids
-    ]
-    (folder / "results.jsonl").write_text("".join(_json.dumps(x) + "\n" for x in lines), encoding="utf-8")
-    return folder
 
 
 def _args(command: str, world: dict[str, str]) -> list[str]:

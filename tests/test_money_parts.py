@@ -453,7 +453,12 @@ def test_openai_responses_web_and_file_search_calls_are_billed(
     assert record.cost_usd == (328 * D(2) + 356 * D(8)) / M + D("0.01") + D("0.0025")
 
 
-def test_a_tool_fee_without_a_price_makes_the_cost_unknown(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_tool_fee_without_a_price_makes_the_cost_unknown(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from costlens.pricing import _model
+
+    monkeypatch.setattr(_model, "_warned", set())  # warned once per process: maybe by an earlier test
     usage = Usage(100, 10, web_search_requests=1)
     known = cost(Usage(100, 10), provider="x-ai", model="grok-4-0709")
     assert known.known

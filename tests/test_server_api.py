@@ -25,6 +25,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from costlens.cli import app as cli_app  # noqa: E402
 from costlens.usage import CallRecord  # noqa: E402
+from tests.conftest import write_demo_eval_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "examples" / "roi" / "published_a.toml"
@@ -115,26 +116,6 @@ def _records(now: datetime) -> list[CallRecord]:
     return out
 
 
-def _eval_run(runs: Path) -> None:
-    from costlens.evals import Outcome, RunMeta, StrategyInfo
-
-    folder = runs / "demo-run"
-    folder.mkdir(parents=True)
-    ids = ("i1", "i2", "i3")
-    meta = RunMeta(
-        run_id="demo-run", name="demo", created="2026-12-01T00:00:00+00:00", split="test", scorer="exact",
-        dataset="data.jsonl", dataset_fingerprint="f", item_ids=ids,
-        strategies=(StrategyInfo("a", "gpt-4.1-nano"), StrategyInfo("b", "gpt-4.1-mini")),
-    )  # fmt: skip
-    (folder / "run.json").write_text(json.dumps(meta.to_json()), encoding="utf-8")
-    lines = [
-        {"outcome": Outcome(s, i, correct=(s == "b" or i == "i1"), cost=Decimal("0.0001"), calls=1).to_json()}
-        for s in ("a", "b")
-        for i in ids
-    ]
-    (folder / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     from costlens.server import ServerConfig, create_app
@@ -157,7 +138,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             encoding="utf-8",
         )
         runs = home / "runs"
-        _eval_run(runs)
+        write_demo_eval_run(runs)
         url, ledger = f"sqlite://{home / 'calls.db'}", f"sqlite://{home / 'budgets.db'}"
         config = ServerConfig(store=url, ledger=ledger, budgets=budgets, keys_db=home / "keys.db")
         app = create_app(config)

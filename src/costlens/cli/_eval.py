@@ -224,20 +224,9 @@ def _report(result: RunResult, fmt: str, plot: Path | None) -> None:
 
         note(f"frontier chart: {plot_frontier(summaries, plot, title=result.meta.name)}")
     if fmt == "json":
-        from costlens.evals._stats import comparison_row
+        from costlens.evals._stats import run_report
 
-        write_json(
-            {
-                "run": result.run_id,
-                "name": result.meta.name,
-                "split": result.meta.split,
-                "scorer": result.meta.scorer,
-                "items": len(result.meta.item_ids),
-                "complete": result.complete,
-                "rows": rows,
-                "comparisons": [comparison_row(c) for c in comparisons],
-            }
-        )
+        write_json(run_report(result, summaries, comparisons))
         return
     if fmt == "csv":
         write_csv(rows, list(rows[0]) if rows else [])

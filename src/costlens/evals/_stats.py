@@ -31,6 +31,7 @@ __all__ = [
     "frontier",
     "mcnemar_exact",
     "percentile",
+    "run_report",
     "summarize",
     "summarize_run",
     "summary_rows",
@@ -332,3 +333,20 @@ def comparison_row(c: Comparison) -> dict[str, Any]:
     for key in ("accuracy_a", "accuracy_b", "diff", "bootstrap_low", "bootstrap_high"):
         row[key] = round(row[key], 4)
     return {**row, "cost_a_usd": _money(c.cost_a), "cost_b_usd": _money(c.cost_b), "verdict": c.verdict}
+
+
+def run_report(
+    result: RunResult, summaries: Sequence[StrategySummary], comparisons: Sequence[Comparison]
+) -> dict[str, Any]:
+    """`costlens eval report RUN --format json` and `GET /api/evals/{run}`: the run, its summary rows
+    and its paired comparisons against the most accurate strategy."""
+    return {
+        "run": result.run_id,
+        "name": result.meta.name,
+        "split": result.meta.split,
+        "scorer": result.meta.scorer,
+        "items": len(result.meta.item_ids),
+        "complete": result.complete,
+        "rows": summary_rows(summaries),
+        "comparisons": [comparison_row(c) for c in comparisons],
+    }

@@ -316,6 +316,7 @@ def _texts_of_events(call: Call, events: list[str]) -> list[str]:
 # `"usage": null` as a key of the chunk, with any spacing; a quote inside a JSON string is escaped,
 # so these never match text the model wrote.
 _NULL_USAGE_LAST = ',"usage":null}'
+_CUT_LAST = -len(_NULL_USAGE_LAST)
 _NULL_USAGE = re.compile(r'\s*,\s*"usage"\s*:\s*null\b|"usage"\s*:\s*null\s*,?\s*')
 
 
@@ -330,7 +331,7 @@ def _screen(call: Call, sse: Any, hide: bool) -> str | None:
     if data.endswith(_NULL_USAGE_LAST):  # OpenAI's layout: the key comes last; cut without a search
         if not hide:
             return data
-        bare = data[: -len(_NULL_USAGE_LAST)] + "}"
+        bare = data[:_CUT_LAST] + "}"
         try:
             sse._data = bare
         except AttributeError:

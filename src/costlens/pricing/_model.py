@@ -253,6 +253,14 @@ def _to_atto(rate: Decimal) -> int:
     return atto
 
 
+def _atto_to_nano(total_atto: int) -> int:
+    """Atto-USD rounded to nano-USD half to even, as `costlens.usage.to_nanousd`."""
+    nano, rest = divmod(total_atto, _NANO_IN_ATTO)
+    if rest > _HALF_NANO_IN_ATTO or (rest == _HALF_NANO_IN_ATTO and nano & 1):
+        nano += 1
+    return nano
+
+
 def nanousd_of(usage: Usage, price: ModelPrice) -> int | None:
     """`price_usage(usage, price, ...).nanousd`, the same integer, without building a `Cost`. Hot path.
 
@@ -276,10 +284,7 @@ def nanousd_of(usage: Usage, price: ModelPrice) -> int | None:
     else:
         reasoning = usage.reasoning_tokens
         total += a_out * (out - reasoning) + a_rs * reasoning + a_req
-    nano, rest = divmod(total, _NANO_IN_ATTO)
-    if rest > _HALF_NANO_IN_ATTO or (rest == _HALF_NANO_IN_ATTO and nano & 1):
-        nano += 1  # half to even, as `to_nanousd`
-    return nano
+    return _atto_to_nano(total)
 
 
 def fmt(value: Decimal) -> str:
@@ -405,10 +410,7 @@ def max_nanousd(price: ModelPrice, input_tokens: int, max_output_tokens: int) ->
         assert exact is not None  # a worst case is always known: every part it uses has a price
         return exact
     a_in, a_out, a_req = worst
-    nano, rest = divmod(a_in * input_tokens + a_out * max_output_tokens + a_req, _NANO_IN_ATTO)
-    if rest > _HALF_NANO_IN_ATTO or (rest == _HALF_NANO_IN_ATTO and nano & 1):
-        nano += 1
-    return nano
+    return _atto_to_nano(a_in * input_tokens + a_out * max_output_tokens + a_req)
 
 
 def max_cost(price: ModelPrice, input_tokens: int, max_output_tokens: int, version: str) -> Cost:

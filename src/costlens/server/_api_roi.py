@@ -68,7 +68,7 @@ def eval_summary(ctx: ServerContext, run: str) -> dict[str, Any] | None:
     the most accurate strategy; None when no run has that id (or unique id prefix)."""
     from costlens._errors import ConfigError
     from costlens.evals._results import RunResult, list_runs
-    from costlens.evals._stats import compare_to_best, comparison_row, summarize_run, summary_rows
+    from costlens.evals._stats import compare_to_best, run_report, summarize_run
 
     folders = list_runs(_runs_dir(ctx))
     exact = [f for f in folders if f.name == run]
@@ -80,17 +80,8 @@ def eval_summary(ctx: ServerContext, run: str) -> dict[str, Any] | None:
     except ConfigError:
         return None
     summaries = summarize_run(result)
-    comparisons = compare_to_best(result, summaries)
-    return {
-        "run": result.run_id,
-        "name": result.meta.name,
-        "split": result.meta.split,
-        "scorer": result.meta.scorer,
-        "items": len(result.meta.item_ids),
-        "complete": result.complete,
-        "rows": jsonable(summary_rows(summaries)),
-        "comparisons": jsonable([comparison_row(c) for c in comparisons]),
-    }
+    report: dict[str, Any] = jsonable(run_report(result, summaries, compare_to_best(result, summaries)))
+    return report
 
 
 def router(ctx: ServerContext) -> Any:
