@@ -298,6 +298,28 @@ def test_the_ledger_may_share_the_store_file(tmp_path: Path) -> None:
     ledger.close()
 
 
+def test_a_new_ledger_file_has_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """1 KiB pages for a new file (each commit writes its pages whole); a file made with the 4 KiB
+    default before keeps it and its spend."""
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    with sqlite3.connect(old) as raw:
+        raw.execute("PRAGMA page_size = 4096")
+        raw.execute("CREATE TABLE unrelated (x)")
+    raw.close()
+    for path in (new, old):
+        ledger = SQLiteLedger(path)
+        ledger.settle(ledger.reserve([key("a", 10)], 5, 60), 4)
+        ledger.close()
+    sizes = []
+    for path in (new, old):
+        with sqlite3.connect(path) as raw:
+            sizes.append(raw.execute("PRAGMA page_size").fetchone()[0])
+            assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        raw.close()
+        assert SQLiteLedger(path).usage(key("a", 10)).spent_nanousd == 4
+    assert sizes == [1024, 4096]
+
+
 def test_a_ledger_from_a_newer_costlens_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     SQLiteLedger(path).usage(key("a", 1))

@@ -49,6 +49,8 @@ __all__ = ["BudgetEngine", "EngineSettings", "Ticket"]
 
 log = logging.getLogger("costlens")
 _MAX_DOWNGRADES = 4
+_MAX_APPLIED_CACHED = 4096  # distinct (model, provider, tags) combinations remembered
+_FOREVER_US = 2**63 - 1
 #: Pauses between the attempts to settle a reservation when the ledger fails.
 _SETTLE_BACKOFF_S = (0.01, 0.05, 0.2)
 
@@ -109,6 +111,8 @@ class BudgetEngine:
         self.watch = Watch(self.ledger, self.dispatcher)
         self._budgets: tuple[Budget, ...] = ()
         self._positions: dict[str, Position] = {}
+        # (model, provider, *tag items) -> (budgets in force, valid from, valid until, applied)
+        self._applied: dict[tuple[object, ...], tuple[tuple[Budget, ...], int, int, list[Applied]]] = {}
         self._defined: dict[str, BudgetDefinition] = {}
         self._lock = threading.Lock()
         for budget in file_budgets:
@@ -181,15 +185,33 @@ class BudgetEngine:
         return pos
 
     def applicable(self, tags: Mapping[str, str], model: str, provider: str, at: datetime) -> list[Applied]:
-        """The budgets a call falls in, with their ledger keys at `at`."""
+        """The budgets a call falls in, with their ledger keys at `at` (a shared list: do not change it).
+
+        Cached per (model, provider, tags) while every window position in it holds: a busy process
+        sends the same few combinations again and again, and matching scopes and building keys for
+        each call cost more than the ledger's own bookkeeping (`memory://`)."""
         at_us = to_us(at)
+        budgets = self._budgets
+        cache_key: tuple[object, ...] | None = (model, provider, *tags.items())
+        try:
+            hit = self._applied.get(cache_key)  # type: ignore[arg-type]
+        except TypeError:  # a tag value that cannot be hashed: answer afresh
+            hit = cache_key = None
+        if hit is not None and hit[0] is budgets and hit[1] <= at_us < hit[2]:
+            return hit[3]
         out = []
-        for budget in self._budgets:
+        lo, hi = -1, _FOREVER_US
+        for budget in budgets:
             key_id = budget.key_for(tags, model, provider)
             if key_id is not None:
                 pos = self.position(budget, at, at_us)
+                lo, hi = max(lo, pos.bucket_us), min(hi, pos.valid_until_us)
                 key = BudgetKey(key_id, budget.limit_nanousd, pos.since_us, pos.bucket_us, budget.enforced)
                 out.append(Applied(budget, key, pos))
+        if cache_key is not None:
+            if len(self._applied) >= _MAX_APPLIED_CACHED:
+                self._applied.clear()
+            self._applied[cache_key] = (budgets, lo, hi, out)
         return out
 
     # -- before the call -----------------------------------------------------------------------------
@@ -406,7 +428,7 @@ def _entry(item: Applied, r: Reservation) -> dict[str, Any]:
         "budget": item.budget.name,
         "key": item.key.id,
         "mode": item.budget.mode,
-        "window_start": item.position.start.isoformat(),
+        "window_start": item.position.start_iso,
         "reservation": r.id,
         "reserved_nanousd": r.amount_nanousd,
         "outcome": "reserved",

@@ -109,6 +109,9 @@ class Watch:
 
     def _forecast(self, item: Applied, at: datetime) -> None:
         now_us = to_us(at)
+        last = self._forecast_checked.get(item.key.id)  # without the lock first: the usual answer
+        if last is not None and 0 <= now_us - last < _FORECAST_EVERY_US:
+            return
         with self._lock:
             last = self._forecast_checked.get(item.key.id)
             if last is not None and 0 <= now_us - last < _FORECAST_EVERY_US:

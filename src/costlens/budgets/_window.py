@@ -15,7 +15,7 @@ every bucket that overlaps the window counts in full, so a rolling sum is never 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -70,6 +70,11 @@ class Position:
     since_us: int
     period_us: int
     valid_until_us: int
+    #: `start` in ISO 8601, made once: every reserved call's budget entry names it
+    start_iso: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start_iso", self.start.isoformat())
 
 
 @dataclass(frozen=True, slots=True)

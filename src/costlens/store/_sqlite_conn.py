@@ -15,6 +15,8 @@ connection that fails any of these steps is closed, never kept.
 - `lock` serialises this process's writers (the ledger holds it around each transaction, so its
   threads queue on it cheaply instead of in SQLite's sleeping busy handler); the WAL switch takes it
   too, since switching wants the file to itself.
+- `new_file_pragmas` run before the WAL switch: those that only shape a file not yet written
+  (`page_size`); on an existing file SQLite ignores them.
 - `close()` closes every connection; `get()` then raises `ConnectionsClosed`.
 """
 
@@ -48,12 +50,14 @@ class ThreadConnections:
         *,
         busy_timeout_s: float,
         pragmas: Sequence[str] = (),
+        new_file_pragmas: Sequence[str] = (),
         setup: Callable[[sqlite3.Connection], None] | None = None,
         owner: str = "",
     ) -> None:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self._pragmas = tuple(pragmas)
+        self._new_file_pragmas = tuple(new_file_pragmas)
         self._setup = setup
         self._owner = owner or repr(str(path))
         self._closed = False
@@ -95,6 +99,8 @@ class ThreadConnections:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            for pragma in self._new_file_pragmas:  # before the WAL switch writes the file's header
+                conn.execute(pragma)
             with self.lock:  # not while a thread of ours writes: the switch wants the file to itself
                 enable_wal(conn, self.busy_timeout_s)
             for pragma in self._pragmas:
