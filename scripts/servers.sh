@@ -16,7 +16,9 @@ set -u
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DIR="$ROOT/.servers"
 ENV_FILE="$DIR/env"
-PG_PORT="${COSTLENS_PG_PORT:-55432}"
+# Ports below Linux's default ephemeral range (32768-60999): a port inside it can be taken by some
+# client socket's local end at the moment the server starts ("Address already in use").
+PG_PORT="${COSTLENS_PG_PORT:-25432}"
 REDIS_PORT="${COSTLENS_REDIS_PORT:-16379}"
 CH_PORT="${COSTLENS_CH_PORT:-19000}"
 CH_HTTP_PORT="${COSTLENS_CH_HTTP_PORT:-18123}"
