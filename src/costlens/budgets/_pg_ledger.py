@@ -79,6 +79,7 @@ from costlens.budgets._ledger_common import (
     warn_limits,
 )
 from costlens.store._migrations import statements
+from costlens.store._sqlcommon import unapplied
 
 __all__ = ["MIGRATIONS", "PostgresLedger", "from_url"]
 
@@ -450,15 +451,7 @@ class PostgresLedger:
                     "(name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
                 )
                 applied = {name for (name,) in conn.execute("SELECT name FROM budget_migrations")}
-                unknown = applied - {name for name, _ in MIGRATIONS}
-                if unknown:
-                    raise ConfigError(
-                        f"the budget ledger {self.url} has migrations this costlens does not know "
-                        f"({', '.join(sorted(unknown))}): upgrade costlens to use it"
-                    )
-                for name, sql in MIGRATIONS:
-                    if name in applied:
-                        continue
+                for name, sql in unapplied(MIGRATIONS, applied, f"the budget ledger {self.url}", "use it"):
                     for statement in _statements(sql):
                         conn.execute(statement.encode())
                     conn.execute("INSERT INTO budget_migrations (name) VALUES (%s)", (name,))

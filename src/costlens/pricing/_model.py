@@ -21,6 +21,7 @@ from decimal import (
     InvalidOperation,
     Overflow,
 )
+from typing import TypeVar
 
 from costlens.usage import Cost, Usage
 
@@ -50,6 +51,7 @@ _HALF_NANO_IN_ATTO = _NANO_IN_ATTO // 2
 #: Integer rates of a `Rates`: input, output, cache_read, cache_write, reasoning (None: billed as
 #: output) and the per-request fee, each in atto-USD (per token, per request).
 AttoRates = tuple[int, int, int, int, int | None, int]
+_T = TypeVar("_T")
 _mul = MONEY.multiply
 _add = MONEY.add
 log = logging.getLogger("costlens")
@@ -103,19 +105,7 @@ class Rates:
         one of them is not a whole number of atto-USD (then the exact `Decimal` path prices)."""
         cached = self._atto
         if cached is False:
-            try:
-                reasoning = self.reasoning
-                cached = (
-                    _to_atto(self.input),
-                    _to_atto(self.output),
-                    _to_atto(self.cache_read),
-                    _to_atto(self.cache_write),
-                    None if reasoning is None else _to_atto(reasoning),
-                    _to_atto(self.request),
-                )
-            except ValueError:
-                cached = None
-            object.__setattr__(self, "_atto", cached)
+            cached = self._once("_atto", self._atto_rates)
         assert cached is not True
         return cached
 
@@ -124,19 +114,38 @@ class Rates:
         picks them, computed once per `Rates`; None when one is not a whole number of atto-USD."""
         cached = self._worst
         if cached is False:
-            inputs = (self.input, self.cache_write, self.cache_read, self.cache_write_1h, self.input_audio)
-            outputs = (self.output, self.reasoning, self.output_audio, self.citation)
-            try:
-                cached = (
-                    _to_atto(max(r for r in inputs if r is not None)),
-                    _to_atto(max(r for r in outputs if r is not None)),
-                    _to_atto(self.request),
-                )
-            except ValueError:
-                cached = None
-            object.__setattr__(self, "_worst", cached)
+            cached = self._once("_worst", self._worst_rates)
         assert cached is not True
         return cached
+
+    def _once(self, name: str, compute: Callable[[], _T]) -> _T | None:
+        """`compute()` kept in the field `name` (None when a rate is not whole atto-USD)."""
+        try:
+            value: _T | None = compute()
+        except ValueError:
+            value = None
+        object.__setattr__(self, name, value)
+        return value
+
+    def _atto_rates(self) -> AttoRates:
+        reasoning = self.reasoning
+        return (
+            _to_atto(self.input),
+            _to_atto(self.output),
+            _to_atto(self.cache_read),
+            _to_atto(self.cache_write),
+            None if reasoning is None else _to_atto(reasoning),
+            _to_atto(self.request),
+        )
+
+    def _worst_rates(self) -> tuple[int, int, int]:
+        inputs = (self.input, self.cache_write, self.cache_read, self.cache_write_1h, self.input_audio)
+        outputs = (self.output, self.reasoning, self.output_audio, self.citation)
+        return (
+            _to_atto(max(r for r in inputs if r is not None)),
+            _to_atto(max(r for r in outputs if r is not None)),
+            _to_atto(self.request),
+        )
 
     def scaled(self, factor: Decimal) -> Rates:
         """Every token price times `factor` (a service-tier multiplier); per-request fees are kept."""

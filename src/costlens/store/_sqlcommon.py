@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from costlens._errors import ConfigError
 from costlens.store._base import SpendQuery, SpendRow, parse_key
 from costlens.usage import USAGE_PARTS
+
+_M = TypeVar("_M")  # a migration's SQL: one text, or (ClickHouse) its statements
 
 __all__ = [
     "PART_SUMS",
@@ -144,12 +146,15 @@ def spend_rows(q: SpendQuery, raw: Iterable[Sequence[Any]]) -> list[SpendRow]:
     return [SpendRow(dict(zip(q.group_by, key, strict=True)), *sums) for key, sums in merged.items()]
 
 
-def unapplied(migrations: Sequence[tuple[str, str]], applied: set[str]) -> list[tuple[str, str]]:
-    """The migrations not in `applied`; ConfigError if a newer costlens applied ones unknown here."""
+def unapplied(
+    migrations: Sequence[tuple[str, _M]], applied: set[str], what: str = "the store", use: str = "read it"
+) -> list[tuple[str, _M]]:
+    """The migrations not in `applied`, in order; ConfigError if a newer costlens applied ones unknown
+    here (`what` names the file or server in that message, `use` what upgrading lets the caller do)."""
     unknown = applied - {name for name, _ in migrations}
     if unknown:
         raise ConfigError(
-            f"the store has migrations this costlens does not know ({', '.join(sorted(unknown))}): "
-            "upgrade costlens to read it"
+            f"{what} has migrations this costlens does not know ({', '.join(sorted(unknown))}): "
+            f"upgrade costlens to {use}"
         )
     return [(name, sql) for name, sql in migrations if name not in applied]

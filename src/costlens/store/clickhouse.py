@@ -89,6 +89,7 @@ from costlens.store._ch_schema import (
 )
 from costlens.store._ch_sql import MODEL, ROLLUP_COLUMNS, Reader, Segments
 from costlens.store._errors import StoreNotFound
+from costlens.store._sqlcommon import unapplied
 from costlens.store._time import HOUR_US, hour_aligned, offset_segments
 from costlens.usage import USAGE_PARTS, CallRecord
 
@@ -213,12 +214,7 @@ class ClickHouseStore:
             return set()
         rows = self._execute(f"SELECT DISTINCT name FROM {self._db}.{MIGRATIONS_TABLE}")
         applied = {name for (name,) in rows}
-        unknown = applied - {name for name, _ in MIGRATIONS}
-        if unknown:
-            raise ConfigError(
-                f"the ClickHouse store {self.url} has migrations this costlens does not know "
-                f"({', '.join(sorted(unknown))}): upgrade costlens to read it"
-            )
+        unapplied(MIGRATIONS, applied, f"the ClickHouse store {self.url}")  # refuses a newer store's
         return applied
 
     def _tables(self) -> set[str]:
