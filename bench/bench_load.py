@@ -14,6 +14,10 @@ shows the budget engine's own share), raw and tracked clients take turns in alte
   for the provider;
 - throughput (calls/s of wall time) and per-call latency p50/p99.
 
+Where the machine has two cores or more, the fake provider runs on one core and this process on
+another (`--no-pin` turns this off): on a small machine the two otherwise take turns on the same
+cores, and how they interleave moved the added CPU by ±100 µs between identical runs.
+
 "added CPU" is the median over rounds of (tracked − raw) CPU per call: a paired figure, robust to
 drift. The last section tracks `--rss-calls` calls with 16 threads and prints the resident set size
 every tenth of the way: it must stay flat after warm-up.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import threading
@@ -255,9 +260,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="calls per round (sequential loads: a third)")
     parser.add_argument("--rss-calls", type=int, default=200_000, help="0 to skip the memory section")
     parser.add_argument("--only", nargs="*", help="set-ups named with one of these words (budgets...)")
+    parser.add_argument("--no-pin", action="store_true", help="leave both processes on every core")
     args = parser.parse_args()
     console = Console(width=max(Console().width, 150))
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pin = not args.no_pin and len(cores) >= 2
+    if pin:  # the child inherits this process's cores when it starts: give it the last one
+        os.sched_setaffinity(0, {cores[-1]})
     with fake_provider_process() as fake, tempfile.TemporaryDirectory() as tmp:
+        if pin:  # then this process (and every thread it starts from now on) takes the first
+            os.sched_setaffinity(0, {cores[0]})
+            console.print(f"fake provider on core {cores[-1]}, this process on core {cores[0]}")
         folder = Path(tmp)
         table = measure(fake.openai_base_url, folder, args.rounds, args.calls, console, args.only)
         console.print(table)

@@ -92,6 +92,21 @@ def test_reservations_are_all_or_nothing_across_keys(ledger: Ledger) -> None:
     assert ledger.usage(roomy, at=T0).total_nanousd == 0
 
 
+def test_many_keys_in_one_reservation_each_read_and_charged(ledger: Ledger) -> None:
+    """More keys than the SQLite ledger reads in one statement (32), each with its own spend, and
+    no keys at all: every key's spend is read and charged as its own."""
+    keys = [key(f"k{i}", 1000 if i == 69 else 10_000) for i in range(70)]
+    for i, k in enumerate(keys):
+        ledger.settle(ledger.reserve([k], i, 60, at=T0), i)
+    r = ledger.reserve(keys, 1000 - 69, 60, at=T0)
+    assert [seen.spent_nanousd for seen in r.before] == list(range(70))
+    ledger.settle(r, 7)
+    assert [ledger.usage(k, at=T0).spent_nanousd for k in keys] == [i + 7 for i in range(70)]
+    with pytest.raises(LimitReached, match="k69"):
+        ledger.reserve(keys, 1000 - 76 + 1, 60, at=T0)  # only k69 (limit 1000, spent 76) is full
+    ledger.settle(ledger.reserve([], 5, 60, at=T0), 5)
+
+
 def test_unenforced_keys_are_charged_but_never_refuse(ledger: Ledger) -> None:
     warn = key("warn", 10, enforce=False)
     r = ledger.reserve([warn], 500, 60, at=T0)

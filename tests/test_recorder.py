@@ -135,6 +135,28 @@ def test_full_queue_writes_in_the_caller_and_warns_once(
     assert count(store) == 10
 
 
+def test_full_queue_with_an_idle_writer_writes_the_oldest_batch_in_the_caller(
+    recorders: list[Recorder], spool: Path
+) -> None:
+    """A writer thread that is not draining (CPython starves it in a process that keeps the GIL busy):
+    the caller that finds the queue full writes the oldest batch with its record, in one append,
+    instead of one append per call from then on; a flush waiting in the queue is released."""
+    store = SpyStore()
+    # never woken by size (the batch is bigger than the queue), nor by the clock within the test
+    recorder = Recorder(store, max_queue=5, batch_size=50, flush_interval_s=3600, spool_dir=spool)
+    recorders.append(recorder)
+    sent = records(11)
+    for record in sent[:5]:
+        recorder.submit(record)
+    recorder.submit(sent[5])  # the queue is full: this caller writes all six
+    caller = threading.current_thread().name
+    assert store.batches == [(caller, 6)]
+    for record in sent[6:]:
+        recorder.submit(record)
+    assert recorder.flush(timeout=10)
+    assert sorted(r.id for r in store.iter_records()) == sorted(r.id for r in sent)
+
+
 def test_a_flaky_store_is_retried_without_spooling(recorders: list[Recorder], spool: Path) -> None:
     store = SpyStore(fail_times=2)
     recorder = Recorder(store, retries=3, retry_backoff_s=0.001, spool_dir=spool)

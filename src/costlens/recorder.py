@@ -9,9 +9,11 @@ Failure policy (records are never silently lost):
   folder and log an error. The first batch the store accepts again triggers a replay of the spool
   (`replay_spool()` does it by hand; appends are idempotent by id, so a record counts once).
   While the store keeps failing, later batches are spooled after a single attempt so the queue drains.
-- queue full (`max_queue`): the caller writes its own record synchronously (backpressure instead of
-  blocking forever or dropping): one store attempt (bounded by the store's own timeout) then the
-  spool, or straight to the spool while the store is known to be failing; a warning is logged once.
+- queue full (`max_queue`): the caller writes synchronously (backpressure instead of blocking
+  forever or dropping): the oldest batch plus its own record when the writer thread is not writing
+  (in a process that keeps the GIL busy, CPython may starve that thread for seconds), else its own
+  record alone; one store attempt (bounded by the store's own timeout) then the spool, or straight
+  to the spool while the store is known to be failing; a warning is logged once.
 - store and spool both fail (disk full, folder not writable): the batch is lost; this is logged
   critically, counted in `Recorder.lost`, and the next `flush()` returns False.
 - a process that dies while spooling leaves a `.part` file; `replay_spool()` replays its complete
@@ -169,7 +171,21 @@ class Recorder:
             )
         if time.monotonic() < self._degraded_until:  # the store is failing: don't wait on it here
             self._spool([record], RuntimeError("store failing; record spooled by the caller"))
-        else:
+        elif self._drain_lock.acquire(blocking=False):
+            # The writer is not draining: in a process whose event loop or threads keep the GIL
+            # busy, CPython may not schedule it for seconds. Write the oldest batch (plus this
+            # record) in one transaction, rather than one transaction per call from now on.
+            try:
+                batch, marker = self._next_batch()
+                batch.append(record)
+                try:
+                    self._write(batch, 1)
+                finally:
+                    if marker is not None:
+                        marker.done.set()
+            finally:
+                self._drain_lock.release()
+        else:  # the writer is busy with a batch: write this record alone rather than wait for it
             self._write([record], 1)
 
     # -- writer ------------------------------------------------------------------------------
@@ -190,16 +206,8 @@ class Recorder:
         if not self._drain_lock.acquire(timeout=-1 if lock_timeout is None else max(lock_timeout, 0.0)):
             return False
         try:
-            queue = self._queue
-            while queue:
-                batch: list[CallRecord] = []
-                marker = None
-                while queue and len(batch) < self._batch_size:
-                    item = queue.popleft()
-                    if isinstance(item, _Marker):
-                        marker = item
-                        break
-                    batch.append(item)
+            while self._queue:
+                batch, marker = self._next_batch()
                 try:
                     if batch:
                         self._write(batch, 1 if time.monotonic() < self._degraded_until else self._attempts)
@@ -209,6 +217,17 @@ class Recorder:
         finally:
             self._drain_lock.release()
         return True
+
+    def _next_batch(self) -> tuple[list[CallRecord], _Marker | None]:
+        """The oldest records, up to a batch, and the marker that ended it early (if one did)."""
+        queue = self._queue
+        batch: list[CallRecord] = []
+        while queue and len(batch) < self._batch_size:
+            item = queue.popleft()
+            if isinstance(item, _Marker):
+                return batch, item
+            batch.append(item)
+        return batch, None
 
     def _write(self, batch: Sequence[CallRecord], attempts: int) -> None:
         error: Exception | None = None

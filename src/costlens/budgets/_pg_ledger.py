@@ -505,6 +505,8 @@ class PostgresLedger:
             raise
         assert row is not None
         ok, spent, reserved, stored = row
+        # no keys: PostgreSQL aggregates nothing into NULL arrays
+        spent, reserved, stored = spent or [], reserved or [], stored or []
         before = [Spent(int(s), int(r)) for s, r in zip(spent, reserved, strict=True)]
         warn_limits(self.url, [(k, v) for k, v in zip(keys, stored, strict=True) if v != k.limit_nanousd])
         if not ok:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,7 +53,7 @@ from costlens.budgets._ledger_common import (
 )
 from costlens.store._migrations import statements
 from costlens.store._sqlcommon import unapplied
-from costlens.store._sqlite_conn import ConnectionsClosed, ThreadConnections
+from costlens.store._sqlite_conn import ConnectionsClosed, ThreadConnections, insert_rows
 
 __all__ = ["MIGRATIONS", "SQLiteLedger", "from_url"]
 
@@ -146,22 +147,59 @@ _USAGE = (
     "WHERE key = ?1 AND expires_us <= ?3 AND bucket_us >= ?2), "
     "(SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_reservations WHERE key = ?1 AND expires_us > ?3)"
 )
-_USAGE_AND_LIMIT = _USAGE + ", (SELECT limit_nanousd FROM budget_limits WHERE key = ?1)"
+
+
+_KEYS_PER_READ = 32
+
+
+@lru_cache(maxsize=_KEYS_PER_READ)
+def _usage_and_limits(keys: int) -> str:
+    """One row: (spent, reserved, stored limit) of each of `keys` keys, with the time bound as ?1
+    and each key's (id, since) as ?2, ?3, then ?4, ?5, ... (`_usage_and_limits_of`). One statement instead
+    of one per key: each statement step hands the GIL to the process's other threads (see
+    `insert_rows`)."""
+    columns = []
+    for i in range(keys):
+        key, since, at = (f"?{2 * i + 2}", f"?{2 * i + 3}", "?1")
+        columns.append(
+            f"(SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_spend WHERE key = {key} "
+            f"AND bucket_us >= {since}) + (SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_reservations "
+            f"WHERE key = {key} AND expires_us <= {at} AND bucket_us >= {since}), "
+            f"(SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_reservations WHERE key = {key} "
+            f"AND expires_us > {at}), (SELECT limit_nanousd FROM budget_limits WHERE key = {key})"
+        )
+    return "SELECT " + ", ".join(columns)
+
+
+def _usage_and_limits_of(
+    conn: sqlite3.Connection, keys: Sequence[BudgetKey], at_us: int
+) -> list[tuple[int, int, int | None]]:
+    """(spent, reserved, stored limit) of each key, in one statement per 32 keys."""
+    found: list[tuple[int, int, int | None]] = []
+    for start in range(0, len(keys), _KEYS_PER_READ):
+        chunk = keys[start : start + _KEYS_PER_READ]
+        params: list[object] = [at_us]
+        for k in chunk:
+            params += (k.id, k.since_us)
+        row = conn.execute(_usage_and_limits(len(chunk)), params).fetchone()
+        found += [(row[i], row[i + 1], row[i + 2]) for i in range(0, len(row), 3)]
+    return found
+
+
 _SET_LIMIT = (
     "INSERT INTO budget_limits (key, limit_nanousd, updated_us) VALUES (?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET limit_nanousd = excluded.limit_nanousd, updated_us = excluded.updated_us"
 )
-_HOLD = (
-    "INSERT INTO budget_reservations (reservation_id, key, amount_nanousd, bucket_us, at_us, expires_us) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+# Multi-row inserts (`insert_rows`): a head, the values, a tail.
+_HOLD = "INSERT INTO budget_reservations (reservation_id, key, amount_nanousd, bucket_us, at_us, expires_us)"
+_CHARGE = "INSERT INTO budget_spend (key, bucket_us, amount_nanousd)"
+_CHARGE_TAIL = (
+    " ON CONFLICT (key, bucket_us) DO UPDATE SET amount_nanousd = amount_nanousd + excluded.amount_nanousd"
 )
-_CHARGE = (
-    "INSERT INTO budget_spend (key, bucket_us, amount_nanousd) VALUES (?, ?, ?) "
-    "ON CONFLICT (key, bucket_us) DO UPDATE SET amount_nanousd = amount_nanousd + excluded.amount_nanousd"
-)
-_HISTORY = (  # (key, bucket, amount, calls): calls is 1 for a charge, 0 for a correction, -1 for a refund
-    "INSERT INTO budget_history (key, bucket_us, amount_nanousd, calls) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (key, bucket_us) DO UPDATE SET amount_nanousd = amount_nanousd + excluded.amount_nanousd, "
+# (key, bucket, amount, calls): calls is 1 for a charge, 0 for a correction, -1 for a refund
+_HISTORY = "INSERT INTO budget_history (key, bucket_us, amount_nanousd, calls)"
+_HISTORY_TAIL = (
+    " ON CONFLICT (key, bucket_us) DO UPDATE SET amount_nanousd = amount_nanousd + excluded.amount_nanousd, "
     "calls = calls + excluded.calls"
 )
 _DEFINE = (
@@ -260,7 +298,7 @@ class SQLiteLedger:
                 # now and then (at most every 10 s per process) keeps the table small. In this
                 # transaction, so exactly once across processes.
                 _charge_expired(conn, at_us)
-            rows = [conn.execute(_USAGE_AND_LIMIT, (k.id, k.since_us, at_us)).fetchone() for k in keys]
+            rows = _usage_and_limits_of(conn, keys, at_us)
             before = [Spent(int(spent), int(reserved)) for spent, reserved, _ in rows]
             changed = [(k, row[2]) for k, row in zip(keys, rows, strict=True) if row[2] != k.limit_nanousd]
             if changed:
@@ -269,7 +307,7 @@ class SQLiteLedger:
                 check_limits(keys, before, amount_nanousd)
             except LimitReached as full:  # commit the cleanup and the limits all the same
                 return before, changed, full
-            conn.executemany(_HOLD, [(rid, k.id, amount_nanousd, k.bucket_us, at_us, expires) for k in keys])
+            insert_rows(conn, _HOLD, [(rid, k.id, amount_nanousd, k.bucket_us, at_us, expires) for k in keys])
             return before, changed, None
 
         before, changed, full = self._run(run)
@@ -289,8 +327,9 @@ class SQLiteLedger:
         def run(conn: sqlite3.Connection) -> None:
             rid = (reservation.id,)
             if conn.execute("DELETE FROM budget_reservations WHERE reservation_id = ?", rid).rowcount:
-                conn.executemany(_CHARGE, [(k.id, k.bucket_us, actual_nanousd) for k in reservation.keys])
-                conn.executemany(_HISTORY, [(k.id, hb, actual_nanousd, 1) for k in reservation.keys])
+                keys = reservation.keys
+                insert_rows(conn, _CHARGE, [(k.id, k.bucket_us, actual_nanousd) for k in keys], _CHARGE_TAIL)
+                insert_rows(conn, _HISTORY, [(k.id, hb, actual_nanousd, 1) for k in keys], _HISTORY_TAIL)
                 return
             _correct_expired(conn, reservation.id, lambda reserved: actual_nanousd - reserved, 0)
 
@@ -361,9 +400,14 @@ def _charge_expired(conn: sqlite3.Connection, at_us: int) -> None:
     late settle or release; forget marks older than `EXPIRED_KEEP_US`. Call inside a transaction."""
     rows = conn.execute(_EXPIRED_ROWS, (at_us,)).fetchall()
     if rows:
-        conn.executemany(_CHARGE, [(key, bucket, amount) for _, key, amount, bucket, _, _ in rows])
-        conn.executemany(
-            _HISTORY, [(key, history_bucket(at), amount, 1) for _, key, amount, _, at, _ in rows]
+        insert_rows(
+            conn, _CHARGE, [(key, bucket, amount) for _, key, amount, bucket, _, _ in rows], _CHARGE_TAIL
+        )
+        insert_rows(
+            conn,
+            _HISTORY,
+            [(key, history_bucket(at), amount, 1) for _, key, amount, _, at, _ in rows],
+            _HISTORY_TAIL,
         )
         conn.executemany(_KEEP_EXPIRED, rows)
         conn.execute("DELETE FROM budget_reservations WHERE expires_us <= ?", (at_us,))
@@ -379,9 +423,14 @@ def _correct_expired(
     if not rows:
         return  # settled or released already, or expired long ago: nothing to do
     conn.execute("DELETE FROM budget_expired WHERE reservation_id = ?", (reservation_id,))
-    conn.executemany(_CHARGE, [(key, bucket, delta(amount)) for key, amount, bucket, _ in rows])
-    conn.executemany(
-        _HISTORY, [(key, history_bucket(at), delta(amount), calls) for key, amount, _, at in rows]
+    insert_rows(
+        conn, _CHARGE, [(key, bucket, delta(amount)) for key, amount, bucket, _ in rows], _CHARGE_TAIL
+    )
+    insert_rows(
+        conn,
+        _HISTORY,
+        [(key, history_bucket(at), delta(amount), calls) for key, amount, _, at in rows],
+        _HISTORY_TAIL,
     )
 
 
