@@ -82,3 +82,10 @@ def test_a_failing_row_fails_the_batch_and_the_transaction_rolls_back() -> None:
         insert_rows(conn, _HEAD, [("a", 0, 1), ("b", 0, 2), ("a", 0, 3)])  # no ON CONFLICT: a clash
     conn.execute("ROLLBACK")
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (0,)
+
+
+def test_a_few_rows_over_a_lowered_variable_limit_are_split() -> None:
+    conn = _table()
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10)  # 8 rows of 3 = 24 values: too many for one
+    insert_rows(conn, _HEAD, [(str(i), 0, i) for i in range(8)])
+    assert conn.execute("SELECT COUNT(*), SUM(amount) FROM t").fetchone() == (8, 28)

@@ -177,12 +177,7 @@ class Recorder:
             # record) in one transaction, rather than one transaction per call from now on.
             try:
                 batch, marker = self._next_batch()
-                batch.append(record)
-                try:
-                    self._write(batch, 1)
-                finally:
-                    if marker is not None:
-                        marker.done.set()
+                self._write_batch([*batch, record], marker, 1)
             finally:
                 self._drain_lock.release()
         else:  # the writer is busy with a batch: write this record alone rather than wait for it
@@ -208,12 +203,8 @@ class Recorder:
         try:
             while self._queue:
                 batch, marker = self._next_batch()
-                try:
-                    if batch:
-                        self._write(batch, 1 if time.monotonic() < self._degraded_until else self._attempts)
-                finally:
-                    if marker is not None:
-                        marker.done.set()
+                attempts = 1 if time.monotonic() < self._degraded_until else self._attempts
+                self._write_batch(batch, marker, attempts)
         finally:
             self._drain_lock.release()
         return True
@@ -228,6 +219,15 @@ class Recorder:
                 return batch, item
             batch.append(item)
         return batch, None
+
+    def _write_batch(self, batch: list[CallRecord], marker: _Marker | None, attempts: int) -> None:
+        """Write `batch` (call with the drain lock held), then release the marker that ended it."""
+        try:
+            if batch:
+                self._write(batch, attempts)
+        finally:
+            if marker is not None:
+                marker.done.set()
 
     def _write(self, batch: Sequence[CallRecord], attempts: int) -> None:
         error: Exception | None = None

@@ -7,7 +7,7 @@ instead of in SQLite's sleeping busy handler. WAL mode; `synchronous = NORMAL` (
 an application crash; an OS crash may drop the last few). Connections: one per thread, fork-safe,
 shared code with the call store (`costlens.store._sqlite_conn`).
 
-Expired reservations count as spend from their expiry (`_USAGE`); a reserve moves them into
+Expired reservations count as spend from their expiry (`_usage_and_limits`); a reserve moves them into
 `budget_spend`/`budget_history` in its own transaction (so exactly once across processes), keeping
 a mark in `budget_expired` for a late settle (corrects the charge) or release (refunds it).
 `budget_limits` holds the limit each key was last reserved with: a reserve with another limit
@@ -139,25 +139,16 @@ _CLEANUP_EVERY_US = 10_000_000
 _MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS budget_schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
 )
-# Spend counts settled charges and reservations expired by ?3 that no reserve has moved into
-# budget_spend yet: the answer is the same before and after the move.
-_USAGE = (
-    "SELECT (SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_spend WHERE key = ?1 AND bucket_us >= ?2) "
-    "+ (SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_reservations "
-    "WHERE key = ?1 AND expires_us <= ?3 AND bucket_us >= ?2), "
-    "(SELECT COALESCE(SUM(amount_nanousd), 0) FROM budget_reservations WHERE key = ?1 AND expires_us > ?3)"
-)
-
-
 _KEYS_PER_READ = 32
 
 
 @lru_cache(maxsize=_KEYS_PER_READ)
 def _usage_and_limits(keys: int) -> str:
     """One row: (spent, reserved, stored limit) of each of `keys` keys, with the time bound as ?1
-    and each key's (id, since) as ?2, ?3, then ?4, ?5, ... (`_usage_and_limits_of`). One statement instead
-    of one per key: each statement step hands the GIL to the process's other threads (see
-    `insert_rows`)."""
+    and each key's (id, since) as ?2, ?3, then ?4, ?5, ... (`_usage_and_limits_of`). One statement
+    instead of one per key: each statement step hands the GIL to the process's other threads (see
+    `insert_rows`). Spent counts settled charges and reservations expired by ?1 that no reserve has
+    moved into budget_spend yet: the answer is the same before and after the move."""
     columns = []
     for i in range(keys):
         key, since, at = (f"?{2 * i + 2}", f"?{2 * i + 3}", "?1")
@@ -294,7 +285,7 @@ class SQLiteLedger:
 
         def run(conn: sqlite3.Connection) -> _Outcome:
             if cleanup:
-                # Expired reservations count as spend already (see _USAGE); moving them into spend
+                # Expired reservations count as spend already (see _usage_and_limits); moving them into spend
                 # now and then (at most every 10 s per process) keeps the table small. In this
                 # transaction, so exactly once across processes.
                 _charge_expired(conn, at_us)
@@ -349,8 +340,8 @@ class SQLiteLedger:
 
     def usage(self, key: BudgetKey, *, at: datetime | None = None) -> Spent:
         at_us = now_us(at)
-        row = self._read(lambda conn: conn.execute(_USAGE, (key.id, key.since_us, at_us)).fetchone())
-        return Spent(int(row[0]), int(row[1]))
+        spent, reserved, _ = self._read(lambda conn: _usage_and_limits_of(conn, [key], at_us))[0]
+        return Spent(int(spent), int(reserved))
 
     def recent_spend(self, key_id: str, since_us: int) -> int:
         """Settled spend from `budget_history`; expired reservations appear once a reserve charged them."""

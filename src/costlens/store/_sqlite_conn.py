@@ -43,8 +43,7 @@ __all__ = ["ConnectionsClosed", "ThreadConnections", "enable_wal", "insert_rows"
 _MOST_ROWS = 256
 """Rows per multi-row statement (a power of two); fewer where SQLite allows fewer variables."""
 _FEW_ROWS = 8
-_EVERY_SQLITE_BINDS = 999
-"""Variables every SQLite build allows in one statement (the default limit before 3.32)."""
+"""Up to this many rows (a ledger's keys) go in one statement of exactly those rows."""
 
 # Connections a forked child inherited: referenced forever, so that they are never closed there.
 _INHERITED: list[sqlite3.Connection] = []
@@ -195,7 +194,7 @@ def insert_rows(
     `tail` follows the values (` ON CONFLICT ... DO UPDATE ...`: SQLite applies it row by row, so
     two rows with the same key add up as two statements would).
 
-    Up to 8 rows (999 values) go in one statement of exactly those rows; more go in statements of
+    Up to 8 rows go in one statement of exactly those rows; more go in statements of
     256, 128, ..., 1 rows (powers of two, fewer where the connection allows fewer variables), so a
     connection prepares a handful of statement texts per `head` and row width, and keeps them.
     """
@@ -203,10 +202,11 @@ def insert_rows(
     if not total:
         return
     width = len(rows[0])
-    if total <= _FEW_ROWS and total * width <= _EVERY_SQLITE_BINDS:  # a ledger's keys: one statement
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    if total <= _FEW_ROWS and total * width <= limit:
         conn.execute(_values_sql(head, width, total, tail), tuple(chain.from_iterable(rows)))
         return
-    size = _most_rows(conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER), width)
+    size = _most_rows(limit, width)
     done = 0
     while done < total:
         while size > total - done:
