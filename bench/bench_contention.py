@@ -12,8 +12,10 @@ GIL-hungry neighbour), for:
 - the SQLite ledger's reserve + settle with 2 keys (what every budgeted call does),
 
 with costlens' writes and with the baseline of one statement per row (the same code with
-`insert_rows` swapped for `executemany`): the writer thread's CPU per record or pair
-(`time.thread_time`), its wall time, and its voluntary context switches (/proc).
+`insert_rows` swapped for `executemany`, and the ledger's one-statement settle swapped for the
+transaction it replaced: BEGIN, DELETE, an upsert per key into spend and into history, COMMIT):
+the writer thread's CPU per record or pair (`time.thread_time`), its wall time, and its voluntary
+context switches (/proc).
 
 Run: `.venv/bin/python bench/bench_contention.py [--batches 20] [--pairs 100]`.
 """
@@ -37,6 +39,7 @@ from rich.table import Table
 import costlens.budgets._sqlite_ledger as sqlite_ledger
 import costlens.store._sqlwrite as sqlwrite
 from costlens.budgets import BudgetKey
+from costlens.budgets._ledger import Reservation, history_bucket
 from costlens.store.sqlite import SQLiteStore
 from costlens.usage import CallRecord
 
@@ -50,16 +53,39 @@ def _one_statement_per_row(
         conn.executemany(f"{head} VALUES ({', '.join('?' * len(rows[0]))}){tail}", rows)
 
 
+def _settle_in_a_transaction(
+    self: sqlite_ledger.SQLiteLedger, reservation: Reservation, actual_nanousd: int
+) -> None:
+    """The settle before migration 0005's trigger: its own transaction, one statement per key."""
+    hb = history_bucket(reservation.at_us)
+
+    def run(conn: sqlite3.Connection) -> None:
+        if conn.execute(sqlite_ledger._RELEASE, (reservation.id,)).rowcount:
+            keys = reservation.keys
+            _one_statement_per_row(
+                conn, sqlite_ledger._CHARGE, [(k.id, k.bucket_us, actual_nanousd) for k in keys],
+                sqlite_ledger._CHARGE_TAIL,
+            )  # fmt: skip
+            _one_statement_per_row(
+                conn, sqlite_ledger._HISTORY, [(k.id, hb, actual_nanousd, 1) for k in keys],
+                sqlite_ledger._HISTORY_TAIL,
+            )  # fmt: skip
+
+    self._run(run)
+
+
 @contextmanager
 def _baseline(on: bool) -> Iterator[None]:
-    """Swap costlens' multi-row writes for one statement per row (the baseline), or leave them."""
-    saved = sqlwrite.insert_rows, sqlite_ledger.insert_rows
+    """Swap costlens' multi-row writes for one statement per row and its one-statement settle for a
+    transaction (the baseline), or leave them."""
+    saved = sqlwrite.insert_rows, sqlite_ledger.insert_rows, sqlite_ledger.SQLiteLedger.settle
     if on:
         sqlwrite.insert_rows = sqlite_ledger.insert_rows = _one_statement_per_row
+        sqlite_ledger.SQLiteLedger.settle = _settle_in_a_transaction  # type: ignore[method-assign]
     try:
         yield
     finally:
-        sqlwrite.insert_rows, sqlite_ledger.insert_rows = saved
+        sqlwrite.insert_rows, sqlite_ledger.insert_rows, sqlite_ledger.SQLiteLedger.settle = saved
 
 
 def _switches() -> int:
@@ -170,7 +196,7 @@ def main() -> None:
                         cpu, wall, switches = _measure(make(folder, units), busy)
                         table.add_row(
                             what,
-                            "one statement per row" if baseline else "costlens (multi-row)",
+                            "one statement per row" if baseline else "costlens",
                             "spinning" if busy else "idle",
                             f"{cpu:,.1f}",
                             f"{wall:,.0f}",

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -30,8 +31,9 @@ from costlens.budgets import (
     open_ledger,
     register_ledger,
 )
-from costlens.budgets._ledger import HISTORY_BUCKET_US, Reservation, now_us
+from costlens.budgets._ledger import HISTORY_BUCKET_US, Reservation, history_bucket, now_us
 from costlens.budgets._sqlite_ledger import MIGRATIONS, SQLiteLedger
+from costlens.budgets._window import to_us
 from costlens.store._migrations import migration_hash
 
 T0 = datetime(2025, 6, 1, 12, tzinfo=UTC)
@@ -42,6 +44,7 @@ PINNED = [
     ("0002_expired_reservations", "5c4a7bf7ef117ae920b7e59b03a05c179056ff50f2b1b447c0dd514d66d41d5a"),
     ("0003_budget_limits", "5145b0db602a93ae4fc889e623edaed8ff437411b9e713592dd19ab5a5baccc5"),
     ("0004_budget_definitions", "ec431eac49557a0c4b17cbfa7e950dc9dc6632738c051c21ccd4eb2feac13f82"),
+    ("0005_settle_trigger", "bc32815f46ff903e134391bf1e36a9d76a7eba18ca1414fae6d77bc958e1637f"),
 ]
 
 
@@ -298,6 +301,40 @@ def test_sqlite_migrations_are_pinned_and_apply_once(tmp_path: Path) -> None:
         names = [n for (n,) in raw.execute("SELECT name FROM budget_schema_migrations")]
     raw.close()
     assert names == [name for name, _ in MIGRATIONS]
+
+
+def test_a_ledger_held_before_the_settle_trigger_settles_after_it(tmp_path: Path) -> None:
+    """A file whose reservations were held under migrations 0001-0004 (settled by a transaction)
+    is upgraded by 0005: they settle through its trigger, into the same spend and history buckets
+    the transaction used (the trigger's bucket is `history_bucket`), and a second settle, a late
+    settle of an expired one and a release behave as before."""
+    path = tmp_path / "b.db"
+    old = SQLiteLedger(path)
+    with patch("costlens.budgets._sqlite_ledger.MIGRATIONS", MIGRATIONS[:4]):
+        at = T0 + timedelta(seconds=437)
+        a, b = key("a", 10**9, bucket=7), key("b", 10**9)
+        held = old.reserve([a, b], 500, 60, at=at)
+        released = old.reserve([a], 40, 60, at=at)
+        lapsing = old.reserve([b], 30, 1, at=at)
+    old.close()
+    ledger = SQLiteLedger(path)
+    ledger.settle(held, 321)
+    ledger.settle(held, 999)  # a second settle changes nothing
+    ledger.release(released)
+    later = at + timedelta(seconds=5)
+    ledger.reserve([key("c", 10)], 1, 60, at=later)  # moves the lapsed reservation into spend
+    ledger.settle(lapsing, 12)  # late: corrects the charge of its reserved amount
+    assert ledger.usage(a, at=later) == Spent(321, 0)
+    assert ledger.usage(b, at=later) == Spent(321 + 12, 0)
+    since = history_bucket(to_us(at)) - 1
+    assert ledger.recent_spend("a", since) == 321 and ledger.recent_spend("b", since) == 333
+    with sqlite3.connect(path) as raw:
+        buckets = raw.execute("SELECT key, bucket_us, calls FROM budget_history ORDER BY key").fetchall()
+        held_rows = raw.execute("SELECT COUNT(*) FROM budget_reservations WHERE key != 'c'").fetchone()
+    raw.close()
+    assert buckets == [("a", history_bucket(to_us(at)), 1), ("b", history_bucket(to_us(at)), 2)]
+    assert held_rows == (0,)
+    ledger.close()
 
 
 def test_the_ledger_may_share_the_store_file(tmp_path: Path) -> None:

@@ -321,6 +321,39 @@ def test_rollups_and_raw_scans_agree_with_the_reference(store: Store, zone: str)
                 assert sorted(store.query(q), key=repr) == expected, q
 
 
+def test_per_call_json_parts_round_trip_in_a_mixed_batch(store: Store) -> None:
+    """Budget entries (each naming its own reservation), routes and content differ per call; a batch
+    mixing them with plain records keeps each record's own, and the rollup still adds up."""
+    records = []
+    for i in range(60):
+        kw: dict[str, Any] = {}
+        if i % 3 == 0:
+            kw["budgets"] = [{"budget": "all", "reservation": f"r{i}", "reserved_nanousd": i}]
+        if i % 4 == 1:
+            kw["route"] = {"policy": "cheapest", "chosen": f"m{i}"}
+        if i % 5 == 2:
+            kw["content"] = {"prompt": [{"role": "user", "content": f"hi {i}"}]}
+        records.append(rec(at=T0 + timedelta(seconds=i), cost=1_000 + i, **kw))
+    store.append(records[:7])  # plain records first: a batch of core values only
+    store.append(records[7:])
+    assert sorted(store.iter_records(), key=lambda r: r.started_at) == records
+    for use_rollups in (True, False):
+        (row,) = store.query(SpendQuery(("model",), use_rollups=use_rollups))
+        assert (row.calls, row.cost_nanousd) == (60, sum(1_000 + i for i in range(60)))
+
+
+def test_sqlite_batches_one_dims_row_for_calls_that_differ_only_in_json_parts() -> None:
+    """SQLite stages what repeats once per batch (dims): per-call JSON parts are not part of it, or
+    every budgeted call would make a dims row and a rollup group of its own."""
+    from costlens.store._sqlwrite import _split
+
+    batch = [
+        rec(budgets=[{"reservation": f"r{i}"}], route={"n": i}, content={"p": str(i)}) for i in range(50)
+    ]
+    _, wide, dims, _ = _split(batch)
+    assert wide and len(dims) == 1
+
+
 def test_unknown_scheme_lists_the_known_ones() -> None:
     known = r"clickhouse://, memory://, postgres://, postgresql://, sqlite://"
     with pytest.raises(ConfigError, match=rf"unknown store URL 'mysql://x'.*{known}"):

@@ -5,11 +5,12 @@ and what repeats (provider, model, status, tags...: the dims table, one row per 
 both TEMP tables. One `INSERT ... SELECT` then moves the batch into `calls`, skipping ids already
 stored (first one wins inside a batch), and one more folds exactly the rows just inserted into
 `rollup_hourly`: from the stage when every staged row went in, else from `calls` above the rowid
-watermark taken before the move. Binding 16 values per call (21 when a batch has end times,
-latencies or trace ids) instead of 36 is what makes bulk imports fast. The stage is filled by
-multi-row INSERTs (`insert_rows`): a batch of 500 calls takes about a dozen statements in all, where
-one per call handed the GIL to the process's other threads 500 times and, in a busy process, tripled
-the writer's CPU per call. Everything runs inside the caller's transaction.
+watermark taken before the move. Binding 16 values per call (24 when a batch has end times,
+latencies, trace ids, routes, budget entries or content) instead of 36 is what makes bulk imports
+fast. The stage is filled by multi-row INSERTs (`insert_rows`): a batch of 500 calls takes about a
+dozen statements in all, where one per call handed the GIL to the process's other threads 500
+times and, in a busy process, tripled the writer's CPU per call. Everything runs
+inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -30,14 +31,24 @@ _CORE = (
     "id", "started_at_us", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_nanousd", "estimated", *USAGE_PARTS,
 )  # fmt: skip
-_EXTRA = ("ended_at_us", "latency_ms", "ttft_ms", "trace_id", "span_id")
-_NO_EXTRA = (None, None, None, None, None)
-_Extra = tuple[datetime | None, float | None, float | None, str | None, str | None]
+# The JSON parts are per call too (a budget entry names its reservation, content is the call's
+# own text): as dims, every budgeted call made a dims row and a rollup group of its own.
+_EXTRA = ("ended_at_us", "latency_ms", "ttft_ms", "trace_id", "span_id", "route", "budgets", "content")
+_NO_EXTRA = (None, None, None, None, None, None, None, None)
+_Extra = tuple[
+    datetime | None,
+    float | None,
+    float | None,
+    str | None,
+    str | None,
+    object,
+    Sequence[object] | None,
+    object,
+]
 _VAR = _CORE + _EXTRA
 _DIM = (
     "provider", "operation", "request_model", "response_model", "price_known", "price_version", "status",
-    "error_type", "http_status", "stream", "service_tier", "tags", "route", "budgets", "content",
-    "tagset_id",
+    "error_type", "http_status", "stream", "service_tier", "tags", "tagset_id",
 )  # fmt: skip
 #: Every column of `calls` this version writes.
 COLUMNS = _VAR + _DIM
@@ -51,9 +62,16 @@ _CREATE = (
 _INSERT_STAGE = f"INSERT INTO temp.{_STAGE}"
 _INSERT_CORE = f"INSERT INTO temp.{_STAGE} (dim, {', '.join(_CORE)})"
 _INSERT_DIMS = f"INSERT INTO temp.{_DIMS}"
+
+
+def _staged(column: str) -> str:
+    # A batch with no extras stages none (`_INSERT_CORE`): `calls.budgets` is NOT NULL, '[]' when empty.
+    return "COALESCE(s.budgets, '[]')" if column == "budgets" else f"s.{column}"
+
+
 _MOVE = (
     f"INSERT INTO calls ({', '.join(COLUMNS)}) "
-    f"SELECT {', '.join([*('s.' + c for c in _VAR), *('d.' + c for c in _DIM)])} "
+    f"SELECT {', '.join([*(_staged(c) for c in _VAR), *('d.' + c for c in _DIM)])} "
     f"FROM temp.{_STAGE} s JOIN temp.{_DIMS} d ON d.dim = s.dim WHERE true ORDER BY s.rowid "
     "ON CONFLICT (id) DO NOTHING"
 )
@@ -151,12 +169,9 @@ def _split(
         if text is None:
             text = texts[id(tags)] = _text_of(tags, by_items)
             tag_dicts.setdefault(text, tags)
-        route, budgets, content = r.route, r.budgets, r.content
         dim_key = (
             r.provider, r.operation, r.request_model, r.response_model, r.price_known, r.price_version,
             r.status, r.error_type, r.http_status, r.stream, r.service_tier, text,
-            None if route is None else dumps(route), dumps(budgets) if budgets else "[]",
-            None if content is None else dumps(content),
         )  # fmt: skip
         dim = dims.get(dim_key)
         if dim is None:
@@ -170,7 +185,9 @@ def _split(
             r.file_search_requests,
         )  # fmt: skip
         cores.append(core)
-        extra = (r.ended_at, r.latency_ms, r.ttft_ms, r.trace_id, r.span_id)
+        extra = (
+            r.ended_at, r.latency_ms, r.ttft_ms, r.trace_id, r.span_id, r.route, r.budgets or None, r.content
+        )  # fmt: skip
         extras.append(extra)
         if not wide and extra != _NO_EXTRA:
             wide = True
@@ -180,8 +197,12 @@ def _split(
 
 
 def _extra_values(extra: _Extra) -> tuple[object, ...]:
-    ended, latency, ttft, trace_id, span_id = extra
-    return (None if ended is None else to_micros(ended), latency, ttft, trace_id, span_id)
+    ended, latency, ttft, trace_id, span_id, route, budgets, content = extra
+    return (
+        None if ended is None else to_micros(ended), latency, ttft, trace_id, span_id,
+        None if route is None else dumps(route), "[]" if budgets is None else dumps(budgets),
+        None if content is None else dumps(content),
+    )  # fmt: skip
 
 
 def _tagset_id(
