@@ -19,7 +19,10 @@ another (`--no-pin` turns this off): on a small machine the two otherwise take t
 cores, and how they interleave moved the added CPU by ±100 µs between identical runs.
 
 "added CPU" is the median over rounds of (tracked − raw) CPU per call: a paired figure, robust to
-drift. The last section tracks `--rss-calls` calls with 16 threads and prints the resident set size
+drift, printed with its 95% confidence interval (order statistics of the paired differences: no
+assumption about their distribution). A goal is met when the interval's upper end is within it.
+
+The last section tracks `--rss-calls` calls with 16 threads and prints the resident set size
 every tenth of the way: it must stay flat after warm-up.
 
 Goals (issue 14): added CPU ≤ 40 µs per call under 100 tasks and under 16 threads (SQLite store,
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import statistics
 import tempfile
@@ -58,6 +62,19 @@ class Samples:
     cpu_us: list[float] = field(default_factory=list)  # per call, one value per round
     rate: list[float] = field(default_factory=list)  # calls/s, one per round
     latencies_us: list[float] = field(default_factory=list)  # every call
+
+
+def median_interval(diffs: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """The distribution-free confidence interval of the median of `diffs`: the k-th smallest and
+    k-th largest, k the largest index with P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2."""
+    ordered, n = sorted(diffs), len(diffs)
+    tail, k, below = (1 - confidence) / 2, 0, 0.0
+    while k < n // 2 and below + math.comb(n, k) / 2**n <= tail:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    if k == 0:  # too few rounds for this confidence: the whole range
+        return ordered[0], ordered[-1]
+    return ordered[k - 1], ordered[n - k]
 
 
 def _percentile(values: list[float], q: int) -> float:
@@ -199,7 +216,7 @@ def measure(
     title = f"Tracking under load: {rounds} alternating rounds of {calls} calls (fake in its own process)"
     table = Table(title=title)
     for column in (
-        "load", "set-up", "raw CPU µs/call", "added CPU µs/call", "tracked/raw calls/s",
+        "load", "set-up", "raw CPU µs/call", "added CPU µs/call", "95% CI", "tracked/raw calls/s",
         "raw p50/p99 ms", "tracked p50/p99 ms",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column in ("load", "set-up") else "right")
@@ -219,18 +236,23 @@ def measure(
                 for i in range(rounds):  # ABBA: neither side always runs first (caches, the recorder)
                     for tracked_turn in (False, True) if i % 2 == 0 else (True, False):
                         _round(load, tracked_turn, n, tracked if tracked_turn else raw)
-                added = statistics.median(t - r for t, r in zip(tracked.cpu_us, raw.cpu_us, strict=True))
+                diffs = [t - r for t, r in zip(tracked.cpu_us, raw.cpu_us, strict=True)]
+                added, (low, high) = statistics.median(diffs), median_interval(diffs)
                 ratio = statistics.median(tracked.rate) / statistics.median(raw.rate)
                 table.add_row(
                     load_name,
                     setup_name,
                     f"{statistics.median(raw.cpu_us):,.0f}",
                     f"{added:+,.0f}",
+                    f"{low:+,.0f} to {high:+,.0f}",
                     f"{ratio:.3f}",
                     _p50_p99(raw),
                     _p50_p99(tracked),
                 )
-                console.print(f"  measured {load_name}, {setup_name}: added {added:+.0f} µs/call")
+                console.print(
+                    f"  measured {load_name}, {setup_name}: added {added:+.0f} µs/call "
+                    f"(95% CI {low:+.0f} to {high:+.0f})"
+                )
     costlens.configure_budgets([])
     return table
 
