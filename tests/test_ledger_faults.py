@@ -3,7 +3,8 @@
 The settle fails (the disk is full, the file is locked: `LedgerUnavailable`) or the process dies
 before it: the provider may have billed the call, so from its expiry the reservation counts as
 spend; a retried settle corrects the charge to the real cost, exactly once. Faults are injected
-by a connection that fails one chosen statement; processes are real (spawned).
+by a connection that fails one chosen statement, or by a trigger that fails inside the settle's one
+statement; processes are real (spawned).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
 def test_a_settle_that_failed_is_charged_at_expiry_and_a_retry_corrects_it(tmp_path: Path) -> None:
     ledger = FaultyLedger(tmp_path / "b.db")
     r = ledger.reserve([A], 1000, 10, at=T0)
-    ledger.fail_on = "INSERT INTO budget_spend"  # the settle's charge hits a full disk
+    ledger.fail_on = "UPDATE budget_reservations SET settled_nanousd"  # the settle hits a full disk
     with pytest.raises(LedgerUnavailable, match=DISK_FULL):
         ledger.settle(r, 400)
     assert ledger.failures == 1
@@ -90,16 +91,29 @@ def test_a_settle_that_failed_is_charged_at_expiry_and_a_retry_corrects_it(tmp_p
 
 
 def test_a_settle_retried_before_the_expiry_charges_once(tmp_path: Path) -> None:
-    ledger = FaultyLedger(tmp_path / "b.db")
-    r = ledger.reserve([A], 1000, 10, at=T0)
-    ledger.fail_on = "INSERT INTO budget_history"  # fails after the charge: the whole settle rolls back
-    with pytest.raises(LedgerUnavailable):
+    path = tmp_path / "b.db"
+    ledger = FaultyLedger(path)
+    r = ledger.reserve([A, BudgetKey("b", 10**9, 0, 0)], 1000, 10, at=T0)
+    # The settle's one statement fails inside SQLite after its trigger charged key "a" (writing the
+    # history of "b" hits a full disk): the whole statement rolls back, charges included.
+    with sqlite3.connect(path) as raw:
+        raw.execute(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON budget_history WHEN NEW.key = 'b' "
+            f"BEGIN SELECT RAISE(ABORT, '{DISK_FULL}'); END"
+        )
+    raw.close()
+    with pytest.raises(LedgerUnavailable, match=DISK_FULL):
         ledger.settle(r, 400)
+    assert ledger.usage(A, at=T0) == Spent(0, 1000)  # nothing charged, still held
+    assert _rows(path, "SELECT COUNT(*) FROM budget_spend") == [(0,)]
+    with sqlite3.connect(path) as raw:
+        raw.execute("DROP TRIGGER disk_full")
+    raw.close()
     ledger.settle(r, 400)
     ledger.settle(r, 400)
     ledger.reserve([A], 1, 60, at=LATER)
     assert ledger.usage(A, at=LATER) == Spent(400, 1)
-    assert _rows(tmp_path / "b.db", "SELECT SUM(calls) FROM budget_history") == [(1,)]  # one call
+    assert _rows(path, "SELECT key, SUM(calls) FROM budget_history GROUP BY key") == [("a", 1), ("b", 1)]
     ledger.close()
 
 

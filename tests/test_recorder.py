@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import costlens.recorder as recorder_module
 from costlens.recorder import Recorder, replay_spool
 from costlens.store import SpendQuery
 from costlens.store.memory import MemoryStore
@@ -155,6 +156,54 @@ def test_full_queue_with_an_idle_writer_writes_the_oldest_batch_in_the_caller(
         recorder.submit(record)
     assert recorder.flush(timeout=10)
     assert sorted(r.id for r in store.iter_records()) == sorted(r.id for r in sent)
+
+
+def test_a_starved_writer_backlog_is_written_by_the_callers(recorders: list[Recorder], spool: Path) -> None:
+    """A writer thread that has not run for a while (CPython starves it in a process that keeps the
+    GIL busy): once 4 batches wait, each caller that finds the backlog writes its oldest batch, so it
+    stays bounded, long before the queue is full. A burst while the writer is running is left to it."""
+    store = SpyStore()
+    recorder = Recorder(store, max_queue=10_000, batch_size=50, flush_interval_s=3600, spool_dir=spool)
+    recorders.append(recorder)
+    waiting_on = recorder._wake
+    recorder._wake = threading.Event()  # a writer that is never woken: it waits on the old event
+    sent = records(400)
+    for record in sent[:300]:
+        recorder.submit(record)  # the writer ran just now (it started): a burst, nothing written here
+    assert store.batches == []
+    recorder._progress -= 2  # no batch for two seconds
+    for record in sent[300:]:
+        recorder.submit(record)
+    caller = threading.current_thread().name
+    assert store.batches and all(batch == (caller, 50) for batch in store.batches)
+    assert len(recorder._queue) <= 200  # 4 batches
+    recorder._wake = waiting_on  # the writer runs again and writes the rest
+    assert recorder.flush(timeout=10)
+    assert sorted(r.id for r in store.iter_records()) == sorted(r.id for r in sent)
+
+
+def test_a_writer_stuck_inside_a_write_is_waited_on_not_overtaken(
+    recorders: list[Recorder], spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer holds its lock inside a write and finishes no batch (starved mid-write): a caller
+    that finds the long backlog waits on that lock for a while (handing the writer the GIL), then
+    queues its record; nothing is written twice or lost."""
+    monkeypatch.setattr(recorder_module, "_STALE_S", 0.05)
+    store = SpyStore(block_writer=True)
+    recorder = Recorder(store, max_queue=10_000, batch_size=2, flush_interval_s=3600, spool_dir=spool)
+    recorders.append(recorder)
+    sent = records(12)
+    recorder.submit(sent[0])
+    recorder.submit(sent[1])  # a full batch: the writer takes it and blocks in the store
+    assert store.writer_busy.wait(10)
+    recorder._progress -= 1  # and has finished no batch since
+    for record in sent[2:]:
+        recorder.submit(record)  # from 8 queued: each waits on the writer's lock, then queues
+    assert store.batches == [] and len(recorder._queue) == 10
+    store.release.set()
+    assert recorder.flush(timeout=10)
+    assert sorted(r.id for r in store.iter_records()) == sorted(r.id for r in sent)
+    assert all(name == "costlens-recorder" for name, _ in store.batches)
 
 
 def test_a_flaky_store_is_retried_without_spooling(recorders: list[Recorder], spool: Path) -> None:

@@ -9,6 +9,11 @@ Failure policy (records are never silently lost):
   folder and log an error. The first batch the store accepts again triggers a replay of the spool
   (`replay_spool()` does it by hand; appends are idempotent by id, so a record counts once).
   While the store keeps failing, later batches are spooled after a single attempt so the queue drains.
+- a starved writer: a process that keeps the GIL busy (an event loop that never waits) may not
+  schedule the writer thread for seconds. When `4 * batch_size` records wait and no batch was written
+  for a second (the writer is woken as soon as a batch waits), the calling thread writes the oldest
+  batch (one append, one attempt), or, when the writer is stuck inside a write, waits on it (which
+  hands it the GIL), so the backlog stays bounded and records reach the store meanwhile.
 - queue full (`max_queue`): the caller writes synchronously (backpressure instead of blocking
   forever or dropping): the oldest batch plus its own record when the writer thread is not writing
   (in a process that keeps the GIL busy, CPython may starve that thread for seconds), else its own
@@ -67,6 +72,9 @@ _DEGRADED_FOR_S = 5.0
 _EXIT_TIMEOUT_S = 10.0
 SIGTERM_FLUSH_S = 5.0
 """How long the SIGTERM handler waits, in all, for the recorders to write what they queue."""
+#: How long the writer thread may go without running, a backlog waiting, before callers write it
+#: (`_help`): it is woken as soon as a batch waits, so a second without a run means it is starved.
+_STALE_S = 1.0
 _PART_STALE_S = 10.0
 """A spool `.part` file this old (seconds) was left by a process that died while writing it."""
 
@@ -108,6 +116,10 @@ class Recorder:
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._interval = flush_interval_s
+        # A backlog this long while no batch was written for `_STALE_S`: the writer thread is
+        # starved (see `_help`), and callers write the oldest batches or hand it the GIL.
+        self._help_at = min(max_queue, 4 * batch_size)
+        self._progress = time.monotonic()  # when the writer last woke or drained a batch
         self._spool_dir = None if spool_dir is None else Path(spool_dir)
         self._attempts = retries + 1
         self._backoff = retry_backoff_s
@@ -154,12 +166,39 @@ class Recorder:
             return
         queue = self._queue
         n = len(queue)
-        if n >= self._max_queue:
-            self._overflow(record)
+        if n >= self._help_at:  # one comparison on the hot path: a long backlog is rare
+            if n >= self._max_queue:
+                self._overflow(record)
+            else:
+                queue.append(record)
+                self._help()
             return
         queue.append(record)
         if n + 1 == self._batch_size:
             self._wake.set()
+
+    def _help(self) -> None:
+        """A long backlog: write its oldest batch here if the writer thread made no progress for a while.
+
+        A process whose event loop (or threads) never waits keeps the GIL, and CPython hands it to a
+        waiting thread only when asked: the writer may not run for seconds while calls queue up.
+        The backlog then stays near `_help_at` records: callers write a batch every batch's worth of
+        calls, as the writer would. A writer that runs but is slower than the calls (it holds the
+        drain lock and finishes batches) is left to it, up to `max_queue` (`_overflow`)."""
+        now = time.monotonic()
+        if now - self._progress < _STALE_S or now < self._degraded_until:
+            return
+        if self._drain_lock.acquire(blocking=False):
+            try:
+                batch, marker = self._next_batch()
+                self._write_batch(batch, marker, 1)
+            finally:
+                self._drain_lock.release()
+        elif self._drain_lock.acquire(timeout=_STALE_S):
+            # The writer is inside a write and has not finished a batch for a second: every SQLite
+            # step hands the GIL away, and a busy loop that takes it back at once starves the writer
+            # mid-write. Waiting on its lock hands the GIL over for real until it is done.
+            self._drain_lock.release()
 
     def _overflow(self, record: CallRecord) -> None:
         if not self._overflow_warned:
@@ -189,6 +228,7 @@ class Recorder:
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
+            self._progress = time.monotonic()
             self._drain()
             if self._stopping and not self._queue:
                 return
@@ -205,6 +245,7 @@ class Recorder:
                 batch, marker = self._next_batch()
                 attempts = 1 if time.monotonic() < self._degraded_until else self._attempts
                 self._write_batch(batch, marker, attempts)
+                self._progress = time.monotonic()  # not in `_help`: callers' batches are no progress
         finally:
             self._drain_lock.release()
         return True
