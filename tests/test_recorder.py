@@ -185,10 +185,12 @@ def test_a_starved_writer_backlog_is_written_by_the_callers(recorders: list[Reco
 def test_a_writer_stuck_inside_a_write_is_waited_on_not_overtaken(
     recorders: list[Recorder], spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The writer holds its lock inside a write and finishes no batch (starved mid-write): a caller
-    that finds the long backlog waits on that lock for a while (handing the writer the GIL), then
-    queues its record; nothing is written twice or lost."""
-    monkeypatch.setattr(recorder_module, "_STALE_S", 0.05)
+    """The writer holds its lock inside a write and finishes no batch (starved mid-write, or a store
+    that is down): a caller that finds the long backlog waits on that lock briefly (handing the
+    writer the GIL), at most once per stale period, then queues its record; nothing is written
+    twice or lost."""
+    monkeypatch.setattr(recorder_module, "_STALE_S", 3600.0)
+    monkeypatch.setattr(recorder_module, "_HAND_OFF_S", 0.01)
     store = SpyStore(block_writer=True)
     recorder = Recorder(store, max_queue=10_000, batch_size=2, flush_interval_s=3600, spool_dir=spool)
     recorders.append(recorder)
@@ -196,9 +198,24 @@ def test_a_writer_stuck_inside_a_write_is_waited_on_not_overtaken(
     recorder.submit(sent[0])
     recorder.submit(sent[1])  # a full batch: the writer takes it and blocks in the store
     assert store.writer_busy.wait(10)
-    recorder._progress -= 1  # and has finished no batch since
+    recorder._progress -= 7200  # and has finished no batch since
+    waits = []
+    real_lock = recorder._drain_lock
+
+    class CountingLock:
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            if blocking:
+                waits.append(timeout)
+            return real_lock.acquire(blocking, timeout)
+
+        def release(self) -> None:
+            real_lock.release()
+
+    recorder._drain_lock = CountingLock()  # type: ignore[assignment]
     for record in sent[2:]:
-        recorder.submit(record)  # from 8 queued: each waits on the writer's lock, then queues
+        recorder.submit(record)  # from 8 queued: the first waits on the writer's lock, then queues
+    recorder._drain_lock = real_lock
+    assert waits == [0.01]  # once per stale period, briefly
     assert store.batches == [] and len(recorder._queue) == 10
     store.release.set()
     assert recorder.flush(timeout=10)

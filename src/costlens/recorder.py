@@ -12,8 +12,9 @@ Failure policy (records are never silently lost):
 - a starved writer: a process that keeps the GIL busy (an event loop that never waits) may not
   schedule the writer thread for seconds. When `4 * batch_size` records wait and no batch was written
   for a second (the writer is woken as soon as a batch waits), the calling thread writes the oldest
-  batch (one append, one attempt), or, when the writer is stuck inside a write, waits on it (which
-  hands it the GIL), so the backlog stays bounded and records reach the store meanwhile.
+  batch (one append, one attempt), or, when the writer is stuck inside a write, waits on it for
+  50 ms once a second (which hands it the GIL), so the backlog stays bounded and records reach
+  the store meanwhile.
 - queue full (`max_queue`): the caller writes synchronously (backpressure instead of blocking
   forever or dropping): the oldest batch plus its own record when the writer thread is not writing
   (in a process that keeps the GIL busy, CPython may starve that thread for seconds), else its own
@@ -75,6 +76,8 @@ SIGTERM_FLUSH_S = 5.0
 #: How long the writer thread may go without running, a backlog waiting, before callers write it
 #: (`_help`): it is woken as soon as a batch waits, so a second without a run means it is starved.
 _STALE_S = 1.0
+#: How long such a caller waits on a writer stuck inside a write (at most once per `_STALE_S`).
+_HAND_OFF_S = 0.05
 _PART_STALE_S = 10.0
 """A spool `.part` file this old (seconds) was left by a process that died while writing it."""
 
@@ -120,6 +123,7 @@ class Recorder:
         # starved (see `_help`), and callers write the oldest batches or hand it the GIL.
         self._help_at = min(max_queue, 4 * batch_size)
         self._progress = time.monotonic()  # when the writer last woke or drained a batch
+        self._handed_off = 0.0  # when a caller last waited on a writer stuck inside a write
         self._spool_dir = None if spool_dir is None else Path(spool_dir)
         self._attempts = retries + 1
         self._backoff = retry_backoff_s
@@ -194,11 +198,14 @@ class Recorder:
                 self._write_batch(batch, marker, 1)
             finally:
                 self._drain_lock.release()
-        elif self._drain_lock.acquire(timeout=_STALE_S):
-            # The writer is inside a write and has not finished a batch for a second: every SQLite
-            # step hands the GIL away, and a busy loop that takes it back at once starves the writer
-            # mid-write. Waiting on its lock hands the GIL over for real until it is done.
-            self._drain_lock.release()
+        elif now - self._handed_off >= _STALE_S:
+            # The writer is inside a write and has not finished a batch for a second: starved of
+            # the GIL mid-write (every SQLite step hands it away, and a busy loop takes it back at
+            # once), or waiting on a store that is down. Waiting on its lock hands it the GIL for
+            # real; briefly, and once a second, so that an outage does not stall every call.
+            self._handed_off = now
+            if self._drain_lock.acquire(timeout=_HAND_OFF_S):
+                self._drain_lock.release()
 
     def _overflow(self, record: CallRecord) -> None:
         if not self._overflow_warned:
