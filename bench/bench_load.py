@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import statistics
@@ -97,26 +98,19 @@ def _rss_mib() -> float:
 # -- loads: each runs `n` calls and returns the per-call latencies in µs ----------------------------
 
 
-def run_async(make_client: Callable[[], openai.AsyncOpenAI], n: int) -> list[float]:
-    """`n` calls from TASKS tasks on one client, made and closed inside the round's event loop (an
-    AsyncOpenAI's connections belong to the loop that opened them)."""
+async def run_async(client: openai.AsyncOpenAI, n: int) -> list[float]:
+    """`n` calls from TASKS tasks on one client."""
+    latencies: list[float] = []
+    queue = iter(range(n))
 
-    async def main() -> list[float]:
-        latencies: list[float] = []
-        client = make_client()
-        queue = iter(range(n))
+    async def worker() -> None:
+        for _ in queue:
+            t0 = time.perf_counter_ns()
+            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            latencies.append((time.perf_counter_ns() - t0) / 1000)
 
-        async def worker() -> None:
-            for _ in queue:
-                t0 = time.perf_counter_ns()
-                await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-                latencies.append((time.perf_counter_ns() - t0) / 1000)
-
-        await asyncio.gather(*(worker() for _ in range(TASKS)))
-        await client.close()
-        return latencies
-
-    return asyncio.run(main())
+    await asyncio.gather(*(worker() for _ in range(TASKS)))
+    return latencies
 
 
 def run_threads(client: openai.OpenAI, n: int, pool: ThreadPoolExecutor) -> list[float]:
@@ -151,19 +145,28 @@ def _round(load: Callable[[bool, int], list[float]], tracked: bool, n: int, samp
     samples.latencies_us.extend(latencies)
 
 
-def _loads(base_url: str, pool: ThreadPoolExecutor) -> dict[str, Callable[[bool, int], list[float]]]:
+def _loads(
+    base_url: str, pool: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop, stack: contextlib.ExitStack
+) -> dict[str, Callable[[bool, int], list[float]]]:
+    """The loads, on clients made once: the async ones live in `loop`, which runs every async round
+    (an `AsyncOpenAI` per round, in a loop of its own, put its set-up, TLS context included, into
+    the per-call CPU, and its variance into the raw and tracked figures alike)."""
+
     def sync_client(tracked: bool) -> openai.OpenAI:
         client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0)
         return costlens.track(client) if tracked else client
 
+    def async_client(tracked: bool) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+        return costlens.track(client) if tracked else client
+
     clients = {tracked: sync_client(tracked) for tracked in (False, True)}
+    async_clients = {tracked: async_client(tracked) for tracked in (False, True)}
+    for client in async_clients.values():  # closed in the loop they used, before it closes
+        stack.callback(lambda c=client: loop.run_until_complete(c.close()))
 
     def in_async(tracked: bool, n: int) -> list[float]:
-        def make() -> openai.AsyncOpenAI:
-            client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
-            return costlens.track(client) if tracked else client
-
-        return run_async(make, n)
+        return loop.run_until_complete(run_async(async_clients[tracked], n))
 
     return {
         f"{TASKS} asyncio tasks": in_async,
@@ -220,8 +223,9 @@ def measure(
         "raw p50/p99 ms", "tracked p50/p99 ms",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column in ("load", "set-up") else "right")
-    with ThreadPoolExecutor(THREADS) as pool:
-        loads = _loads(base_url, pool)
+    loop = asyncio.new_event_loop()
+    with ThreadPoolExecutor(THREADS) as pool, contextlib.closing(loop), contextlib.ExitStack() as stack:
+        loads = _loads(base_url, pool, loop, stack)
         for setup_name, setup in _setups(folder).items():
             if only and not any(word.lower() in setup_name.lower() for word in only):
                 continue
