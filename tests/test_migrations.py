@@ -9,7 +9,7 @@ import pytest
 
 from costlens._errors import ConfigError
 from costlens.store import SpendQuery
-from costlens.store._migrations import MIGRATIONS, migration_hash, statements
+from costlens.store._migrations import MIGRATIONS, migration_hash, sqlite_statements, statements
 from costlens.store.sqlite import SQLiteStore
 from costlens.usage import CallRecord
 
@@ -133,3 +133,22 @@ def test_a_file_with_call_tags_is_migrated_to_tagsets_and_rollups(tmp_path: Path
         assert "call_tags" not in tables
         assert check.execute("SELECT SUM(calls) FROM rollup_hourly").fetchone() == (3,)
     check.close()
+
+
+def test_sqlite_statements_keep_a_trigger_body_whole_and_split_the_rest_as_before() -> None:
+    sql = """
+CREATE TABLE a (x INTEGER);
+CREATE TRIGGER t AFTER INSERT ON a BEGIN
+    INSERT INTO a (x) SELECT NEW.x WHERE 0;
+    DELETE FROM a WHERE x < 0;
+END;
+CREATE INDEX a_x ON a (x);
+"""
+    parts = sqlite_statements(sql)
+    assert len(parts) == 3 and parts[1].startswith("CREATE TRIGGER") and parts[1].endswith("END")
+    conn = sqlite3.connect(":memory:")
+    for part in parts:
+        conn.execute(part)  # each is one complete statement
+    conn.close()
+    for _, migration in MIGRATIONS:  # no trigger: the same split as statements()
+        assert sqlite_statements(migration) == statements(migration)

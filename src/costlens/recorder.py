@@ -73,8 +73,8 @@ _DEGRADED_FOR_S = 5.0
 _EXIT_TIMEOUT_S = 10.0
 SIGTERM_FLUSH_S = 5.0
 """How long the SIGTERM handler waits, in all, for the recorders to write what they queue."""
-#: How long the writer thread may go without running, a backlog waiting, before callers write it
-#: (`_help`): it is woken as soon as a batch waits, so a second without a run means it is starved.
+#: How long the writer may go without draining a batch, a backlog waiting, before callers write it
+#: (`_help`): it is woken as soon as a batch waits, so a second without one means it is starved.
 _STALE_S = 1.0
 #: How long such a caller waits on a writer stuck inside a write (at most once per `_STALE_S`).
 _HAND_OFF_S = 0.05
@@ -192,13 +192,9 @@ class Recorder:
         now = time.monotonic()
         if now - self._progress < _STALE_S or now < self._degraded_until:
             return
-        if self._drain_lock.acquire(blocking=False):
-            try:
-                batch, marker = self._next_batch()
-                self._write_batch(batch, marker, 1)
-            finally:
-                self._drain_lock.release()
-        elif now - self._handed_off >= _STALE_S:
+        if self._write_oldest_here(()):
+            return
+        if now - self._handed_off >= _STALE_S:
             # The writer is inside a write and has not finished a batch for a second: starved of
             # the GIL mid-write (every SQLite step hands it away, and a busy loop takes it back at
             # once), or waiting on a store that is down. Waiting on its lock hands it the GIL for
@@ -217,17 +213,24 @@ class Recorder:
             )
         if time.monotonic() < self._degraded_until:  # the store is failing: don't wait on it here
             self._spool([record], RuntimeError("store failing; record spooled by the caller"))
-        elif self._drain_lock.acquire(blocking=False):
-            # The writer is not draining: in a process whose event loop or threads keep the GIL
-            # busy, CPython may not schedule it for seconds. Write the oldest batch (plus this
-            # record) in one transaction, rather than one transaction per call from now on.
-            try:
-                batch, marker = self._next_batch()
-                self._write_batch([*batch, record], marker, 1)
-            finally:
-                self._drain_lock.release()
-        else:  # the writer is busy with a batch: write this record alone rather than wait for it
+        # The writer not draining (in a process whose event loop or threads keep the GIL busy,
+        # CPython may not schedule it for seconds): the oldest batch goes with this record, in one
+        # transaction, rather than one transaction per call from now on. The writer busy with a
+        # batch: this record alone, rather than wait for it.
+        elif not self._write_oldest_here((record,)):
             self._write([record], 1)
+
+    def _write_oldest_here(self, extra: Sequence[CallRecord]) -> bool:
+        """In the calling thread: write the oldest batch plus `extra` in one append (one attempt)
+        if the writer is not draining; False, writing nothing, if it is."""
+        if not self._drain_lock.acquire(blocking=False):
+            return False
+        try:
+            batch, marker = self._next_batch()
+            self._write_batch([*batch, *extra], marker, 1)
+        finally:
+            self._drain_lock.release()
+        return True
 
     # -- writer ------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ from costlens.budgets._ledger_common import (
     read_definitions,
     warn_limits,
 )
-from costlens.store._migrations import statements
+from costlens.store._migrations import sqlite_statements
 from costlens.store._sqlcommon import unapplied
 from costlens.store._sqlite_conn import ConnectionsClosed, ThreadConnections, insert_rows
 
@@ -261,15 +261,16 @@ class SQLiteLedger:
             self._migrate(conn)
         return conn
 
-    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one write transaction; storage failures become `LedgerUnavailable`.
+    def _run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
+        """Run `fn` in one write transaction (or, `transaction=False`, as it is: one autocommit
+        statement); storage failures become `LedgerUnavailable`.
 
         This process's threads queue on the connections' lock first (cheaper than SQLite's
         sleeping busy handler); processes queue in SQLite (`BEGIN IMMEDIATE`, busy timeout)."""
         try:
             conn = self._conn()
             with self._conns.lock:
-                return _transact(conn, fn)
+                return _transact(conn, fn) if transaction else fn(conn)
         except (sqlite3.Error, OSError, ConnectionsClosed) as exc:
             raise LedgerUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
 
@@ -291,7 +292,7 @@ class SQLiteLedger:
         conn.execute(_MIGRATIONS_TABLE)
         applied = {name for (name,) in conn.execute("SELECT name FROM budget_schema_migrations")}
         for name, sql in unapplied(MIGRATIONS, applied, f"the budget ledger {self.path}", "use it"):
-            for statement in _whole_statements(sql):
+            for statement in sqlite_statements(sql):
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO budget_schema_migrations (name, applied_at) VALUES (?, ?)",
@@ -354,12 +355,7 @@ class SQLiteLedger:
         """Run one statement on a reservation's held rows, in autocommit (a write statement locks
         the file for itself from its start); True when it found them. Else the reservation was
         settled or released already, or expired, which the caller corrects in a transaction."""
-        try:
-            conn = self._conn()
-            with self._conns.lock:
-                return bool(conn.execute(sql, params).rowcount)
-        except (sqlite3.Error, OSError, ConnectionsClosed) as exc:
-            raise LedgerUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+        return self._run(lambda conn: bool(conn.execute(sql, params).rowcount), transaction=False)
 
     def usage(self, key: BudgetKey, *, at: datetime | None = None) -> Spent:
         at_us = now_us(at)
@@ -446,21 +442,6 @@ def _correct_expired(
         [(key, history_bucket(at), delta(amount), calls) for key, amount, _, at in rows],
         _HISTORY_TAIL,
     )
-
-
-def _whole_statements(sql: str) -> list[str]:
-    """The store's `statements()`, with a trigger's body kept whole: its own statements end in `;`
-    at the end of a line too, so parts are joined until SQLite calls the statement complete."""
-    out: list[str] = []
-    pending = ""
-    for part in statements(sql):
-        pending = f"{pending};\n{part}" if pending else part
-        if sqlite3.complete_statement(pending + ";"):
-            out.append(pending)
-            pending = ""
-    if pending:
-        out.append(pending)
-    return out
 
 
 def _transact(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -21,6 +21,7 @@ as every append. `WITHOUT ROWID` is SQLite's clustered primary key; other backen
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 
 __all__ = ["MIGRATIONS", "migration_hash", "statements"]
 
@@ -163,6 +164,21 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 def statements(sql: str) -> list[str]:
     """Split a migration into statements (each ends with `;` at the end of a line)."""
     return [part.strip() for part in sql.split(";\n") if part.strip()]
+
+
+def sqlite_statements(sql: str) -> list[str]:
+    """`statements()` for SQLite, with a trigger's body kept whole: its own statements end in `;` at
+    the end of a line too, so parts are joined until SQLite calls the statement complete."""
+    out: list[str] = []
+    pending = ""
+    for part in statements(sql):
+        pending = f"{pending};\n{part}" if pending else part
+        if sqlite3.complete_statement(pending + ";"):
+            out.append(pending)
+            pending = ""
+    if pending:
+        out.append(pending)
+    return out
 
 
 def migration_hash(sql: str) -> str:

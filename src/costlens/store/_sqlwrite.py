@@ -200,8 +200,7 @@ def _extra_values(extra: _Extra) -> tuple[object, ...]:
     ended, latency, ttft, trace_id, span_id, route, budgets, content = extra
     return (
         None if ended is None else to_micros(ended), latency, ttft, trace_id, span_id,
-        None if route is None else dumps(route), "[]" if budgets is None else dumps(budgets),
-        None if content is None else dumps(content),
+        _json_or_none(route), "[]" if budgets is None else dumps(budgets), _json_or_none(content),
     )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from costlens._errors import ConfigError
 from costlens.store._base import SpendQuery, SpendRow, UnpricedModel, from_micros, to_micros
 from costlens.store._errors import StoreNotFound, StoreUnusable
-from costlens.store._migrations import MIGRATIONS, statements
+from costlens.store._migrations import MIGRATIONS, sqlite_statements
 from costlens.store._rows import record_from_columns
 from costlens.store._sql import RAW, ROLLUP, Filter, Source, aggregate_sql
 from costlens.store._sqlcommon import spend_rows, unapplied
@@ -138,7 +138,7 @@ class SQLiteStore:
         try:
             conn.execute(_CREATE_MIGRATIONS)
             for name, sql in _pending(conn):
-                for statement in statements(sql):
+                for statement in sqlite_statements(sql):
                     conn.execute(statement)
                 applied_at = datetime.now(UTC).isoformat()
                 conn.execute(
