@@ -350,8 +350,44 @@ def test_sqlite_batches_one_dims_row_for_calls_that_differ_only_in_json_parts() 
     batch = [
         rec(budgets=[{"reservation": f"r{i}"}], route={"n": i}, content={"p": str(i)}) for i in range(50)
     ]
-    _, wide, dims, _ = _split(batch)
-    assert wide and len(dims) == 1
+    _, _, dims, _ = _split(batch)
+    assert len(dims) == 1
+
+
+def test_sqlite_stage_binds_only_the_extras_some_call_of_the_batch_has() -> None:
+    """An extra column that every call of a batch lacks is left out of the stage INSERT (NULL by
+    default) instead of bound as None, which costs `sqlite3` a failed adapter lookup per value."""
+    from costlens.store._sqlwrite import _split
+
+    plain = [rec(ended_at=T0 + timedelta(seconds=1), latency_ms=12.5) for _ in range(3)]
+    head, rows, _, _ = _split(plain)
+    assert head.endswith("reasoning_tokens, cost_nanousd, estimated, cache_write_1h_tokens, "
+                         "input_audio_tokens, output_audio_tokens, citation_tokens, web_search_requests, "
+                         "file_search_requests, ended_at_us, latency_ms)")  # fmt: skip
+    assert all(None not in row for row in rows)
+    traced = [*plain, rec(trace_id="t1", span_id="s1", ttft_ms=3.0)]
+    head, rows, _, _ = _split(traced)
+    assert head.endswith("ended_at_us, latency_ms, ttft_ms, trace_id, span_id)")
+    assert {len(row) for row in rows} == {head.count(",") + 1}
+    head, rows, _, _ = _split([rec()])  # no extras at all: core values only
+    assert head.endswith("file_search_requests)") and len(rows[0]) == head.count(",") + 1
+
+
+def test_sqlite_round_trips_batches_whose_calls_have_different_extras(tmp_path: Path) -> None:
+    """Each batch leaves out the extras none of its calls has; the records read back are exact."""
+    store = open_store(f"sqlite:///{tmp_path}/x.db")
+    end = T0 + timedelta(seconds=2)
+    batches = [
+        [rec(at=T0 + timedelta(seconds=i), ended_at=end, latency_ms=float(i)) for i in range(5)],
+        [rec(at=T0 + timedelta(minutes=1, seconds=i), trace_id=f"t{i}" if i % 2 else None) for i in range(5)],
+        [rec(at=T0 + timedelta(minutes=2, seconds=i), ttft_ms=1.5 * i, route={"p": i}) for i in range(5)],
+        [rec(at=T0 + timedelta(minutes=3), cost=None)],
+    ]
+    for batch in batches:
+        store.append(batch)
+    expected = [r for batch in batches for r in batch]
+    assert sorted(store.iter_records(), key=lambda r: r.started_at) == expected
+    store.close()
 
 
 def test_unknown_scheme_lists_the_known_ones() -> None:

@@ -49,7 +49,8 @@ def sent_body(options: Any) -> dict[str, Any] | None:
     if not isinstance(body, dict):
         return None
     extra = getattr(options, "extra_json", None)
-    merged = {**body, **extra} if isinstance(extra, Mapping) and extra else body
+    # `extra` first: usually None, and an ABC's isinstance of it costs a Python-level call
+    merged = {**body, **extra} if extra and isinstance(extra, Mapping) else body
     for value in merged.values():  # a loop, not any(<generator>): this runs for every call
         if type(value).__name__ in _UNSET:
             # the SDKs' "not given" sentinels (e.g. anthropic's `.stream()` helper leaves `Omit` values):
@@ -63,7 +64,7 @@ def write_back(request: Request, options: Any) -> None:
     merges it last), the rest go to `json_data`. New dicts: the caller's objects are never mutated."""
     body = request.body
     extra = getattr(options, "extra_json", None)
-    if isinstance(extra, Mapping) and extra:
+    if extra and isinstance(extra, Mapping):
         options.json_data = {k: v for k, v in body.items() if k not in extra}
         options.extra_json = {k: body[k] for k in extra if k in body}
     else:

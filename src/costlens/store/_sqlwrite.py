@@ -15,6 +15,8 @@ inside the caller's transaction.
 
 from __future__ import annotations
 
+import functools
+import operator
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -59,8 +61,6 @@ _CREATE = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (dim INTEGER NOT NULL, {', '.join(_VAR)})",
     f"CREATE TEMP TABLE IF NOT EXISTS {_DIMS} (dim INTEGER PRIMARY KEY, {', '.join(_DIM)})",
 )
-_INSERT_STAGE = f"INSERT INTO temp.{_STAGE}"
-_INSERT_CORE = f"INSERT INTO temp.{_STAGE} (dim, {', '.join(_CORE)})"
 _INSERT_DIMS = f"INSERT INTO temp.{_DIMS}"
 
 
@@ -153,9 +153,10 @@ def _json_or_none(value: object) -> str | None:
 
 def _split(
     records: Sequence[CallRecord],
-) -> tuple[list[tuple[object, ...]], bool, dict[tuple[object, ...], int], dict[str, Mapping[str, str]]]:
-    """Stage rows (core values, plus the extras when `wide`), distinct dims (-> dim number), and
-    the tags dict of every tags text seen. The hot loop of every write: kept lean on purpose."""
+) -> tuple[str, list[tuple[object, ...]], dict[tuple[object, ...], int], dict[str, Mapping[str, str]]]:
+    """The stage INSERT and its rows (core values, plus the extras that some call of the batch
+    has), distinct dims (-> dim number), and the tags dict of every tags text seen. The hot loop
+    of every write: kept lean on purpose."""
     cores: list[tuple[object, ...]] = []
     extras: list[_Extra] = []
     wide = False
@@ -191,9 +192,32 @@ def _split(
         extras.append(extra)
         if not wide and extra != _NO_EXTRA:
             wide = True
-    if wide:
-        cores = [(*core, *_extra_values(extra)) for core, extra in zip(cores, extras, strict=True)]
-    return cores, wide, dims, tag_dicts
+    if not wide:
+        return _stage_head(()), cores, dims, tag_dicts
+    present = tuple(
+        i for i, column in enumerate(zip(*extras, strict=True)) if column.count(None) != len(column)
+    )
+    pairs = zip(cores, extras, strict=True)
+    if len(present) == 1:
+        one = present[0]
+        cores = [(*core, _extra_values(extra)[one]) for core, extra in pairs]
+    elif len(present) < len(_EXTRA):
+        pick = operator.itemgetter(*present)
+        cores = [(*core, *pick(_extra_values(extra))) for core, extra in pairs]
+    else:
+        cores = [(*core, *_extra_values(extra)) for core, extra in pairs]
+    return _stage_head(present), cores, dims, tag_dicts
+
+
+@functools.cache
+def _stage_head(extras: tuple[int, ...]) -> str:
+    """The stage INSERT naming the core columns and the extras at these positions.
+
+    An extra that no call of the batch has is left out (NULL by default) instead of bound as None:
+    Python's `sqlite3` binds an int or a str directly, but looks an adapter up for None, which on
+    CPython 3.11 fails with a formatted AttributeError: ~0.6 µs per None against ~0.1 µs per int,
+    and most calls have five (no trace, span, route, content or time to first token)."""
+    return f"INSERT INTO temp.{_STAGE} (dim, {', '.join([*_CORE, *(_EXTRA[i] for i in extras)])})"
 
 
 def _extra_values(extra: _Extra) -> tuple[object, ...]:
@@ -238,7 +262,7 @@ def write_batch(
     """
     if not records:
         return 0
-    stage, wide, dims, tag_dicts = _split(records)
+    head, stage, dims, tag_dicts = _split(records)
     dim_rows = []
     for key, dim in dims.items():
         text = str(key[_TAGS_AT])
@@ -246,7 +270,7 @@ def write_batch(
         row[_PRICE_KNOWN_AT], row[_STREAM_AT] = int(bool(row[_PRICE_KNOWN_AT])), int(bool(row[_STREAM_AT]))
         dim_rows.append((dim, *row, _tagset_id(conn, text, tag_dicts[text], cache, fresh)))
     insert_rows(conn, _INSERT_DIMS, dim_rows)
-    insert_rows(conn, _INSERT_STAGE if wide else _INSERT_CORE, stage)
+    insert_rows(conn, head, stage)
     watermark = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM calls").fetchone()[0]
     inserted = conn.execute(_MOVE).rowcount
     if inserted == len(stage):
