@@ -4,7 +4,8 @@ Run: `.venv/bin/python bench/bench_load.py [--rounds 24] [--calls 200] [--rss-ca
 
 The fake provider runs in its own process so its work does not share our GIL. For each load
 (100 asyncio tasks on one `AsyncOpenAI`, 16 threads on one `OpenAI`, sequential plain calls,
-sequential streamed calls) and each set-up (SQLite store, `memory://` store, SQLite store plus two
+sequential streamed calls, and the same streamed calls against a raw client that asks for the
+stream's usage itself) and each set-up (SQLite store, `memory://` store, SQLite store plus two
 nested budgets on the SQLite ledger, and the same budgets on the in-process `memory://` ledger, which
 shows the budget engine's own share), raw and tracked clients take turns in alternating (ABBA) rounds of
 `--calls` calls, so drift on the machine hits both alike. Per round we measure:
@@ -122,12 +123,15 @@ def run_threads(client: openai.OpenAI, n: int, pool: ThreadPoolExecutor) -> list
     return list(pool.map(one, range(n)))
 
 
-def run_sequential(client: openai.OpenAI, n: int, *, stream: bool) -> list[float]:
+def run_sequential(client: openai.OpenAI, n: int, *, stream: bool, ask_usage: bool = False) -> list[float]:
     out = []
+    options: dict[str, Any] = {"stream_options": {"include_usage": True}} if ask_usage else {}
     for _ in range(n):
         t0 = time.perf_counter_ns()
         if stream:
-            for _chunk in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
+            for _chunk in client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, **options
+            ):
                 pass
         else:
             client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
@@ -173,6 +177,12 @@ def _loads(
         f"{THREADS} threads": lambda tracked, n: run_threads(clients[tracked], n, pool),
         "sequential": lambda tracked, n: run_sequential(clients[tracked], n, stream=False),
         "sequential stream": lambda tracked, n: run_sequential(clients[tracked], n, stream=True),
+        # The baseline a caller who wants a stream's usage pays without costlens: the raw side asks
+        # for it (the provider sends one more event, the SDK reads and builds it); the tracked side
+        # does not ask (costlens asks, and drops the event before the SDK builds it).
+        "sequential stream, raw asks for usage": lambda tracked, n: run_sequential(
+            clients[tracked], n, stream=True, ask_usage=not tracked
+        ),
     }
 
 
