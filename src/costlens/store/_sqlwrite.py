@@ -36,7 +36,6 @@ _CORE = (
 # The JSON parts are per call too (a budget entry names its reservation, content is the call's
 # own text): as dims, every budgeted call made a dims row and a rollup group of its own.
 _EXTRA = ("ended_at_us", "latency_ms", "ttft_ms", "trace_id", "span_id", "route", "budgets", "content")
-_NO_EXTRA = (None, None, None, None, None, None, None, None)
 _Extra = tuple[
     datetime | None,
     float | None,
@@ -159,7 +158,6 @@ def _split(
     of every write: kept lean on purpose."""
     cores: list[tuple[object, ...]] = []
     extras: list[_Extra] = []
-    wide = False
     dims: dict[tuple[object, ...], int] = {}
     texts: dict[int, str] = {}  # id(tags dict) -> text; the records keep their dicts alive meanwhile
     by_items: dict[tuple[tuple[str, object], ...], str] = {}
@@ -190,22 +188,17 @@ def _split(
             r.ended_at, r.latency_ms, r.ttft_ms, r.trace_id, r.span_id, r.route, r.budgets or None, r.content
         )  # fmt: skip
         extras.append(extra)
-        if not wide and extra != _NO_EXTRA:
-            wide = True
-    if not wide:
-        return _stage_head(()), cores, dims, tag_dicts
+    # The extras some call of the batch has (`tuple.count` runs in C): only those are bound.
     present = tuple(
         i for i, column in enumerate(zip(*extras, strict=True)) if column.count(None) != len(column)
     )
-    pairs = zip(cores, extras, strict=True)
-    if len(present) == 1:
-        one = present[0]
-        cores = [(*core, _extra_values(extra)[one]) for core, extra in pairs]
-    elif len(present) < len(_EXTRA):
-        pick = operator.itemgetter(*present)
-        cores = [(*core, *pick(_extra_values(extra))) for core, extra in pairs]
-    else:
-        cores = [(*core, *_extra_values(extra)) for core, extra in pairs]
+    if present:
+        pick = operator.itemgetter(*present)  # one index gives the value itself, more a tuple
+        pairs = zip(cores, extras, strict=True)
+        if len(present) == 1:
+            cores = [(*core, pick(_extra_values(extra))) for core, extra in pairs]
+        else:
+            cores = [(*core, *pick(_extra_values(extra))) for core, extra in pairs]
     return _stage_head(present), cores, dims, tag_dicts
 
 
