@@ -8,6 +8,11 @@ from the fake provider (`fake.enqueue(raw=...)`).
 from __future__ import annotations
 
 import copy
+import dataclasses
+import enum
+import itertools
+import pickle
+import time
 from collections.abc import Iterator
 from decimal import Decimal as D
 from pathlib import Path
@@ -115,6 +120,43 @@ def test_a_part_larger_than_its_total_is_rejected(kwargs: dict[str, int], messag
     with pytest.raises(ValueError, match=message):
         Usage(**kwargs)
     assert Usage.__dataclass_params__.frozen and not hasattr(Usage(), "__dict__")  # type: ignore[attr-defined]
+
+
+class _Kind(enum.IntEnum):
+    SOME = 3
+
+
+@pytest.mark.parametrize("bad", [True, 1.0, "3", None, _Kind.SOME, -1])
+def test_usage_refuses_every_count_that_is_not_a_plain_non_negative_int(bad: object) -> None:
+    """`Usage.__new__` tests all counts at once (exact int type, their bitwise OR non-negative):
+    a bool, an int subclass, a float or a negative count still gets the message naming it."""
+    for name in ("input_tokens", "file_search_requests"):
+        with pytest.raises(ValueError, match=f"Usage.{name} must be a non-negative int, got"):
+            Usage(**{"input_tokens": 10, "output_tokens": 10, name: bad})  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(usage=usages())
+def test_usage_built_fast_is_a_frozen_dataclass_like_any_other(usage: Usage) -> None:
+    """Built as a plain object of the same slots, then made a `Usage`: it must not differ from one
+    built field by field (equality, hash, pickling, copies, `replace`, frozen, no `__dict__`)."""
+    same = Usage(**{f.name: getattr(usage, f.name) for f in dataclasses.fields(Usage)})
+    assert type(same) is Usage and same == usage and hash(same) == hash(usage)
+    assert pickle.loads(pickle.dumps(usage)) == usage == copy.copy(usage) == copy.deepcopy(usage)
+    assert dataclasses.replace(usage, citation_tokens=0, output_tokens=usage.output_tokens + 1) != usage
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        usage.input_tokens = 1  # type: ignore[misc]
+    assert not hasattr(usage, "__dict__")
+
+
+def test_a_usage_subclass_with_slots_of_its_own_is_built_field_by_field() -> None:
+    class Tagged(Usage):
+        __slots__ = ("label",)
+
+    tagged = Tagged(10, 4, cache_read_tokens=2)
+    assert type(tagged) is Tagged and tagged.uncached_input_tokens == 8 and tagged.total_tokens == 14
+    with pytest.raises(ValueError, match="exceed input_tokens"):
+        Tagged(1, 0, cache_read_tokens=2)
 
 
 # Every finer price set, so that any usage has a price: the parts must sum exactly to the total.
@@ -590,3 +632,19 @@ def test_reprice_uses_the_parts() -> None:
     assert report.totals["change_usd"] == 0
     # 200*5 + 800*10 + 10*25 per 1M + 3 searches at $0.01
     assert report.totals["repriced_cost_usd"] == (200 * D(5) + 800 * D(10) + 10 * D(25)) / M + D("0.03")
+
+
+def test_record_ids_are_microseconds_tag_and_counter_in_hex_and_sort_by_time() -> None:
+    from costlens.usage import _new_id
+
+    before = time.time_ns() // 1000
+    ids = [CallRecord("openai", "chat", "m").id for _ in range(50)]
+    after = time.time_ns() // 1000
+    assert len(set(ids)) == 50 and ids == sorted(ids)
+    for text in ids:
+        assert len(text) == 32 and int(text, 16) >= 0
+        assert before <= int(text[:14], 16) <= after
+        assert text[14:24] == ids[0][14:24]  # the process's tag
+    counters = [int(text[24:], 16) for text in ids]
+    assert all((b - a) % 2**32 == 1 for a, b in itertools.pairwise(counters))  # one apart
+    assert _new_id()[14:24] == ids[0][14:24]

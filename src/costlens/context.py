@@ -8,12 +8,20 @@ Nesting merges (inner keys win); leaving the block restores the outer tags.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 
-__all__ = ["WELL_KNOWN_TAGS", "current_router", "current_tags", "routing_with", "tags"]
+__all__ = [
+    "WELL_KNOWN_TAGS",
+    "current_router",
+    "current_tags",
+    "read_router",
+    "read_tags",
+    "routing_with",
+    "tags",
+]
 
 #: Tags with a meaning across costlens (reports, budgets); any other key is allowed too.
 WELL_KNOWN_TAGS = ("project", "feature", "user", "environment", "task", "api_key")
@@ -25,6 +33,10 @@ _tags: ContextVar[Mapping[str, str]] = ContextVar("costlens_tags", default=_EMPT
 def current_tags() -> Mapping[str, str]:
     """The tags in force here (read-only)."""
     return _tags.get()
+
+
+#: `current_tags` for the call path: the context variable's own bound `get`, no Python frame.
+read_tags: Callable[[], Mapping[str, str]] = _tags.get
 
 
 def _clean(kv: Mapping[str, object]) -> dict[str, str]:
@@ -78,6 +90,10 @@ _router: ContextVar[object | None] = ContextVar("costlens_router", default=None)
 def current_router() -> object | None:
     """The router `router.create()` is routing through here, or None."""
     return _router.get()
+
+
+#: `current_router` for the call path, without a Python frame (as `read_tags`).
+read_router: Callable[[], object | None] = _router.get
 
 
 @contextmanager

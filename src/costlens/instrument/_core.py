@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from typing import Any, Protocol
 
 from costlens._errors import internal_error
-from costlens.context import current_router
+from costlens.context import read_router
 from costlens.pipeline import Call, Pipeline, Request
 from costlens.usage import Usage
 
@@ -105,7 +105,8 @@ def _complete_response(adapter: Adapter, call: Call, result: Any) -> None:
             call.text.extend(adapter.output_text(result))
     except Exception as exc:
         internal_error("reading the usage of an LLM response", exc)
-    call.finish()
+    if not call.finished:  # (`call.finish()`, one frame less on every call)
+        call.pipeline.finish(call)
 
 
 def _observer(adapter: Adapter, call: Call) -> Callable[[Any], bool]:
@@ -305,7 +306,7 @@ class _PipelineSource:
 
     def __call__(self) -> Pipeline:
         base = _PIPELINE_OVERRIDE.get() or self._get()
-        router: Any = current_router() or self._router
+        router: Any = read_router() or self._router
         if router is None:
             return base
         if base is not self._base or router is not self._used or self._routed is None:

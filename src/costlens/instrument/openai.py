@@ -428,7 +428,7 @@ class OpenAIAdapter:
         write_back(request, options)
 
     def facts_of(self, result: Any) -> dict[str, Any]:
-        parsed = unwrap(result)
+        parsed = result if isinstance(result, BaseModel) else unwrap(result)  # (a frame less, usually)
         if isinstance(parsed, BaseModel):
             return {
                 "response_model": getattr(parsed, "model", None),
@@ -437,6 +437,10 @@ class OpenAIAdapter:
         return {"response_model": _get(parsed, "model"), "service_tier": _get(parsed, "service_tier")}
 
     def usage_of(self, result: Any, provider: str) -> Usage | None:
+        if isinstance(result, BaseModel) and getattr(result, "object", None) == "chat.completion":
+            # the SDK's chat completion, on every plain call: `usage_of_response`'s first branch inline
+            raw_usage = getattr(result, "usage", None)
+            return None if raw_usage is None else chat_usage(raw_usage, convention_for(provider, "chat"))
         return usage_of_response(unwrap(result), provider)
 
     def output_text(self, result: Any) -> list[str]:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from costlens._errors import ConfigError, internal_error
-from costlens.context import current_tags
+from costlens.context import read_tags
 from costlens.pipeline._call import Call
 from costlens.pipeline._price import Pricer
 from costlens.pipeline._request import Request
@@ -90,7 +90,7 @@ class Pipeline:
         A step that raises refuses the call: it is recorded as blocked, the steps that ran already
         see the error, and the exception propagates to the caller.
         """
-        context = current_tags()
+        context = read_tags()
         tags = {**request.tags, **context} if context else request.tags
         call = Call(self, request, tags)
         call.want_text = self._content_chars > 0
@@ -126,8 +126,15 @@ class Pipeline:
                 call.record.content = content_of(call.request, call.text, self._content_chars)
         except Exception as exc:
             internal_error("recording an LLM call", exc)
-        self._after(call, error)
-        self._emit(call.record)
+        # (`_after` and `_emit` inlined: every tracked call ends here, and a call costs frames)
+        if call.flows:
+            self._after(call, error)
+        record = call.record
+        for sink in self._sinks:
+            try:
+                sink(record)
+            except Exception as exc:
+                internal_error("recording an LLM call", exc)
 
     def _after(self, call: Call, error: BaseException | None) -> None:
         flows = call.flows

@@ -10,6 +10,11 @@ from costlens.usage import CallRecord, Usage
 
 if TYPE_CHECKING:
     from costlens.pricing import PriceCatalogue
+    from costlens.pricing._model import ModelPrice
+
+#: (provider to price, model to price, its price when it does not change with time)
+_Target = tuple[str, str, "ModelPrice | None"]
+_MAX_TARGETS = 4096
 
 _NanousdCost = Callable[[Usage, str, str, datetime | None, str | None], tuple[int | None, str]]
 
@@ -17,45 +22,67 @@ __all__ = ["Pricer"]
 
 
 class Pricer:
-    """Prices records. Remembers (provider, answered model, sent model) -> the (provider, model) to
-    price, and forgets it when the price catalogue is replaced (overrides reloaded).
+    """Prices records. Remembers (provider, answered model, sent model, service tier) -> the
+    (provider, model) to price and, when that price does not change with time, the price itself;
+    forgets both when the price catalogue is replaced (overrides reloaded).
 
     The record keeps the provider it was sent to; only the price list may differ: an endpoint named
     by its host (a local proxy) is priced as OpenAI-compatible (`costlens.pricing._compat`)."""
 
-    __slots__ = ("_catalogue", "_get_catalogue", "_models", "_nanousd_cost")
+    __slots__ = ("_catalogue", "_get_catalogue", "_models", "_nanousd_cost", "_nanousd_of")
 
     def __init__(self) -> None:
-        self._models: dict[tuple[str, str | None, str], tuple[str, str]] = {}
+        self._models: dict[tuple[str, str | None, str, str | None], _Target] = {}
         self._catalogue: PriceCatalogue | None = None
         # costlens.pricing is imported on the first call priced (not at import: it is heavier)
         self._get_catalogue: Callable[[], PriceCatalogue] | None = None
         self._nanousd_cost: _NanousdCost | None = None
+        self._nanousd_of: Callable[[Usage, ModelPrice], int | None] | None = None
 
     def price(self, record: CallRecord, sent_model: str, usage: Usage) -> None:
         get_catalogue = self._get_catalogue
-        nanousd_cost = self._nanousd_cost
-        if get_catalogue is None or nanousd_cost is None:
-            from costlens.pricing import _catalogue
-
-            get_catalogue = self._get_catalogue = _catalogue.get_catalogue
-            nanousd_cost = self._nanousd_cost = _catalogue.nanousd_cost
+        if get_catalogue is None:
+            get_catalogue = self._load()
         catalogue = get_catalogue()
         if self._catalogue is not catalogue:
             self._models = {}
             self._catalogue = catalogue
-        key = (record.provider, record.response_model, sent_model)
+        tier = record.service_tier
+        key = (record.provider, record.response_model, sent_model, tier)
         target = self._models.get(key)
         if target is None:
-            from costlens.pricing._compat import pricing_provider
-
-            model = _model_to_price(catalogue, *key)
-            target = self._models[key] = (pricing_provider(catalogue, record.provider, model), model)
+            target = self._target(catalogue, key)
+        provider, model, fixed = target
         # the integers `cost(...)` would give, `record.set_cost` keeps: no `Cost`, no `Decimal`
-        nanousd, version = nanousd_cost(usage, *target, record.started_at, record.service_tier)
+        if fixed is not None and self._nanousd_of is not None:  # a price that does not change with time
+            nanousd: int | None = self._nanousd_of(usage, fixed)
+            version = catalogue.version
+        else:  # dated prices, or none known (`nanousd_cost` warns about that once)
+            assert self._nanousd_cost is not None
+            nanousd, version = self._nanousd_cost(usage, provider, model, record.started_at, tier)
         record.cost_nanousd = nanousd
         record.price_known = nanousd is not None
         record.price_version = version
+
+    def _load(self) -> Callable[[], PriceCatalogue]:
+        from costlens.pricing import _catalogue, _model
+
+        self._nanousd_cost = _catalogue.nanousd_cost
+        self._nanousd_of = _model.nanousd_of
+        self._get_catalogue = _catalogue.get_catalogue
+        return _catalogue.get_catalogue
+
+    def _target(self, catalogue: PriceCatalogue, key: tuple[str, str | None, str, str | None]) -> _Target:
+        from costlens.pricing._compat import pricing_provider
+
+        provider, response_model, sent_model, tier = key
+        model = _model_to_price(catalogue, provider, response_model, sent_model)
+        priced_as = pricing_provider(catalogue, provider, model)
+        target = (priced_as, model, catalogue.entry(priced_as, model, tier).fixed)
+        if len(self._models) >= _MAX_TARGETS:  # model names invented without end must not grow it so
+            self._models.clear()
+        self._models[key] = target
+        return target
 
 
 def _model_to_price(
