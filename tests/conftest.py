@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anthropic
+import openai
 import pytest
 
 import costlens
@@ -20,6 +25,39 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("COSTLENS_HOME", str(home))
     monkeypatch.delenv("COSTLENS_STORE", raising=False)
     monkeypatch.delenv("COSTLENS_PRICES", raising=False)
+
+
+# The SDK clients a test makes, closed when it ends. An openai or anthropic client that has made a
+# call sits in a reference cycle (the SDK's resources point back at it), so it is freed by the cycle
+# collector at some later moment, and its pooled socket's ResourceWarning then fails whichever test
+# happens to be running (warnings are errors here).
+_OPENED: list[weakref.ref[Any]] = []
+
+
+def _register_on_init(cls: type) -> None:
+    original = cls.__init__  # type: ignore[misc]
+
+    @functools.wraps(original)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        _OPENED.append(weakref.ref(self))
+
+    cls.__init__ = init  # type: ignore[misc]
+
+
+for _cls in (openai.OpenAI, anthropic.Anthropic):
+    _register_on_init(_cls)
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    start = len(_OPENED)
+    yield
+    opened, _OPENED[start:] = _OPENED[start:], []
+    for ref in opened:
+        client = ref()
+        if client is not None:
+            client.close()
 
 
 @pytest.fixture(scope="session")

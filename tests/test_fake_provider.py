@@ -414,11 +414,18 @@ def test_cut_stream_openai(fake: FakeProvider, oai: openai.OpenAI) -> None:
     assert isinstance(err.value.__cause__, httpx2.RemoteProtocolError)
 
 
-def test_cut_stream_anthropic_is_not_wrapped(fake: FakeProvider, claude: anthropic.Anthropic) -> None:
-    # anthropic's stream iterator lets the transport error through unwrapped.
+#: What a cut anthropic stream raises: the transport's error (SDK < 2.17) or the SDK's (2.17 and later).
+_CUT_ANTHROPIC_STREAM = (httpx2.RemoteProtocolError, anthropic.APIConnectionError)
+
+
+def test_cut_stream_anthropic_raises_after_the_events_it_got(
+    fake: FakeProvider, claude: anthropic.Anthropic
+) -> None:
+    # anthropic's stream iterator let the transport error through unwrapped before 2.17; it wraps it
+    # in APIConnectionError since.
     fake.enqueue(fault=Fault.cut_stream(after_events=2))
     received = []
-    with pytest.raises(httpx2.RemoteProtocolError), message(claude, stream=True) as stream:
+    with pytest.raises(_CUT_ANTHROPIC_STREAM), message(claude, stream=True) as stream:
         received.extend(stream)
     assert [e.type for e in received] == ["message_start", "content_block_start"]
 
@@ -431,7 +438,7 @@ def test_cut_after_the_last_event(
     with chat(oai, stream=True, max_tokens=2) as stream:
         assert len(list(stream)) == 4
     received = []
-    with pytest.raises(httpx2.RemoteProtocolError), message(claude, stream=True) as astream:
+    with pytest.raises(_CUT_ANTHROPIC_STREAM), message(claude, stream=True) as astream:
         received.extend(astream)
     assert received[-1].type == "message_stop"
 
