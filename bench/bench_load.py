@@ -6,8 +6,9 @@ The fake provider runs in its own process so its work does not share our GIL. Fo
 (100 asyncio tasks on one `AsyncOpenAI`, 16 threads on one `OpenAI`, sequential plain calls,
 sequential streamed calls, and the same streamed calls against a raw client that asks for the
 stream's usage itself) and each set-up (SQLite store, `memory://` store, SQLite store plus two
-nested budgets on the SQLite ledger, and the same budgets on the in-process `memory://` ledger, which
-shows the budget engine's own share), raw and tracked clients take turns in alternating (ABBA) rounds of
+nested budgets on the SQLite ledger, the same with budget leases ($1 slices admitted in memory), and
+the same budgets on the in-process `memory://` ledger, which shows the budget engine's own share),
+raw and tracked clients take turns in alternating (ABBA) rounds of
 `--calls` calls, so drift on the machine hits both alike. Per round we measure:
 
 - client CPU per call: `time.process_time()` of this process (every thread, the recorder's
@@ -195,30 +196,29 @@ def _setups(folder: Path) -> dict[str, Callable[[], None]]:
         costlens.configure(store="memory://", durability="async")
         costlens.configure_budgets([])
 
+    def two_budgets() -> list[costlens.Budget]:
+        return [
+            costlens.Budget("all", limit_usd="1000000", window="month"),
+            costlens.Budget("per-model", limit_usd="1000000", window="day", scope={"model": "*"}),
+        ]
+
     def budgets() -> None:
         costlens.configure(store=f"sqlite:///{folder / 'calls.db'}", durability="async")
-        costlens.configure_budgets(
-            [
-                costlens.Budget("all", limit_usd="1000000", window="month"),
-                costlens.Budget("per-model", limit_usd="1000000", window="day", scope={"model": "*"}),
-            ],
-            ledger=f"sqlite:///{folder / 'budgets.db'}",
-        )
+        costlens.configure_budgets(two_budgets(), ledger=f"sqlite:///{folder / 'budgets.db'}")
+
+    def budgets_leased() -> None:  # the same budgets, calls admitted against $1 slices in memory
+        costlens.configure(store=f"sqlite:///{folder / 'calls.db'}", durability="async")
+        costlens.configure_budgets(two_budgets(), ledger=f"sqlite:///{folder / 'budgets.db'}", lease_usd="1")
 
     def budgets_in_memory() -> None:  # the same budgets on the in-process ledger: the engine's own share
         costlens.configure(store=f"sqlite:///{folder / 'calls.db'}", durability="async")
-        costlens.configure_budgets(
-            [
-                costlens.Budget("all", limit_usd="1000000", window="month"),
-                costlens.Budget("per-model", limit_usd="1000000", window="day", scope={"model": "*"}),
-            ],
-            ledger="memory://",
-        )
+        costlens.configure_budgets(two_budgets(), ledger="memory://")
 
     return {
         "SQLite store": sqlite,
         "memory:// store": memory,
         "SQLite + 2 nested budgets": budgets,
+        "SQLite + 2 budgets, leases": budgets_leased,
         "SQLite + 2 budgets, memory:// ledger": budgets_in_memory,
     }
 

@@ -187,9 +187,11 @@ class FileSink:
             f.write(line)
 
 
-def write_budgets_file(path: str, ledger_url: str) -> None:
-    """A budgets file naming the shared ledger in `[settings]`, with the budgets of `budgets()`."""
-    text = f"[settings]\nledger = {json.dumps(ledger_url)}\n\n" + "\n".join(
+def write_budgets_file(path: str, ledger_url: str, lease_usd: str | None = None) -> None:
+    """A budgets file naming the shared ledger in `[settings]` (and budget leases of `lease_usd`),
+    with the budgets of `budgets()`."""
+    lease = f"lease_usd = {json.dumps(lease_usd)}\n" if lease_usd else ""
+    text = f"[settings]\nledger = {json.dumps(ledger_url)}\n{lease}\n" + "\n".join(
         render_budget(b) for b in budgets()
     )
     with open(path, "w", encoding="utf-8") as f:

@@ -13,6 +13,8 @@ import openai
 import pytest
 
 import costlens
+from costlens.budgets import Ledger, MemoryLedger, open_ledger
+from costlens.budgets._sqlite_ledger import SQLiteLedger
 from costlens.store.memory import MemoryStore
 from costlens.testing import FakeProvider
 from costlens.usage import CallRecord
@@ -58,6 +60,20 @@ def _close_sdk_clients() -> Iterator[None]:
         client = ref()
         if client is not None:
             client.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    """Every ledger implementation; the server-backed ones on a fresh database (skipped without a server)."""
+    made: Ledger
+    if request.param == "memory":
+        made = MemoryLedger()
+    elif request.param == "sqlite":
+        made = SQLiteLedger(tmp_path / "budgets.db")
+    else:
+        made = open_ledger(request.getfixturevalue(f"{request.param}_url"))
+    yield made
+    made.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest.mock import patch
@@ -50,21 +49,6 @@ PINNED = [
 
 def key(name: str, limit: int, *, since: int = 0, bucket: int = 0, enforce: bool = True) -> BudgetKey:
     return BudgetKey(name, limit, since, bucket, enforce)
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    """Every implementation; the server-backed ones on a fresh database (skipped without a server)."""
-    made: Ledger
-    if request.param == "memory":
-        made = MemoryLedger()
-    elif request.param == "sqlite":
-        made = SQLiteLedger(tmp_path / "budgets.db")
-    else:
-        url = request.getfixturevalue(f"{request.param}_url")
-        made = open_ledger(url)
-    yield made
-    made.close()
 
 
 def test_reserve_settle_release(ledger: Ledger) -> None:

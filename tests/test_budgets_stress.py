@@ -69,6 +69,22 @@ def test_sixteen_threads_share_exact_budgets(files: tuple[str, str, Path]) -> No
     assert report.downgraded > 0
 
 
+def test_sixteen_threads_with_budget_leases_share_exact_budgets(files: tuple[str, str, Path]) -> None:
+    ledger, store_url, store_path = files
+    costlens.configure(store=store_url, durability="async")
+    engine = configure_budgets(worker.budgets(), ledger=ledger, lease_usd="0.001")
+    with FakeProvider() as fake:
+        outcomes = worker.run_threads(fake.base_url, THREADS, 20, seed=3)
+    costlens.flush()
+    reset_budgets()  # closes the engine: the slices settle into the ledger
+    assert engine.ledger.url == ledger
+    store = SQLiteStore(store_path)
+    report = worker.check(ledger, store, sum(outcomes.values()), outcomes["blocked"])
+    store.close()
+    _report("16 threads, leases", report)
+    _assert_exact(report)
+
+
 def test_two_hundred_asyncio_tasks_share_exact_budgets(files: tuple[str, str, Path]) -> None:
     ledger, store_url, store_path = files
     costlens.configure(store=store_url, durability="async")
@@ -132,6 +148,15 @@ def test_three_processes_of_sixteen_threads_share_one_ledger(
     _, store_url, store_path = files
     name = f"{PROCESSES} processes x {THREADS} threads, {shared_ledger.partition(':')[0]}"
     _processes(store_path, store_url, [shared_ledger] * PROCESSES, THREADS, 12, name)
+
+
+def test_three_processes_with_budget_leases_share_one_sqlite_ledger(files: tuple[str, str, Path]) -> None:
+    ledger, store_url, store_path = files
+    paths = [store_path.parent / f"process-{n}.toml" for n in range(PROCESSES)]
+    for path in paths:
+        worker.write_budgets_file(str(path), ledger, lease_usd="0.001")
+    name = f"{PROCESSES} processes x {THREADS} threads, sqlite, leases"
+    _processes(store_path, store_url, [f"file:{p}" for p in paths], THREADS, 12, name)
 
 
 @pytest.mark.parametrize("server", ["postgres", "redis"])

@@ -38,6 +38,7 @@ from costlens.budgets._errors import (
     LimitReached,
     UnknownPriceBlocked,
 )
+from costlens.budgets._lease import LeasedLedger
 from costlens.budgets._ledger import (
     BudgetDefinition,
     BudgetKey,
@@ -72,6 +73,7 @@ __all__ = [
     "BudgetUnavailable",
     "CallbackSink",
     "EngineSettings",
+    "LeasedLedger",
     "Ledger",
     "LedgerUnavailable",
     "LimitReached",

@@ -6,6 +6,8 @@
     default_max_output_tokens = 4096
     cap_output = true
     reservation_ttl_s = 3600
+    lease_usd = "0.50"               # off by default: see "Budget leases" in the README
+    lease_max_age_s = 1
 
     [[alerts]]                       # optional; type = "log" | "webhook" | "slack"
     type = "slack"
@@ -59,7 +61,7 @@ _BUDGET_KEYS = {
 }  # fmt: skip
 _SETTINGS: dict[str, type | tuple[type, ...]] = {
     "ledger": str, "fail_open": bool, "default_max_output_tokens": int, "cap_output": bool,
-    "reservation_ttl_s": (int, Decimal),
+    "reservation_ttl_s": (int, Decimal), "lease_usd": (str, int, Decimal), "lease_max_age_s": (int, Decimal),
 }  # fmt: skip
 _SINK_KEYS = {
     "log": {"type", "name", "logger", "level"},
@@ -225,8 +227,9 @@ def _settings(raw: object, lines: list[str], path: str) -> tuple[EngineSettings,
             f"budgets file {path}{_where(lines, start, end, key)} ([settings]): {problem} ({HINT})"
         )
     values = {k: v for k, v in raw.items() if k != "ledger"}
-    if "reservation_ttl_s" in values:
-        values["reservation_ttl_s"] = float(values["reservation_ttl_s"])
+    for key in ("reservation_ttl_s", "lease_max_age_s"):
+        if key in values:
+            values[key] = float(values[key])
     try:
         settings = EngineSettings(**values)
     except ConfigError as exc:

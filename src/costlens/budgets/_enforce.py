@@ -20,6 +20,7 @@ about; the budgets are in force all the same.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import threading
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from costlens._errors import ConfigError, internal_error
@@ -39,7 +41,7 @@ from costlens.budgets._errors import (
     UnknownPriceBlocked,
 )
 from costlens.budgets._ledger import BudgetDefinition, BudgetKey, Ledger, Reservation, now_us, open_ledger
-from costlens.budgets._model import Budget
+from costlens.budgets._model import Budget, money
 from costlens.budgets._watch import Applied, Watch
 from costlens.budgets._window import CALENDAR, Position, to_us
 from costlens.pipeline import Call, Estimate, estimate
@@ -60,14 +62,27 @@ class EngineSettings:
     """`fail_open`: let calls through unbudgeted when the ledger fails (default: refuse them).
     `default_max_output_tokens`: the output bound of a call that sets none; with `cap_output` it is
     also put into the request, so the reservation truly bounds the call. `reservation_ttl_s`: how
-    long a reservation of a crashed process holds the budget."""
+    long a reservation of a crashed process holds the budget. `lease_usd`: turns budget leases on
+    (`costlens.budgets._lease`): this process holds up to this much of each budget (and at most 1%
+    of it) at a time and admits its calls against it in memory; `lease_max_age_s`: how long a slice
+    serves before it is settled into the ledger."""
 
     fail_open: bool = False
     default_max_output_tokens: int = 4096
     cap_output: bool = True
     reservation_ttl_s: float = 3600.0
+    lease_usd: Decimal | None = None
+    lease_max_age_s: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.lease_usd is not None:
+            object.__setattr__(self, "lease_usd", money(self.lease_usd, "lease_usd"))
+        if isinstance(self.lease_max_age_s, bool) or not (
+            isinstance(self.lease_max_age_s, int | float) and 0 < self.lease_max_age_s < math.inf
+        ):
+            raise ConfigError(
+                f"lease_max_age_s must be a positive number of seconds, got {self.lease_max_age_s!r}"
+            )
         if not isinstance(self.default_max_output_tokens, int) or self.default_max_output_tokens <= 0:
             raise ConfigError(
                 "default_max_output_tokens must be a positive integer, "
@@ -108,6 +123,16 @@ class BudgetEngine:
         self.dispatcher = AlertDispatcher(sinks)
         self.settings = settings or EngineSettings()
         self.clock = clock or _utcnow
+        if self.settings.lease_usd is not None:
+            from costlens.budgets._lease import LeasedLedger
+            from costlens.usage import to_nanousd
+
+            self.ledger = LeasedLedger(
+                self.ledger,
+                slice_nanousd=to_nanousd(self.settings.lease_usd),
+                max_age_s=self.settings.lease_max_age_s,
+                clock=self.clock,
+            )
         self.watch = Watch(self.ledger, self.dispatcher)
         self._budgets: tuple[Budget, ...] = ()
         self._positions: dict[str, Position] = {}
@@ -370,6 +395,13 @@ class BudgetEngine:
         if actual > r.amount_nanousd:
             _underestimated(record.provider, call.request.model, r.amount_nanousd, actual)
         self.watch.settled(ticket.applied, r, actual, self.clock())
+
+    def flush(self) -> None:
+        """With budget leases: settle the slices no call holds now into the ledger, so that it shows
+        this process's spend so far (without leases the ledger always does; this does nothing)."""
+        flush = getattr(self.ledger, "flush", None)
+        if flush is not None:
+            flush()
 
     def close(self) -> None:
         self.dispatcher.close()

@@ -86,12 +86,16 @@ def configure_budgets(
     cap_output: bool | None = None,
     reservation_ttl_s: float | None = None,
     clock: Callable[[], datetime] | None = None,
+    lease_usd: Decimal | str | int | float | None = None,
+    lease_max_age_s: float | None = None,
 ) -> BudgetEngine:
     """Replace the budgets in force for every tracked client of this process.
 
     `file` reads a budgets file (budgets, `[[alerts]]` sinks, `[settings]`); `budgets` and `sinks`
     add to it and the other arguments override its settings. `ledger` is a URL (`sqlite:///path`,
-    `memory://`) or a `Ledger`. `clock` returns the current UTC time (tests). Returns the engine.
+    `memory://`) or a `Ledger`. `clock` returns the current UTC time (tests). `lease_usd` turns
+    budget leases on (this process admits its calls against slices of each budget of up to that
+    much, settled into the ledger every `lease_max_age_s`; see the README). Returns the engine.
     `configure_budgets([])` turns budgets off.
     """
     engine = _build_engine(
@@ -104,6 +108,8 @@ def configure_budgets(
         default_max_output_tokens=default_max_output_tokens,
         cap_output=cap_output,
         reservation_ttl_s=reservation_ttl_s,
+        lease_usd=lease_usd,
+        lease_max_age_s=lease_max_age_s,
     )
     _install(engine)
     return engine

@@ -1,0 +1,284 @@
+"""Budget leases (`LeasedLedger`): calls admitted in memory against per-process slices of a budget,
+on every ledger; exact admissions, spend that arrives once, retirement by age, failures, crashes,
+and the engine and budgets file settings."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import costlens
+from costlens._errors import ConfigError
+from costlens.budgets import (
+    Budget,
+    BudgetKey,
+    EngineSettings,
+    Ledger,
+    LedgerUnavailable,
+    LimitReached,
+    MemoryLedger,
+    Spent,
+    open_ledger,
+    parse_budgets,
+)
+from costlens.budgets._lease import LeasedLedger, _live
+from costlens.budgets._sqlite_ledger import SQLiteLedger
+from costlens.config import configure_budgets, reset_budgets
+from costlens.testing import FakeProvider
+from tests.conftest import Recorded
+
+T0 = datetime(2025, 6, 1, 12, tzinfo=UTC)
+BIG = 1_000_000  # a limit whose 1% slice (10,000) holds many calls
+
+
+def key(name: str, limit: int = BIG, enforce: bool = True) -> BudgetKey:
+    return BudgetKey(name, limit, 0, 0, enforce)
+
+
+def leased(inner: Ledger, slice_nanousd: int = 10**9, **kw: Any) -> LeasedLedger:
+    kw.setdefault("clock", lambda: T0)
+    ledger = LeasedLedger(inner, slice_nanousd=slice_nanousd, **kw)
+    ledger._stop.set()  # no timer thread: the tests retire slices themselves
+    return ledger
+
+
+def test_calls_share_one_slice_and_the_ledger_gets_their_real_cost(ledger: Ledger) -> None:
+    inner = ledger
+    ledger, a, b = leased(inner), key("a"), key("b")
+    calls = [ledger.reserve([a, b], 100, 60, at=T0) for _ in range(10)]
+    assert inner.usage(a, at=T0).reserved_nanousd == BIG // 100  # one slice, not ten reservations
+    for r in calls:
+        ledger.settle(r, 40)
+    assert inner.usage(a, at=T0).spent_nanousd == 0  # not yet: the slice is still open
+    ledger.flush()
+    for k in (a, b):
+        assert (inner.usage(k, at=T0).spent_nanousd, inner.usage(k, at=T0).reserved_nanousd) == (400, 0)
+    assert len({r.id for r in calls}) == 10
+
+
+def test_a_call_that_does_not_fit_retires_the_slice_and_takes_another(ledger: Ledger) -> None:
+    inner = ledger
+    ledger, a = leased(inner), key("a")
+    first = ledger.reserve([a], 6_000, 60, at=T0)
+    second = ledger.reserve([a], 6_000, 60, at=T0)  # 4,000 left in the first slice
+    assert inner.usage(a, at=T0).reserved_nanousd == 20_000
+    ledger.settle(first, 1_000)  # the retired slice's last call: it settles at once
+    assert (inner.usage(a, at=T0).spent_nanousd, inner.usage(a, at=T0).reserved_nanousd) == (1_000, 10_000)
+    ledger.release(second)
+    ledger.flush()
+    assert (inner.usage(a, at=T0).spent_nanousd, inner.usage(a, at=T0).reserved_nanousd) == (1_000, 0)
+
+
+def test_near_the_limit_a_call_reserves_alone_and_is_refused_exactly(ledger: Ledger) -> None:
+    inner = ledger
+    ledger, a = leased(inner), key("a", 100_000)  # slices of 1,000
+    r = ledger.reserve([a], 99_500, 60, at=T0)  # bigger than a slice: a slice of its own size
+    ledger.settle(r, 99_500)
+    ledger.flush()
+    small = ledger.reserve([a], 400, 60, at=T0)  # a 1,000 slice does not fit: 400 alone
+    assert inner.usage(a, at=T0).reserved_nanousd == 400
+    ledger.settle(small, 400)
+    with pytest.raises(LimitReached) as refused:
+        ledger.reserve([a], 101, 60, at=T0)
+    assert list(refused.value.failures) == [("a", 99_900, 0, 100_000)]
+    ledger.reserve([a], 100, 60, at=T0)  # exactly to the limit
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls=st.lists(st.tuples(st.integers(1, 3_000), st.integers(0, 100)), max_size=80))
+def test_one_process_admits_exactly_the_calls_it_admits_without_leases(calls: list[tuple[int, int]]) -> None:
+    """Sequential calls on one key set: the same admissions and the same spend as the plain ledger."""
+    plain, inner = MemoryLedger(), MemoryLedger()
+    ledger, a = leased(inner), key("a", 40_000)
+    for worst, pct in calls:
+        outcomes = []
+        for target in (plain, ledger):
+            try:
+                r = target.reserve([a], worst, 60, at=T0)
+            except LimitReached:
+                outcomes.append(False)
+                continue
+            target.settle(r, worst * pct // 100)
+            outcomes.append(True)
+        assert outcomes[0] == outcomes[1]
+    ledger.flush()
+    assert inner.usage(a, at=T0) == plain.usage(a, at=T0)
+
+
+def test_threads_never_overshoot_and_every_cost_arrives_once(tmp_path: Path) -> None:
+    inner = SQLiteLedger(tmp_path / "b.db")
+    ledger = LeasedLedger(inner, slice_nanousd=10**9, max_age_s=0.05)  # its timer runs too
+    shared, charged = key("shared", 100_000), []
+    lock = threading.Lock()
+
+    def work(seed: int) -> None:
+        for i in range(60):
+            worst = 300 + (seed * 7 + i * 13) % 700
+            try:
+                r = ledger.reserve([shared, key(f"t{seed % 4}")], worst, 60)
+            except LimitReached:
+                continue
+            cost = worst * ((seed + i) % 5) // 4
+            ledger.settle(r, cost)
+            with lock:
+                charged.append(cost)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ledger.close()
+    after = SQLiteLedger(tmp_path / "b.db")
+    usage = after.usage(shared)
+    assert usage.reserved_nanousd == 0 and usage.spent_nanousd == sum(charged) <= 100_000
+    assert sum(after.usage(key(f"t{n}")).spent_nanousd for n in range(4)) == sum(charged)
+    after.close()
+
+
+def test_a_slice_is_retired_by_age(ledger: Ledger) -> None:
+    inner = ledger
+    ledger, a = leased(inner, max_age_s=1.0), key("a")
+    ledger.settle(ledger.reserve([a], 100, 60, at=T0), 70)
+    later = T0 + timedelta(seconds=2)
+    ledger.retire_aged(T0 + timedelta(milliseconds=500))  # still young
+    assert inner.usage(a, at=T0).spent_nanousd == 0
+    ledger.retire_aged(later)
+    assert (inner.usage(a, at=later).spent_nanousd, inner.usage(a, at=later).reserved_nanousd) == (70, 0)
+    r = ledger.reserve([a], 100, 60, at=T0 + timedelta(seconds=4))  # an old slice is not reused either
+    assert inner.usage(a, at=later).reserved_nanousd == 10_000 and r.amount_nanousd == 100
+
+
+def test_the_timer_settles_an_idle_process_s_slice(tmp_path: Path) -> None:
+    inner = SQLiteLedger(tmp_path / "b.db")
+    ledger, a = LeasedLedger(inner, slice_nanousd=10**9, max_age_s=0.01), key("a")
+    ledger.settle(ledger.reserve([a], 100, 60), 55)
+    timer = ledger._timer
+    assert timer is not None
+    timer.join(10)  # it retires the slice, finds nothing open, and ends
+    assert not timer.is_alive() and ledger._timer is None
+    assert (inner.usage(a).spent_nanousd, inner.usage(a).reserved_nanousd) == (55, 0)
+    ledger.close()
+
+
+class _Flaky:
+    """An inner ledger whose settles fail while `down` is set."""
+
+    def __init__(self) -> None:
+        self.ledger = MemoryLedger()
+        self.url = "memory://"
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+    def settle(self, reservation: Any, actual: int) -> None:
+        if self.down:
+            raise LedgerUnavailable("memory://: down")
+        self.ledger.settle(reservation, actual)
+
+
+def test_a_slice_the_ledger_cannot_take_is_settled_once_when_it_returns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flaky = _Flaky()
+    ledger, a = leased(flaky), key("a")  # type: ignore[arg-type]
+    ledger.settle(ledger.reserve([a], 100, 60, at=T0), 80)
+    flaky.down = True
+    ledger.flush()
+    assert "not settled yet" in caplog.text and flaky.ledger.usage(a, at=T0).spent_nanousd == 0
+    flaky.down = False
+    ledger.flush()
+    ledger.flush()
+    assert flaky.ledger.usage(a, at=T0) == Spent(80, 0)
+
+
+def test_close_charges_calls_in_flight_their_worst_case_and_their_late_end_is_quiet(ledger: Ledger) -> None:
+    inner = ledger
+    ledger, a = leased(inner), key("a")
+    ledger.settle(ledger.reserve([a], 100, 60, at=T0), 30)
+    pending = ledger.reserve([a], 500, 60, at=T0)
+    ledger.close()  # closes the inner ledger too
+    ledger.settle(pending, 10)  # after close: nothing to do, nothing raised
+    after = inner if isinstance(inner, MemoryLedger) else open_ledger(inner.url)
+    assert after.usage(a, at=T0) == Spent(530, 0)
+    after.close()
+
+
+def test_a_crashed_process_s_slice_is_charged_in_full_when_it_expires(tmp_path: Path) -> None:
+    inner = SQLiteLedger(tmp_path / "b.db")
+    ledger, a = leased(inner), key("a")
+    ledger.settle(ledger.reserve([a], 100, 60, at=T0), 30)
+    # the process dies here: nothing settles the slice
+    _live.discard(ledger)
+    inner._conns.close()
+    after = SQLiteLedger(tmp_path / "b.db")
+    assert after.usage(a, at=T0 + timedelta(seconds=61)).spent_nanousd == BIG // 100
+    after.close()
+
+
+def test_lease_settings_are_checked() -> None:
+    assert EngineSettings(lease_usd="0.5").lease_usd == EngineSettings(lease_usd=0.5).lease_usd  # type: ignore[arg-type]
+    for bad in ("-1", "abc", 0, True):
+        with pytest.raises(ConfigError, match="lease_usd"):
+            EngineSettings(lease_usd=bad)  # type: ignore[arg-type]
+    for bad_age in (0, -1.0, float("inf"), True):
+        with pytest.raises(ConfigError, match="lease_max_age_s"):
+            EngineSettings(lease_max_age_s=bad_age)
+    with pytest.raises(ConfigError, match="positive amount"):
+        LeasedLedger(MemoryLedger(), slice_nanousd=0)
+
+
+def test_the_budgets_file_turns_leases_on() -> None:
+    text = '[settings]\nlease_usd = "0.25"\nlease_max_age_s = 2\n\n[[budgets]]\nname = "d"\nlimit_usd = 5\n'
+    config = parse_budgets(text)
+    assert (str(config.settings.lease_usd), config.settings.lease_max_age_s) == ("0.25", 2.0)
+    with pytest.raises(ConfigError, match=r"\[settings\]\): lease_usd must be a positive"):
+        parse_budgets('[settings]\nlease_usd = "-2"\n')
+    with pytest.raises(ConfigError, match="wrong type"):
+        parse_budgets('[settings]\nlease_max_age_s = "1"\n')
+
+
+def test_tracked_calls_with_leases_are_recorded_and_charged_once(
+    fake: FakeProvider, recorded: Recorded, tmp_path: Path
+) -> None:
+    url = f"sqlite://{tmp_path / 'l.db'}"
+    engine = configure_budgets(
+        [Budget("all", limit_usd="10", window="day"), Budget("u", limit_usd="5", scope={"user": "*"})],
+        ledger=url,
+        lease_usd="0.01",
+    )
+    assert isinstance(engine.ledger, LeasedLedger)
+    client = costlens.track(
+        openai.OpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0), user="ann"
+    )
+    for _ in range(5):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    records = recorded.all()
+    costs = [r.cost_nanousd or 0 for r in records]
+    assert all(len(r.budgets) == 2 and {e["outcome"] for e in r.budgets} == {"settled"} for r in records)
+    day = engine.budgets[0].window.position(datetime.now(UTC))
+    everything = BudgetKey("all", 10**10, day.since_us, day.bucket_us)
+    assert engine.ledger.usage(everything).reserved_nanousd > 0  # the slice, still open
+    engine.flush()
+    assert engine.ledger.usage(everything) == Spent(sum(costs), 0) and sum(costs) > 0
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    reset_budgets()  # closes the engine: its slice settles
+    ledger = open_ledger(url)
+    total = sum(r.cost_nanousd or 0 for r in recorded.all())
+    assert ledger.usage(everything) == Spent(total, 0) and total > sum(costs)
+    ledger.close()
+
+
+def test_engine_flush_without_leases_does_nothing() -> None:
+    engine = configure_budgets([Budget("all", limit_usd="1")], ledger="memory://")
+    engine.flush()
+    assert isinstance(engine.ledger, MemoryLedger)
+    reset_budgets()
