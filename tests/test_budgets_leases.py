@@ -4,6 +4,7 @@ and the engine and budgets file settings."""
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -282,3 +283,27 @@ def test_engine_flush_without_leases_does_nothing() -> None:
     engine.flush()
     assert isinstance(engine.ledger, MemoryLedger)
     reset_budgets()
+
+
+def test_a_forked_child_takes_slices_of_its_own(tmp_path: Path) -> None:
+    """A child must not spend its parent's slice (both would use one reservation)."""
+    inner = SQLiteLedger(tmp_path / "b.db")
+    ledger, a = leased(inner), key("a")
+    parent_call = ledger.reserve([a], 100, 60, at=T0)
+    pid = os.fork()
+    if pid == 0:  # the child: one call, then out without running the parent's exit handlers
+        code = 1
+        try:
+            ledger.settle(ledger.reserve([a], 100, 60, at=T0), 60)
+            ledger.flush()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    usage = inner.usage(a, at=T0)
+    assert (usage.spent_nanousd, usage.reserved_nanousd) == (60, 10_000)  # the child's own slice, settled
+    ledger.settle(parent_call, 40)
+    ledger.flush()
+    assert inner.usage(a, at=T0) == Spent(100, 0)
+    ledger.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -315,6 +316,19 @@ def _tick(ref: weakref.ref[LeasedLedger]) -> None:
         if ledger._idle():
             return
         del ledger
+
+
+def _forget_in_child() -> None:
+    """After a fork the child must not admit calls against its parent's slices: both would spend
+    the same reservation. It starts with none (the parent settles its own); a lock held at the fork
+    is left behind with them."""
+    for ledger in list(_live):
+        ledger._lock = threading.Lock()
+        ledger._open, ledger._opening, ledger._calls, ledger._retired = {}, set(), {}, []
+        ledger._timer = None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 @atexit.register
