@@ -308,15 +308,11 @@ class BudgetEngine:
         self, applied: list[Applied], est: Estimate, at: datetime, notes: list[dict[str, Any]], provider: str
     ) -> Reservation | str | None:
         """A reservation, a model to downgrade to, or None (unpriced and allowed). Raises to refuse."""
-        # Models already tried may not be downgraded to again (no cycles), and chains are bounded.
-        tried: set[str] | None = {est.model, *(n["from"] for n in notes), *(n["to"] for n in notes)}
-        if len(notes) >= _MAX_DOWNGRADES:
-            tried = None
         if est.cost_nanousd is None:
             blocker = next((a for a in applied if a.budget.unknown_price == "block"), None)
             if blocker is None:
                 return None
-            target = _downgrade(blocker.budget, tried)
+            target = _downgrade(blocker.budget, _tried(est, notes))
             if target is not None:
                 notes.append(_note(blocker, est.model, target, "price unknown"))
                 return target
@@ -333,6 +329,7 @@ class BudgetEngine:
             # budget is full too (the cheaper model may fit it); otherwise the first full one refuses.
             failing = {f[0]: f for f in full.failures}
             full_ones = [a for a in applied if a.key.id in failing]
+            tried = _tried(est, notes)
             hit = next((a for a in full_ones if _downgrade(a.budget, tried)), full_ones[0])
             target = _downgrade(hit.budget, tried)
             for item in full_ones:
@@ -437,6 +434,14 @@ def _underestimated(provider: str, model: str, reserved: int, actual: int) -> No
         actual,
         reserved,
     )
+
+
+def _tried(est: Estimate, notes: list[dict[str, Any]]) -> set[str] | None:
+    """Models a call may not be downgraded to: those tried already (no cycles); None once the chain
+    is at its bound. (Built only when a call is refused or unpriced, not on every call.)"""
+    if len(notes) >= _MAX_DOWNGRADES:
+        return None
+    return {est.model, *(n["from"] for n in notes), *(n["to"] for n in notes)}
 
 
 def _downgrade(budget: Budget, tried: set[str] | None) -> str | None:

@@ -155,8 +155,12 @@ class LeasedLedger:
         """A call's reservation inside `held` (under the lock)."""
         held.held += amount
         held.in_flight += 1
-        r = held.reservation
-        before = tuple(Spent(b.spent_nanousd + held.charged, b.reserved_nanousd) for b in r.before)
+        r, charged = held.reservation, held.charged
+        before = (
+            r.before
+            if not charged
+            else tuple([Spent(b.spent_nanousd + charged, b.reserved_nanousd) for b in r.before])
+        )
         mine = Reservation(new_reservation_id(), keyset, amount, at_us, r.expires_us, before)
         self._calls[mine.id] = held
         return mine

@@ -91,10 +91,13 @@ class Watch:
     ) -> None:
         """After a settle: thresholds and forecasts. Never raises (the call is over)."""
         try:
+            at_us = -1
             for item, before in zip(applied, reservation.before, strict=True):
                 self._thresholds(item, before, actual, at)
                 if item.budget.forecast and item.budget.window.kind in CALENDAR:
-                    self._forecast(item, at)
+                    if at_us < 0:
+                        at_us = to_us(at)
+                    self._forecast(item, at, at_us)
         except LedgerUnavailable as exc:
             log.warning("costlens: budget alerts not checked: %s", exc)
         except Exception as exc:
@@ -107,8 +110,7 @@ class Watch:
             if spent >= mark:
                 self._fire(item, "threshold", f"{pct}%", at, threshold_pct=pct)
 
-    def _forecast(self, item: Applied, at: datetime) -> None:
-        now_us = to_us(at)
+    def _forecast(self, item: Applied, at: datetime, now_us: int) -> None:
         last = self._forecast_checked.get(item.key.id)  # without the lock first: the usual answer
         if last is not None and 0 <= now_us - last < _FORECAST_EVERY_US:
             return

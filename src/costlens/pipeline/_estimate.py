@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from costlens.pipeline._request import Request
-from costlens.tokens import _content_text, count_text, encoding_name_for
+from costlens.tokens import _CHARS_PER_TOKEN, _content_text, _count, count_text, encoding_name_for
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "Estimate", "cap_key", "choices", "count_input", "estimate", "output_bound"]
 
@@ -119,6 +119,9 @@ def _prompt(operation: str, body: Mapping[str, Any]) -> tuple[list[str], int, bo
     n = 0
     for item in items:
         n += 1
+        if type(item) is dict and item.keys() <= _SKIP_KEYS and type(item.get("content")) is str:
+            texts.append(item["content"])  # the usual message, without generators or an ABC check
+            continue
         texts.extend(_item_texts(item) if not _is_token_ids(item) else ["\x00" * len(item)])
     for key in _EXTRA_FIELDS.get(operation, ()):
         if body.get(key) is not None:
@@ -134,8 +137,15 @@ def input_tokens(operation: str, body: Mapping[str, Any], model: str) -> tuple[i
     """(prompt tokens, exact): the model's tokenizer where one ships offline, else a byte bound."""
     texts, n, tools = _prompt(operation, body)
     chat_like = operation in ("chat", "responses")
-    if encoding_name_for(model) is not None:
-        counted = sum(count_text(t, model).tokens if "\x00" not in t else len(t) for t in texts)
+    name = encoding_name_for(model)
+    if name is not None:
+        counted = 0
+        for t in texts:  # (`count_text(t, model).tokens`, the model's table looked up once)
+            if "\x00" in t:
+                counted += len(t)
+            elif t:
+                tokens = _count(t, name)
+                counted += tokens if tokens is not None else -(-len(t) // _CHARS_PER_TOKEN)
         framing = n * _TOKENS_PER_MESSAGE + _REPLY_PRIMING if chat_like else 0
         return counted + framing, True
     counted = sum(len(t.encode()) for t in texts)
@@ -152,6 +162,20 @@ def count_input(request: Request) -> int:
     return counted + (n * _TOKENS_PER_MESSAGE + _REPLY_PRIMING if chat_like else 0)
 
 
+# The pricing functions `estimate` uses, imported on its first call: the pricing package takes ~10 ms
+# to import (not paid by `import costlens`), and an import statement run on every call costs ~1 us.
+_pricing: tuple[Any, Any, Any] | None = None
+
+
+def _import_pricing() -> tuple[Any, Any, Any]:
+    global _pricing
+    from costlens.pricing._catalogue import estimate_max_nanousd, get_catalogue
+    from costlens.pricing._compat import pricing_provider
+
+    _pricing = (estimate_max_nanousd, get_catalogue, pricing_provider)
+    return _pricing
+
+
 def estimate(
     request: Request,
     *,
@@ -162,9 +186,7 @@ def estimate(
     """The worst-case cost of sending `request` (to `model` instead, when given): the prompt's tokens
     (exact, or a bound), plus its output bound (`default_max_output` when it sets none), at the
     model's price on `at` in the request's service tier."""
-    from costlens.pricing._catalogue import estimate_max_nanousd, get_catalogue
-    from costlens.pricing._compat import pricing_provider
-
+    estimate_max_nanousd, get_catalogue, pricing_provider = _pricing or _import_pricing()
     model = request.model if model is None else model
     body = request.body
     n_in, exact = input_tokens(request.operation, body, model)
