@@ -1,4 +1,5 @@
-"""Cost of budgets: reserve + settle on the SQLite ledger, and a budgeted vs an unbudgeted tracked call.
+"""Cost of budgets: reserve + settle on the SQLite ledger (and with budget leases), and a budgeted vs an
+unbudgeted tracked call.
 
 Ledger figures are one reserve + one settle transaction pair, sequential, on a fresh file in a temp
 folder (WAL, synchronous=NORMAL), with 1 and 3 nested keys; then 16 threads contending for one key.
@@ -22,7 +23,7 @@ from rich.table import Table
 
 import costlens
 from bench_tracking import MESSAGES, _interleaved, _p, _paired_added
-from costlens.budgets import Budget, BudgetKey, Ledger, MemoryLedger
+from costlens.budgets import Budget, BudgetKey, LeasedLedger, Ledger, MemoryLedger
 from costlens.budgets._sqlite_ledger import SQLiteLedger
 from costlens.config import configure_budgets, reset_budgets
 from costlens.testing import fake_provider_process
@@ -102,13 +103,29 @@ def main() -> None:
                 "SQLite", str(n), str(PAIRS), f"{statistics.median(values):.0f}", f"{_p(values, 90):.0f}"
             )
             ledger.close()
+        leased = LeasedLedger(SQLiteLedger(Path(tmp) / "leased.db"), slice_nanousd=10**9)
+        values = reserve_settle(leased, _keys(3), PAIRS)
+        table.add_row(
+            "SQLite, leases ($1 slices)",
+            "3",
+            str(PAIRS),
+            f"{statistics.median(values):.0f}",
+            f"{_p(values, 90):.0f}",
+        )
+        leased.close()
         values = reserve_settle(MemoryLedger(), _keys(3), PAIRS)
         table.add_row("memory", "3", str(PAIRS), f"{statistics.median(values):.0f}", f"{_p(values, 90):.0f}")
         console.print(table)
-        shared = SQLiteLedger(Path(tmp) / "contended.db")
-        rate = contended(shared)
-        shared.close()
-        console.print(f"SQLite, {THREADS} threads on one key: {rate:,.0f} reserve+settle pairs/s")
+        for name, shared in (
+            ("SQLite", SQLiteLedger(Path(tmp) / "contended.db")),
+            (
+                "SQLite with leases",
+                LeasedLedger(SQLiteLedger(Path(tmp) / "contended2.db"), slice_nanousd=10**9),
+            ),
+        ):
+            rate = contended(shared)
+            shared.close()
+            console.print(f"{name}, {THREADS} threads on one key: {rate:,.0f} reserve+settle pairs/s")
 
         costlens.configure(store=f"sqlite:///{Path(tmp) / 'calls.db'}", durability="async")
         configure_budgets(
