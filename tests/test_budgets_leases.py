@@ -4,6 +4,7 @@ and the engine and budgets file settings."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from datetime import UTC, datetime, timedelta
@@ -307,3 +308,19 @@ def test_a_forked_child_takes_slices_of_its_own(tmp_path: Path) -> None:
     ledger.flush()
     assert inner.usage(a, at=T0) == Spent(100, 0)
     ledger.close()
+
+
+def test_a_dropped_engine_still_settles_its_slices(tmp_path: Path) -> None:
+    """`configure_budgets` again replaces the engine without closing it; once dropped, its open
+    slices must still settle (not expire and be charged in full)."""
+    inner = SQLiteLedger(tmp_path / "b.db")
+    ledger, a = LeasedLedger(inner, slice_nanousd=10**9, max_age_s=0.01), key("a")
+    ledger.settle(ledger.reserve([a], 100, 60), 25)
+    timer = ledger._timer
+    assert timer is not None
+    del ledger
+    gc.collect()
+    timer.join(10)
+    assert not timer.is_alive()
+    assert (inner.usage(a).spent_nanousd, inner.usage(a).reserved_nanousd) == (25, 0)
+    inner.close()

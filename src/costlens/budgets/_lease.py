@@ -253,7 +253,7 @@ class LeasedLedger:
             if self._timer is not None or self._stop.is_set():
                 return
             self._timer = threading.Thread(
-                target=_tick, args=(weakref.ref(self),), name="costlens-budget-leases", daemon=True
+                target=_tick, args=(self,), name="costlens-budget-leases", daemon=True
             )
             self._timer.start()
 
@@ -301,25 +301,18 @@ class LeasedLedger:
         return self.inner.definitions()
 
 
-def _tick(ref: weakref.ref[LeasedLedger]) -> None:
-    while True:
-        ledger = ref()
-        if ledger is None:
-            return
-        stop, wait_s = ledger._stop, ledger.max_age_us / 1_000_000
-        del ledger  # hold no reference while waiting: an engine that is dropped is collected
-        if stop.wait(wait_s):
-            return
-        ledger = ref()
-        if ledger is None:
-            return
+def _tick(ledger: LeasedLedger) -> None:
+    """The timer's loop. It holds the ledger while slices are open: an engine that was replaced
+    (`configure_budgets` again) and then dropped still settles its slices, instead of leaving them
+    to expire and be charged in full. It ends, letting go, once no slice is left."""
+    wait_s = ledger.max_age_us / 1_000_000
+    while not ledger._stop.wait(wait_s):
         try:
             ledger.retire_aged()
         except Exception as exc:  # a timer that dies would leave slices to expire: log and go on
             log.warning("costlens: budget leases not retired: %s: %s", type(exc).__name__, exc)
         if ledger._idle():
             return
-        del ledger
 
 
 def _forget_in_child() -> None:
