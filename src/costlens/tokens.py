@@ -82,6 +82,15 @@ def count_text(text: str, model: str = "") -> TokenCount:
     return TokenCount(tokens, exact_name is not None)
 
 
+def tokens_in(text: str, encoding: str) -> int:
+    """`count_text(text, model).tokens` for a model whose BPE table `encoding_name_for` named already
+    (callers counting many texts for one model look the table up once)."""
+    if not text:
+        return 0
+    tokens = _count(text, encoding)
+    return math.ceil(len(text) / _CHARS_PER_TOKEN) if tokens is None else tokens
+
+
 @lru_cache(maxsize=512)
 def _count(text: str, encoding: str) -> int | None:
     """Cached: a router prices one prompt for every candidate, and budgets count it again."""

@@ -199,6 +199,12 @@ class LeasedLedger:
             del self._open[keyset]
         self._retired.append(held)
 
+    def _retire_open(self, which: Callable[[_Slice], bool]) -> None:
+        """Under the lock: retire the open slices `which` picks."""
+        for keyset, held in list(self._open.items()):
+            if which(held):
+                self._retire(held, keyset)
+
     def _take(self, held: _Slice) -> bool:
         """Under the lock: take `held` off the retired list; False if another thread took it."""
         if held in self._retired:
@@ -233,17 +239,14 @@ class LeasedLedger:
         """Retire the slices older than `max_age_s` at `at` (now) and settle those no call holds."""
         at_us = now_us(at or self._clock())
         with self._lock:
-            for keyset, held in list(self._open.items()):
-                if at_us - held.born_us >= self.max_age_us:
-                    self._retire(held, keyset)
+            self._retire_open(lambda held: at_us - held.born_us >= self.max_age_us)
         self._settle_slices(self._ready())
 
     def flush(self) -> None:
         """Retire every slice; settle those no call holds now (the others settle when their last call
         ends). After it, the inner ledger shows this process's spend so far."""
         with self._lock:
-            for keyset, held in list(self._open.items()):
-                self._retire(held, keyset)
+            self._retire_open(lambda held: True)
         self._settle_slices(self._ready())
 
     def _start_timer(self) -> None:
@@ -270,8 +273,7 @@ class LeasedLedger:
         self._stop.set()
         with self._lock:
             self._closed = True
-            for keyset, held in list(self._open.items()):
-                self._retire(held, keyset)
+            self._retire_open(lambda held: True)
             slices, self._retired = self._retired, []
             for held in slices:
                 held.charged += held.held  # the worst case of calls that never reported

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from costlens.pipeline._request import Request
-from costlens.tokens import _CHARS_PER_TOKEN, _content_text, _count, count_text, encoding_name_for
+from costlens.tokens import _content_text, count_text, encoding_name_for, tokens_in
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "Estimate", "cap_key", "choices", "count_input", "estimate", "output_bound"]
 
@@ -139,13 +139,7 @@ def input_tokens(operation: str, body: Mapping[str, Any], model: str) -> tuple[i
     chat_like = operation in ("chat", "responses")
     name = encoding_name_for(model)
     if name is not None:
-        counted = 0
-        for t in texts:  # (`count_text(t, model).tokens`, the model's table looked up once)
-            if "\x00" in t:
-                counted += len(t)
-            elif t:
-                tokens = _count(t, name)
-                counted += tokens if tokens is not None else -(-len(t) // _CHARS_PER_TOKEN)
+        counted = sum(tokens_in(t, name) if "\x00" not in t else len(t) for t in texts)
         framing = n * _TOKENS_PER_MESSAGE + _REPLY_PRIMING if chat_like else 0
         return counted + framing, True
     counted = sum(len(t.encode()) for t in texts)
