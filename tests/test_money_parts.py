@@ -33,7 +33,7 @@ from costlens.pricing._schema import parse_overrides
 from costlens.store import SpendQuery
 from costlens.store.memory import MemoryStore
 from costlens.testing import FakeProvider, FakeUsage
-from costlens.usage import USAGE_PARTS, CallRecord, Usage
+from costlens.usage import USAGE_PARTS, CallRecord, Usage, usage_of_ints
 from tests.conftest import Recorded
 
 M = D(1_000_000)
@@ -147,6 +147,32 @@ def test_usage_built_fast_is_a_frozen_dataclass_like_any_other(usage: Usage) -> 
     with pytest.raises(dataclasses.FrozenInstanceError):
         usage.input_tokens = 1  # type: ignore[misc]
     assert not hasattr(usage, "__dict__")
+
+
+_count = st.integers(-3, 10**6) | st.sampled_from([0, 1, 2])
+
+
+@settings(max_examples=400, deadline=None)
+@given(counts=st.tuples(_count, _count, _count, _count, _count, _count, _count))
+def test_usage_of_ints_is_usage_with_fewer_checks_for_counts_known_to_be_ints(
+    counts: tuple[int, int, int, int, int, int, int],
+) -> None:
+    """The adapters' shortcut (`usage_of_ints`, for counts already checked to be exact ints) builds
+    the same `Usage` as the constructor, and refuses the same counts with the same message."""
+    i, o, cr, cw, r, ia, oa = counts
+    try:
+        expected: Usage | str = Usage(i, o, cr, cw, r, 0, ia, oa)
+    except ValueError as exc:
+        expected = str(exc)
+    try:
+        got: Usage | str = usage_of_ints(i, o, cr, cw, r, ia, oa)
+    except ValueError as exc:
+        got = str(exc)
+    assert got == expected
+    if isinstance(got, Usage):
+        assert type(got) is Usage and hash(got) == hash(expected) and not hasattr(got, "__dict__")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.output_tokens = 1  # type: ignore[misc]
 
 
 def test_a_usage_subclass_with_slots_of_its_own_is_built_field_by_field() -> None:

@@ -207,3 +207,32 @@ def test_nanousd_cost_is_cost(usage: Usage, index: int) -> None:
 def test_nanousd_cost_unknown_model() -> None:
     priced = cost(Usage(10, 10), provider="nobody", model="no-such-model")
     assert nanousd_cost(Usage(10, 10), "nobody", "no-such-model") == (None, priced.price_version)
+
+
+@settings(max_examples=400, deadline=None)
+@given(usage=usages(), index=st.integers(0, len(PRICES) - 1))
+def test_the_pipelines_pricer_agrees_with_the_decimal_path(usage: Usage, index: int) -> None:
+    """`Pricer` prices a plain price's calls with `nanousd_at` and the integer rates it keeps per
+    model: the same integer as `price_usage`, finer parts and long-context tiers included."""
+    from costlens.pipeline._price import Pricer
+    from costlens.pricing._model import nanousd_at, plain_atto
+    from costlens.usage import CallRecord
+
+    price = PRICES[index]
+    expected = price_usage(usage, price, "").nanousd
+    atto = plain_atto(price)
+    if atto is not None:
+        at = nanousd_at(usage, atto)
+        assert at is None if usage.has_parts else at == expected
+    catalogue = PriceCatalogue()
+    set_catalogue(catalogue)
+    record = CallRecord(price.provider, "chat", price.model)
+    Pricer().price(record, price.model, usage)
+    reference = CallRecord(price.provider, "chat", price.model, started_at=record.started_at)
+    reference.cost_nanousd, reference.price_version = nanousd_cost(
+        usage, price.provider, price.model, record.started_at
+    )
+    assert (record.cost_nanousd, record.price_known) == (
+        reference.cost_nanousd,
+        reference.cost_nanousd is not None,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Generator
 from typing import Any
@@ -113,6 +114,47 @@ def test_reroute_keeps_what_the_caller_asked_and_prices_the_model_called() -> No
     assert record.route == {"policy": "test", "from": "gpt-4o", "to": "gpt-4.1-nano", "reason": "cheaper"}
     nano = costlens.cost(Usage(1000, 1000), provider="openai", model="gpt-4.1-nano").nanousd
     assert record.cost_nanousd == nano
+
+
+class _ReadsTheRecord:
+    """A step that reads the record before the call (so it is built then) and after it."""
+
+    def __init__(self) -> None:
+        self.after: CallRecord | None = None
+
+    def flow(self, call: Call) -> Generator[None, None, None]:
+        assert call.record.response_model is None and call.record.tags == {"feature": "f"}
+        try:
+            yield
+        finally:  # (the call's error is thrown in here)
+            self.after = call.record
+
+
+@pytest.mark.parametrize("error", [None, TimeoutError("slow")])
+@pytest.mark.parametrize("usage", [Usage(1200, 340, 200, 0, 100), None])
+def test_the_record_is_the_same_whether_a_step_read_it_early_or_not(
+    usage: Usage | None, error: BaseException | None
+) -> None:
+    """A call's record is built when a step first reads it, or at once when the call ends (the common
+    call): both ways give the same record, field for field."""
+    records: list[CallRecord] = []
+    reader = _ReadsTheRecord()
+    plain, early = Pipeline(sinks=[records.append]), Pipeline({"budget": reader}, sinks=[records.append])
+    for pipeline in (plain, early):
+        call = pipeline.start(_request(feature="f"))
+        call.apply_facts({"response_model": "gpt-4o-mini-2024-07-18", "service_tier": "default"})
+        call.text.append("Hello there")
+        call.usage = usage
+        pipeline.finish(call, error)
+    assert reader.after is records[1]
+    got = [dataclasses.asdict(r) for r in records]
+    for fields in got:
+        assert fields.pop("id") and fields.pop("started_at") and fields.pop("ended_at")
+        assert fields.pop("latency_ms") >= 0
+    assert got[0] == got[1]
+    assert got[0]["response_model"] == "gpt-4o-mini-2024-07-18" and got[0]["service_tier"] == "default"
+    assert got[0]["cost_nanousd"] and got[0]["tags"] == {"feature": "f"}
+    assert got[0]["estimated"] is (usage is None)
 
 
 def test_a_missing_usage_is_counted_and_flagged() -> None:

@@ -26,10 +26,17 @@ __all__ = ["Adapter", "Observe", "wrap_async_request", "wrap_sync_request"]
 
 #: Takes what matters from one stream event; True hides the event from the caller.
 Observe = Callable[[Call, Any], bool]
+#: An adapter's optional `complete_response(call, result)`: facts and usage of the responses it
+#: knows best, read at once (True), instead of `facts_of` then `usage_of` (False: not one of them).
+QuickRead = Callable[[Call, Any], bool]
 
 
 class Adapter(Protocol):
-    """Provider specifics. One module per provider implements this and registers itself."""
+    """Provider specifics. One module per provider implements this and registers itself.
+
+    Optional methods, looked up once per tracked client: `prepare_stream(call, stream, is_async)`
+    (see `_stream_observer`) and `complete_response(call, result) -> bool` (`QuickRead`).
+    """
 
     name: str
 
@@ -95,10 +102,11 @@ def _next_attempt(
     return call
 
 
-def _complete_response(adapter: Adapter, call: Call, result: Any) -> None:
+def _complete_response(adapter: Adapter, call: Call, result: Any, quick: QuickRead | None = None) -> None:
     try:
-        call.apply_facts(adapter.facts_of(result))
-        call.set_usage(adapter.usage_of, result, call.request.provider)
+        if quick is None or not quick(call, result):
+            call.apply_facts(adapter.facts_of(result))
+            call.set_usage(adapter.usage_of, result, call.request.provider)
         if call.keep_response:
             call.response = result
         if call.usage is None or call.output_missing or call.keep_response or call.want_text:
@@ -323,6 +331,7 @@ def wrap_sync_request(
 ) -> RequestFn:
     client_tags = dict(tags)
     pipeline_of = _PipelineSource(router)
+    quick: QuickRead | None = getattr(adapter, "complete_response", None)
 
     def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
@@ -338,7 +347,7 @@ def wrap_sync_request(
             else:
                 if stream and _is_stream(result):
                     return _hook_sync_stream(adapter, call, result)
-                _complete_response(adapter, call, result)
+                _complete_response(adapter, call, result, quick)
                 if call.next_attempt is None:
                     return result
             request, after_s = call.next_attempt
@@ -354,6 +363,7 @@ def wrap_async_request(
 ) -> RequestFn:
     client_tags = dict(tags)
     pipeline_of = _PipelineSource(router)
+    quick: QuickRead | None = getattr(adapter, "complete_response", None)
 
     async def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
@@ -369,7 +379,7 @@ def wrap_async_request(
             else:
                 if stream and _is_stream(result):
                     return _hook_async_stream(adapter, call, result)
-                _complete_response(adapter, call, result)
+                _complete_response(adapter, call, result, quick)
                 if call.next_attempt is None:
                     return result
             request, after_s = call.next_attempt

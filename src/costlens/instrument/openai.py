@@ -21,7 +21,7 @@ from costlens.instrument._sdk import get as _get
 from costlens.instrument._sdk import sent_body, unwrap, write_back
 from costlens.instrument._sdk import to_int as _int
 from costlens.pipeline import Call, OutputMissing, Request
-from costlens.usage import Usage
+from costlens.usage import Usage, usage_of_ints
 
 __all__ = ["OpenAIAdapter", "provider_from_base_url"]
 
@@ -133,13 +133,12 @@ def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
             and (audio_out is None or type(audio_out) is int)
         ):  # fmt: skip
             # every count an int (or absent): what `_usage` gives, without its checks and conversions
-            return Usage(
+            return usage_of_ints(
                 prompt,
                 completion,
                 cached or 0,
                 cache_write or 0,
                 reasoning or 0,
-                0,
                 audio_in or 0,
                 audio_out or 0,
             )
@@ -287,7 +286,7 @@ def _read_usage_event(call: Call, data: str) -> bool:
 
 
 def _chunk_facts(call: Call, chunk: dict[str, Any]) -> None:
-    if call.record.response_model is None:
+    if call.response_model is None:
         call.apply_facts({"response_model": chunk.get("model"), "service_tier": chunk.get("service_tier")})
 
 
@@ -436,6 +435,19 @@ class OpenAIAdapter:
             }
         return {"response_model": _get(parsed, "model"), "service_tier": _get(parsed, "service_tier")}
 
+    def complete_response(self, call: Call, result: Any) -> bool:
+        """Facts and usage of the SDK's chat completion, the common response, read at once (what
+        `facts_of` and `usage_of` give, without the dict between them); False for other responses."""
+        if not isinstance(result, BaseModel) or getattr(result, "object", None) != "chat.completion":
+            return False
+        call.set_facts(getattr(result, "model", None), getattr(result, "service_tier", None))
+        raw_usage = getattr(result, "usage", None)
+        if raw_usage is None:
+            call.usage, call.output_missing = None, False
+        else:
+            call.set_usage(chat_usage, raw_usage, convention_for(call.request.provider, "chat"))
+        return True
+
     def usage_of(self, result: Any, provider: str) -> Usage | None:
         if isinstance(result, BaseModel) and getattr(result, "object", None) == "chat.completion":
             # the SDK's chat completion, on every plain call: `usage_of_response`'s first branch inline
@@ -456,7 +468,7 @@ class OpenAIAdapter:
     def _observe_chat(call: Call, chunk: Any) -> bool:
         # Once per chunk: the SDK's chunk models are read by attribute (`_get` serves dicts too).
         get = getattr if isinstance(chunk, BaseModel) else _get
-        if call.record.response_model is None:
+        if call.response_model is None:
             call.apply_facts(
                 {
                     "response_model": get(chunk, "model", None),

@@ -41,6 +41,9 @@ class Call:
 
     __slots__ = (
         "__weakref__",
+        "_record",
+        "_tags",
+        "_text",
         "finished",
         "first_event_ns",
         "flows",
@@ -48,11 +51,12 @@ class Call:
         "next_attempt",
         "output_missing",
         "pipeline",
-        "record",
         "request",
         "response",
+        "response_model",
+        "service_tier",
         "start_ns",
-        "text",
+        "started_at",
         "text_later",
         "usage",
         "usage_invalid",
@@ -62,31 +66,99 @@ class Call:
     def __init__(self, pipeline: Finisher, request: Request, tags: Mapping[str, str]) -> None:
         self.pipeline = pipeline
         self.request = request
-        body = request.body
-        tier = body.get("service_tier")
-        self.record = CallRecord(
-            provider=request.provider,
-            operation=request.operation,
-            request_model=request.model,
-            stream=request.stream,
-            tags=dict(tags),
-            service_tier=tier if isinstance(tier, str) and tier else None,
-        )
+        tier = request.body.get("service_tier")
+        # The record is built when something first reads it (a step), else when the call ends: an
+        # async server holds a hundred calls in flight, and each object they keep alive across the
+        # `await` is traversed by every garbage collection meanwhile (measured: a third of what
+        # tracking cost an asyncio load was the collector's).
+        self._record: CallRecord | None = None
+        self._tags = tags
+        self.started_at = datetime.now(UTC)
+        self.response_model: str | None = None  # as the provider answered: `apply_facts`
+        self.service_tier: str | None = tier if isinstance(tier, str) and tier else None
         self.start_ns = time.perf_counter_ns()
         self.first_event_ns: int | None = None
         self.usage: Usage | None = None
         self.usage_invalid = False
         self.output_missing = False
-        self.text: list[str] = []
+        self._text: list[str] | None = None
         # A stream reader that kept its raw events gives the answer's text only when it is needed
         # (usage missing, content kept, a verifier): the common call never parses them twice.
         self.text_later: Callable[[], list[str]] | None = None
         self.finished = False
-        self.flows: list[Generator[None, None, None]] = []
+        self.flows: tuple[Generator[None, None, None], ...] = ()  # the steps waiting for the end
         self.next_attempt: tuple[Request, float] | None = None
         self.keep_response = False  # a step that checks the answer asks for it (a cascade's verifier)
         self.response: Any = None  # the provider's response, kept only when asked for
         self.want_text = False  # the answer's text is kept (store_content=True)
+
+    @property
+    def record(self) -> CallRecord:
+        """The `CallRecord` this call becomes (built on first use; complete once the call ended)."""
+        record = self._record
+        if record is None:
+            request = self.request
+            record = self._record = CallRecord(
+                request.provider,
+                request.operation,
+                request.model,
+                self.started_at,
+                response_model=self.response_model,
+                stream=request.stream,
+                service_tier=self.service_tier,
+                tags=dict(self._tags),
+            )
+        return record
+
+    def ended_record(self, usage: Usage, end_ns: int) -> CallRecord:
+        """The record of a call that ended well with `usage` and that nothing read before: built at
+        once, every field in one go (what `record`, then `_complete`'s updates, give field by field).
+        Its price is still to be set."""
+        request = self.request
+        first = self.first_event_ns
+        start_ns = self.start_ns
+        record = self._record = CallRecord(
+            request.provider,
+            request.operation,
+            request.model,
+            self.started_at,
+            datetime.now(UTC),
+            (end_ns - start_ns) / 1e6,
+            None if first is None else (first - start_ns) / 1e6,
+            self.response_model,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+            stream=request.stream,
+            service_tier=self.service_tier,
+            tags=dict(self._tags),
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            input_audio_tokens=usage.input_audio_tokens,
+            output_audio_tokens=usage.output_audio_tokens,
+            citation_tokens=usage.citation_tokens,
+            web_search_requests=usage.web_search_requests,
+            file_search_requests=usage.file_search_requests,
+        )
+        return record
+
+    @property
+    def text(self) -> list[str]:
+        """The answer's text, as far as it was read (a stream's deltas; a response's text when needed)."""
+        text = self._text
+        if text is None:
+            text = self._text = []
+        return text
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self._text)
+
+    @property
+    def has_record(self) -> bool:
+        """Whether the record was built already (a step read it)."""
+        return self._record is not None
 
     # -- the writers ----------------------------------------------------------------------------
 
@@ -148,12 +220,18 @@ class Call:
             )
 
     def apply_facts(self, facts: Mapping[str, Any]) -> None:
-        model = facts.get("response_model")
-        if model:
-            self.record.response_model = str(model)
-        tier = facts.get("service_tier")
-        if tier:
-            self.record.service_tier = str(tier)
+        """The response's facts: `response_model` and `service_tier` (absent or empty: unchanged)."""
+        self.set_facts(facts.get("response_model"), facts.get("service_tier"))
+
+    def set_facts(self, response_model: object, service_tier: object) -> None:
+        """`apply_facts`, from the two values (None or empty: unchanged)."""
+        if response_model:
+            self.response_model = response_model if type(response_model) is str else str(response_model)
+        if service_tier:
+            self.service_tier = service_tier if type(service_tier) is str else str(service_tier)
+        record = self._record
+        if record is not None:
+            record.response_model, record.service_tier = self.response_model, self.service_tier
 
     def event_seen(self) -> None:
         """A stream event arrived: the first one sets the time to first token."""

@@ -105,7 +105,7 @@ class Pipeline:
                 self._after(call, exc)
                 self._emit(call.record)
                 raise
-            call.flows.append(gen)
+            call.flows = (*call.flows, gen)
         return call
 
     def finish(self, call: Call, error: BaseException | None = None) -> None:
@@ -140,7 +140,7 @@ class Pipeline:
         flows = call.flows
         if not flows:  # no step waits for the call's end (no budgets, no router): nothing to swap
             return
-        call.flows = []
+        call.flows = ()
         for gen in reversed(flows):
             _resume(gen, error)
 
@@ -175,6 +175,13 @@ def _resume(gen: Generator[None, None, None], error: BaseException | None) -> No
 
 def _complete(call: Call, error: BaseException | None, pricer: Pricer) -> None:
     end_ns = time.perf_counter_ns()
+    usage = call.usage
+    request = call.request
+    if error is None and usage is not None and not call.output_missing and not call.has_record:
+        # the common call (it ended well with its usage, no step read its record): one constructor
+        record = call.ended_record(usage, end_ns)
+        pricer.price(record, request.state.get("priced_as") or request.model, usage)
+        return
     record = call.record
     record.latency_ms = (end_ns - call.start_ns) / 1e6
     record.ended_at = datetime.now(UTC)
@@ -184,9 +191,8 @@ def _complete(call: Call, error: BaseException | None, pricer: Pricer) -> None:
         record.status = "error"
         record.error_type = type(error).__name__
         record.http_status = _http_status(error)
-    usage = call.usage
     if usage is None:
-        if error is not None and not call.text:
+        if error is not None and not call.has_text:
             # The provider refused or failed before answering: nothing was billed, cost is exactly 0.
             record.cost_nanousd = 0
             record.price_known = True
@@ -197,7 +203,6 @@ def _complete(call: Call, error: BaseException | None, pricer: Pricer) -> None:
         usage = _counted(call, usage)
         record.estimated = True
     record.set_usage(usage)
-    request = call.request
     # a step that sends an alias (a deployment name) says which model it stands for
     pricer.price(record, request.state.get("priced_as") or request.model, usage)
 
@@ -207,7 +212,7 @@ def _counted(call: Call, reported: Usage | None) -> Usage:
     from costlens.pipeline._estimate import count_input
     from costlens.tokens import count_text
 
-    model = call.record.response_model or call.request.model
+    model = call.response_model or call.request.model
     output = count_text("".join(call.text), model).tokens
     if reported is not None:
         return Usage(

@@ -10,10 +10,11 @@ from costlens.usage import CallRecord, Usage
 
 if TYPE_CHECKING:
     from costlens.pricing import PriceCatalogue
-    from costlens.pricing._model import ModelPrice
+    from costlens.pricing._model import AttoRates, ModelPrice
 
-#: (provider to price, model to price, its price when it does not change with time)
-_Target = tuple[str, str, "ModelPrice | None"]
+#: (provider to price, model to price, its price when it does not change with time, that price's
+#: integer rates when they do not depend on the usage either: `nanousd_at` prices with them)
+_Target = tuple[str, str, "ModelPrice | None", "AttoRates | None"]
 _MAX_TARGETS = 4096
 
 _NanousdCost = Callable[[Usage, str, str, datetime | None, str | None], tuple[int | None, str]]
@@ -29,7 +30,7 @@ class Pricer:
     The record keeps the provider it was sent to; only the price list may differ: an endpoint named
     by its host (a local proxy) is priced as OpenAI-compatible (`costlens.pricing._compat`)."""
 
-    __slots__ = ("_catalogue", "_get_catalogue", "_models", "_nanousd_cost", "_nanousd_of")
+    __slots__ = ("_catalogue", "_get_catalogue", "_models", "_nanousd_at", "_nanousd_cost", "_nanousd_of")
 
     def __init__(self) -> None:
         self._models: dict[tuple[str, str | None, str, str | None], _Target] = {}
@@ -38,6 +39,7 @@ class Pricer:
         self._get_catalogue: Callable[[], PriceCatalogue] | None = None
         self._nanousd_cost: _NanousdCost | None = None
         self._nanousd_of: Callable[[Usage, ModelPrice], int | None] | None = None
+        self._nanousd_at: Callable[[Usage, AttoRates], int | None] | None = None
 
     def price(self, record: CallRecord, sent_model: str, usage: Usage) -> None:
         get_catalogue = self._get_catalogue
@@ -52,10 +54,17 @@ class Pricer:
         target = self._models.get(key)
         if target is None:
             target = self._target(catalogue, key)
-        provider, model, fixed = target
+        provider, model, fixed, atto = target
         # the integers `cost(...)` would give, `record.set_cost` keeps: no `Cost`, no `Decimal`
+        if atto is not None and self._nanousd_at is not None:  # the common call: a few integer products
+            nanousd: int | None = self._nanousd_at(usage, atto)
+            if nanousd is not None:
+                record.cost_nanousd = nanousd
+                record.price_known = True
+                record.price_version = catalogue.version
+                return
         if fixed is not None and self._nanousd_of is not None:  # a price that does not change with time
-            nanousd: int | None = self._nanousd_of(usage, fixed)
+            nanousd = self._nanousd_of(usage, fixed)
             version = catalogue.version
         else:  # dated prices, or none known (`nanousd_cost` warns about that once)
             assert self._nanousd_cost is not None
@@ -69,6 +78,7 @@ class Pricer:
 
         self._nanousd_cost = _catalogue.nanousd_cost
         self._nanousd_of = _model.nanousd_of
+        self._nanousd_at = _model.nanousd_at
         self._get_catalogue = _catalogue.get_catalogue
         return _catalogue.get_catalogue
 
@@ -78,7 +88,10 @@ class Pricer:
         provider, response_model, sent_model, tier = key
         model = _model_to_price(catalogue, provider, response_model, sent_model)
         priced_as = pricing_provider(catalogue, provider, model)
-        target = (priced_as, model, catalogue.entry(priced_as, model, tier).fixed)
+        from costlens.pricing._model import plain_atto
+
+        fixed = catalogue.entry(priced_as, model, tier).fixed
+        target = (priced_as, model, fixed, None if fixed is None else plain_atto(fixed))
         if len(self._models) >= _MAX_TARGETS:  # model names invented without end must not grow it so
             self._models.clear()
         self._models[key] = target

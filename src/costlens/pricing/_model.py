@@ -31,9 +31,11 @@ __all__ = [
     "ModelPrice",
     "Rates",
     "max_cost",
+    "nanousd_at",
     "nanousd_of",
     "per_mtok",
     "per_token",
+    "plain_atto",
     "price_usage",
 ]
 
@@ -281,8 +283,29 @@ def nanousd_of(usage: Usage, price: ModelPrice) -> int | None:
     atto = rates._atto
     if atto is False:
         atto = rates.atto()
-    if atto is None or atto is True or usage.has_parts:
+    if atto is None or atto is True:
         return price_usage(usage, price, "").nanousd
+    nano = nanousd_at(usage, atto)
+    return price_usage(usage, price, "").nanousd if nano is None else nano
+
+
+def plain_atto(price: ModelPrice) -> AttoRates | None:
+    """The integer rates `nanousd_at` prices with, for a price whose rates do not depend on the
+    usage (no long-context tiers); None when it has tiers or a rate finer than 1e-18 USD."""
+    if price.long_context:
+        return None
+    return price.rates.atto()
+
+
+def nanousd_at(usage: Usage, atto: AttoRates) -> int | None:
+    """The cost in nano-USD of `usage` at integer rates `atto` (`Rates.atto()`), rounded half to
+    even as `costlens.usage.to_nanousd`; None for a usage with finer parts (audio, 1-hour cache
+    writes, citations, tool requests): `price_usage` prices those."""
+    if (
+        usage.cache_write_1h_tokens or usage.input_audio_tokens or usage.output_audio_tokens
+        or usage.citation_tokens or usage.web_search_requests or usage.file_search_requests
+    ):  # fmt: skip
+        return None
     a_in, a_out, a_cr, a_cw, a_rs, a_req = atto
     cache_read = usage.cache_read_tokens
     cache_write = usage.cache_write_tokens
@@ -293,7 +316,10 @@ def nanousd_of(usage: Usage, price: ModelPrice) -> int | None:
     else:
         reasoning = usage.reasoning_tokens
         total += a_out * (out - reasoning) + a_rs * reasoning + a_req
-    return _atto_to_nano(total)
+    nano, rest = divmod(total, _NANO_IN_ATTO)  # (`_atto_to_nano`, without its frame)
+    if rest > _HALF_NANO_IN_ATTO or (rest == _HALF_NANO_IN_ATTO and nano & 1):
+        nano += 1
+    return nano
 
 
 def fmt(value: Decimal) -> str:
