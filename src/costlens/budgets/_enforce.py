@@ -45,7 +45,7 @@ from costlens.budgets._model import Budget, money
 from costlens.budgets._watch import Applied, Watch
 from costlens.budgets._window import CALENDAR, Position, to_us
 from costlens.pipeline import Call, Estimate, estimate
-from costlens.pipeline._estimate import cap_key, output_bound
+from costlens.pipeline._estimate import cap_key
 
 __all__ = ["BudgetEngine", "EngineSettings", "Ticket"]
 
@@ -278,28 +278,29 @@ class BudgetEngine:
         raise BudgetUnavailable(self.ledger.url, exc) from exc
 
     def _admit(self, call: Call) -> Ticket | None:
-        request, record = call.request, call.record
+        request, tags = call.request, call.tags  # (not `call.record`: that would build it now)
+        provider = request.provider
         at = self.clock()
         model = request.model
         notes: list[dict[str, Any]] = []
         while True:  # ends: each pass reserves, refuses, or downgrades (at most _MAX_DOWNGRADES times)
-            applied = self.applicable(record.tags, model, record.provider, at)
+            applied = self.applicable(tags, model, provider, at)
             if not applied:
                 break
             est = estimate(
                 request, model=model, default_max_output=self.settings.default_max_output_tokens, at=at
             )
-            outcome = self._try(applied, est, at, notes, record.provider)
+            outcome = self._try(applied, est, at, notes, provider)
             if isinstance(outcome, str):
                 model = outcome  # downgraded: choose the budgets again for the cheaper model
                 continue
-            self._apply(call, model, notes, cap=outcome is not None)
+            self._apply(call, model, notes, cap=outcome is not None and not est.output_bounded)
             if outcome is None:
-                record.budgets.extend(
+                call.note_budgets(
                     {"budget": a.budget.name, "key": a.key.id, "outcome": "unpriced"} for a in applied
                 )
                 return None
-            record.budgets.extend(_entry(a, outcome) for a in applied)
+            call.note_budgets(_entry(a, outcome) for a in applied)
             return Ticket(applied, outcome)
         self._apply(call, model, notes, cap=False)  # no budget applies
         return None
@@ -340,19 +341,14 @@ class BudgetEngine:
             raise _exceeded(hit, failing[hit.key.id], est) from None
 
     def _apply(self, call: Call, model: str, notes: list[dict[str, Any]], *, cap: bool) -> None:
-        """Reroute the call to the downgraded model, and (for a reserved call) cap its output when the
-        caller set none, so that the reservation bounds the call."""
+        """Reroute the call to the downgraded model, and cap its output (`cap`: a reserved call whose
+        caller set no bound), so that the reservation bounds the call."""
         request = call.request
         if notes:
-            call.record.budgets.extend(notes)
+            call.note_budgets(notes)
         if model != request.model:
             call.reroute(model, "budget-downgrade", notes[-1]["reason"], budget=notes[0]["budget"])
-        if (
-            cap
-            and self.settings.cap_output
-            and request.operation != "embeddings"
-            and output_bound(request.operation, request.body) is None
-        ):
+        if cap and self.settings.cap_output and request.operation != "embeddings":
             key = cap_key(request.operation, request.provider, model)
             call.rewrite({key: self.settings.default_max_output_tokens})
 

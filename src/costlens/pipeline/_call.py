@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -41,6 +41,7 @@ class Call:
 
     __slots__ = (
         "__weakref__",
+        "_budgets",
         "_record",
         "_tags",
         "_text",
@@ -73,6 +74,7 @@ class Call:
         # tracking cost an asyncio load was the collector's).
         self._record: CallRecord | None = None
         self._tags = tags
+        self._budgets: list[dict[str, Any]] | None = None  # `note_budgets` before the record exists
         self.started_at = datetime.now(UTC)
         self.response_model: str | None = None  # as the provider answered: `apply_facts`
         self.service_tier: str | None = tier if isinstance(tier, str) and tier else None
@@ -107,8 +109,25 @@ class Call:
                 stream=request.stream,
                 service_tier=self.service_tier,
                 tags=dict(self._tags),
+                budgets=self._budgets or [],
             )
         return record
+
+    @property
+    def tags(self) -> Mapping[str, str]:
+        """The call's tags (read them here: `record.tags` builds the record before its time)."""
+        record = self._record
+        return self._tags if record is None else record.tags
+
+    def note_budgets(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Add entries to `record.budgets` (kept aside until the record is built)."""
+        record = self._record
+        if record is not None:
+            record.budgets.extend(entries)
+        elif self._budgets is None:
+            self._budgets = list(entries)
+        else:
+            self._budgets.extend(entries)
 
     def ended_record(self, usage: Usage, end_ns: int) -> CallRecord:
         """The record of a call that ended well with `usage` and that nothing read before: built at
@@ -134,6 +153,7 @@ class Call:
             stream=request.stream,
             service_tier=self.service_tier,
             tags=dict(self._tags),
+            budgets=self._budgets or [],
             cache_write_1h_tokens=usage.cache_write_1h_tokens,
             input_audio_tokens=usage.input_audio_tokens,
             output_audio_tokens=usage.output_audio_tokens,

@@ -60,6 +60,8 @@ class Estimate:
     input_exact: bool
     output_tokens: int
     cost_nanousd: int | None
+    #: False when the request sets no output bound (`output_tokens` assumed the default one)
+    output_bounded: bool = True
 
 
 def output_bound(operation: str, body: Mapping[str, Any]) -> int | None:
@@ -192,4 +194,4 @@ def estimate(
     nanousd = estimate_max_nanousd(
         provider, model, n_in, n_out, at=at, service_tier=tier if isinstance(tier, str) else None
     )
-    return Estimate(model, n_in, exact, n_out, nanousd)
+    return Estimate(model, n_in, exact, n_out, nanousd, bound is not None)
