@@ -269,10 +269,9 @@ def _usage_follows(data: str) -> bool:
 
 
 def _read_usage_event(call: Call, data: str) -> bool:
-    """Take the usage (and facts) of a chunk that carries some; True when it is a usage-only chunk
-    (no choices): the one costlens asked for, which the caller does not see."""
-    if not _usage_follows(data):
-        return False
+    """Take the usage (and facts) of a chunk whose `"usage"` is an object (`_usage_follows`); True
+    when it is a usage-only chunk (no choices): the one costlens asked for, which the caller does
+    not see."""
     try:
         chunk = json.loads(data)
     except ValueError:
