@@ -1,0 +1,133 @@
+"""Where a tracked call's Python work goes: bytecodes per call, by function (a profiling aid).
+
+Run: `.venv/bin/python bench/trace_callpath.py [--budgets] [--calls 200] [--top 30]`.
+
+Wall-clock benchmarks on a small machine move by ±15 µs between identical runs, more than most
+single changes to the call path are worth. Bytecode counts do not move: this script replays one
+real chat completion (the SDK's own response object, captured once over an in-memory transport)
+through the tracking wrapper, with the pipeline's sink a plain list, and counts with
+`sys.settrace(..., f_trace_opcodes)` every bytecode each function executes per call. `--budgets`
+adds two nested budgets on the in-process ledger under leases (what `bench_load.py` calls
+"SQLite + 2 budgets, leases", minus the SQLite ledger). Pair it with callgrind for instructions
+(`valgrind --tool=callgrind`, the same script with `--calls 0` and `--calls N`, then subtract).
+
+C work (SQLite, `datetime.now`, the dataclass machinery's C parts) is not in the counts; the
+functions a dataclass generates are (they are shown with their class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from types import FrameType
+from typing import Any
+
+import httpx
+import openai
+
+import costlens
+from costlens.instrument import _registered
+from costlens.instrument._core import using_pipeline, wrap_sync_request
+from costlens.pipeline import Pipeline
+from costlens.usage import CallRecord
+
+RESPONSE = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+}
+MESSAGES: Any = [{"role": "user", "content": "Say hello"}]
+
+
+def captured_call() -> tuple[Any, Any, Any, Any]:
+    """(adapter, cast_to, options, result) of one real SDK call over an in-memory transport."""
+    body = json.dumps(RESPONSE).encode()
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+    client = openai.OpenAI(
+        api_key="bench", base_url="http://127.0.0.1:9/v1", http_client=httpx.Client(transport=transport)
+    )
+    seen: dict[str, Any] = {}
+    original = client.request
+
+    def capture(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
+        seen["result"] = original(cast_to, options, stream=stream, stream_cls=stream_cls)
+        seen["cast_to"], seen["options"] = cast_to, options
+        return seen["result"]
+
+    client.request = capture  # type: ignore[method-assign]
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    adapter = next(a for a in _registered() if a.matches(client))
+    client.close()
+    return adapter, seen["cast_to"], seen["options"], seen["result"]
+
+
+def count(calls: int, budgets: bool) -> tuple[Counter[str], Counter[str], list[CallRecord]]:
+    adapter, cast_to, options, result = captured_call()
+    request = wrap_sync_request(lambda *a, **k: result, adapter, "openai", {"feature": "bench"})
+    if budgets:
+        costlens.configure_budgets(
+            [
+                costlens.Budget("all", limit_usd="1000000", window="month"),
+                costlens.Budget("per-model", limit_usd="1000000", window="day", scope={"model": "*"}),
+            ],
+            ledger="memory://",
+            lease_usd="1",
+        )
+    records: list[CallRecord] = []
+    pipeline = costlens.config.get_pipeline().with_sinks([records.append]) if budgets else None
+    pipeline = pipeline or Pipeline(sinks=[records.append])
+    ops: Counter[str] = Counter()
+    entered: Counter[str] = Counter()
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        name = f"{code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno} {code.co_name}"
+        if code.co_filename == "<string>":  # a dataclass-generated method: name its class
+            name += f" ({type(frame.f_locals.get('self')).__name__})"
+        entered[name] += 1
+        frame.f_trace_opcodes = True
+
+        def local(frame: FrameType, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                ops[name] += 1
+            return local
+
+        return local
+
+    with using_pipeline(pipeline):
+        for _ in range(300):  # warm-up: caches filled, prices loaded
+            request(cast_to, options)
+        records.clear()
+        sys.settrace(tracer)
+        try:
+            for _ in range(calls):
+                request(cast_to, options)
+        finally:
+            sys.settrace(None)
+    return ops, entered, records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--budgets", action="store_true", help="two nested budgets, memory ledger, leases")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args()
+    ops, entered, records = count(args.calls, args.budgets)
+    if args.calls and (len(records) != args.calls or not records[-1].cost_nanousd):
+        raise SystemExit(f"expected {args.calls} priced records, got {len(records)}")
+    n = max(args.calls, 1)
+    setup = "two nested budgets" if args.budgets else "no budgets"
+    print(f"bytecodes per tracked call: {sum(ops.values()) / n:,.0f} ({setup})")
+    print(f"{'per call':>9} {'calls':>6}  function")
+    for name, total in ops.most_common(args.top):
+        print(f"{total / n:9.1f} {entered[name] / n:6.2f}  {name}")
+
+
+if __name__ == "__main__":
+    main()
