@@ -42,3 +42,19 @@ def test_extra_body_is_merged_over_the_body_and_other_types_are_kept() -> None:
     merged = sent_body(_options(body, {"top_p": 0.9, "seed": 7}))
     assert merged == {"model": "m", "top_p": 0.9, "seed": 7}
     assert sent_body(_options(body)) is body and Ratio in _PLAIN  # seen once: plain from now on
+
+
+class _Unhashable(type):
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Odd(metaclass=_Unhashable):  # a value whose class cannot go in a set
+    pass
+
+
+def test_a_value_whose_class_is_unhashable_is_still_sent() -> None:
+    odd = Odd()
+    assert sent_body(_options({"model": "m", "odd": odd, "metadata": openai.NOT_GIVEN})) == {
+        "model": "m",
+        "odd": odd,
+    }

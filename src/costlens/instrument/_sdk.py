@@ -52,8 +52,11 @@ def sent_body(options: Any) -> dict[str, Any] | None:
     # `extra` first: usually None, and an ABC's isinstance of it costs a Python-level call
     merged = {**body, **extra} if extra and isinstance(extra, Mapping) else body
     # the types of the values, in C: a loop over them in Python cost every call ~1 µs
-    if set(map(type, merged.values())) <= _PLAIN:
-        return merged
+    try:
+        if set(map(type, merged.values())) <= _PLAIN:
+            return merged
+    except TypeError:  # a class whose metaclass makes it unhashable: by name, value by value
+        return {k: v for k, v in merged.items() if type(v).__name__ not in _UNSET}
     return _without_unset(merged)
 
 
