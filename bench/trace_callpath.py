@@ -4,7 +4,7 @@ Run: `.venv/bin/python bench/trace_callpath.py [--budgets] [--calls 200] [--top 
 
 Wall-clock benchmarks on a small machine move by ±15 µs between identical runs, more than most
 single changes to the call path are worth. Bytecode counts do not move: this script replays one
-real chat completion (the SDK's own response object, captured once over an in-memory transport)
+real chat completion (the SDK's own response object, captured once from the fake provider)
 through the tracking wrapper, with the pipeline's sink a plain list, and counts with
 `sys.settrace(..., f_trace_opcodes)` every bytecode each function executes per call. `--budgets`
 adds two nested budgets on the in-process ledger under leases (what `bench_load.py` calls
@@ -18,51 +18,39 @@ functions a dataclass generates are (they are shown with their class).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from types import FrameType
 from typing import Any
 
-import httpx
 import openai
 
 import costlens
 from costlens.instrument import _registered
 from costlens.instrument._core import using_pipeline, wrap_sync_request
 from costlens.pipeline import Pipeline
+from costlens.testing import FakeProvider
 from costlens.usage import CallRecord
 
-RESPONSE = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "gpt-4o-mini-2024-07-18",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-}
 MESSAGES: Any = [{"role": "user", "content": "Say hello"}]
 
 
 def captured_call() -> tuple[Any, Any, Any, Any]:
-    """(adapter, cast_to, options, result) of one real SDK call over an in-memory transport."""
-    body = json.dumps(RESPONSE).encode()
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
-    client = openai.OpenAI(
-        api_key="bench", base_url="http://127.0.0.1:9/v1", http_client=httpx.Client(transport=transport)
-    )
+    """(adapter, cast_to, options, result) of one real SDK call to the fake provider."""
     seen: dict[str, Any] = {}
-    original = client.request
+    with FakeProvider() as fake:
+        client = openai.OpenAI(api_key="bench", base_url=fake.openai_base_url, max_retries=0)
+        original = client.request
 
-    def capture(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
-        seen["result"] = original(cast_to, options, stream=stream, stream_cls=stream_cls)
-        seen["cast_to"], seen["options"] = cast_to, options
-        return seen["result"]
+        def capture(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
+            seen["result"] = original(cast_to, options, stream=stream, stream_cls=stream_cls)
+            seen["cast_to"], seen["options"] = cast_to, options
+            return seen["result"]
 
-    client.request = capture  # type: ignore[method-assign]
-    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        client.request = capture  # type: ignore[method-assign]
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        client.close()
     adapter = next(a for a in _registered() if a.matches(client))
-    client.close()
     return adapter, seen["cast_to"], seen["options"], seen["result"]
 
 
