@@ -5,8 +5,10 @@ Run: `.venv/bin/python bench/trace_callpath.py [--budgets] [--calls 200] [--top 
 Wall-clock benchmarks on a small machine move by ±15 µs between identical runs, more than most
 single changes to the call path are worth. Bytecode counts do not move: this script replays one
 real chat completion (the SDK's own response object, captured once from the fake provider)
-through the tracking wrapper, with the pipeline's sink a plain list, and counts with
-`sys.settrace(..., f_trace_opcodes)` every bytecode each function executes per call. `--budgets`
+through the tracking wrapper, with the pipeline's sink a list that defers, as the recorder does,
+and counts with `sys.settrace(..., f_trace_opcodes)` every bytecode each function executes per
+call: on the caller's thread, then apart, what the recorder's writer thread runs to build and
+price the deferred records (`Pipeline`'s docstring says which calls are deferred). `--budgets`
 adds two nested budgets on the in-process ledger under leases (what `bench_load.py` calls
 "SQLite + 2 budgets, leases", minus the SQLite ledger). Pair it with callgrind for instructions
 (`valgrind --tool=callgrind`, the same script with `--calls 0` and `--calls N`, then subtract).
@@ -54,7 +56,53 @@ def captured_call() -> tuple[Any, Any, Any, Any]:
     return adapter, seen["cast_to"], seen["options"], seen["result"]
 
 
-def count(calls: int, budgets: bool) -> tuple[Counter[str], Counter[str], list[CallRecord]]:
+class _Sink:
+    """The pipeline's sink: keeps records, and deferred calls' facts to build later (as the recorder)."""
+
+    def __init__(self) -> None:
+        self.records: list[CallRecord] = []
+        self.later: list[tuple[Any, ...]] = []
+
+    def __call__(self, record: CallRecord) -> None:
+        self.records.append(record)
+
+    def defer(self, ended: tuple[Any, ...]) -> None:
+        self.later.append(ended)
+
+    def build_later(self) -> None:
+        self.records.extend(ended[0](ended) for ended in self.later)
+        self.later.clear()
+
+    def clear(self) -> None:
+        self.records.clear()
+        self.later.clear()
+
+
+class _Counts:
+    """Bytecodes executed, and entries, by function (a `sys.settrace` tracer)."""
+
+    def __init__(self) -> None:
+        self.ops: Counter[str] = Counter()
+        self.entered: Counter[str] = Counter()
+
+    def tracer(self, frame: FrameType, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        name = f"{code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno} {code.co_name}"
+        if code.co_filename == "<string>":  # a dataclass-generated method: name its class
+            name += f" ({type(frame.f_locals.get('self')).__name__})"
+        self.entered[name] += 1
+        frame.f_trace_opcodes = True
+        ops = self.ops
+
+        def local(frame: FrameType, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                ops[name] += 1
+            return local
+
+        return local
+
+
+def count(calls: int, budgets: bool) -> tuple[_Counts, _Counts, list[CallRecord]]:
     adapter, cast_to, options, result = captured_call()
     request = wrap_sync_request(lambda *a, **k: result, adapter, "openai", {"feature": "bench"})
     if budgets:
@@ -66,38 +114,27 @@ def count(calls: int, budgets: bool) -> tuple[Counter[str], Counter[str], list[C
             ledger="memory://",
             lease_usd="1",
         )
-    records: list[CallRecord] = []
-    pipeline = costlens.config.get_pipeline().with_sinks([records.append]) if budgets else None
-    pipeline = pipeline or Pipeline(sinks=[records.append])
-    ops: Counter[str] = Counter()
-    entered: Counter[str] = Counter()
-
-    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
-        code = frame.f_code
-        name = f"{code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno} {code.co_name}"
-        if code.co_filename == "<string>":  # a dataclass-generated method: name its class
-            name += f" ({type(frame.f_locals.get('self')).__name__})"
-        entered[name] += 1
-        frame.f_trace_opcodes = True
-
-        def local(frame: FrameType, event: str, arg: Any) -> Any:
-            if event == "opcode":
-                ops[name] += 1
-            return local
-
-        return local
-
+    sink = _Sink()
+    pipeline = costlens.config.get_pipeline().with_sinks([sink]) if budgets else None
+    pipeline = pipeline or Pipeline(sinks=[sink])
+    caller, writer = _Counts(), _Counts()
     with using_pipeline(pipeline):
         for _ in range(300):  # warm-up: caches filled, prices loaded
             request(cast_to, options)
-        records.clear()
-        sys.settrace(tracer)
+        sink.build_later()
+        sink.clear()
+        sys.settrace(caller.tracer)
         try:
             for _ in range(calls):
                 request(cast_to, options)
         finally:
             sys.settrace(None)
-    return ops, entered, records
+        sys.settrace(writer.tracer)
+        try:
+            sink.build_later()
+        finally:
+            sys.settrace(None)
+    return caller, writer, sink.records
 
 
 def main() -> None:
@@ -106,15 +143,16 @@ def main() -> None:
     parser.add_argument("--budgets", action="store_true", help="two nested budgets, memory ledger, leases")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
-    ops, entered, records = count(args.calls, args.budgets)
+    caller, writer, records = count(args.calls, args.budgets)
     if args.calls and (len(records) != args.calls or not records[-1].cost_nanousd):
         raise SystemExit(f"expected {args.calls} priced records, got {len(records)}")
     n = max(args.calls, 1)
     setup = "two nested budgets" if args.budgets else "no budgets"
-    print(f"bytecodes per tracked call: {sum(ops.values()) / n:,.0f} ({setup})")
-    print(f"{'per call':>9} {'calls':>6}  function")
-    for name, total in ops.most_common(args.top):
-        print(f"{total / n:9.1f} {entered[name] / n:6.2f}  {name}")
+    for where, counts in (("the caller's thread", caller), ("the writer thread, deferred records", writer)):
+        print(f"bytecodes per tracked call on {where}: {sum(counts.ops.values()) / n:,.0f} ({setup})")
+        print(f"{'per call':>9} {'calls':>6}  function")
+        for name, total in counts.ops.most_common(args.top):
+            print(f"{total / n:9.1f} {counts.entered[name] / n:6.2f}  {name}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["ConfigError", "CostlensError", "internal_error", "strict_mode"]
+__all__ = [
+    "ConfigError",
+    "CostlensError",
+    "internal_error",
+    "late_error",
+    "raise_late_error",
+    "strict_mode",
+]
 
 
 class CostlensError(Exception):
@@ -35,3 +42,27 @@ def internal_error(what: str, exc: BaseException) -> None:
     logging.getLogger("costlens").error(
         "costlens: %s failed; the call itself was not affected", what, exc_info=exc
     )
+
+
+#: Failures `late_error` kept in strict mode, for the next flush to raise (a few: the first matters).
+_late: list[BaseException] = []
+
+
+def late_error(what: str, exc: BaseException) -> None:
+    """Report a failure inside costlens on a background thread (where raising would stop the thread,
+    and no caller would see it): logged; in strict mode also kept, and the next flush raises it."""
+    if strict_mode() and len(_late) < 8:
+        _late.append(exc)
+    import logging
+
+    logging.getLogger("costlens").error(
+        "costlens: %s failed; the call itself was not affected", what, exc_info=exc
+    )
+
+
+def raise_late_error() -> None:
+    """In strict mode, raise the first failure `late_error` kept since the last time (then forget them)."""
+    if _late and strict_mode():
+        first = _late[0]
+        _late.clear()
+        raise first

@@ -59,7 +59,7 @@ from types import FrameType
 from typing import Any, Literal
 
 from costlens import _paths
-from costlens._errors import ConfigError, internal_error
+from costlens._errors import ConfigError, internal_error, late_error, raise_late_error
 from costlens.store import Store
 from costlens.store._codec import dumps, record_from_dict, record_to_dict
 from costlens.usage import CallRecord
@@ -128,7 +128,8 @@ class Recorder:
         self._attempts = retries + 1
         self._backoff = retry_backoff_s
         self._owns_store = owns_store
-        self._queue: deque[CallRecord | _Marker] = deque()
+        # records, flush markers, and facts of calls whose record the writer builds (`defer`)
+        self._queue: deque[CallRecord | _Marker | tuple[Any, ...]] = deque()
         self._degraded_until = 0.0
         self._overflow_warned = False
         self._closed = False
@@ -180,6 +181,21 @@ class Recorder:
         queue.append(record)
         if n + 1 == self._batch_size:
             self._wake.set()
+
+    def defer(self, ended: tuple[Any, ...]) -> None:
+        """Hand over a call's facts (`costlens.pipeline.Call.ended`) whose record `ended[0](ended)`
+        builds: async, on the writer thread, a batch at a time; sync, or with a long backlog, here."""
+        queue = self._queue
+        n = len(queue)
+        if self._sync or n >= self._help_at:
+            self.submit(self._built(ended))
+            return
+        queue.append(ended)
+        if n + 1 == self._batch_size:
+            self._wake.set()
+
+    def _built(self, ended: tuple[Any, ...]) -> CallRecord:
+        return ended[0](ended)  # type: ignore[no-any-return]
 
     def _help(self) -> None:
         """A long backlog: write its oldest batch here if the writer thread made no progress for a while.
@@ -266,9 +282,17 @@ class Recorder:
         batch: list[CallRecord] = []
         while queue and len(batch) < self._batch_size:
             item = queue.popleft()
-            if isinstance(item, _Marker):
+            if isinstance(item, CallRecord):
+                batch.append(item)
+            elif isinstance(item, _Marker):
                 return batch, item
-            batch.append(item)
+            else:  # a deferred call's facts
+                try:
+                    batch.append(self._built(item))
+                except Exception as exc:  # (the pipeline's builder keeps the record when pricing fails)
+                    with self._counts_lock:
+                        self._lost += 1
+                    late_error("building a call record", exc)
         return batch, None
 
     def _write_batch(self, batch: list[CallRecord], marker: _Marker | None, attempts: int) -> None:
@@ -349,6 +373,7 @@ class Recorder:
         Returns False if `timeout` (seconds) ran out first, or if records were lost since the
         previous `flush()`: the store and the spool both failed (each loss is also logged and
         counted in `lost`). A loss is reported by the first `flush()` after it, not again.
+        In strict mode, a failure on the writer thread (building a deferred record) is raised here.
         """
         thread = self._thread
         if self._sync or thread is None or not thread.is_alive():
@@ -361,6 +386,7 @@ class Recorder:
         with self._counts_lock:
             lost_since = self._lost != self._lost_reported
             self._lost_reported = self._lost
+        raise_late_error()  # strict mode (tests): what failed on the writer thread fails here
         return done and not lost_since
 
     def replay_spool(self) -> int:

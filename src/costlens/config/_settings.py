@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Any, cast
 
 from costlens._errors import ConfigError, internal_error
 from costlens._paths import data_dir, spool_dir
@@ -253,28 +253,44 @@ def hash_user_id(user: str) -> str:
     return hashlib.sha256(user.encode()).hexdigest()[:16]
 
 
-def record_sink(record: CallRecord) -> None:
-    """The pipeline's sink: apply the privacy settings, then hand the record to the recorder.
+class _RecordSink:
+    """The pipeline's sink (`record_sink`): applies the privacy settings, then hands the record to the
+    recorder. Never raises (outside strict mode).
 
     When the environment's settings are invalid (a bad `COSTLENS_STORE` or `COSTLENS_DURABILITY`),
     the record goes to the spool and the error is logged once: a record never goes nowhere.
-    Never raises (outside strict mode).
     """
-    try:
-        state = _state or _current()
-    except ConfigError as exc:
-        _spool_unconfigured(record, exc)
-        return
-    try:
-        settings = state[0]
-        if record.content is not None and not settings.store_content:
-            record.content = None
-        if settings.hash_user_ids and "user" in record.tags:
-            record.tags = {**record.tags, "user": hash_user_id(record.tags["user"])}
-        state[1].submit(record)
-    except Exception as exc:
-        internal_error("recording an LLM call", exc)
 
+    __slots__ = ()
+
+    def __call__(self, record: CallRecord) -> None:
+        try:
+            state = _state or _current()
+        except ConfigError as exc:
+            _spool_unconfigured(record, exc)
+            return
+        try:
+            settings = state[0]
+            if record.content is not None and not settings.store_content:
+                record.content = None
+            if settings.hash_user_ids and "user" in record.tags:
+                record.tags = {**record.tags, "user": hash_user_id(record.tags["user"])}
+            state[1].submit(record)
+        except Exception as exc:
+            internal_error("recording an LLM call", exc)
+
+    def defer(self, ended: tuple[Any, ...]) -> None:
+        """A call's facts whose record the recorder's writer thread builds (see
+        `costlens.pipeline`); built here at once when user ids are hashed or settings are invalid."""
+        state = _state
+        if state is None or state[0].hash_user_ids:
+            self(ended[0](ended))
+            return
+        state[1].defer(ended)
+
+
+#: The pipeline's sink: every tracked call's record goes through it to the recorder.
+record_sink = _RecordSink()
 
 #: The name used before the pipeline existed.
 emit = record_sink

@@ -10,13 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from costlens.pipeline._request import Request
 from costlens.usage import CallRecord, Usage
 
-__all__ = ["Call", "OutputMissing"]
+__all__ = ["Call", "Ended", "OutputMissing", "priced_with", "record_of_ended"]
+
+#: A call that ended well, as facts (`Call.ended`): (builder, provider, operation, request model,
+#: started at, latency ns, time to first event ns or None, response model, usage, stream, service
+#: tier, tags, budget entries, model to price). A plain tuple: it is made on every tracked call.
+Ended = tuple[Any, ...]
+_USAGE, _PRICED_AS = 8, 13
 
 log = logging.getLogger("costlens")
 
@@ -130,38 +136,34 @@ class Call:
         else:
             self._budgets.extend(entries)
 
-    def ended_record(self, usage: Usage, end_ns: int) -> CallRecord:
-        """The record of a call that ended well with `usage` and that nothing read before: built at
-        once, every field in one go (what `record`, then `_complete`'s updates, give field by field).
-        Its price is still to be set."""
+    def ended(self, build: Callable[[Ended], CallRecord] | None, end_ns: int) -> Ended:
+        """The facts of a call that ended well with its usage and whose record nothing read: what
+        `record_of_ended` builds the record from, at once or later (`build` comes first, for
+        whoever holds the tuple: a sink that builds it on its own thread)."""
         request = self.request
         first = self.first_event_ns
         start_ns = self.start_ns
-        record = self._record = CallRecord(
+        return (
+            build,
             request.provider,
             request.operation,
             request.model,
             self.started_at,
-            datetime.now(UTC),
-            (end_ns - start_ns) / 1e6,
-            None if first is None else (first - start_ns) / 1e6,
+            end_ns - start_ns,
+            None if first is None else first - start_ns,
             self.response_model,
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cache_read_tokens,
-            usage.cache_write_tokens,
-            usage.reasoning_tokens,
-            stream=request.stream,
-            service_tier=self.service_tier,
-            tags=dict(self._tags),
-            budgets=self._budgets or [],
-            cache_write_1h_tokens=usage.cache_write_1h_tokens,
-            input_audio_tokens=usage.input_audio_tokens,
-            output_audio_tokens=usage.output_audio_tokens,
-            citation_tokens=usage.citation_tokens,
-            web_search_requests=usage.web_search_requests,
-            file_search_requests=usage.file_search_requests,
+            self.usage,
+            request.stream,
+            self.service_tier,
+            dict(self._tags),
+            self._budgets or [],
+            request.state.get("priced_as") or request.model,  # (a deployment name: the model it stands for)
         )
+
+    def end_record(self, end_ns: int) -> CallRecord:
+        """The record of a call that ended well with its usage and that nothing read before, built
+        now (its price still to be set)."""
+        record = self._record = record_of_ended(self.ended(None, end_ns))
         return record
 
     @property
@@ -175,6 +177,11 @@ class Call:
     @property
     def has_text(self) -> bool:
         return bool(self._text)
+
+    @property
+    def ended_plainly(self) -> bool:
+        """Usage in (its output count too) and no record built yet: `ended` holds all the record needs."""
+        return self.usage is not None and not self.output_missing and self._record is None
 
     @property
     def has_record(self) -> bool:
@@ -263,3 +270,39 @@ class Call:
         """End the call (idempotent): usage, price, the steps' after-halves, then the sinks."""
         if not self.finished:
             self.pipeline.finish(self, error)
+
+
+def record_of_ended(ended: Ended) -> CallRecord:
+    """The `CallRecord` of `Call.ended`'s facts, every field in one constructor (unpriced)."""
+    (_, provider, operation, model, started_at, latency_ns, ttft_ns, response_model, usage, stream,
+     tier, tags, budgets, _) = ended  # fmt: skip
+    return CallRecord(
+        provider,
+        operation,
+        model,
+        started_at,
+        started_at + timedelta(microseconds=latency_ns // 1000),
+        latency_ns / 1e6,
+        None if ttft_ns is None else ttft_ns / 1e6,
+        response_model,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+        stream=stream,
+        service_tier=tier,
+        tags=tags,
+        budgets=budgets,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        input_audio_tokens=usage.input_audio_tokens,
+        output_audio_tokens=usage.output_audio_tokens,
+        citation_tokens=usage.citation_tokens,
+        web_search_requests=usage.web_search_requests,
+        file_search_requests=usage.file_search_requests,
+    )
+
+
+def priced_with(ended: Ended) -> tuple[Usage, str]:
+    """What `Call.ended`'s facts are priced with: the usage, and the model to price."""
+    return ended[_USAGE], ended[_PRICED_AS]
