@@ -105,9 +105,22 @@ def test_a_deferred_call_is_priced_as_the_model_a_step_named() -> None:
     assert record.cost_nanousd == nano and record.request_model == "my-deployment"
 
 
-class _Waits:
+class _ReadsAfter:
+    """A step that waits for the call's end and reads its price there, on the call or on the record."""
+
+    def __init__(self, *, record: bool) -> None:
+        self.record = record
+        self.seen: list[int | None] = []
+        self.seen_record: CallRecord | None = None
+
     def flow(self, call: Call) -> Generator[None, None, None]:
         yield
+        if self.record:
+            self.seen_record = call.record
+            self.seen.append(call.record.cost_nanousd)
+        else:
+            self.seen.append(call.cost_nanousd)
+            call.budget_entries.append({"budget": "b", "outcome": "settled"})
 
 
 class _NotesBudgets:
@@ -125,7 +138,6 @@ class _NotesBudgets:
         "error",
         "no usage",
         "output missing",
-        "a step after the call",
         "record read",
         "content kept",
         "two sinks",
@@ -134,7 +146,7 @@ class _NotesBudgets:
 def test_what_needs_its_record_now_is_not_deferred(case: str) -> None:
     sink = Deferring()
     others: list[CallRecord] = []
-    steps: dict[str, Any] = {"budget": _Waits()} if case == "a step after the call" else {}
+    steps: dict[str, Any] = {}
     sinks: list[Any] = [sink, others.append] if case == "two sinks" else [sink]
     pipeline = Pipeline(steps, sinks, content_chars=100 if case == "content kept" else 0)
     call = _call(pipeline, None if case == "no usage" else Usage(10, 5))
@@ -146,6 +158,33 @@ def test_what_needs_its_record_now_is_not_deferred(case: str) -> None:
     pipeline.finish(call, TimeoutError("slow") if case == "error" else None)
     assert sink.later == [] and len(sink.now) == 1
     assert sink.now[0].status == ("error" if case == "error" else "ok")
+
+
+def test_a_step_that_reads_the_price_after_the_call_sees_the_deferred_records_price() -> None:
+    sink, records = Deferring(), []
+    reader = _ReadsAfter(record=False)
+    pipeline = Pipeline({"budget": reader}, [sink])
+    pipeline.finish(_call(pipeline, Usage(1200, 340)))
+    direct = Pipeline(sinks=[records.append])
+    direct.finish(_call(direct, Usage(1200, 340)))
+    (record,) = sink.built()
+    assert sink.now == [] and reader.seen == [record.cost_nanousd] == [records[0].cost_nanousd]
+    assert record.price_known and record.budgets == [{"budget": "b", "outcome": "settled"}]
+    assert _fields(record) == {**_fields(records[0]), "budgets": record.budgets}
+
+
+def test_a_step_that_reads_the_record_after_the_call_gets_it_whole_and_it_is_not_deferred() -> None:
+    sink, records = Deferring(), []
+    reader = _ReadsAfter(record=True)
+    pipeline = Pipeline({"budget": reader}, [sink])
+    pipeline.finish(_call(pipeline, Usage(1200, 340), stream=True))
+    direct = Pipeline(sinks=[records.append])
+    direct.finish(_call(direct, Usage(1200, 340), stream=True))
+    assert sink.later == [] and sink.now == [reader.seen_record]
+    (record,) = sink.now
+    assert reader.seen == [record.cost_nanousd] and record.price_known
+    assert _fields(record) == _fields(records[0])
+    assert record.ttft_ms is not None and record.latency_ms is not None
 
 
 def test_budget_entries_noted_before_the_call_reach_the_deferred_record() -> None:

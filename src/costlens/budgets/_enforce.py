@@ -359,9 +359,9 @@ class BudgetEngine:
 
         A ledger that fails is asked again (`_SETTLE_BACKOFF_S`); a reservation that still cannot be
         settled is charged at its reserved amount when it expires, never dropped."""
-        r, record = ticket.reservation, call.record
-        actual = record.cost_nanousd
-        if actual == 0 and record.status == "error":
+        r = ticket.reservation
+        actual = call.cost_nanousd  # (read on the call: `call.record` would build the record now)
+        if actual == 0 and call.status == "error":
             actual = None  # failed before anything was billed: nothing to settle, release it
         for pause in (*_SETTLE_BACKOFF_S, None):
             try:
@@ -379,14 +379,14 @@ class BudgetEngine:
                         exc,
                         r.amount_nanousd,
                     )
-                    _mark(record.budgets, r.id, "unsettled", None)
+                    _mark(call.budget_entries, r.id, "unsettled", None)
                     return
                 time.sleep(pause)
-        _mark(record.budgets, r.id, "released" if actual is None else "settled", actual)
+        _mark(call.budget_entries, r.id, "released" if actual is None else "settled", actual)
         if actual is None:
             return
         if actual > r.amount_nanousd:
-            _underestimated(record.provider, call.request.model, r.amount_nanousd, actual)
+            _underestimated(call.request.provider, call.request.model, r.amount_nanousd, actual)
         self.watch.settled(ticket.applied, r, actual, self.clock())
 
     def flush(self) -> None:

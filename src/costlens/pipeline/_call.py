@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from costlens.pipeline._price import Priced
 from costlens.pipeline._request import Request
 from costlens.usage import CallRecord, Usage
 
@@ -20,9 +21,10 @@ __all__ = ["Call", "Ended", "OutputMissing", "priced_with", "record_of_ended"]
 
 #: A call that ended well, as facts (`Call.ended`): (builder, provider, operation, request model,
 #: started at, latency ns, time to first event ns or None, response model, usage, stream, service
-#: tier, tags, budget entries, model to price). A plain tuple: it is made on every tracked call.
+#: tier, tags, budget entries or None, model to price, its price when it is known already or None).
+#: A plain tuple: it is made on every tracked call.
 Ended = tuple[Any, ...]
-_USAGE, _PRICED_AS = 8, 13
+_USAGE, _PRICED_AS, _PRICED = 8, 13, 14
 
 log = logging.getLogger("costlens")
 
@@ -51,6 +53,7 @@ class Call:
         "_record",
         "_tags",
         "_text",
+        "end_ns",
         "finished",
         "first_event_ns",
         "flows",
@@ -58,6 +61,7 @@ class Call:
         "next_attempt",
         "output_missing",
         "pipeline",
+        "priced",
         "request",
         "response",
         "response_model",
@@ -87,6 +91,10 @@ class Call:
         self.service_tier: str | None = tier if isinstance(tier, str) and tier else None
         self.start_ns = time.perf_counter_ns()
         self.first_event_ns: int | None = None
+        # A call that ended well with its usage, while steps wait for its end: its end and price,
+        # kept here for them (`cost_nanousd`) while its record waits (see `costlens.pipeline`).
+        self.end_ns = 0
+        self.priced: Priced | None = None
         self.usage: Usage | None = None
         self.usage_invalid = False
         self.output_missing = False
@@ -105,7 +113,9 @@ class Call:
     def record(self) -> CallRecord:
         """The `CallRecord` this call becomes (built on first use; complete once the call ended)."""
         record = self._record
-        if record is None:
+        if record is None and self.priced is not None:  # ended, priced: every fact is known
+            record = self._record = record_of_ended(self.ended(None, self.end_ns))
+        elif record is None:
             request = self.request
             record = self._record = CallRecord(
                 request.provider,
@@ -119,6 +129,30 @@ class Call:
                 budgets=self._budgets or [],
             )
         return record
+
+    @property
+    def cost_nanousd(self) -> int | None:
+        """The call's price once it ended (None: unknown), read without building the record."""
+        record = self._record
+        if record is not None:
+            return record.cost_nanousd
+        return None if self.priced is None else self.priced[0]
+
+    @property
+    def status(self) -> str:
+        """`record.status`, read without building the record ("ok" until the record says otherwise)."""
+        record = self._record
+        return "ok" if record is None else record.status
+
+    @property
+    def budget_entries(self) -> list[dict[str, Any]]:
+        """`record.budgets`, read without building the record (entries added by `note_budgets`)."""
+        record = self._record
+        if record is not None:
+            return record.budgets
+        if self._budgets is None:
+            self._budgets = []
+        return self._budgets
 
     @property
     def tags(self) -> Mapping[str, str]:
@@ -156,8 +190,9 @@ class Call:
             request.stream,
             self.service_tier,
             dict(self._tags),
-            self._budgets or [],
+            self._budgets,
             request.state.get("priced_as") or request.model,  # (a deployment name: the model it stands for)
+            self.priced,
         )
 
     def end_record(self, end_ns: int) -> CallRecord:
@@ -273,9 +308,11 @@ class Call:
 
 
 def record_of_ended(ended: Ended) -> CallRecord:
-    """The `CallRecord` of `Call.ended`'s facts, every field in one constructor (unpriced)."""
+    """The `CallRecord` of `Call.ended`'s facts, every field in one constructor (unpriced, unless
+    the facts hold the price)."""
     (_, provider, operation, model, started_at, latency_ns, ttft_ns, response_model, usage, stream,
-     tier, tags, budgets, _) = ended  # fmt: skip
+     tier, tags, budgets, _, priced) = ended  # fmt: skip
+    cost, known, version = _UNPRICED if priced is None else priced
     return CallRecord(
         provider,
         operation,
@@ -290,10 +327,13 @@ def record_of_ended(ended: Ended) -> CallRecord:
         usage.cache_read_tokens,
         usage.cache_write_tokens,
         usage.reasoning_tokens,
+        cost,
+        known,
+        version,
         stream=stream,
         service_tier=tier,
         tags=tags,
-        budgets=budgets,
+        budgets=[] if budgets is None else budgets,
         cache_write_1h_tokens=usage.cache_write_1h_tokens,
         input_audio_tokens=usage.input_audio_tokens,
         output_audio_tokens=usage.output_audio_tokens,
@@ -303,6 +343,10 @@ def record_of_ended(ended: Ended) -> CallRecord:
     )
 
 
-def priced_with(ended: Ended) -> tuple[Usage, str]:
-    """What `Call.ended`'s facts are priced with: the usage, and the model to price."""
-    return ended[_USAGE], ended[_PRICED_AS]
+def priced_with(ended: Ended) -> tuple[Usage, str] | None:
+    """What `Call.ended`'s facts are still to be priced with (the usage, and the model to price);
+    None when they hold their price."""
+    return None if ended[_PRICED] is not None else (ended[_USAGE], ended[_PRICED_AS])
+
+
+_UNPRICED: Priced = (None, False, "")

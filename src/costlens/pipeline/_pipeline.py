@@ -126,12 +126,8 @@ class Pipeline:
             return
         call.finished = True
         defer = self._defer
-        if defer is not None and error is None and not call.flows and call.ended_plainly:
-            call.text_later = None  # (what it holds is freed with it)
-            try:
-                defer(call.ended(self._late, time.perf_counter_ns()))
-            except Exception as exc:
-                internal_error("recording an LLM call", exc)
+        if defer is not None and error is None and call.ended_plainly:
+            self._finish_plainly(call, defer)
             return
         try:
             later, call.text_later = call.text_later, None  # (what it holds is freed with it)
@@ -156,13 +152,45 @@ class Pipeline:
             except Exception as exc:
                 internal_error("recording an LLM call", exc)
 
+    def _finish_plainly(self, call: Call, defer: Callable[[Ended], None]) -> None:
+        """A call that ended well with its usage, no record built: its facts go to the deferring
+        sink. Steps that wait for its end read its price on the call (`call.cost_nanousd`), so it is
+        priced first; one that reads `call.record` then gets it whole, and the sinks get it as usual."""
+        call.text_later = None  # (what it holds is freed with it)
+        call.end_ns = time.perf_counter_ns()
+        if call.flows:
+            request, usage = call.request, call.usage
+            assert usage is not None  # (`ended_plainly`)
+            try:
+                call.priced = self._pricer.price_of(
+                    request.provider,
+                    call.response_model,
+                    request.state.get("priced_as") or request.model,
+                    call.service_tier,
+                    call.started_at,
+                    usage,
+                )
+            except Exception as exc:
+                call.priced = (None, False, "")
+                internal_error("pricing an LLM call", exc)
+            self._after(call, None)
+            if call.has_record:  # a step read it: built whole, priced (`Call.record`)
+                self._emit(call.record)
+                return
+        try:
+            defer(call.ended(self._late, call.end_ns))
+        except Exception as exc:
+            internal_error("recording an LLM call", exc)
+
     def _late_record(self, ended: Ended) -> CallRecord:
         """The record of `Call.ended`'s facts, priced (on the thread of the sink that deferred it:
         a failure there is reported by `late_error`, and the record kept, its price unknown)."""
         record = record_of_ended(ended)
+        to_price = priced_with(ended)
+        if to_price is None:
+            return record
         try:
-            usage, model = priced_with(ended)
-            self._pricer.price(record, model, usage)
+            self._pricer.price(record, to_price[1], to_price[0])
         except Exception as exc:
             record.cost_nanousd, record.price_known, record.price_version = None, False, ""
             late_error("pricing an LLM call", exc)

@@ -19,7 +19,10 @@ _MAX_TARGETS = 4096
 
 _NanousdCost = Callable[[Usage, str, str, datetime | None, str | None], tuple[int | None, str]]
 
-__all__ = ["Pricer"]
+#: (nano-USD, or None when no price is known; whether one is known; the price list's version)
+Priced = tuple[int | None, bool, str]
+
+__all__ = ["Priced", "Pricer"]
 
 
 class Pricer:
@@ -42,6 +45,22 @@ class Pricer:
         self._nanousd_at: Callable[[Usage, AttoRates], int | None] | None = None
 
     def price(self, record: CallRecord, sent_model: str, usage: Usage) -> None:
+        """Set the record's price (`cost_nanousd`, `price_known`, `price_version`)."""
+        record.cost_nanousd, record.price_known, record.price_version = self.price_of(
+            record.provider, record.response_model, sent_model, record.service_tier, record.started_at, usage
+        )
+
+    def price_of(
+        self,
+        provider: str,
+        response_model: str | None,
+        sent_model: str,
+        tier: str | None,
+        started_at: datetime,
+        usage: Usage,
+    ) -> Priced:
+        """(nano-USD or None when no price is known, whether one is known, the price list's version)
+        of a call to `provider` that sent `sent_model` and was answered by `response_model`."""
         get_catalogue = self._get_catalogue
         if get_catalogue is None:
             get_catalogue = self._load()
@@ -49,29 +68,23 @@ class Pricer:
         if self._catalogue is not catalogue:
             self._models = {}
             self._catalogue = catalogue
-        tier = record.service_tier
-        key = (record.provider, record.response_model, sent_model, tier)
+        key = (provider, response_model, sent_model, tier)
         target = self._models.get(key)
         if target is None:
             target = self._target(catalogue, key)
-        provider, model, fixed, atto = target
-        # the integers `cost(...)` would give, `record.set_cost` keeps: no `Cost`, no `Decimal`
+        priced_as, model, fixed, atto = target
+        # the integers `cost(...)` would give: no `Cost`, no `Decimal`
         if atto is not None and self._nanousd_at is not None:  # the common call: a few integer products
             nanousd: int | None = self._nanousd_at(usage, atto)
             if nanousd is not None:
-                record.cost_nanousd = nanousd
-                record.price_known = True
-                record.price_version = catalogue.version
-                return
+                return nanousd, True, catalogue.version
         if fixed is not None and self._nanousd_of is not None:  # a price that does not change with time
             nanousd = self._nanousd_of(usage, fixed)
             version = catalogue.version
         else:  # dated prices, or none known (`nanousd_cost` warns about that once)
             assert self._nanousd_cost is not None
-            nanousd, version = self._nanousd_cost(usage, provider, model, record.started_at, tier)
-        record.cost_nanousd = nanousd
-        record.price_known = nanousd is not None
-        record.price_version = version
+            nanousd, version = self._nanousd_cost(usage, priced_as, model, started_at, tier)
+        return nanousd, nanousd is not None, version
 
     def _load(self) -> Callable[[], PriceCatalogue]:
         from costlens.pricing import _catalogue, _model
