@@ -37,6 +37,10 @@ def internal_error(what: str, exc: BaseException) -> None:
     """Report a failure inside costlens itself; re-raise it in strict mode."""
     if strict_mode():
         raise exc
+    _log_failure(what, exc)
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
     import logging  # here: `import costlens` stays free of the logging package
 
     logging.getLogger("costlens").error(
@@ -53,11 +57,7 @@ def late_error(what: str, exc: BaseException) -> None:
     and no caller would see it): logged; in strict mode also kept, and the next flush raises it."""
     if strict_mode() and len(_late) < 8:
         _late.append(exc)
-    import logging
-
-    logging.getLogger("costlens").error(
-        "costlens: %s failed; the call itself was not affected", what, exc_info=exc
-    )
+    _log_failure(what, exc)
 
 
 def raise_late_error() -> None:
