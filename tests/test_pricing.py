@@ -7,6 +7,7 @@ model -> prices), so a change in the data or in costlens' arithmetic shows up he
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import subprocess
@@ -31,6 +32,9 @@ from costlens.pricing import (
     update_prices,
 )
 from costlens.usage import Usage
+
+# The installed genai-prices names the catalogue; a fresh install may get a newer 0.2.x.
+GENAI_VERSION = importlib.metadata.version("genai-prices")
 
 M = 1_000_000
 BEFORE_VARIANTS = datetime(2026, 3, 1, tzinfo=UTC)  # before genai-prices' tier variants start (2026-10-12/14)
@@ -338,7 +342,7 @@ def test_naive_timestamp_is_utc() -> None:
 
 def test_price_version_names_the_catalogue(tmp_path: Path) -> None:
     c = cost(Usage(input_tokens=1), provider="openai", model="gpt-4o")
-    assert c.price_version.startswith("genai-prices-0.2.3+overrides-")
+    assert c.price_version.startswith(f"genai-prices-{GENAI_VERSION}+overrides-")
     assert c.price_version == get_catalogue().version
 
 
@@ -551,7 +555,7 @@ def test_update_prices_uses_fetched_data(monkeypatch: pytest.MonkeyPatch) -> Non
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         version = update_prices(timeout=5, url=f"http://127.0.0.1:{server.server_port}/data.json")
-        assert version.startswith("genai-prices-0.2.3+live-")
+        assert version.startswith(f"genai-prices-{GENAI_VERSION}+live-")
         assert get_catalogue().version == version
         c = cost(Usage(input_tokens=M, output_tokens=M), provider="openai", model="gpt-4o")
         assert c.total == 99

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from datetime import UTC, datetime
 from decimal import Decimal as D
 from pathlib import Path
@@ -11,6 +12,9 @@ import pytest
 from costlens._errors import ConfigError
 from costlens.pricing import PriceCatalogue, cost, get_catalogue, prices_path, set_catalogue
 from costlens.usage import Usage
+
+# The installed genai-prices names the catalogue; a fresh install may get a newer 0.2.x.
+GENAI_VERSION = importlib.metadata.version("genai-prices")
 
 M = 1_000_000
 
@@ -102,7 +106,7 @@ def test_override_beats_genai_prices(tmp_path: Path) -> None:
     price = get_catalogue().resolve("openai", "GPT-4o")
     assert price is not None
     assert price.source == f"override:{path}"
-    assert c.price_version.startswith("genai-prices-0.2.3+overrides-")
+    assert c.price_version.startswith(f"genai-prices-{GENAI_VERSION}+overrides-")
 
 
 def test_service_tiers_in_overrides(tmp_path: Path) -> None:
