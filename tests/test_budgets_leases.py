@@ -145,6 +145,26 @@ def test_threads_never_overshoot_and_every_cost_arrives_once(tmp_path: Path) -> 
     after.close()
 
 
+@pytest.mark.parametrize("slice_open", [False, True])
+def test_bad_arguments_are_refused_and_leave_nothing_held(ledger: Ledger, slice_open: bool) -> None:
+    inner = ledger
+    ledger, a = leased(inner), key("a")
+    if slice_open:  # the usual path (an open slice's keys are not checked again) must refuse too
+        ledger.settle(ledger.reserve([a], 10, 60, at=T0), 10)
+    with pytest.raises(ValueError, match="negative"):
+        ledger.reserve([a], -1, 60, at=T0)
+    with pytest.raises(ValueError, match="ttl"):
+        ledger.reserve([a], 1, 0, at=T0)
+    with pytest.raises(ValueError, match="twice"):
+        ledger.reserve([a, a], 1, 60, at=T0)
+    held = inner.usage(a, at=T0).reserved_nanousd
+    r = ledger.reserve([a], 5, 60, at=T0)  # a refused call held nothing and blocks no one
+    ledger.settle(r, 5)
+    ledger.flush()
+    assert inner.usage(a, at=T0) == Spent(15 if slice_open else 5, 0)
+    assert held == (BIG // 100 if slice_open else 0)
+
+
 def test_a_slice_is_retired_by_age(ledger: Ledger) -> None:
     inner = ledger
     ledger, a = leased(inner, max_age_s=1.0), key("a")

@@ -195,6 +195,85 @@ def test_budget_entries_noted_before_the_call_reach_the_deferred_record() -> Non
     assert record.budgets == [{"budget": "b", "outcome": "unpriced"}]
 
 
+class _NotesLater:
+    """A step that adds entries to be made later, and changes what they will say after the call."""
+
+    def __init__(self, *, read_during: bool = False, note_after: bool = False) -> None:
+        self.read_during, self.note_after = read_during, note_after
+        self.made = 0
+
+    def flow(self, call: Call) -> Generator[None, None, None]:
+        outcome = ["reserved"]
+
+        def make() -> list[dict[str, Any]]:
+            self.made += 1
+            return [{"budget": "b", "outcome": outcome[0]}]
+
+        call.note_budgets([{"budget": "n", "outcome": "downgraded"}])
+        call.note_budgets_later(make)
+        if self.read_during:
+            assert call.budget_entries[-1] == {"budget": "b", "outcome": "reserved"}
+        yield
+        outcome[0] = "settled"
+        if self.made:  # made already: change them where they are (as `Ticket.mark`)
+            call.budget_entries[-1]["outcome"] = "settled"
+        if self.note_after:
+            call.note_budgets([{"budget": "c", "outcome": "unpriced"}])
+
+
+@pytest.mark.parametrize("read_during", [False, True])
+@pytest.mark.parametrize("note_after", [False, True])
+@pytest.mark.parametrize("deferred", [False, True])
+def test_entries_noted_for_later_are_made_once_in_order_and_as_they_stand_at_the_end(
+    read_during: bool, note_after: bool, deferred: bool
+) -> None:
+    sink = Deferring()
+    step = _NotesLater(read_during=read_during, note_after=note_after)
+    pipeline = Pipeline({"budget": step}, [sink] if deferred else [sink.now.append])
+    pipeline.finish(_call(pipeline, Usage(10, 5)))
+    (record,) = sink.built() if deferred else sink.now
+    expected = [{"budget": "n", "outcome": "downgraded"}, {"budget": "b", "outcome": "settled"}]
+    assert record.budgets == expected + ([{"budget": "c", "outcome": "unpriced"}] if note_after else [])
+    assert step.made == 1
+
+
+def test_entries_noted_for_later_on_a_call_whose_record_exists_are_made_at_once() -> None:
+    pipeline = Pipeline(sinks=[])
+    call = _call(pipeline, Usage(10, 5))
+    assert call.record.budgets == []
+    call.note_budgets_later(lambda: [{"budget": "b", "outcome": "reserved"}])
+    assert call.record.budgets == [{"budget": "b", "outcome": "reserved"}]
+
+
+def test_budgeted_calls_reach_the_store_with_entries_settled_at_their_cost(fake: FakeProvider) -> None:
+    """End to end, the real engine: entries made after the settle, on the recorder's thread."""
+    store = MemoryStore()
+    costlens.configure(store=store, durability="async")
+    budgets = [
+        costlens.Budget("all", limit_usd="100", window="month"),
+        costlens.Budget("per-model", limit_usd="50", window="day", scope={"model": "*"}),
+    ]
+    costlens.configure_budgets(budgets, ledger="memory://")
+    try:
+        client = costlens.track(openai.OpenAI(api_key="test", base_url=fake.openai_base_url, max_retries=0))
+        for _ in range(3):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSG)  # type: ignore[arg-type]
+        assert costlens.flush()
+        records = list(store.iter_records())
+        assert len(records) == 3
+        for record in records:
+            assert [e["budget"] for e in record.budgets] == ["all", "per-model"]
+            reservations = {e["reservation"] for e in record.budgets}
+            assert len(reservations) == 1 and record.cost_nanousd
+            for entry in record.budgets:
+                assert entry["outcome"] == "settled" and entry["charged_nanousd"] == record.cost_nanousd
+                assert entry["reserved_nanousd"] >= record.cost_nanousd and entry["mode"] == "block"
+        assert len({next(iter(e["reservation"] for e in r.budgets)) for r in records}) == 3
+    finally:
+        costlens.configure_budgets([])
+        costlens.configure(store="memory://", durability="sync")
+
+
 def test_a_pricing_failure_keeps_the_record_unpriced_and_strict_mode_raises_it_later(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

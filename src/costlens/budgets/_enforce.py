@@ -93,13 +93,32 @@ class EngineSettings:
 
 
 class Ticket:
-    """One admitted call's reservation, settled once by `BudgetEngine.settle`."""
+    """One admitted call's reservation, settled once by `BudgetEngine.settle`, and the call's
+    `record.budgets` entries for it, made only when the record is built (`Call.note_budgets_later`:
+    for most calls on the recorder's thread, after the settle)."""
 
-    __slots__ = ("applied", "reservation")
+    __slots__ = ("applied", "charged", "made", "outcome", "reservation")
 
     def __init__(self, applied: list[Applied], reservation: Reservation) -> None:
         self.applied = applied
         self.reservation = reservation
+        self.outcome = "reserved"
+        self.charged: int | None = None
+        self.made = False  # the entries exist: an outcome now changes them (`_mark`)
+
+    def entries(self) -> list[dict[str, Any]]:
+        self.made = True
+        r, outcome = self.reservation, self.outcome
+        made = [_entry(a, r) for a in self.applied]
+        if outcome != "reserved":
+            _mark(made, r.id, outcome, self.charged)
+        return made
+
+    def mark(self, call: Call, outcome: str, charged: int | None) -> None:
+        if self.made:
+            _mark(call.budget_entries, self.reservation.id, outcome, charged)
+        else:
+            self.outcome, self.charged = outcome, charged
 
 
 class BudgetEngine:
@@ -300,8 +319,9 @@ class BudgetEngine:
                     {"budget": a.budget.name, "key": a.key.id, "outcome": "unpriced"} for a in applied
                 )
                 return None
-            call.note_budgets(_entry(a, outcome) for a in applied)
-            return Ticket(applied, outcome)
+            ticket = Ticket(applied, outcome)
+            call.note_budgets_later(ticket.entries)
+            return ticket
         self._apply(call, model, notes, cap=False)  # no budget applies
         return None
 
@@ -379,10 +399,10 @@ class BudgetEngine:
                         exc,
                         r.amount_nanousd,
                     )
-                    _mark(call.budget_entries, r.id, "unsettled", None)
+                    ticket.mark(call, "unsettled", None)
                     return
                 time.sleep(pause)
-        _mark(call.budget_entries, r.id, "released" if actual is None else "settled", actual)
+        ticket.mark(call, "released" if actual is None else "settled", actual)
         if actual is None:
             return
         if actual > r.amount_nanousd:

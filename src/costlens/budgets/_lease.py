@@ -107,13 +107,22 @@ class LeasedLedger:
     def reserve(
         self, keys: Sequence[BudgetKey], amount_nanousd: int, ttl_s: float, *, at: datetime | None = None
     ) -> Reservation:
-        check_reserve(keys, amount_nanousd, ttl_s)
-        at_us = now_us(at)
         keyset = tuple(keys)
+        at_us = now_us(at)
+        if amount_nanousd >= 0 and ttl_s > 0:  # the usual call: its key set's slice has room
+            with self._lock:
+                current = self._open.get(keyset)
+                if (
+                    current is not None
+                    and current.reservation.amount_nanousd - current.held - current.charged >= amount_nanousd
+                    and at_us - current.born_us < self.max_age_us
+                ):  # (`_fits`, inlined: every leased call comes here)
+                    return self._admit(current, keyset, amount_nanousd, at_us)
+        check_reserve(keys, amount_nanousd, ttl_s)  # (the keys of an open slice passed it already)
         with self._lock:
             current = self._open.get(keyset)
             if current is not None:
-                if current.room() >= amount_nanousd and at_us - current.born_us < self.max_age_us:
+                if self._fits(current, amount_nanousd, at_us):
                     return self._admit(current, keyset, amount_nanousd, at_us)
                 self._retire(current, keyset)
             opening = keyset in self._opening
@@ -129,6 +138,9 @@ class LeasedLedger:
             if not opening:
                 with self._lock:
                     self._opening.discard(keyset)
+
+    def _fits(self, held: _Slice, amount: int, at_us: int) -> bool:
+        return held.room() >= amount and at_us - held.born_us < self.max_age_us
 
     def _open_slice(
         self, keyset: tuple[BudgetKey, ...], amount: int, ttl_s: float, at: datetime | None, at_us: int

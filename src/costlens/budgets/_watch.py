@@ -89,15 +89,24 @@ class Watch:
     def settled(
         self, applied: Sequence[Applied], reservation: Reservation, actual: int, at: datetime
     ) -> None:
-        """After a settle: thresholds and forecasts. Never raises (the call is over)."""
+        """After a settle: thresholds and forecasts. Never raises (the call is over).
+
+        Every budgeted call ends here, and almost every one is below its budgets' first threshold
+        and within a minute of their last forecast: those two tests are made here, inline."""
         try:
             at_us = -1
+            checked = self._forecast_checked
             for item, before in zip(applied, reservation.before, strict=True):
-                self._thresholds(item, before, actual, at)
-                if item.budget.forecast and item.budget.window.kind in CALENDAR:
+                budget = item.budget
+                marks = budget.threshold_marks
+                if marks and before.spent_nanousd + actual >= marks[0]:
+                    self._thresholds(item, before, actual, at)
+                if budget.forecast and budget.window.kind in CALENDAR:
                     if at_us < 0:
                         at_us = to_us(at)
-                    self._forecast(item, at, at_us)
+                    last = checked.get(item.key.id)  # without the lock: the usual answer
+                    if last is None or not 0 <= at_us - last < _FORECAST_EVERY_US:
+                        self._forecast(item, at, at_us)
         except LedgerUnavailable as exc:
             log.warning("costlens: budget alerts not checked: %s", exc)
         except Exception as exc:
@@ -114,9 +123,6 @@ class Watch:
                 self._fire(item, "threshold", f"{pct}%", at, threshold_pct=pct)
 
     def _forecast(self, item: Applied, at: datetime, now_us: int) -> None:
-        last = self._forecast_checked.get(item.key.id)  # without the lock first: the usual answer
-        if last is not None and 0 <= now_us - last < _FORECAST_EVERY_US:
-            return
         with self._lock:
             last = self._forecast_checked.get(item.key.id)
             if last is not None and 0 <= now_us - last < _FORECAST_EVERY_US:

@@ -21,7 +21,8 @@ __all__ = ["Call", "Ended", "OutputMissing", "priced_with", "record_of_ended"]
 
 #: A call that ended well, as facts (`Call.ended`): (builder, provider, operation, request model,
 #: started at, latency ns, time to first event ns or None, response model, usage, stream, service
-#: tier, tags, budget entries or None, model to price, its price when it is known already or None).
+#: tier, tags, budget entries (a list, None, or a function that makes the list: `note_budgets_later`),
+#: model to price, its price when it is known already or None).
 #: A plain tuple: it is made on every tracked call.
 Ended = tuple[Any, ...]
 _USAGE, _PRICED_AS, _PRICED = 8, 13, 14
@@ -50,6 +51,7 @@ class Call:
     __slots__ = (
         "__weakref__",
         "_budgets",
+        "_budgets_later",
         "_record",
         "_tags",
         "_text",
@@ -86,6 +88,7 @@ class Call:
         self._record: CallRecord | None = None
         self._tags = tags
         self._budgets: list[dict[str, Any]] | None = None  # `note_budgets` before the record exists
+        self._budgets_later: Callable[[], list[dict[str, Any]]] | None = None  # `note_budgets_later`
         self.started_at = datetime.now(UTC)
         self.response_model: str | None = None  # as the provider answered: `apply_facts`
         self.service_tier: str | None = tier if isinstance(tier, str) and tier else None
@@ -116,6 +119,8 @@ class Call:
         if record is None and self.priced is not None:  # ended, priced: every fact is known
             record = self._record = record_of_ended(self.ended(None, self.end_ns))
         elif record is None:
+            if self._budgets_later is not None:
+                self._budgets_now()
             request = self.request
             record = self._record = CallRecord(
                 request.provider,
@@ -150,6 +155,8 @@ class Call:
         record = self._record
         if record is not None:
             return record.budgets
+        if self._budgets_later is not None:
+            self._budgets_now()
         if self._budgets is None:
             self._budgets = []
         return self._budgets
@@ -165,10 +172,32 @@ class Call:
         record = self._record
         if record is not None:
             record.budgets.extend(entries)
-        elif self._budgets is None:
+            return
+        if self._budgets_later is not None:
+            self._budgets_now()
+        if self._budgets is None:
             self._budgets = list(entries)
         else:
             self._budgets.extend(entries)
+
+    def note_budgets_later(self, make: Callable[[], list[dict[str, Any]]]) -> None:
+        """Add the entries `make()` returns to `record.budgets`, made when something reads them: for a
+        call whose record is built on the recorder's thread, there (an admitted call's entries are
+        dicts that only the record needs; `make` must give them as they stand when it is called)."""
+        if self._record is not None:
+            self._record.budgets.extend(make())
+            return
+        if self._budgets_later is not None:
+            self._budgets_now()
+        self._budgets_later = make
+
+    def _budgets_now(self) -> None:
+        make, self._budgets_later = self._budgets_later, None
+        if make is not None:
+            if self._budgets is None:
+                self._budgets = make()
+            else:
+                self._budgets.extend(make())
 
     def ended(self, build: Callable[[Ended], CallRecord] | None, end_ns: int) -> Ended:
         """The facts of a call that ended well with its usage and whose record nothing read: what
@@ -177,6 +206,12 @@ class Call:
         request = self.request
         first = self.first_event_ns
         start_ns = self.start_ns
+        budgets: Any = self._budgets
+        if self._budgets_later is not None:  # made by whoever builds the record (notes too: now)
+            if budgets:
+                self._budgets_now()
+            else:
+                budgets = self._budgets_later
         return (
             build,
             request.provider,
@@ -190,7 +225,7 @@ class Call:
             request.stream,
             self.service_tier,
             dict(self._tags),
-            self._budgets,
+            budgets,
             request.state.get("priced_as") or request.model,  # (a deployment name: the model it stands for)
             self.priced,
         )
@@ -333,7 +368,7 @@ def record_of_ended(ended: Ended) -> CallRecord:
         stream=stream,
         service_tier=tier,
         tags=tags,
-        budgets=[] if budgets is None else budgets,
+        budgets=[] if budgets is None else budgets if type(budgets) is list else budgets(),
         cache_write_1h_tokens=usage.cache_write_1h_tokens,
         input_audio_tokens=usage.input_audio_tokens,
         output_audio_tokens=usage.output_audio_tokens,
