@@ -35,7 +35,7 @@ from costlens.pricing import get_catalogue
 from costlens.store import SpendQuery, SpendRow
 from costlens.store._sqlwrite import _FOLD
 from costlens.store.sqlite import _COLUMNS, SQLiteStore
-from costlens.usage import CallRecord
+from costlens.usage import USAGE_PARTS, CallRecord
 
 T = TypeVar("T")
 IMPORT_GOAL = 200_000
@@ -123,7 +123,7 @@ def _full_row(r: CallRecord) -> tuple[object, ...]:
         r.price_version,
     )
     rest = (0, "ok", None, None, 0, None, '{"feature":"search"}', None, "[]", None, None, None)
-    return (*head, *usage, *rest)
+    return (*head, *usage, *rest, *(getattr(r, part) for part in USAGE_PARTS))
 
 
 def plain_executemany(records: list[CallRecord], folder: Path, name: str) -> float:
