@@ -62,6 +62,31 @@ def test_stream_true_and_stream_helper(fake: FakeProvider, recorded: Recorded) -
     assert helped.ttft_ms is not None
 
 
+FAST_MODEL = "claude-opus-4-8"  # fast mode at twice its standard prices (genai-prices `speed: fast`)
+
+
+def test_fast_mode_is_priced_at_the_speed_the_message_ran_at(fake: FakeProvider, recorded: Recorded) -> None:
+    fake.default_usage = FakeUsage(input_tokens=2000, output_tokens=300)
+    client = costlens.track(_client(fake))
+    client.messages.create(model=FAST_MODEL, max_tokens=400, messages=MSG, speed="fast")
+    list(client.messages.create(model=FAST_MODEL, max_tokens=400, messages=MSG, speed="fast", stream=True))
+    client.messages.create(model=FAST_MODEL, max_tokens=400, messages=MSG, speed="standard")
+    plain, streamed, standard = recorded.all()
+    usage = Usage(2000, 300)
+    fast = cost(usage, provider="anthropic", model=FAST_MODEL, service_tier="fast")
+    normal = cost(usage, provider="anthropic", model=FAST_MODEL)
+    assert fast.known and normal.known and fast.nanousd == 2 * normal.nanousd  # type: ignore[operator]
+    assert plain.service_tier == streamed.service_tier == "fast"
+    assert plain.cost_nanousd == streamed.cost_nanousd == fast.nanousd
+    assert standard.service_tier == "standard" and standard.cost_nanousd == normal.nanousd
+
+
+def test_standard_only_requests_are_priced_as_standard() -> None:
+    usage = Usage(1000, 100)
+    standard_only = cost(usage, provider="anthropic", model=MODEL, service_tier="standard_only")
+    assert standard_only.nanousd == cost(usage, provider="anthropic", model=MODEL).nanousd
+
+
 def test_async_anthropic(fake: FakeProvider, recorded: Recorded) -> None:
     fake.default_usage = FakeUsage(input_tokens=40, output_tokens=4)
 

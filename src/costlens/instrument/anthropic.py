@@ -37,6 +37,14 @@ def _cache_writes(usage: Any, default_total: int, default_1h: int) -> tuple[int,
     return default_total, one_hour
 
 
+def _tier(usage: Any) -> Any:
+    """The price tier a message was billed at: `fast` when it ran in fast mode (`usage.speed`, priced
+    by the model's `speed: fast` prices), else `usage.service_tier` (`standard`, `priority`, `batch`).
+    Read from the response, not the request: a fast-mode request that ran at standard speed is
+    billed at standard prices."""
+    return "fast" if _get(usage, "speed") == "fast" else _get(usage, "service_tier")
+
+
 def _web_searches(usage: Any, default: int = 0) -> int:
     """`server_tool_use.web_search_requests`: searches billed per request ($10 per 1,000)."""
     tools = _get(usage, "server_tool_use")
@@ -92,10 +100,7 @@ class AnthropicAdapter:
 
     def facts_of(self, result: Any) -> dict[str, Any]:
         result = unwrap(result)
-        return {
-            "response_model": _get(result, "model"),
-            "service_tier": _get(_get(result, "usage"), "service_tier"),
-        }
+        return {"response_model": _get(result, "model"), "service_tier": _tier(_get(result, "usage"))}
 
     def usage_of(self, result: Any, provider: str) -> Usage | None:
         raw = _get(unwrap(result), "usage")
@@ -115,9 +120,7 @@ class AnthropicAdapter:
         elif kind == "message_start":
             message = _get(event, "message")
             usage = _get(message, "usage")
-            call.apply_facts(
-                {"response_model": _get(message, "model"), "service_tier": _get(usage, "service_tier")}
-            )
+            call.apply_facts({"response_model": _get(message, "model"), "service_tier": _tier(usage)})
             if usage is not None:
                 call.set_usage(messages_usage, usage)
         elif kind == "message_delta":

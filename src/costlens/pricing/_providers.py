@@ -50,7 +50,8 @@ _ALIASES: dict[str, str] = {
 }
 
 # Tier spellings that mean "the standard price": OpenAI reports "default"/"auto", Anthropic "standard".
-_STANDARD_TIERS = frozenset({"", "auto", "default", "standard", "on_demand", "on-demand"})
+# ("standard_only": what an Anthropic request sends to stay off Priority Tier)
+_STANDARD_TIERS = frozenset({"", "auto", "default", "standard", "standard_only", "on_demand", "on-demand"})
 
 #: Providers whose 50% Batch discount is documented, so it may be applied when the data has no
 #: explicit batch price: OpenAI (https://platform.openai.com/docs/guides/batch), Anthropic

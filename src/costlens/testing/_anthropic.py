@@ -51,6 +51,9 @@ def _usage(call: Call, *, output_tokens: int) -> dict[str, Any]:
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
+    speed = call.body.get("speed")
+    if speed in ("standard", "fast"):  # the speed the request ran at (`speed: "fast"`: fast mode)
+        usage["speed"] = speed
     if t.reasoning:
         usage["output_tokens_details"] = {"thinking_tokens": t.reasoning}
     return usage
