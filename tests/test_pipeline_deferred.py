@@ -237,6 +237,33 @@ def test_entries_noted_for_later_are_made_once_in_order_and_as_they_stand_at_the
     assert step.made == 1
 
 
+@pytest.mark.parametrize("deferred", [False, True])
+def test_entries_that_fail_to_be_made_lose_no_record_and_strict_mode_raises_later(
+    deferred: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("COSTLENS_STRICT", "1")
+
+    def make() -> list[dict[str, Any]]:
+        raise ZeroDivisionError("a bug in a step")
+
+    class Broken:
+        def flow(self, call: Call) -> Generator[None, None, None]:
+            call.note_budgets_later(make)
+            yield
+
+    sink = Deferring()
+    pipeline = Pipeline({"budget": Broken()}, [sink] if deferred else [sink.now.append])
+    call = _call(pipeline, Usage(10, 5))
+    if not deferred:
+        assert call.budget_entries == []  # made on this read: the failure is kept, not raised here
+    pipeline.finish(call)
+    (record,) = sink.built() if deferred else sink.now
+    assert record.budgets == [] and record.cost_nanousd
+    assert "making a call's budget entries" in caplog.text
+    with pytest.raises(ZeroDivisionError):
+        raise_late_error()
+
+
 def test_entries_noted_for_later_on_a_call_whose_record_exists_are_made_at_once() -> None:
     pipeline = Pipeline(sinks=[])
     call = _call(pipeline, Usage(10, 5))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from costlens._errors import late_error
 from costlens.pipeline._price import Priced
 from costlens.pipeline._request import Request
 from costlens.usage import CallRecord, Usage
@@ -195,9 +196,9 @@ class Call:
         make, self._budgets_later = self._budgets_later, None
         if make is not None:
             if self._budgets is None:
-                self._budgets = make()
+                self._budgets = _made(make)
             else:
-                self._budgets.extend(make())
+                self._budgets.extend(_made(make))
 
     def ended(self, build: Callable[[Ended], CallRecord] | None, end_ns: int) -> Ended:
         """The facts of a call that ended well with its usage and whose record nothing read: what
@@ -368,7 +369,7 @@ def record_of_ended(ended: Ended) -> CallRecord:
         stream=stream,
         service_tier=tier,
         tags=tags,
-        budgets=[] if budgets is None else budgets if type(budgets) is list else budgets(),
+        budgets=[] if budgets is None else budgets if type(budgets) is list else _made(budgets),
         cache_write_1h_tokens=usage.cache_write_1h_tokens,
         input_audio_tokens=usage.input_audio_tokens,
         output_audio_tokens=usage.output_audio_tokens,
@@ -376,6 +377,16 @@ def record_of_ended(ended: Ended) -> CallRecord:
         web_search_requests=usage.web_search_requests,
         file_search_requests=usage.file_search_requests,
     )
+
+
+def _made(make: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The entries `Call.note_budgets_later` waits for; none when making them fails (the record is
+    kept, and the failure reported: on the recorder's thread no caller would see it raised)."""
+    try:
+        return make()
+    except Exception as exc:
+        late_error("making a call's budget entries", exc)
+        return []
 
 
 def priced_with(ended: Ended) -> tuple[Usage, str] | None:
