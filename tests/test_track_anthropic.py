@@ -9,6 +9,7 @@ import anthropic
 
 import costlens
 from costlens.pricing import cost
+from costlens.pricing._providers import normalize_tier
 from costlens.testing import FakeProvider, FakeUsage
 from costlens.usage import Usage
 from tests.conftest import Recorded
@@ -81,7 +82,8 @@ def test_fast_mode_is_priced_at_the_speed_the_message_ran_at(fake: FakeProvider,
     assert standard.service_tier == "standard" and standard.cost_nanousd == normal.nanousd
 
 
-def test_standard_only_requests_are_priced_as_standard() -> None:
+def test_standard_only_requests_are_the_standard_tier() -> None:
+    assert normalize_tier("standard_only") == normalize_tier("auto") == "standard"
     usage = Usage(1000, 100)
     standard_only = cost(usage, provider="anthropic", model=MODEL, service_tier="standard_only")
     assert standard_only.nanousd == cost(usage, provider="anthropic", model=MODEL).nanousd

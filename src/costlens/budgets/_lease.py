@@ -112,11 +112,7 @@ class LeasedLedger:
         if amount_nanousd >= 0 and ttl_s > 0:  # the usual call: its key set's slice has room
             with self._lock:
                 current = self._open.get(keyset)
-                if (
-                    current is not None
-                    and current.reservation.amount_nanousd - current.held - current.charged >= amount_nanousd
-                    and at_us - current.born_us < self.max_age_us
-                ):  # (`_fits`, inlined: every leased call comes here)
+                if current is not None and self._fits(current, amount_nanousd, at_us):
                     return self._admit(current, keyset, amount_nanousd, at_us)
         check_reserve(keys, amount_nanousd, ttl_s)  # (the keys of an open slice passed it already)
         with self._lock:

@@ -114,11 +114,8 @@ class Watch:
 
     def _thresholds(self, item: Applied, before: Spent, actual: int, at: datetime) -> None:
         budget = item.budget
-        spent = before.spent_nanousd + actual
-        marks = budget.threshold_marks
-        if not marks or spent < marks[0]:  # below the first threshold (sorted): the usual settle
-            return
-        for pct, mark in zip(budget.thresholds, marks, strict=True):
+        spent = before.spent_nanousd + actual  # (at or past the first mark: `settled` tested it)
+        for pct, mark in zip(budget.thresholds, budget.threshold_marks, strict=True):
             if spent >= mark:
                 self._fire(item, "threshold", f"{pct}%", at, threshold_pct=pct)
 

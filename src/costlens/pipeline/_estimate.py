@@ -160,16 +160,15 @@ def count_input(request: Request) -> int:
 
 # The pricing functions `estimate` uses, imported on its first call: the pricing package takes ~10 ms
 # to import (not paid by `import costlens`), and an import statement run on every call costs ~1 us.
-_pricing: tuple[Any, Any, Any, Any] | None = None
+_pricing: tuple[Any, Any, Any] | None = None
 
 
-def _import_pricing() -> tuple[Any, Any, Any, Any]:
+def _import_pricing() -> tuple[Any, Any, Any]:
     global _pricing
-    from costlens.pricing._catalogue import get_catalogue
-    from costlens.pricing._compat import is_host, pricing_provider
-    from costlens.pricing._model import max_nanousd
+    from costlens.pricing._catalogue import estimate_max_nanousd, get_catalogue
+    from costlens.pricing._compat import pricing_provider
 
-    _pricing = (get_catalogue, is_host, pricing_provider, max_nanousd)
+    _pricing = (estimate_max_nanousd, get_catalogue, pricing_provider)
     return _pricing
 
 
@@ -183,22 +182,16 @@ def estimate(
     """The worst-case cost of sending `request` (to `model` instead, when given): the prompt's tokens
     (exact, or a bound), plus its output bound (`default_max_output` when it sets none), at the
     model's price on `at` in the request's service tier."""
-    get_catalogue, is_host, pricing_provider, max_nanousd = _pricing or _import_pricing()
+    estimate_max_nanousd, get_catalogue, pricing_provider = _pricing or _import_pricing()
     model = request.model if model is None else model
     body = request.body
     n_in, exact = input_tokens(request.operation, body, model)
     bound = output_bound(request.operation, body)
     n_out = (default_max_output if bound is None else bound) * choices(request.operation, body)
-    if n_out < 0:
-        raise ValueError(f"default_max_output must be non-negative, got {default_max_output}")
     tier = body.get("service_tier")
-    catalogue = get_catalogue()
-    provider = request.provider
-    if is_host(provider):  # priced as the call will be: a compatible host may use OpenAI's list (`Pricer`)
-        provider = pricing_provider(catalogue, provider, model)
-    # (`estimate_max_nanousd`, with the catalogue in hand: every budgeted call comes here)
-    price = catalogue.resolve(provider, model, at, tier if isinstance(tier, str) else None)
-    if price is None:
-        catalogue.unknown(provider, model)  # (warns once)
-        return Estimate(model, n_in, exact, n_out, None, bound is not None)
-    return Estimate(model, n_in, exact, n_out, max_nanousd(price, n_in, n_out), bound is not None)
+    # priced as the call will be: an OpenAI-compatible host falls back to OpenAI's list, as in `Pricer`
+    provider = pricing_provider(get_catalogue(), request.provider, model)
+    nanousd = estimate_max_nanousd(
+        provider, model, n_in, n_out, at=at, service_tier=tier if isinstance(tier, str) else None
+    )
+    return Estimate(model, n_in, exact, n_out, nanousd, bound is not None)
