@@ -112,8 +112,11 @@ def _dict_read(obj: Any, name: str, default: Any) -> Any:
 def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
     """Usage of chat completions (`prompt_tokens` include cached and audio ones, `completion_tokens`
     reasoning and audio), read through the provider's `convention` where it has one."""
-    if convention is None and isinstance(usage, BaseModel | dict):  # the SDK's model, a stream's JSON
-        read: Callable[[Any, str, Any], Any] = getattr if isinstance(usage, BaseModel) else _dict_read
+    # the SDK's model, or a stream's JSON (no `BaseModel | dict`: that builds a union on every call)
+    read: Callable[[Any, str, Any], Any] | None = (
+        getattr if isinstance(usage, BaseModel) else _dict_read if type(usage) is dict else None
+    )
+    if convention is None and read is not None:
         prompt = read(usage, "prompt_tokens", None)
         completion = read(usage, "completion_tokens", None)
         p_details = read(usage, "prompt_tokens_details", None)

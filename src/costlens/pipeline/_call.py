@@ -354,7 +354,7 @@ def record_of_ended(ended: Ended) -> CallRecord:
         operation,
         model,
         started_at,
-        started_at + timedelta(microseconds=latency_ns // 1000),
+        started_at + _MICROSECOND * (latency_ns // 1000),  # (not `timedelta(microseconds=)`: no keywords)
         latency_ns / 1e6,
         None if ttft_ns is None else ttft_ns / 1e6,
         response_model,
@@ -396,3 +396,4 @@ def priced_with(ended: Ended) -> tuple[Usage, str] | None:
 
 
 _UNPRICED: Priced = (None, False, "")
+_MICROSECOND = timedelta(microseconds=1)
