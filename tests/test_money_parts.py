@@ -674,3 +674,23 @@ def test_record_ids_are_microseconds_tag_and_counter_in_hex_and_sort_by_time() -
     counters = [int(text[24:], 16) for text in ids]
     assert all((b - a) % 2**32 == 1 for a, b in itertools.pairwise(counters))  # one apart
     assert _new_id()[14:24] == ids[0][14:24]
+
+
+def test_chat_usage_reads_a_dict_a_dict_subclass_and_the_sdk_model_alike() -> None:
+    from openai.types.completion_usage import CompletionUsage
+
+    raw = {
+        "prompt_tokens": 120,
+        "completion_tokens": 40,
+        "total_tokens": 160,
+        "prompt_tokens_details": {"cached_tokens": 100, "audio_tokens": 5},
+        "completion_tokens_details": {"reasoning_tokens": 30},
+    }
+
+    class Json(dict):  # type: ignore[type-arg]  # (not the fast path's exact dict: the general reader)
+        pass
+
+    expected = Usage(120, 40, cache_read_tokens=100, reasoning_tokens=30, input_audio_tokens=5)
+    assert chat_usage(raw) == expected
+    assert chat_usage(Json(raw)) == expected
+    assert chat_usage(CompletionUsage.model_validate(raw)) == expected

@@ -114,9 +114,10 @@ def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
     reasoning and audio), read through the provider's `convention` where it has one."""
     # the SDK's model, or a stream's JSON (no `BaseModel | dict`: that builds a union on every call)
     read: Callable[[Any, str, Any], Any] | None = (
-        getattr if isinstance(usage, BaseModel) else _dict_read if type(usage) is dict else None
-    )
-    if convention is None and read is not None:
+        None if convention is not None
+        else getattr if isinstance(usage, BaseModel) else _dict_read if type(usage) is dict else None
+    )  # fmt: skip
+    if read is not None:
         prompt = read(usage, "prompt_tokens", None)
         completion = read(usage, "completion_tokens", None)
         p_details = read(usage, "prompt_tokens_details", None)
