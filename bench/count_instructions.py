@@ -1,6 +1,6 @@
 """Machine instructions a tracked call adds, raw vs tracked in one run, per thread (a profiling aid).
 
-Run: `.venv/bin/python bench/count_instructions.py [--setup sqlite|budgets] [--stream] [--calls 255]`.
+Run: `.venv/bin/python bench/count_instructions.py [--setup sqlite|budgets] [--stream] [--cache-sim]`.
 
 Wall-clock figures on a small machine move by ±15-50 µs between identical runs; a change worth
 2 µs cannot be seen there. Instruction counts barely move: this script runs the same calls under
@@ -14,9 +14,12 @@ Python's string hashing is fixed (`PYTHONHASHSEED=0`) for dictionary probes that
 It prints, per call: the caller's thread (the SDK's work and what the tracking wrapper adds to
 it), the recorder's writer thread (building, pricing and storing the deferred records) and, with
 `--by-library` (needs `callgrind_annotate`), the added instructions split by shared library
-(libpython, libsqlite3, libc, ...). What it cannot show: cache misses and the GIL hand-offs that
-make the same instructions slower under load (`bench_load.py` measures those, noisily).
-Needs `valgrind`; a run takes a few minutes.
+(libpython, libsqlite3, libc, ...); with `--cache-sim`, the cache misses callgrind simulates
+(first level, instructions and data, and last level), to check whether the same instructions run
+slower in place because they miss the caches. What it cannot show: the real machine's caches
+under load, kernel time (a write to SQLite's log is a system call) and the GIL hand-offs between
+threads (`bench_load.py` measures all of that together, noisily).
+Needs `valgrind`; a run takes a few minutes (`--cache-sim` about twice as long).
 """
 
 from __future__ import annotations
@@ -95,12 +98,12 @@ def fake_provider() -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def callgrind(out: Path, args: list[str], fake_url: str) -> dict[int, Path]:
+def callgrind(out: Path, args: list[str], fake_url: str, cache_sim: bool = False) -> dict[int, Path]:
     """Run this script's child under callgrind; the profile file of each thread, by thread number."""
     env = {**os.environ, "FAKE_URL": fake_url, "PYTHONHASHSEED": "0"}
     command = [
         "valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}",
-        sys.executable, __file__, *args,
+        *(["--cache-sim=yes"] if cache_sim else []), sys.executable, __file__, *args,
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode:
@@ -108,11 +111,16 @@ def callgrind(out: Path, args: list[str], fake_url: str) -> dict[int, Path]:
     return {int(p.name.rsplit("-", 1)[1]): p for p in out.parent.glob(f"{out.name}-*")}
 
 
-def total(profile: Path) -> int:
+def totals(profile: Path) -> dict[str, int]:
+    """The profile's totals by event (`Ir`; with `--cache-sim=yes` also the simulated cache misses:
+    `I1mr`, `D1mr`, `D1mw` at the first level, `ILmr`, `DLmr`, `DLmw` at the last)."""
+    events: list[str] = []
     with profile.open(encoding="utf-8", errors="replace") as handle:
         for line in handle:
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
+            if line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith(("summary:", "totals:")):
+                return dict(zip(events or ["Ir"], map(int, line.split()[1:]), strict=False))
     raise ValueError(f"no totals in {profile}")
 
 
@@ -128,6 +136,37 @@ def by_library(profile: Path) -> dict[str, int]:
     return found
 
 
+#: The cache misses `--cache-sim` prints (callgrind models the caches this machine's CPU reports).
+_MISSES = {
+    "I1mr": "First-level instruction cache misses",
+    "D1mr": "First-level data cache read misses",
+    "D1mw": "First-level data cache write misses",
+    "DLmr": "Last-level data cache read misses",
+}
+
+
+def _counts(raw: float, tracked: float) -> tuple[str, str, str]:
+    return f"{raw:,.0f}", f"{tracked:,.0f}", f"{tracked - raw:+,.0f}"
+
+
+def per_thread_table(per_call: dict[tuple[str, int], dict[str, float]], event: str, title: str) -> Any:
+    """Raw, tracked and added counts of `event` per call, a row per thread and one for all."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("thread", "raw", "tracked", "added"):
+        table.add_column(column, justify="left" if column == "thread" else "right")
+    names = {1: "caller (main thread)", 2: "recorder's writer"}
+    sums = {"raw": 0.0, "tracked": 0.0}
+    for thread in sorted({thread for _, thread in per_call}):
+        raw = per_call.get(("raw", thread), {}).get(event, 0.0)
+        tracked = per_call.get(("tracked", thread), {}).get(event, 0.0)
+        sums["raw"], sums["tracked"] = sums["raw"] + raw, sums["tracked"] + tracked
+        table.add_row(names.get(thread, f"thread {thread}"), *_counts(raw, tracked))
+    table.add_row("all", *_counts(sums["raw"], sums["tracked"]))
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setup", choices=("sqlite", "budgets"), default="sqlite")
@@ -137,6 +176,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=2, help="batches counted")
     parser.add_argument("--by-library", action="store_true", help="split the added instructions")
     parser.add_argument("--keep", type=Path, help="keep the callgrind profiles in this folder")
+    parser.add_argument("--cache-sim", action="store_true", help="also count simulated cache misses")
     parser.add_argument("--child", nargs=2, metavar=("raw|tracked", "BATCHES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -151,7 +191,7 @@ def main() -> None:
     console = Console()
     n = args.calls * args.batches
     common = ["--setup", args.setup, "--calls", str(args.calls), *(["--stream"] if args.stream else [])]
-    per_call: dict[tuple[str, int], float] = {}
+    per_call: dict[tuple[str, int], dict[str, float]] = {}
     libraries: dict[str, float] = {}
     with fake_provider() as url, tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep or scratch
@@ -160,13 +200,14 @@ def main() -> None:
             runs = {}
             for batches in (args.warm, args.warm + args.batches):
                 console.print(f"  callgrind: {side}, {batches} batches of {args.calls} calls ...")
-                runs[batches] = callgrind(
-                    Path(tmp) / f"{side}.{batches}", [*common, "--child", side, str(batches)], url
-                )
+                child_args = [*common, "--child", side, str(batches)]
+                runs[batches] = callgrind(Path(tmp) / f"{side}.{batches}", child_args, url, args.cache_sim)
             before, after = runs[args.warm], runs[args.warm + args.batches]
             for thread in after:
-                start = total(before[thread]) if thread in before else 0
-                per_call[side, thread] = (total(after[thread]) - start) / n
+                start = totals(before[thread]) if thread in before else {}
+                per_call[side, thread] = {
+                    event: (count - start.get(event, 0)) / n for event, count in totals(after[thread]).items()
+                }
             if args.by_library:
                 for thread in after:
                     sign = 1 if side == "tracked" else -1
@@ -175,19 +216,12 @@ def main() -> None:
                         added = sign * (count - old.get(library, 0)) / n
                         libraries[library] = libraries.get(library, 0.0) + added
     what = f"{args.setup} set-up, {'streamed' if args.stream else 'plain'} calls"
-    table = Table(title=f"Instructions per call, {what} ({n} calls counted, callgrind)")
-    for column in ("thread", "raw", "tracked", "added"):
-        table.add_column(column, justify="left" if column == "thread" else "right")
-    threads = sorted({thread for _, thread in per_call})
-    names = {1: "caller (main thread)", 2: "recorder's writer"}
-    for thread in threads:
-        raw, tracked = per_call.get(("raw", thread), 0.0), per_call.get(("tracked", thread), 0.0)
-        name = names.get(thread, f"thread {thread}")
-        table.add_row(name, f"{raw:,.0f}", f"{tracked:,.0f}", f"{tracked - raw:+,.0f}")
-    raw_all = sum(v for (side, _), v in per_call.items() if side == "raw")
-    tracked_all = sum(v for (side, _), v in per_call.items() if side == "tracked")
-    table.add_row("all", f"{raw_all:,.0f}", f"{tracked_all:,.0f}", f"{tracked_all - raw_all:+,.0f}")
-    console.print(table)
+    console.print(
+        per_thread_table(per_call, "Ir", f"Instructions per call, {what} ({n} calls counted, callgrind)")
+    )
+    if args.cache_sim:
+        for event, name in _MISSES.items():
+            console.print(per_thread_table(per_call, event, f"{name} per call (simulated), {what}"))
     if libraries:
         split = Table(title="Added instructions per call, by library (all threads)")
         split.add_column("library")
