@@ -28,3 +28,22 @@ def test_the_plain_executemany_baseline_writes_every_column_of_the_calls_table(t
     with sqlite3.connect(tmp_path / "plain.db") as conn:
         rows = conn.execute("SELECT id, input_tokens, cost_nanousd FROM calls ORDER BY id").fetchall()
     assert rows == [(r.id, r.input_tokens, r.cost_nanousd) for r in records]
+
+
+def test_the_instruction_counter_reads_every_event_of_a_callgrind_profile(tmp_path: Path) -> None:
+    bench = _bench_module("count_instructions")
+    plain = tmp_path / "plain.out-01"
+    plain.write_text("version: 1\nevents: Ir\nfl=a.c\nfn=f\n1 10\ntotals: 6208820\n")
+    simulated = tmp_path / "sim.out-01"
+    simulated.write_text(
+        "events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\nfl=a.c\nfn=f\n1 10 1 1 0 0 0 0 0 0\n"
+        "summary: 6266440 2008380 967312 33828 41354 13187 0 0 0\n"
+    )
+    assert bench.totals(plain) == {"Ir": 6208820}
+    sim = bench.totals(simulated)
+    assert [sim[e] for e in ("Ir", "I1mr", "D1mr", "D1mw", "DLmr")] == [6266440, 33828, 41354, 13187, 0]
+    per_call = {("raw", 1): {"I1mr": 100.0}, ("tracked", 1): {"I1mr": 130.0}, ("tracked", 2): {"I1mr": 5.0}}
+    table = bench.per_thread_table(per_call, "I1mr", "misses")
+    cells = [list(column.cells) for column in table.columns]
+    assert cells[0] == ["caller (main thread)", "recorder's writer", "all"]
+    assert cells[3] == ["+30", "+5", "+35"]
