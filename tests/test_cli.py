@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -227,6 +228,21 @@ def test_prices_show_in_every_format() -> None:
     header, row = list(csv.reader(io.StringIO(ok("prices", "show", "gpt-4o-mini", "--format", "csv").stdout)))
     assert row[header.index("per_mtok.input")] == data["per_mtok"]["input"]  # type: ignore[index]
     ok("prices", "show", "gpt-4o-mini", "--at", "2025-01-01")
+
+
+def test_prices_show_lists_us_only_inference_where_the_provider_bills_it() -> None:
+    table = ok("prices", "show", "claude-sonnet-4-6", "--provider", "anthropic").stdout
+    row = next(line for line in table.splitlines() if "standard+us" in line)
+    assert "us inference at 110%" in row and "3.30" in row and "16.50" in row
+    data = json.loads(
+        ok("prices", "show", "claude-sonnet-4-6", "--provider", "anthropic", "--format", "json").stdout
+    )
+    us = data["service_tiers"]["standard+us"]
+    assert us["rule"] == "standard+us-110%" and Decimal(us["per_mtok"]["output"]) == Decimal("16.5")
+    openai_tiers = json.loads(
+        ok("prices", "show", "gpt-4o-mini", "--provider", "openai", "--format", "json").stdout
+    )
+    assert not any("+" in tier for tier in openai_tiers["service_tiers"])
 
 
 def test_prices_show_unknown_model_says_how_to_add_a_price() -> None:

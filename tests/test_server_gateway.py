@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -241,6 +242,25 @@ def test_anthropic_sdk_through_the_gateway_gets_the_same_bytes_and_an_exact_cost
     exact = 500 * 3000 + 400 * 300 + 100 * 3750 + 100 * 15000
     assert plain.cost_nanousd == stream.cost_nanousd == exact
     assert stream.status == "ok" and stream.stream
+
+
+def test_us_only_inference_through_the_gateway_is_priced_at_its_premium(
+    gateway: str, recorded: Recorded
+) -> None:
+    with an(gateway) as client:
+        client.messages.create(model="claude-sonnet-4-6", max_tokens=100, messages=MSG, inference_geo="us")
+        list(
+            client.messages.create(
+                model="claude-sonnet-4-6", max_tokens=100, messages=MSG, inference_geo="us", stream=True
+            )
+        )
+    plain, stream = recorded.all()
+    assert plain.service_tier == stream.service_tier == "standard+us"
+    assert plain.usage is not None and plain.usage == stream.usage
+    us = cost(plain.usage, provider="anthropic", model="claude-sonnet-4-6", service_tier="standard+us")
+    standard = cost(plain.usage, provider="anthropic", model="claude-sonnet-4-6")
+    assert us.total is not None and standard.total is not None and us.total == standard.total * Decimal("1.1")
+    assert plain.cost_nanousd == stream.cost_nanousd == us.nanousd
 
 
 def test_curl_gets_the_same_bytes(twin: Twin, recorded: Recorded) -> None:

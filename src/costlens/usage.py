@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any, Literal, NoReturn, cast
 
 __all__ = [
+    "GEO_SEPARATOR",
     "NANO",
     "USAGE_PARTS",
     "CallRecord",
@@ -27,6 +28,7 @@ __all__ = [
     "record_to_dict",
     "to_nanousd",
     "usage_of_ints",
+    "with_inference_geo",
 ]
 
 #: One US dollar in nano-dollars: stores keep money as integer nano-USD.
@@ -34,6 +36,24 @@ NANO = 1_000_000_000
 _NANO_QUANT = Decimal("1e-9")
 
 Status = Literal["ok", "error", "blocked"]
+
+
+#: Where inference ran, in a price tier's name: `<tier>+<geo>` (`standard+us`, `fast+us`).
+GEO_SEPARATOR = "+"
+# Inference geographies billed at the plain list price: the default, and no answer at all.
+_PLAIN_GEOS = frozenset({"", "global"})
+
+
+def with_inference_geo(tier: str | None, geo: object) -> str | None:
+    """The price tier of a call that ran in inference geography `geo`.
+
+    Anthropic bills US-only inference (`inference_geo: "us"`, in the request and in the response's
+    usage) at 1.1x every token price, whatever the tier, so such a call's tier names both:
+    `standard+us`, `fast+us`, `batch+us` (`costlens.pricing` applies the premium). `global`, an
+    empty or absent geography leave `tier` as it is."""
+    if not isinstance(geo, str) or (where := geo.strip().lower()) in _PLAIN_GEOS:
+        return tier
+    return f"{tier or 'standard'}{GEO_SEPARATOR}{where}"
 
 
 def to_nanousd(amount: Decimal) -> int:

@@ -19,6 +19,7 @@ __all__ = ["COLUMNS", "price_rows", "print_price", "when"]
 COLUMNS = ("group", "price", "from", "input", "cached input", "cache write", "output", "other", "source")
 _RIGHT = ("input", "cached input", "cache write", "output")
 _RULES = {
+    "standard": "standard price",
     "explicit": "own price",
     "batch-50%": "50% batch discount",
     "multiplier": "override multiplier",
@@ -37,6 +38,14 @@ _FEES = (
     ("web_search_per_request", "web search"),
     ("file_search_per_request", "file search"),
 )
+
+
+def _rule_text(rule: str) -> str:
+    """`batch-50%+us-110%` -> `50% batch discount, us inference at 110%`."""
+    base, *geos = rule.split("+")
+    parts = [_RULES.get(base, base)]
+    parts += [f"{geo} inference at {pct}" for geo, _, pct in (g.partition("-") for g in geos)]
+    return ", ".join(parts)
 
 
 def _other(rates: Mapping[str, Any]) -> str:
@@ -100,7 +109,7 @@ def _price_rows(price: Mapping[str, Any]) -> list[list[str]]:
     same = sorted(name for name, tier in tiers.items() if tier.get("rule") == "fallback-standard")
     for name, tier in sorted(tiers.items()):
         if tier.get("rule") != "fallback-standard":
-            label = f"{name} ({_RULES.get(str(tier.get('rule')), tier.get('rule'))})"
+            label = f"{name} ({_rule_text(str(tier.get('rule')))})"
             rows += _rate_rows("tiers", label, "", tier)
     if same:
         rows.append(

@@ -16,7 +16,7 @@ from costlens.instrument._sdk import get as _get
 from costlens.instrument._sdk import sent_body, unwrap, write_back
 from costlens.instrument._sdk import to_int as _int
 from costlens.pipeline import Call, OutputMissing, Request
-from costlens.usage import Usage
+from costlens.usage import Usage, with_inference_geo
 
 __all__ = ["AnthropicAdapter", "messages_usage"]
 
@@ -39,10 +39,13 @@ def _cache_writes(usage: Any, default_total: int, default_1h: int) -> tuple[int,
 
 def _tier(usage: Any) -> Any:
     """The price tier a message was billed at: `fast` when it ran in fast mode (`usage.speed`, priced
-    by the model's `speed: fast` prices), else `usage.service_tier` (`standard`, `priority`, `batch`).
+    by the model's `speed: fast` prices), else `usage.service_tier` (`standard`, `priority`, `batch`);
+    with `+us` when it ran on US-only inference (`usage.inference_geo`, 1.1x every token price).
     Read from the response, not the request: a fast-mode request that ran at standard speed is
     billed at standard prices."""
-    return "fast" if _get(usage, "speed") == "fast" else _get(usage, "service_tier")
+    tier = "fast" if _get(usage, "speed") == "fast" else _get(usage, "service_tier")
+    geo = _get(usage, "inference_geo")
+    return tier if geo is None else with_inference_geo(tier if isinstance(tier, str) else None, geo)
 
 
 def _web_searches(usage: Any, default: int = 0) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from costlens._errors import late_error
 from costlens.pipeline._price import Priced
-from costlens.pipeline._request import Request
+from costlens.pipeline._request import Request, requested_tier
 from costlens.usage import CallRecord, Usage
 
 __all__ = ["Call", "Ended", "OutputMissing", "priced_with", "record_of_ended"]
@@ -80,7 +80,6 @@ class Call:
     def __init__(self, pipeline: Finisher, request: Request, tags: Mapping[str, str]) -> None:
         self.pipeline = pipeline
         self.request = request
-        tier = request.body.get("service_tier")
         # The record is built when something first reads it (a step), else when the call ends: an
         # async server holds a hundred calls in flight, and each object they keep alive across the
         # `await` is traversed by every garbage collection meanwhile (measured under 100 asyncio
@@ -92,7 +91,7 @@ class Call:
         self._budgets_later: Callable[[], list[dict[str, Any]]] | None = None  # `note_budgets_later`
         self.started_at = datetime.now(UTC)
         self.response_model: str | None = None  # as the provider answered: `apply_facts`
-        self.service_tier: str | None = tier if isinstance(tier, str) and tier else None
+        self.service_tier: str | None = requested_tier(request.body)
         self.start_ns = time.perf_counter_ns()
         self.first_event_ns: int | None = None
         # A call that ended well with its usage, while steps wait for its end: its end and price,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from costlens.pipeline._request import Request
+from costlens.pipeline._request import Request, requested_tier
 from costlens.tokens import _content_text, count_text, encoding_name_for, tokens_in
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "Estimate", "cap_key", "choices", "count_input", "estimate", "output_bound"]
@@ -181,17 +181,15 @@ def estimate(
 ) -> Estimate:
     """The worst-case cost of sending `request` (to `model` instead, when given): the prompt's tokens
     (exact, or a bound), plus its output bound (`default_max_output` when it sets none), at the
-    model's price on `at` in the request's service tier."""
+    model's price on `at` in the tier the request asks for (`requested_tier`: fast mode and US-only
+    inference included)."""
     estimate_max_nanousd, get_catalogue, pricing_provider = _pricing or _import_pricing()
     model = request.model if model is None else model
     body = request.body
     n_in, exact = input_tokens(request.operation, body, model)
     bound = output_bound(request.operation, body)
     n_out = (default_max_output if bound is None else bound) * choices(request.operation, body)
-    tier = body.get("service_tier")
     # priced as the call will be: an OpenAI-compatible host falls back to OpenAI's list, as in `Pricer`
     provider = pricing_provider(get_catalogue(), request.provider, model)
-    nanousd = estimate_max_nanousd(
-        provider, model, n_in, n_out, at=at, service_tier=tier if isinstance(tier, str) else None
-    )
+    nanousd = estimate_max_nanousd(provider, model, n_in, n_out, at=at, service_tier=requested_tier(body))
     return Estimate(model, n_in, exact, n_out, nanousd, bound is not None)

@@ -6,10 +6,25 @@ No SDK type lives inside, so budgets, the router and the gateway all read the sa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Request"]
+from costlens.usage import with_inference_geo
+
+__all__ = ["Request", "requested_tier"]
+
+
+def requested_tier(body: Mapping[str, Any]) -> str | None:
+    """The price tier a request asks for: `service_tier` (OpenAI, Anthropic), `fast` for Anthropic's
+    fast mode (`speed: "fast"`), with `+us` for US-only inference (`inference_geo: "us"`); None
+    when it names none. What budgets reserve for, and what a call that never answers is priced at
+    (an answer's own tier replaces it)."""
+    tier = body.get("service_tier")
+    if "speed" in body or "inference_geo" in body:  # Anthropic's, rare: one test for the usual call
+        tier = "fast" if body.get("speed") == "fast" else tier
+        return with_inference_geo(tier if isinstance(tier, str) and tier else None, body.get("inference_geo"))
+    return tier if isinstance(tier, str) and tier else None
 
 
 @dataclass(slots=True)

@@ -18,8 +18,14 @@ from typing import TYPE_CHECKING, Literal
 from costlens.pricing._model import ModelPrice, max_cost, max_nanousd, nanousd_of, price_usage
 from costlens.pricing._overrides import Overrides, load_overrides, prices_path
 from costlens.pricing._patch import PricePatch, load_patch
-from costlens.pricing._providers import STANDARD, canonical_provider, normalize_tier
-from costlens.pricing._timeline import Entry, Timeline, merge, prices_of
+from costlens.pricing._providers import (
+    GEO_PREMIUMS,
+    STANDARD,
+    canonical_provider,
+    normalize_tier,
+    split_geo,
+)
+from costlens.pricing._timeline import Entry, Timeline, merge, prices_of, with_geo_premium
 from costlens.usage import Cost, Usage
 
 if TYPE_CHECKING:
@@ -96,6 +102,9 @@ class PriceCatalogue:
         """Every dated price of the model for the tier: overrides over the patched genai-prices data."""
         who = None if provider is None else canonical_provider(provider)
         tier = normalize_tier(service_tier)
+        base, geo = split_geo(tier)
+        if geo is not None:
+            return with_geo_premium(self.timeline(provider, model, base), tier, geo, who)
         name = model.strip()
         match = self.overrides.match(who, name) if self.overrides is not None else None
         preferred = match.timeline(who, tier, self.overrides.source) if match and self.overrides else None
@@ -131,7 +140,8 @@ class PriceCatalogue:
         return entry.fixed or entry.lookup(at)
 
     def tiers(self, provider: str | None, model: str) -> list[str]:
-        """Service tiers worth showing for a model: explicit ones plus batch, flex and priority."""
+        """Service tiers worth showing for a model: explicit ones plus batch, flex and priority, and
+        `standard+<geo>` where the provider bills a premium for pinning inference to a geography."""
         who = None if provider is None else canonical_provider(provider)
         names = set(_COMMON_TIERS)
         match = self.overrides.match(who, model) if self.overrides is not None else None
@@ -143,6 +153,8 @@ class PriceCatalogue:
                 found = self._genai.find(who, model)
                 if found is not None:
                     names.update(e.tier for e in self.patch.for_model(found[0].id, found[1].id))
+        if who is not None:  # US-only inference and its kind, where the provider bills a premium
+            names.update(f"{STANDARD}+{geo}" for geo, by in GEO_PREMIUMS.items() if who in by)
         return sorted(names - {STANDARD})
 
     def patch_differences(self) -> list[dict[str, object]] | None:

@@ -8,12 +8,18 @@ there are mapped here first.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from costlens.usage import GEO_SEPARATOR
+
 __all__ = [
     "BATCH_DISCOUNT_PROVIDERS",
+    "GEO_PREMIUMS",
     "STANDARD",
     "canonical_provider",
     "genai_provider_id",
     "normalize_tier",
+    "split_geo",
 ]
 
 #: The service tier whose prices are the plain list prices.
@@ -61,6 +67,15 @@ _STANDARD_TIERS = frozenset({"", "auto", "default", "standard", "standard_only",
 BATCH_DISCOUNT_PROVIDERS = frozenset({"openai", "anthropic", "azure"})
 
 
+#: What inference pinned to one geography costs, as a multiplier of every token price, by geography
+#: and costlens provider id (`costlens.usage.with_inference_geo` names such tiers `<tier>+<geo>`).
+#: Anthropic's US-only inference (`inference_geo: "us"`, Claude Opus 4.6, Sonnet 4.6 and later
+#: models; older ones refuse the parameter) is billed at 1.1x input, output, cache write and cache
+#: read prices (https://platform.claude.com/docs/en/build-with-claude/data-residency); per-request
+#: tool fees are not multiplied.
+GEO_PREMIUMS: dict[str, dict[str, Decimal]] = {"us": {"anthropic": Decimal("1.1")}}
+
+
 def canonical_provider(provider: str) -> str:
     """The costlens id for a provider name: lower-cased, trimmed, with known aliases mapped."""
     key = provider.strip().lower()
@@ -79,8 +94,21 @@ def genai_provider_id(provider: str | None, known_ids: frozenset[str]) -> str | 
 
 
 def normalize_tier(service_tier: str | None) -> str:
-    """`batch`, `flex`, `priority`, ... as given; every spelling of the default tier -> `standard`."""
+    """`batch`, `flex`, `priority`, ... as given; every spelling of the default tier -> `standard`.
+
+    A tier with an inference geography keeps it, normalised: `default+US` -> `standard+us`;
+    `+global` (the plain price) is dropped."""
     if service_tier is None:
         return STANDARD
     tier = service_tier.strip().lower()
+    if GEO_SEPARATOR in tier:
+        base, _, geo = tier.partition(GEO_SEPARATOR)
+        base, geo = normalize_tier(base), geo.strip()
+        return base if geo in ("", "global") else f"{base}{GEO_SEPARATOR}{geo}"
     return STANDARD if tier in _STANDARD_TIERS else tier
+
+
+def split_geo(tier: str) -> tuple[str, str | None]:
+    """(tier, inference geography or None) of a normalised tier: `fast+us` -> (`fast`, `us`)."""
+    base, sep, geo = tier.partition(GEO_SEPARATOR)
+    return (base, geo) if sep else (tier, None)

@@ -8,13 +8,28 @@ its segment with one `bisect` over that list instead of re-evaluating constraint
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
-from costlens.pricing._model import ModelPrice
+from costlens.pricing._model import ModelPrice, Rates
+from costlens.pricing._providers import GEO_PREMIUMS
 
-__all__ = ["DaySchedule", "Entry", "Segment", "Timeline", "as_utc", "merge", "prices_of"]
+__all__ = [
+    "DaySchedule",
+    "Entry",
+    "Segment",
+    "Timeline",
+    "as_utc",
+    "merge",
+    "prices_of",
+    "with_geo_premium",
+]
+
+log = logging.getLogger("costlens")
 
 
 def as_utc(at: datetime) -> datetime:
@@ -65,6 +80,42 @@ def prices_of(segment: Segment) -> list[ModelPrice]:
     if isinstance(segment, DaySchedule):
         return [p for p in segment.prices if p is not None]
     return [segment]
+
+
+def with_geo_premium(base: Timeline, tier: str, geo: str, provider: str | None) -> Timeline:
+    """`base` (a tier's prices) for inference pinned to `geo`: every token price times the
+    provider's premium for it (`GEO_PREMIUMS`); as `base` when none is known, with a warning."""
+    premium = GEO_PREMIUMS.get(geo, {}).get(provider or "")
+    if premium is None:
+        if any(prices_of(segment) for _, segment in base):
+            log.warning(
+                "costlens: no price premium known for %s inference at %s; priced at the %s price",
+                geo,
+                provider,
+                tier.partition("+")[0],
+            )
+        return [
+            (start, _map(segment, lambda p: p.for_tier(tier, p.tier_rule, _same))) for start, segment in base
+        ]
+    factor = Decimal(premium)
+    rule = f"+{geo}-{factor * 100:f}%".replace(".0%", "%")
+
+    def priced(price: ModelPrice) -> ModelPrice:
+        return price.for_tier(tier, price.tier_rule + rule, lambda rates: rates.scaled(factor))
+
+    return [(start, _map(segment, priced)) for start, segment in base]
+
+
+def _same(rates: Rates) -> Rates:
+    return rates
+
+
+def _map(segment: Segment, fn: Callable[[ModelPrice], ModelPrice]) -> Segment:
+    if segment is None:
+        return None
+    if isinstance(segment, DaySchedule):
+        return DaySchedule(segment.bounds, tuple(None if p is None else fn(p) for p in segment.prices))
+    return fn(segment)
 
 
 class Entry:

@@ -54,6 +54,9 @@ def _usage(call: Call, *, output_tokens: int) -> dict[str, Any]:
     speed = call.body.get("speed")
     if speed in ("standard", "fast"):  # the speed the request ran at (`speed: "fast"`: fast mode)
         usage["speed"] = speed
+    geo = call.body.get("inference_geo")
+    if isinstance(geo, str):  # where inference ran (`"us"`: US-only inference, billed 1.1x)
+        usage["inference_geo"] = geo
     if t.reasoning:
         usage["output_tokens_details"] = {"thinking_tokens": t.reasoning}
     return usage
