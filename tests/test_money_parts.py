@@ -410,7 +410,7 @@ def test_xai_stream_usage_chunk_follows_the_convention(fake: FakeProvider, recor
 
 def test_conventions_are_registered_by_provider_not_by_host() -> None:
     assert provider_from_base_url("https://api.x.ai/v1") == "x-ai"
-    raw = GROK_4["usage"]
+    raw = {k: v for k, v in GROK_4["usage"].items() if k != "total_tokens"}  # (no total to go by)
     assert chat_usage(raw).output_tokens == 1187  # OpenAI's own rule: completion includes reasoning
     from costlens.instrument._conventions import UsageConvention, convention_for, register_convention
 
@@ -422,6 +422,124 @@ def test_conventions_are_registered_by_provider_not_by_host() -> None:
     finally:
         register_convention("my-grok-proxy", None)
     assert convention_for("my-grok-proxy", "chat") is None
+
+
+# -- reasoning outside the completion, told by the response's own total ----------------------------
+
+
+def _answer(usage: dict[str, Any], model: str = "gemini-2.5-flash") -> dict[str, Any]:
+    body = copy.deepcopy(GROK_4)
+    body["model"], body["usage"] = model, usage
+    return body
+
+
+def test_a_total_that_counts_reasoning_apart_adds_it_to_the_output(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    """Gemini behind an OpenAI-compatible layer, as reported in router-for-me/CLIProxyAPI#5733
+    (completion 0, reasoning 60, total 81) and with a visible answer (Clarifai/clarifai-python#978:
+    prompt 20, completion 424, total 1016): the total is prompt + completion + reasoning."""
+    only_thoughts = {
+        "prompt_tokens": 21,
+        "completion_tokens": 0,
+        "total_tokens": 81,
+        "completion_tokens_details": {"reasoning_tokens": 60},
+    }
+    with_answer = {
+        "prompt_tokens": 20,
+        "completion_tokens": 424,
+        "total_tokens": 1016,
+        "completion_tokens_details": {"reasoning_tokens": 572},
+    }
+    fake.enqueue(raw=_answer(only_thoughts))
+    fake.enqueue(raw=_answer(with_answer))
+    client = costlens.track(_openai(fake), provider="google")
+    client.chat.completions.create(model="gemini-2.5-flash", messages=MSG)
+    client.chat.completions.create(model="gemini-2.5-flash", messages=MSG)
+    thoughts, answered = recorded.all()
+    assert thoughts.usage == Usage(21, 60, reasoning_tokens=60) and not thoughts.estimated
+    assert answered.usage == Usage(20, 996, reasoning_tokens=572) and not answered.estimated
+    expected = cost(Usage(20, 996, reasoning_tokens=572), provider="google", model="gemini-2.5-flash")
+    assert expected.known and answered.cost_nanousd == expected.nanousd
+
+
+def test_a_total_that_counts_reasoning_inside_keeps_openais_rule(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    inside = {
+        "prompt_tokens": 50,
+        "completion_tokens": 500,
+        "total_tokens": 550,
+        "completion_tokens_details": {"reasoning_tokens": 300},
+    }
+    fake.enqueue(raw=_answer(inside, "o4-mini"))
+    costlens.track(_openai(fake)).chat.completions.create(model="o4-mini", messages=MSG)
+    assert recorded.one().usage == Usage(50, 500, reasoning_tokens=300)
+
+
+def test_the_total_decides_in_streams_and_the_responses_api_too(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    chunk = {
+        "id": "g1",
+        "object": "chat.completion.chunk",
+        "created": 1752400000,
+        "model": "gemini-2.5-flash",
+    }
+    usage = {
+        "prompt_tokens": 20,
+        "completion_tokens": 424,
+        "total_tokens": 1016,
+        "completion_tokens_details": {"reasoning_tokens": 572},
+    }
+    fake.enqueue(
+        raw=[
+            {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"}}]},
+            {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {**chunk, "choices": [], "usage": usage},
+            "[DONE]",
+        ]
+    )
+    client = costlens.track(_openai(fake), provider="google")
+    list(client.chat.completions.create(model="gemini-2.5-flash", messages=MSG, stream=True))
+    assert recorded.one().usage == Usage(20, 996, reasoning_tokens=572)
+    from costlens.instrument.openai import responses_usage
+
+    apart = {"input_tokens": 20, "output_tokens": 424, "total_tokens": 1016}
+    inside = {"input_tokens": 20, "output_tokens": 996, "total_tokens": 1016}
+    details = {"output_tokens_details": {"reasoning_tokens": 572}}
+    assert responses_usage({**apart, **details}).output_tokens == 996
+    assert responses_usage({**inside, **details}).output_tokens == 996
+
+
+@given(
+    prompt=st.integers(0, 10**6),
+    completion=st.integers(0, 10**6),
+    reasoning=st.integers(0, 10**6),
+    total_offset=st.integers(-5, 5),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_total_changes_the_output_only_when_it_proves_reasoning_apart(
+    prompt: int, completion: int, reasoning: int, total_offset: int
+) -> None:
+    """Reasoning is added to the output iff total == prompt + completion + reasoning (reasoning > 0);
+    a dict and the SDK's own model read alike."""
+    total = prompt + completion + reasoning + total_offset
+    raw = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+    apart = reasoning > 0 and total_offset == 0
+    if not apart and reasoning > completion:
+        with pytest.raises(ValueError):
+            chat_usage(raw)  # OpenAI's rule cannot hold: the call is counted instead (estimated)
+        return
+    got = chat_usage(raw)
+    assert got.output_tokens == completion + (reasoning if apart else 0)
+    assert got.reasoning_tokens == reasoning and got.input_tokens == prompt
+    assert chat_usage(openai.types.CompletionUsage.model_validate(raw)) == got
 
 
 # sonar-deep-research, a real answer with Perplexity's own cost breakdown (total_cost 0.816), as

@@ -72,15 +72,19 @@ def _usage(
     web_searches: int = 0,
     file_searches: int = 0,
     excludes_reasoning: bool = False,
+    total: Any = None,
 ) -> Usage:
     """A Usage from OpenAI-style counts. An absent output count is not 0 tokens: `OutputMissing`
     carries what was reported and the output is counted instead (the record is flagged estimated).
 
     `excludes_reasoning` (a provider convention, see `_conventions`): the output is the completion
-    count plus reasoning and citation tokens, instead of OpenAI's "completion includes reasoning"."""
+    count plus reasoning and citation tokens, instead of OpenAI's "completion includes reasoning".
+    A response whose own `total` says so is read the same way (`_total_excludes_reasoning`)."""
     reasoning_tokens = _int(reasoning)
     citation_tokens = _int(citation)
     audio_out_tokens = _int(audio_out)
+    if not excludes_reasoning and reasoning_tokens:
+        excludes_reasoning = _total_excludes_reasoning(prompt, completion, reasoning_tokens, total)
     if completion is None:
         output = reasoning_tokens + citation_tokens + audio_out_tokens
     elif excludes_reasoning:
@@ -102,6 +106,19 @@ def _usage(
     if completion is None:
         raise OutputMissing(usage)
     return usage
+
+
+def _total_excludes_reasoning(prompt: Any, completion: Any, reasoning: int, total: Any) -> bool:
+    """Whether a response counts its reasoning outside its completion, by its own total.
+
+    OpenAI's total is prompt + completion (reasoning inside the completion); a provider or proxy
+    that reports reasoning beside the completion (Gemini behind some OpenAI-compatible layers, a
+    completion of 0 with 60 reasoning tokens) has prompt + completion + reasoning as its total.
+    With reasoning above 0 the two cannot both hold, so the total decides, per response, for any
+    provider; without a total (or one that matches neither) OpenAI's rule stands."""
+    if type(total) is not int or type(prompt) is not int or type(completion) is not int:
+        return False
+    return reasoning > 0 and total == prompt + completion + reasoning
 
 
 def _dict_read(obj: Any, name: str, default: Any) -> Any:
@@ -136,6 +153,10 @@ def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
             and (audio_in is None or type(audio_in) is int) and (reasoning is None or type(reasoning) is int)
             and (audio_out is None or type(audio_out) is int)
         ):  # fmt: skip
+            if reasoning and _total_excludes_reasoning(
+                prompt, completion, reasoning, read(usage, "total_tokens", None)
+            ):
+                completion += reasoning  # (the output is what was billed: answer and reasoning)
             # every count an int (or absent): what `_usage` gives, without its checks and conversions
             return usage_of_ints(
                 prompt,
@@ -147,7 +168,14 @@ def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
                 audio_out or 0,
             )
         return _usage(
-            prompt, completion, cached, cache_write, reasoning, audio_in=audio_in, audio_out=audio_out
+            prompt,
+            completion,
+            cached,
+            cache_write,
+            reasoning,
+            audio_in=audio_in,
+            audio_out=audio_out,
+            total=read(usage, "total_tokens", None),
         )
     p_details = _get(usage, "prompt_tokens_details")
     c_details = _get(usage, "completion_tokens_details")
@@ -171,6 +199,7 @@ def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
         citation=citation,
         web_searches=_int(searches),
         excludes_reasoning=convention is not None and convention.completion_excludes_reasoning,
+        total=_get(usage, "total_tokens"),
     )
 
 
@@ -203,6 +232,7 @@ def responses_usage(usage: Any, output: Any = None) -> Usage:
         _get(_get(usage, "output_tokens_details"), "reasoning_tokens"),
         web_searches=web,
         file_searches=files,
+        total=_get(usage, "total_tokens"),
     )
 
 
