@@ -533,7 +533,7 @@ def test_the_total_changes_the_output_only_when_it_proves_reasoning_apart(
     }
     apart = reasoning > 0 and total_offset == 0
     if not apart and reasoning > completion:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="exceed output_tokens"):
             chat_usage(raw)  # OpenAI's rule cannot hold: the call is counted instead (estimated)
         return
     got = chat_usage(raw)
