@@ -108,3 +108,32 @@ def test_untrack_restores_anthropic(fake: FakeProvider, recorded: Recorded) -> N
     client = costlens.untrack(costlens.track(_client(fake)))
     client.messages.create(model=MODEL, max_tokens=10, messages=MSG)
     assert recorded.all() == []
+
+
+def test_thinking_tokens_are_the_records_reasoning_plain_and_streamed(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    """`output_tokens_details.thinking_tokens` is part of `output_tokens`: the record keeps it as its
+    reasoning, and the cost is the same (Anthropic bills thinking as output)."""
+    fake.default_usage = FakeUsage(input_tokens=200, output_tokens=900, reasoning_tokens=700)
+    client = costlens.track(_client(fake))
+    message = client.messages.create(model=MODEL, max_tokens=1000, messages=MSG)
+    assert message.usage.output_tokens_details is not None
+    assert message.usage.output_tokens_details.thinking_tokens == 700
+    list(client.messages.create(model=MODEL, max_tokens=1000, messages=MSG, stream=True))
+    with client.messages.stream(model=MODEL, max_tokens=1000, messages=MSG) as stream:
+        stream.get_final_message()
+    expected = Usage(200, 900, reasoning_tokens=700)
+    price = cost(expected, provider="anthropic", model=MODEL)
+    assert price.known and price.nanousd == cost(Usage(200, 900), provider="anthropic", model=MODEL).nanousd
+    for record in recorded.all():
+        assert record.usage == expected and not record.estimated
+        assert record.cost_nanousd == price.nanousd
+
+
+def test_a_thinking_count_past_the_output_is_held_to_it() -> None:
+    from costlens.instrument.anthropic import messages_usage
+
+    raw = {"input_tokens": 10, "output_tokens": 50, "output_tokens_details": {"thinking_tokens": 52}}
+    assert messages_usage(raw) == Usage(10, 50, reasoning_tokens=50)
+    assert messages_usage({"input_tokens": 10, "output_tokens": 50}).reasoning_tokens == 0

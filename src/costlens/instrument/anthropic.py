@@ -2,9 +2,11 @@
 
 Anthropic reports `input_tokens` *excluding* cache reads and writes; costlens' `Usage.input_tokens`
 includes them, so the adapter adds them back. `cache_creation.ephemeral_1h_input_tokens` is the
-part of the writes made with a 1-hour lifetime (billed 2x input, 5-minute writes 1.25x), and
-`server_tool_use.web_search_requests` the searches billed per request. Streams carry usage in
-`message_start` (input side) and `message_delta` (cumulative output), so nothing needs to be injected.
+part of the writes made with a 1-hour lifetime (billed 2x input, 5-minute writes 1.25x),
+`server_tool_use.web_search_requests` the searches billed per request and
+`output_tokens_details.thinking_tokens` the part of the output spent thinking (the record's
+reasoning tokens, billed as output). Streams carry usage in `message_start` (input side) and
+`message_delta` (cumulative output), so nothing needs to be injected.
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ def _web_searches(usage: Any, default: int = 0) -> int:
     return default if found is None else _int(found)
 
 
+def _thinking(usage: Any, output: int, default: int = 0) -> int:
+    """`output_tokens_details.thinking_tokens`: the part of the output the model spent thinking
+    (billed as output; at most the output, which a count that drifts past it is held to)."""
+    found = _get(_get(usage, "output_tokens_details"), "thinking_tokens")
+    return default if found is None else min(_int(found), output)
+
+
 def messages_usage(usage: Any, *, output_tokens: int | None = None) -> Usage:
     cache_read = _int(_get(usage, "cache_read_input_tokens"))
     cache_write, cache_1h = _cache_writes(usage, 0, 0)
@@ -68,6 +77,7 @@ def messages_usage(usage: Any, *, output_tokens: int | None = None) -> Usage:
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
         cache_write_1h_tokens=cache_1h,
+        reasoning_tokens=_thinking(usage, _int(output)),
         web_search_requests=_web_searches(usage),
     )
     if output is None:
@@ -154,6 +164,7 @@ class AnthropicAdapter:
                 cache_read_tokens=cache_read,
                 cache_write_tokens=cache_write,
                 cache_write_1h_tokens=cache_1h,
+                reasoning_tokens=_thinking(usage, _int(output), min(start.reasoning_tokens, _int(output))),
                 web_search_requests=_web_searches(usage, start.web_search_requests),
             )
             if output is None:

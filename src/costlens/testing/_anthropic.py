@@ -117,6 +117,8 @@ def message_stream(call: Call) -> list[SSE]:
         }
     )
     if usage is not None:
+        if t.reasoning:
+            usage["output_tokens_details"] = {"thinking_tokens": t.reasoning}
         delta["usage"] = usage
     raw += [delta, {"type": "message_stop"}]
     return [(event["type"], event) for event in raw]
