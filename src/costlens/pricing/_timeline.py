@@ -13,10 +13,10 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from costlens.pricing._model import ModelPrice, Rates
 from costlens.pricing._providers import GEO_PREMIUMS
+from costlens.usage import GEO_SEPARATOR
 
 __all__ = [
     "DaySchedule",
@@ -92,16 +92,15 @@ def with_geo_premium(base: Timeline, tier: str, geo: str, provider: str | None) 
                 "costlens: no price premium known for %s inference at %s; priced at the %s price",
                 geo,
                 provider,
-                tier.partition("+")[0],
+                tier.partition(GEO_SEPARATOR)[0],
             )
         return [
             (start, _map(segment, lambda p: p.for_tier(tier, p.tier_rule, _same))) for start, segment in base
         ]
-    factor = Decimal(premium)
-    rule = f"+{geo}-{factor * 100:f}%".replace(".0%", "%")
+    rule = f"{GEO_SEPARATOR}{geo}-{(premium * 100).normalize():f}%"  # `+us-110%`
 
     def priced(price: ModelPrice) -> ModelPrice:
-        return price.for_tier(tier, price.tier_rule + rule, lambda rates: rates.scaled(factor))
+        return price.for_tier(tier, price.tier_rule + rule, lambda rates: rates.scaled(premium))
 
     return [(start, _map(segment, priced)) for start, segment in base]
 
