@@ -19,6 +19,7 @@ from typing import Any, Literal, NoReturn, cast
 __all__ = [
     "GEO_SEPARATOR",
     "NANO",
+    "PLAIN_GEOS",
     "USAGE_PARTS",
     "CallRecord",
     "Cost",
@@ -40,8 +41,8 @@ Status = Literal["ok", "error", "blocked"]
 
 #: Where inference ran, in a price tier's name: `<tier>+<geo>` (`standard+us`, `fast+us`).
 GEO_SEPARATOR = "+"
-# Inference geographies billed at the plain list price: the default, and no answer at all.
-_PLAIN_GEOS = frozenset({"", "global"})
+#: Inference geographies billed at the plain list price: the default, and no answer at all.
+PLAIN_GEOS = frozenset({"", "global"})
 
 
 def with_inference_geo(tier: str | None, geo: object) -> str | None:
@@ -51,7 +52,7 @@ def with_inference_geo(tier: str | None, geo: object) -> str | None:
     usage) at 1.1x every token price, whatever the tier, so such a call's tier names both:
     `standard+us`, `fast+us`, `batch+us` (`costlens.pricing` applies the premium). `global`, an
     empty or absent geography leave `tier` as it is."""
-    if not isinstance(geo, str) or (where := geo.strip().lower()) in _PLAIN_GEOS:
+    if not isinstance(geo, str) or (where := geo.strip().lower()) in PLAIN_GEOS:
         return tier
     return f"{tier or 'standard'}{GEO_SEPARATOR}{where}"
 

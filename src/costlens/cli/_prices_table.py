@@ -13,6 +13,7 @@ from typing import Any
 from rich.text import Text
 
 from costlens.cli._output import cells, console, make_table, same_places
+from costlens.usage import GEO_SEPARATOR
 
 __all__ = ["COLUMNS", "price_rows", "print_price", "when"]
 
@@ -42,7 +43,7 @@ _FEES = (
 
 def _rule_text(rule: str) -> str:
     """`batch-50%+us-110%` -> `50% batch discount, us inference at 110%`."""
-    base, *geos = rule.split("+")
+    base, *geos = rule.split(GEO_SEPARATOR)
     parts = [_RULES.get(base, base)]
     parts += [f"{geo} inference at {pct}" for geo, _, pct in (g.partition("-") for g in geos)]
     return ", ".join(parts)

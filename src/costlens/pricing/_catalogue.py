@@ -26,7 +26,7 @@ from costlens.pricing._providers import (
     split_geo,
 )
 from costlens.pricing._timeline import Entry, Timeline, merge, prices_of, with_geo_premium
-from costlens.usage import Cost, Usage
+from costlens.usage import GEO_SEPARATOR, Cost, Usage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -154,7 +154,7 @@ class PriceCatalogue:
                 if found is not None:
                     names.update(e.tier for e in self.patch.for_model(found[0].id, found[1].id))
         if who is not None:  # US-only inference and its kind, where the provider bills a premium
-            names.update(f"{STANDARD}+{geo}" for geo, by in GEO_PREMIUMS.items() if who in by)
+            names.update(f"{STANDARD}{GEO_SEPARATOR}{geo}" for geo, by in GEO_PREMIUMS.items() if who in by)
         return sorted(names - {STANDARD})
 
     def patch_differences(self) -> list[dict[str, object]] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from costlens.usage import GEO_SEPARATOR
+from costlens.usage import GEO_SEPARATOR, PLAIN_GEOS
 
 __all__ = [
     "BATCH_DISCOUNT_PROVIDERS",
@@ -104,7 +104,7 @@ def normalize_tier(service_tier: str | None) -> str:
     if GEO_SEPARATOR in tier:
         base, _, geo = tier.partition(GEO_SEPARATOR)
         base, geo = normalize_tier(base), geo.strip()
-        return base if geo in ("", "global") else f"{base}{GEO_SEPARATOR}{geo}"
+        return base if geo in PLAIN_GEOS else f"{base}{GEO_SEPARATOR}{geo}"
     return STANDARD if tier in _STANDARD_TIERS else tier
 
 
