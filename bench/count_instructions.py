@@ -1,11 +1,13 @@
 """Machine instructions a tracked call adds, raw vs tracked in one run, per thread (a profiling aid).
 
-Run: `.venv/bin/python bench/count_instructions.py [--setup sqlite|budgets] [--stream] [--cache-sim]`.
+Run: `.venv/bin/python bench/count_instructions.py [--setup sqlite|budgets] [--stream] [--cache-sim]
+[--lease-max-age S]`.
 
 With `--setup budgets`, budget leases live `--lease-max-age` seconds (default 3600): valgrind runs
 the process ~50x slower, so the library's default of 1 s would retire a lease every few calls and
-count the SQLite ledger's slice turnover in every call, where a busy process serves hundreds of calls
-from one slice (measured: 243k instructions per budgeted call with 1 s, 231k at steady state).
+count the SQLite ledger's slice turnover in every call, where a busy process serves hundreds of
+calls from one slice (measured on the caller's thread: 243k added instructions per budgeted call
+with 1 s, 231k at steady state).
 
 Wall-clock figures on a small machine move by ±15-50 µs between identical runs; a change worth
 2 µs cannot be seen there. Instruction counts barely move: this script runs the same calls under
