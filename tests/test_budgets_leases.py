@@ -344,3 +344,40 @@ def test_a_dropped_engine_still_settles_its_slices(tmp_path: Path) -> None:
     assert not timer.is_alive()
     assert (inner.usage(a).spent_nanousd, inner.usage(a).reserved_nanousd) == (25, 0)
     inner.close()
+
+
+def test_a_key_set_passed_as_one_tuple_or_as_equal_ones_finds_the_same_slice(ledger: Ledger) -> None:
+    """The engine passes one tuple per key set (found by identity); another caller's equal tuple or
+    list finds the same slice by value; a retired slice is never found again by either."""
+    inner = ledger
+    ledger, a, b = leased(inner), key("a"), key("b")
+    keys = (a, b)
+    first = ledger.reserve(keys, 100, 60, at=T0)
+    same = ledger.reserve(keys, 100, 60, at=T0)
+    equal = ledger.reserve((key("a"), key("b")), 100, 60, at=T0)
+    as_list = ledger.reserve([a, b], 100, 60, at=T0)
+    assert inner.usage(a, at=T0).reserved_nanousd == BIG // 100  # one slice for all four
+    ledger.flush()  # retired: the next call by the same tuple takes a new slice
+    after = ledger.reserve(keys, 100, 60, at=T0)
+    assert inner.usage(a, at=T0).reserved_nanousd == 2 * (BIG // 100)
+    for r in (first, same, equal, as_list, after):
+        ledger.settle(r, 10)
+    ledger.flush()
+    assert (inner.usage(a, at=T0).spent_nanousd, inner.usage(a, at=T0).reserved_nanousd) == (50, 0)
+
+
+def test_each_call_sees_the_spend_its_slice_has_charged_so_far(ledger: Ledger) -> None:
+    """`Reservation.before` of a leased call: the slice's view plus what its ended calls cost (made
+    once per change, shared by the calls admitted in between)."""
+    ledger, a = leased(ledger), key("a")
+    first = ledger.reserve([a], 100, 60, at=T0)
+    ledger.settle(first, 30)
+    second, third = ledger.reserve([a], 100, 60, at=T0), ledger.reserve([a], 100, 60, at=T0)
+    ledger.settle(second, 5)
+    fourth = ledger.reserve([a], 100, 60, at=T0)
+    base = first.before[0].spent_nanousd
+    assert [r.before[0].spent_nanousd - base for r in (second, third, fourth)] == [30, 30, 35]
+    assert second.before == third.before and type(second.before[0]) is Spent
+    for r in (third, fourth):
+        ledger.release(r)
+    ledger.flush()

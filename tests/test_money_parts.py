@@ -812,3 +812,28 @@ def test_chat_usage_reads_a_dict_a_dict_subclass_and_the_sdk_model_alike() -> No
     assert chat_usage(raw) == expected
     assert chat_usage(Json(raw)) == expected
     assert chat_usage(CompletionUsage.model_validate(raw)) == expected
+
+
+def test_budget_values_built_fast_are_frozen_dataclasses_like_any_other() -> None:
+    """`spent_of`, `reservation_of` and `estimate`'s `Estimate` skip the frozen `__init__`: the
+    objects must not differ from ones built field by field."""
+    from costlens.budgets._ledger import BudgetKey, Reservation, Spent, reservation_of, spent_of
+    from costlens.pipeline import Estimate, estimate
+    from costlens.pipeline._request import Request
+
+    keys = (BudgetKey("a", 10, 0, 0),)
+    pairs: list[tuple[object, object]] = [
+        (spent_of(3, 4), Spent(3, 4)),
+        (reservation_of("r", keys, 5, 6, 7, (Spent(1, 2),)), Reservation("r", keys, 5, 6, 7, (Spent(1, 2),))),
+    ]
+    request = Request.of(
+        "openai", "chat", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    made = estimate(request)
+    pairs.append((made, Estimate(*(getattr(made, f.name) for f in dataclasses.fields(Estimate)))))
+    for fast, slow in pairs:
+        assert type(fast) is type(slow) and fast == slow and hash(fast) == hash(slow)
+        assert pickle.loads(pickle.dumps(fast)) == slow == copy.copy(fast) == copy.deepcopy(fast)
+        assert not hasattr(fast, "__dict__")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(fast, dataclasses.fields(fast)[0].name, 0)  # type: ignore[arg-type]

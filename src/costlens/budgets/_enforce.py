@@ -53,6 +53,7 @@ log = logging.getLogger("costlens")
 _MAX_DOWNGRADES = 4
 _MAX_APPLIED_CACHED = 4096  # distinct (model, provider, tags) combinations remembered
 _FOREVER_US = 2**63 - 1
+_AppliedEntry = tuple[tuple[Budget, ...], int, int, list[Applied], tuple[BudgetKey, ...]]
 #: Pauses between the attempts to settle a reservation when the ledger fails.
 _SETTLE_BACKOFF_S = (0.01, 0.05, 0.2)
 
@@ -155,8 +156,8 @@ class BudgetEngine:
         self.watch = Watch(self.ledger, self.dispatcher)
         self._budgets: tuple[Budget, ...] = ()
         self._positions: dict[str, Position] = {}
-        # (model, provider, *tag items) -> (budgets in force, valid from, valid until, applied)
-        self._applied: dict[tuple[object, ...], tuple[tuple[Budget, ...], int, int, list[Applied]]] = {}
+        # (model, provider, *tag items) -> (budgets in force, valid from, valid until, applied, their keys)
+        self._applied: dict[tuple[object, ...], _AppliedEntry] = {}
         self._defined: dict[str, BudgetDefinition] = {}
         self._lock = threading.Lock()
         for budget in file_budgets:
@@ -234,6 +235,14 @@ class BudgetEngine:
         Cached per (model, provider, tags) while every window position in it holds: a busy process
         sends the same few combinations again and again, and matching scopes and building keys for
         each call cost more than the ledger's own bookkeeping (`memory://`)."""
+        return self._applicable(tags, model, provider, at)[0]
+
+    def _applicable(
+        self, tags: Mapping[str, str], model: str, provider: str, at: datetime
+    ) -> tuple[list[Applied], tuple[BudgetKey, ...]]:
+        """`applicable(...)` and its keys, as one tuple that stays the same object while the cache
+        entry holds: a lease ledger then finds its slice by the tuple's identity, without hashing
+        every key of it on every call."""
         at_us = to_us(at)
         budgets = self._budgets
         cache_key: tuple[object, ...] | None = (model, provider, *tags.items())
@@ -242,7 +251,7 @@ class BudgetEngine:
         except TypeError:  # a tag value that cannot be hashed: answer afresh
             hit = cache_key = None
         if hit is not None and hit[0] is budgets and hit[1] <= at_us < hit[2]:
-            return hit[3]
+            return hit[3], hit[4]
         out = []
         lo, hi = -1, _FOREVER_US
         for budget in budgets:
@@ -252,11 +261,12 @@ class BudgetEngine:
                 lo, hi = max(lo, pos.bucket_us), min(hi, pos.valid_until_us)
                 key = BudgetKey(key_id, budget.limit_nanousd, pos.since_us, pos.bucket_us, budget.enforced)
                 out.append(Applied(budget, key, pos))
+        keys = tuple([a.key for a in out])
         if cache_key is not None:
             if len(self._applied) >= _MAX_APPLIED_CACHED:
                 self._applied.clear()
-            self._applied[cache_key] = (budgets, lo, hi, out)
-        return out
+            self._applied[cache_key] = (budgets, lo, hi, out, keys)
+        return out, keys
 
     # -- before the call -----------------------------------------------------------------------------
 
@@ -303,13 +313,13 @@ class BudgetEngine:
         model = request.model
         notes: list[dict[str, Any]] = []
         while True:  # ends: each pass reserves, refuses, or downgrades (at most _MAX_DOWNGRADES times)
-            applied = self.applicable(tags, model, provider, at)
+            applied, keys = self._applicable(tags, model, provider, at)
             if not applied:
                 break
             est = estimate(
                 request, model=model, default_max_output=self.settings.default_max_output_tokens, at=at
             )
-            outcome = self._try(applied, est, at, notes, provider)
+            outcome = self._try(applied, keys, est, at, notes, provider)
             if isinstance(outcome, str):
                 model = outcome  # downgraded: choose the budgets again for the cheaper model
                 continue
@@ -326,7 +336,13 @@ class BudgetEngine:
         return None
 
     def _try(
-        self, applied: list[Applied], est: Estimate, at: datetime, notes: list[dict[str, Any]], provider: str
+        self,
+        applied: list[Applied],
+        keys: tuple[BudgetKey, ...],
+        est: Estimate,
+        at: datetime,
+        notes: list[dict[str, Any]],
+        provider: str,
     ) -> Reservation | str | None:
         """A reservation, a model to downgrade to, or None (unpriced and allowed). Raises to refuse."""
         if est.cost_nanousd is None:
@@ -342,9 +358,7 @@ class BudgetEngine:
                 limit_nanousd=blocker.budget.limit_nanousd,
             )  # fmt: skip
         try:
-            return self.ledger.reserve(
-                [a.key for a in applied], est.cost_nanousd, self.settings.reservation_ttl_s, at=at
-            )
+            return self.ledger.reserve(keys, est.cost_nanousd, self.settings.reservation_ttl_s, at=at)
         except LimitReached as full:
             # Order-independent: a full `downgrade` budget downgrades the call, even when a `block`
             # budget is full too (the cheaper model may fit it); otherwise the first full one refuses.
@@ -383,31 +397,43 @@ class BudgetEngine:
         actual = call.cost_nanousd  # (read on the call: `call.record` would build the record now)
         if actual == 0 and call.status == "error":
             actual = None  # failed before anything was billed: nothing to settle, release it
-        for pause in (*_SETTLE_BACKOFF_S, None):
-            try:
-                if actual is None:
-                    self.ledger.release(r)
-                else:
-                    self.ledger.settle(r, actual)
-                break
-            except LedgerUnavailable as exc:
-                if pause is None:
-                    log.error(
-                        "costlens: budget reservation %s not settled (%s); when it expires it is charged "
-                        "at its reserved amount, %s nano-USD",
-                        r.id,
-                        exc,
-                        r.amount_nanousd,
-                    )
-                    ticket.mark(call, "unsettled", None)
-                    return
-                time.sleep(pause)
+        try:
+            if actual is None:
+                self.ledger.release(r)
+            else:
+                self.ledger.settle(r, actual)
+        except LedgerUnavailable as exc:
+            if not self._settle_again(r, actual, exc):
+                ticket.mark(call, "unsettled", None)
+                return
         ticket.mark(call, "released" if actual is None else "settled", actual)
         if actual is None:
             return
         if actual > r.amount_nanousd:
             _underestimated(call.request.provider, call.request.model, r.amount_nanousd, actual)
-        self.watch.settled(ticket.applied, r, actual, self.clock())
+        self.watch.settled(ticket.applied, r, actual, clock=self.clock)
+
+    def _settle_again(self, r: Reservation, actual: int | None, exc: LedgerUnavailable) -> bool:
+        """Ask the ledger again after each pause of `_SETTLE_BACKOFF_S`; False (logged) when it
+        still fails."""
+        for pause in _SETTLE_BACKOFF_S:
+            time.sleep(pause)
+            try:
+                if actual is None:
+                    self.ledger.release(r)
+                else:
+                    self.ledger.settle(r, actual)
+                return True
+            except LedgerUnavailable as again:
+                exc = again
+        log.error(
+            "costlens: budget reservation %s not settled (%s); when it expires it is charged at its "
+            "reserved amount, %s nano-USD",
+            r.id,
+            exc,
+            r.amount_nanousd,
+        )
+        return False
 
     def flush(self) -> None:
         """With budget leases: settle the slices no call holds now into the ledger, so that it shows

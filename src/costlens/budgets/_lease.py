@@ -42,6 +42,8 @@ from costlens.budgets._ledger import (
     check_reserve,
     new_reservation_id,
     now_us,
+    reservation_of,
+    spent_of,
 )
 
 __all__ = ["LeasedLedger"]
@@ -55,15 +57,30 @@ _live: weakref.WeakSet[LeasedLedger] = weakref.WeakSet()
 class _Slice:
     """One ledger reservation shared by many calls of this process."""
 
-    __slots__ = ("born_us", "charged", "held", "in_flight", "reservation", "retired")
+    __slots__ = (
+        "before",
+        "before_charged",
+        "born_us",
+        "charged",
+        "held",
+        "in_flight",
+        "keyset",
+        "reservation",
+        "retired",
+    )
 
-    def __init__(self, reservation: Reservation, born_us: int) -> None:
+    def __init__(self, reservation: Reservation, keyset: tuple[BudgetKey, ...], born_us: int) -> None:
         self.reservation = reservation
+        self.keyset = keyset  # the key set it was opened for (kept alive: `LeasedLedger._by_id`)
         self.born_us = born_us
         self.held = 0  # worst cases of the calls in flight under it
         self.charged = 0  # real costs of the calls that ended under it
         self.in_flight = 0
         self.retired = False
+        # each key's spend as a call admitted now sees it (`Reservation.before`), and the `charged`
+        # it was made for: calls admitted between two settles share it
+        self.before = reservation.before
+        self.before_charged = 0
 
     def room(self) -> int:
         return self.reservation.amount_nanousd - self.held - self.charged
@@ -91,6 +108,9 @@ class LeasedLedger:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         self._open: dict[tuple[BudgetKey, ...], _Slice] = {}  # the slice new calls of a key set use
+        # the same slices by `id()` of the tuple they were opened with: a caller that passes one
+        # tuple per key set (the engine) finds its slice without hashing every key on every call
+        self._by_id: dict[int, _Slice] = {}
         self._opening: set[tuple[BudgetKey, ...]] = set()
         self._calls: dict[str, _Slice] = {}  # local reservation id -> its slice
         self._retired: list[_Slice] = []  # retired, waiting for their last call or a failed settle
@@ -107,11 +127,13 @@ class LeasedLedger:
     def reserve(
         self, keys: Sequence[BudgetKey], amount_nanousd: int, ttl_s: float, *, at: datetime | None = None
     ) -> Reservation:
-        keyset = tuple(keys)
+        keyset = keys if type(keys) is tuple else tuple(keys)
         at_us = now_us(at)
         if amount_nanousd >= 0 and ttl_s > 0:  # the usual call: its key set's slice has room
             with self._lock:
-                current = self._open.get(keyset)
+                current = self._by_id.get(id(keyset))
+                if current is None or current.keyset is not keyset:
+                    current = self._open.get(keyset)
                 if current is not None and self._fits(current, amount_nanousd, at_us):
                     return self._admit(current, keyset, amount_nanousd, at_us)
         check_reserve(keys, amount_nanousd, ttl_s)  # (the keys of an open slice passed it already)
@@ -149,8 +171,9 @@ class LeasedLedger:
                 raise
             return self.inner.reserve(keyset, amount, ttl_s, at=at)  # near the limit: call by call
         with self._lock:
-            new = _Slice(taken, at_us)
+            new = _Slice(taken, keyset, at_us)
             self._open[keyset] = new
+            self._by_id[id(keyset)] = new
             mine = self._admit(new, keyset, amount, at_us)
         self._start_timer()
         return mine
@@ -164,22 +187,16 @@ class LeasedLedger:
         held.held += amount
         held.in_flight += 1
         r, charged = held.reservation, held.charged
-        before = (
-            r.before
-            if not charged
-            else tuple([Spent(b.spent_nanousd + charged, b.reserved_nanousd) for b in r.before])
-        )
-        mine = Reservation(new_reservation_id(), keyset, amount, at_us, r.expires_us, before)
+        if charged != held.before_charged:
+            held.before = tuple([spent_of(b.spent_nanousd + charged, b.reserved_nanousd) for b in r.before])
+            held.before_charged = charged
+        mine = reservation_of(new_reservation_id(), keyset, amount, at_us, r.expires_us, held.before)
         self._calls[mine.id] = held
         return mine
 
-    def settle(self, reservation: Reservation, actual_nanousd: int) -> None:
-        self._end(reservation, actual_nanousd)
-
-    def release(self, reservation: Reservation) -> None:
-        self._end(reservation, None)
-
-    def _end(self, reservation: Reservation, actual: int | None) -> None:
+    def settle(self, reservation: Reservation, actual_nanousd: int | None) -> None:
+        """Charge a call's real cost to its slice (`None`: release it, as `release`)."""
+        actual = actual_nanousd
         with self._lock:
             held = self._calls.pop(reservation.id, None)
             if held is not None:
@@ -198,6 +215,9 @@ class LeasedLedger:
         elif done:
             self._settle_slices([held])
 
+    def release(self, reservation: Reservation) -> None:
+        self.settle(reservation, None)
+
     # -- retiring slices -----------------------------------------------------------------------------
 
     def _retire(self, held: _Slice, keyset: tuple[BudgetKey, ...]) -> None:
@@ -205,6 +225,8 @@ class LeasedLedger:
         held.retired = True
         if self._open.get(keyset) is held:
             del self._open[keyset]
+        if self._by_id.get(id(held.keyset)) is held:
+            del self._by_id[id(held.keyset)]
         self._retired.append(held)
 
     def _retire_open(self, which: Callable[[_Slice], bool]) -> None:
@@ -332,6 +354,7 @@ def _forget_in_child() -> None:
     for ledger in list(_live):
         ledger._lock = threading.Lock()
         ledger._open, ledger._opening, ledger._calls, ledger._retired = {}, set(), {}, []
+        ledger._by_id = {}
         ledger._timer = None
 
 

@@ -40,7 +40,7 @@ import heapq
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from importlib import import_module
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -64,6 +64,8 @@ __all__ = [
     "now_us",
     "open_ledger",
     "register_ledger",
+    "reservation_of",
+    "spent_of",
 ]
 
 #: Settled spend is also kept in 5-minute buckets, for forecasts and `costlens budgets status`.
@@ -116,6 +118,44 @@ class Reservation:
     at_us: int
     expires_us: int
     before: tuple[Spent, ...]
+
+
+class _SpentSlots:
+    """The slots of `Spent`, without its frozen `__setattr__` (`spent_of` fills one)."""
+
+    __slots__ = tuple(f.name for f in fields(Spent))
+
+
+class _ReservationSlots:
+    """The slots of `Reservation`, without its frozen `__setattr__` (`reservation_of` fills one)."""
+
+    __slots__ = tuple(f.name for f in fields(Reservation))
+
+
+def spent_of(spent_nanousd: int, reserved_nanousd: int) -> Spent:
+    """`Spent(spent_nanousd, reserved_nanousd)` in half the time, for a caller that knows both are
+    ints (a leased call makes them): filled as a plain object of the same slots, then made a `Spent`
+    (the frozen dataclass's `__init__` sets every field through `object.__setattr__`)."""
+    blank: Any = object.__new__(_SpentSlots)
+    blank.spent_nanousd, blank.reserved_nanousd = spent_nanousd, reserved_nanousd
+    blank.__class__ = Spent
+    return blank  # type: ignore[no-any-return]
+
+
+def reservation_of(
+    id: str,
+    keys: tuple[BudgetKey, ...],
+    amount_nanousd: int,
+    at_us: int,
+    expires_us: int,
+    before: tuple[Spent, ...],
+) -> Reservation:
+    """`Reservation(...)` in half the time (every leased call makes one), as `spent_of`."""
+    blank: Any = object.__new__(_ReservationSlots)
+    blank.id, blank.keys, blank.amount_nanousd = id, keys, amount_nanousd
+    blank.at_us, blank.expires_us, blank.before = at_us, expires_us, before
+    blank.__class__ = Reservation
+    return blank  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -31,6 +31,10 @@ __all__ = ["Applied", "Projection", "Watch", "projection"]
 log = logging.getLogger("costlens")
 _FORECAST_EVERY_US = 60_000_000
 _MAX_MARKS = 100_000
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class Applied(NamedTuple):
@@ -87,25 +91,36 @@ class Watch:
         self._lock = threading.Lock()
 
     def settled(
-        self, applied: Sequence[Applied], reservation: Reservation, actual: int, at: datetime
+        self,
+        applied: Sequence[Applied],
+        reservation: Reservation,
+        actual: int,
+        at: datetime | None = None,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        """After a settle: thresholds and forecasts. Never raises (the call is over).
+        """After a settle at `at` (None: `clock()`, read only when an alert may be due): thresholds
+        and forecasts. Never raises (the call is over).
 
         Every budgeted call ends here, and almost every one is below its budgets' first threshold
-        and within a minute of their last forecast: those two tests are made here, inline."""
+        and within a minute of their last forecast: those two tests are made here, inline. Without
+        `at`, whether a forecast is due is judged at the reservation's time (`reservation.at_us`,
+        the call's start): forecasts are a minute apart, a call's length does not matter to them."""
         try:
-            at_us = -1
+            at_us = -1 if at is None else to_us(at)
             checked = self._forecast_checked
             for item, before in zip(applied, reservation.before, strict=True):
                 budget = item.budget
                 marks = budget.threshold_marks
                 if marks and before.spent_nanousd + actual >= marks[0]:
+                    at = at or clock()
                     self._thresholds(item, before, actual, at)
                 if budget.forecast and budget.window.kind in CALENDAR:
                     if at_us < 0:
-                        at_us = to_us(at)
+                        at_us = reservation.at_us
                     last = checked.get(item.key.id)  # without the lock: the usual answer
-                    if last is None or not 0 <= at_us - last < _FORECAST_EVERY_US:
+                    if last is None or not -_FORECAST_EVERY_US < at_us - last < _FORECAST_EVERY_US:
+                        at = at or clock()
                         self._forecast(item, at, at_us)
         except LedgerUnavailable as exc:
             log.warning("costlens: budget alerts not checked: %s", exc)
@@ -122,7 +137,9 @@ class Watch:
     def _forecast(self, item: Applied, at: datetime, now_us: int) -> None:
         with self._lock:
             last = self._forecast_checked.get(item.key.id)
-            if last is not None and 0 <= now_us - last < _FORECAST_EVERY_US:
+            # (due a minute after the last check, or a minute before it: a clock set back; calls
+            # that settle out of the order they started in are not a reason to check again)
+            if last is not None and -_FORECAST_EVERY_US < now_us - last < _FORECAST_EVERY_US:
                 return
             if len(self._forecast_checked) >= _MAX_MARKS:
                 self._forecast_checked.clear()

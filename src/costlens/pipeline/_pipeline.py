@@ -109,9 +109,8 @@ class Pipeline:
         for flow in self._flows:
             gen = flow(call)
             try:
-                next(gen)
-            except StopIteration:
-                continue  # nothing to do after the call
+                if next(gen, _DONE) is _DONE:
+                    continue  # nothing to do after the call
             except BaseException as exc:
                 call.block(exc)
                 self._after(call, exc)
@@ -212,12 +211,18 @@ class Pipeline:
                 internal_error("recording an LLM call", exc)
 
 
+#: What `next(step, _DONE)` gives for a step that has ended: unlike a bare `next`, it makes no
+#: `StopIteration` (an exception object and its unwinding, on every budgeted call)
+_DONE: Any = object()
+
+
 def _resume(gen: Generator[None, None, None], error: BaseException | None) -> None:
     """Run a step's after-half: resumed normally, or with the call's error thrown in at its `yield`."""
     traceback = error.__traceback__ if error is not None else None
     try:
         if error is None:
-            next(gen)
+            if next(gen, _DONE) is _DONE:  # (a default: no StopIteration is made, every call ends here)
+                return
         else:
             gen.throw(error)
     except StopIteration:
