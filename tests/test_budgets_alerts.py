@@ -336,3 +336,39 @@ def test_a_threshold_is_crossed_at_the_exact_nano_usd(pct: Decimal, limit: int) 
     mark = _crossed_at(pct, limit)
     assert mark * 100 >= pct * limit
     assert (mark - 1) * 100 < pct * limit
+
+
+def test_forecasts_are_judged_at_each_call_s_start_and_out_of_order_settles_do_not_recheck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`BudgetEngine.settle` gives `Watch.settled` its clock, not a time: below every threshold, with
+    a forecast checked under a minute ago, the clock is not read. A call that started earlier but
+    settles later does not run the projection again; one started a minute after the last check does,
+    and so does a clock set back more than a minute."""
+    from costlens.budgets import _watch
+
+    runs: list[int] = []
+    real = _watch.projection
+    monkeypatch.setattr(_watch, "projection", lambda *a: runs.append(1) or real(*a))
+    engine = BudgetEngine([Budget("m", limit_usd="1000", window="month")], ledger="memory://")
+    at = datetime(2025, 6, 10, 12, tzinfo=UTC)
+    items = engine.applicable({}, "m", "p", at)
+    reads: list[int] = []
+
+    def clock() -> datetime:
+        reads.append(1)
+        return at
+
+    def settle_started(offset_s: float) -> None:
+        r = engine.ledger.reserve([a.key for a in items], 10, 60, at=at + timedelta(seconds=offset_s))
+        engine.ledger.settle(r, 10)
+        engine.watch.settled(items, r, 10, clock=clock)
+
+    settle_started(0)  # the first: checked
+    settle_started(5)
+    settle_started(-3)  # started before the last check, settled after it
+    assert (len(runs), len(reads)) == (1, 1)
+    settle_started(61)  # a minute after the last check
+    settle_started(-120)  # a clock set back over a minute
+    assert (len(runs), len(reads)) == (3, 3)
+    engine.close()

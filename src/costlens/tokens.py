@@ -35,9 +35,11 @@ class TokenCount:
     exact: bool
 
 
+@lru_cache(maxsize=4096)
 def encoding_name_for(model: str) -> str | None:
     """The BPE table an OpenAI model uses, or None when the model is not OpenAI's. A fine-tuned model
-    (`ft:gpt-4o-mini-2024-07-18:org::id`) uses its base model's table."""
+    (`ft:gpt-4o-mini-2024-07-18:org::id`) uses its base model's table. Remembered per model: every
+    budgeted call asks it for its model."""
     name = model.rsplit("/", 1)[-1].lower()
     if name.startswith("ft:"):
         name = name[3:]

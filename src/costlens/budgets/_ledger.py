@@ -40,7 +40,7 @@ import heapq
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import import_module
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -48,7 +48,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from costlens._errors import ConfigError
 from costlens.budgets._errors import LimitReached
 from costlens.budgets._window import to_us
-from costlens.usage import _new_id
+from costlens.usage import _new_id, _slots_twin
 
 __all__ = [
     "EXPIRED_KEEP_US",
@@ -120,16 +120,8 @@ class Reservation:
     before: tuple[Spent, ...]
 
 
-class _SpentSlots:
-    """The slots of `Spent`, without its frozen `__setattr__` (`spent_of` fills one)."""
-
-    __slots__ = tuple(f.name for f in fields(Spent))
-
-
-class _ReservationSlots:
-    """The slots of `Reservation`, without its frozen `__setattr__` (`reservation_of` fills one)."""
-
-    __slots__ = tuple(f.name for f in fields(Reservation))
+_SpentSlots = _slots_twin(Spent)
+_ReservationSlots = _slots_twin(Reservation)
 
 
 def spent_of(spent_nanousd: int, reserved_nanousd: int) -> Spent:

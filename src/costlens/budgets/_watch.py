@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -24,17 +24,13 @@ from costlens.budgets._errors import LedgerUnavailable, usd_text
 from costlens.budgets._ledger import BudgetKey, Ledger, Reservation, Spent
 from costlens.budgets._model import Budget
 from costlens.budgets._window import CALENDAR, Position, to_us
-from costlens.usage import NANO
+from costlens.usage import NANO, _utcnow
 
 __all__ = ["Applied", "Projection", "Watch", "projection"]
 
 log = logging.getLogger("costlens")
 _FORECAST_EVERY_US = 60_000_000
 _MAX_MARKS = 100_000
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Applied(NamedTuple):

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from costlens.pipeline._request import Request, requested_tier
 from costlens.tokens import _content_text, count_text, encoding_name_for, tokens_in
+from costlens.usage import _slots_twin
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "Estimate", "cap_key", "choices", "count_input", "estimate", "output_bound"]
 
@@ -64,24 +65,7 @@ class Estimate:
     output_bounded: bool = True
 
 
-class _EstimateSlots:
-    """The slots of `Estimate`, without its frozen `__setattr__` (`estimate` fills one)."""
-
-    __slots__ = tuple(f.name for f in fields(Estimate))
-
-
-#: model -> `encoding_name_for(model)` or "" (no table): every budgeted call asks it for its model
-_encoding_names: dict[str, str] = {}
-_MAX_ENCODING_NAMES = 4096
-
-
-def _encoding_of(model: str) -> str:
-    found = _encoding_names.get(model)
-    if found is None:
-        if len(_encoding_names) >= _MAX_ENCODING_NAMES:
-            _encoding_names.clear()
-        found = _encoding_names[model] = encoding_name_for(model) or ""
-    return found
+_EstimateSlots = _slots_twin(Estimate)  # (`estimate` fills one)
 
 
 def output_bound(operation: str, body: Mapping[str, Any]) -> int | None:
@@ -159,8 +143,8 @@ def input_tokens(operation: str, body: Mapping[str, Any], model: str) -> tuple[i
     """(prompt tokens, exact): the model's tokenizer where one ships offline, else a byte bound."""
     texts, n, tools = _prompt(operation, body)
     chat_like = operation in ("chat", "responses")
-    name = _encoding_names.get(model) or _encoding_of(model)
-    if name:
+    name = encoding_name_for(model)
+    if name is not None:
         counted = 0
         for text in texts:  # (a loop: a generator's frame costs more than one short prompt's lookup)
             counted += tokens_in(text, name) if "\x00" not in text else len(text)
