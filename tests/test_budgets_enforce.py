@@ -541,3 +541,34 @@ def test_downgrade_chains_end_and_never_cycle(fake: FakeProvider, recorded: Reco
     with pytest.raises(costlens.BudgetExceeded) as info:
         _chat(_oa(fake), model="gpt-4o")
     assert info.value.budget == "b" and fake.requests == []
+
+
+@pytest.mark.parametrize(("outcome", "charged"), [("settled", 1_234), ("released", None), ("expired", 7)])
+def test_entries_made_after_the_outcome_equal_entries_marked_with_it(
+    outcome: str, charged: int | None
+) -> None:
+    """A call's budget entries are made before its settle (a step read the record) or after it (the
+    recorder's thread, most calls): both must give the same entries, keys in the same order (the
+    store keeps their JSON text)."""
+    from types import SimpleNamespace
+
+    from costlens.budgets._enforce import Ticket
+    from costlens.budgets._ledger import reservation_of
+
+    engine = BudgetEngine(
+        [
+            Budget("all", limit_usd="100", window="month"),
+            Budget("per-user", limit_usd="5", window="day", scope={"user": "*"}, mode="warn"),
+        ]
+    )
+    applied = engine.applicable({"user": "u-1"}, "gpt-4o-mini", "openai", engine.clock())
+    reservation = reservation_of("r-1", tuple(a.key for a in applied), 9_000, 1, 2, ())
+    made_first = Ticket(applied, reservation)
+    entries = made_first.entries()
+    made_first.mark(SimpleNamespace(budget_entries=entries), outcome, charged)  # type: ignore[arg-type]
+    made_after = Ticket(applied, reservation)
+    made_after.mark(SimpleNamespace(budget_entries=None), outcome, charged)  # type: ignore[arg-type]
+    after = made_after.entries()
+    assert [list(e.items()) for e in after] == [list(e.items()) for e in entries]
+    assert [e["budget"] for e in after] == ["all", "per-user"]
+    assert {e["outcome"] for e in after} == {outcome} and {e["charged_nanousd"] for e in after} == {charged}

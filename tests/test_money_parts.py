@@ -837,3 +837,80 @@ def test_budget_values_built_fast_are_frozen_dataclasses_like_any_other() -> Non
         assert not hasattr(fast, "__dict__")
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(fast, dataclasses.fields(fast)[0].name, 0)  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    usage=st.builds(
+        usage_of_ints,
+        st.integers(50, 10_000),
+        st.integers(20, 5_000),
+        st.integers(0, 20),
+        st.integers(0, 20),
+        st.integers(0, 10),
+    ),
+    priced=st.none()
+    | st.tuples(st.integers(0, 10**12) | st.none(), st.booleans(), st.sampled_from(["", "v9"])),
+    held=st.none() | st.just((123, True, "v1")),
+    ttft_ns=st.none() | st.integers(0, 10**9),
+    budgets=st.sampled_from(["none", "list", "later", "later fails"]),
+)
+def test_records_of_deferred_calls_are_records_like_any_other(
+    usage: Usage,
+    priced: tuple[int | None, bool, str] | None,
+    held: tuple[int, bool, str] | None,
+    ttft_ns: int | None,
+    budgets: str,
+) -> None:
+    """`record_of_ended` fills a plain object of the record's slots, then makes it a `CallRecord`:
+    every field must be set, and the record must equal the one the constructor builds from the same
+    facts (the price passed in first, else the one the facts hold, else unknown)."""
+    from datetime import UTC, datetime, timedelta
+
+    from costlens._errors import raise_late_error
+    from costlens.pipeline._call import UNPRICED, record_of_ended
+
+    entries = [{"budget": "all", "outcome": "settled"}]
+
+    def later() -> list[dict[str, Any]]:
+        if budgets == "later fails":
+            raise RuntimeError("entries could not be made")
+        return [dict(e) for e in entries]
+
+    made_by = {"none": None, "list": entries, "later": later, "later fails": later}[budgets]
+    started = datetime(2026, 12, 6, 3, 0, 0, 123_456, tzinfo=UTC)
+    tags = {"feature": "chat"}
+    ended = (
+        None, "openai", "chat", "gpt-4o-mini", started, 1_234_567_891, ttft_ns, "gpt-4o-mini-2024-07-18",
+        usage, True, "priority", tags, made_by, "gpt-4o-mini", held,
+    )  # fmt: skip
+    record = record_of_ended(ended, priced)
+    if budgets == "later fails":  # kept without entries; the failure is raised later (strict mode)
+        with pytest.raises(RuntimeError, match="entries could not be made"):
+            raise_late_error()
+    cost_nanousd, price_known, price_version = priced or held or UNPRICED
+    expected = CallRecord(
+        "openai",
+        "chat",
+        "gpt-4o-mini",
+        started,
+        started + timedelta(microseconds=1_234_567),
+        1_234.567891,
+        None if ttft_ns is None else ttft_ns / 1e6,
+        "gpt-4o-mini-2024-07-18",
+        cost_nanousd=cost_nanousd,
+        price_known=price_known,
+        price_version=price_version,
+        stream=True,
+        service_tier="priority",
+        tags=tags,
+        budgets=[] if budgets in ("none", "later fails") else entries,
+        id=record.id,
+    )
+    expected.set_usage(usage)
+    assert type(record) is CallRecord and not hasattr(record, "__dict__")
+    assert record == expected
+    assert record.tags is tags  # (the facts' own dict: the call made it for its record)
+    assert pickle.loads(pickle.dumps(record)) == expected == copy.deepcopy(record)
+    assert dataclasses.asdict(record) == dataclasses.asdict(expected)
+    assert record_of_ended((*ended[:12], None, *ended[13:])).id != record.id  # a fresh id per record

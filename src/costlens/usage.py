@@ -183,11 +183,12 @@ _USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 
 
 def _slots_twin(cls: type) -> type:
-    """A plain class with the same slots as the frozen, slotted dataclass `cls`, without its frozen
-    `__setattr__`: a hot path fills one and sets its `__class__` to `cls`, which skips the dataclass
-    `__init__`'s `object.__setattr__` per field (a third to half of the time). The slots must match
-    in name and order for the class to be assignable; a test checks the result equals, hashes,
-    pickles and stays frozen like an object built field by field."""
+    """A plain class with the same slots as the slotted dataclass `cls`, without its `__init__` (or,
+    frozen, its `__setattr__`): a hot path fills one and sets its `__class__` to `cls`, which skips
+    the argument binding, the default factories and a frozen class's `object.__setattr__` per field
+    (a third to half of the time). The slots must match in name and order for the class to be
+    assignable; tests check the result equals, hashes, pickles and (frozen) stays frozen like an
+    object built field by field."""
     return type(f"_{cls.__name__}Slots", (), {"__slots__": tuple(f.name for f in fields(cls))})
 
 

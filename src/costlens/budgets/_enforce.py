@@ -110,10 +110,24 @@ class Ticket:
     def entries(self) -> list[dict[str, Any]]:
         self.made = True
         r, outcome = self.reservation, self.outcome
-        made = [_entry(a, r) for a in self.applied]
-        if outcome != "reserved":
-            _mark(made, r.id, outcome, self.charged)
-        return made
+        if outcome == "reserved":
+            return [_entry(a, r) for a in self.applied]
+        # Settled already (most calls: made on the recorder's thread after the settle): what
+        # `_entry` then `_mark` make, keys in the same order, in one literal per budget.
+        rid, amount, charged = r.id, r.amount_nanousd, self.charged
+        return [
+            {
+                "budget": a.budget.name,
+                "key": a.key.id,
+                "mode": a.budget.mode,
+                "window_start": a.position.start_iso,
+                "reservation": rid,
+                "reserved_nanousd": amount,
+                "outcome": outcome,
+                "charged_nanousd": charged,
+            }
+            for a in self.applied
+        ]
 
     def mark(self, call: Call, outcome: str, charged: int | None) -> None:
         if self.made:

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from costlens._errors import late_error
 from costlens.pipeline._price import Priced
 from costlens.pipeline._request import Request, requested_tier
-from costlens.usage import CallRecord, Usage
+from costlens.usage import CallRecord, Usage, _new_id, _slots_twin
 
-__all__ = ["Call", "Ended", "OutputMissing", "priced_with", "record_of_ended"]
+__all__ = ["UNPRICED", "Call", "Ended", "OutputMissing", "priced_with", "record_of_ended"]
 
 #: A call that ended well, as facts (`Call.ended`): (builder, provider, operation, request model,
 #: started at, latency ns, time to first event ns or None, response model, usage, stream, service
@@ -342,40 +342,38 @@ class Call:
             self.pipeline.finish(self, error)
 
 
-def record_of_ended(ended: Ended) -> CallRecord:
-    """The `CallRecord` of `Call.ended`'s facts, every field in one constructor (unpriced, unless
-    the facts hold the price)."""
+def record_of_ended(ended: Ended, priced: Priced | None = None) -> CallRecord:
+    """The `CallRecord` of `Call.ended`'s facts, priced with `priced` (else with the price the facts
+    hold, else unpriced).
+
+    Every deferred call's record is made here, on the recorder's thread: filled as a plain object of
+    the record's slots, then made a `CallRecord` (as `costlens.usage.usage_of_ints`), which skips the
+    constructor's argument binding and default factories (1.8 -> 1.1 µs). Every field is set: a test
+    checks the result equals the record the constructor builds from the same facts."""
     (_, provider, operation, model, started_at, latency_ns, ttft_ns, response_model, usage, stream,
-     tier, tags, budgets, _, priced) = ended  # fmt: skip
-    cost, known, version = _UNPRICED if priced is None else priced
-    return CallRecord(
-        provider,
-        operation,
-        model,
-        started_at,
-        started_at + _MICROSECOND * (latency_ns // 1000),  # (not `timedelta(microseconds=)`: no keywords)
-        latency_ns / 1e6,
-        None if ttft_ns is None else ttft_ns / 1e6,
-        response_model,
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-        usage.reasoning_tokens,
-        cost,
-        known,
-        version,
-        stream=stream,
-        service_tier=tier,
-        tags=tags,
-        budgets=[] if budgets is None else budgets if type(budgets) is list else _made(budgets),
-        cache_write_1h_tokens=usage.cache_write_1h_tokens,
-        input_audio_tokens=usage.input_audio_tokens,
-        output_audio_tokens=usage.output_audio_tokens,
-        citation_tokens=usage.citation_tokens,
-        web_search_requests=usage.web_search_requests,
-        file_search_requests=usage.file_search_requests,
-    )
+     tier, tags, budgets, _, held) = ended  # fmt: skip
+    cost, known, version = priced or held or UNPRICED
+    r: Any = _new_object(_RecordSlots)
+    r.provider, r.operation, r.request_model, r.started_at = provider, operation, model, started_at
+    r.ended_at = started_at + _MICROSECOND * (latency_ns // 1000)  # (not `timedelta(microseconds=)`)
+    r.latency_ms = latency_ns / 1e6
+    r.ttft_ms = None if ttft_ns is None else ttft_ns / 1e6
+    r.response_model = response_model
+    r.input_tokens, r.output_tokens = usage.input_tokens, usage.output_tokens
+    r.cache_read_tokens, r.cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+    r.reasoning_tokens = usage.reasoning_tokens
+    r.cost_nanousd, r.price_known, r.price_version = cost, known, version
+    r.estimated, r.status, r.error_type, r.http_status = False, "ok", None, None
+    r.stream, r.service_tier, r.tags, r.route = stream, tier, tags, None
+    r.budgets = [] if budgets is None else budgets if type(budgets) is list else _made(budgets)
+    r.trace_id = r.span_id = r.content = None
+    r.cache_write_1h_tokens = usage.cache_write_1h_tokens
+    r.input_audio_tokens, r.output_audio_tokens = usage.input_audio_tokens, usage.output_audio_tokens
+    r.citation_tokens, r.web_search_requests = usage.citation_tokens, usage.web_search_requests
+    r.file_search_requests = usage.file_search_requests
+    r.id = _new_id()
+    r.__class__ = CallRecord
+    return r  # type: ignore[no-any-return]
 
 
 def _made(make: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -388,11 +386,17 @@ def _made(make: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
         return []
 
 
-def priced_with(ended: Ended) -> tuple[Usage, str] | None:
-    """What `Call.ended`'s facts are still to be priced with (the usage, and the model to price);
-    None when they hold their price."""
-    return None if ended[_PRICED] is not None else (ended[_USAGE], ended[_PRICED_AS])
+def priced_with(ended: Ended) -> tuple[str, str | None, str, str | None, datetime, Usage] | None:
+    """What `Call.ended`'s facts are still to be priced with, as `Pricer.price_of`'s arguments
+    (provider, response model, model to price, tier, started at, usage); None when they hold their
+    price."""
+    if ended[_PRICED] is not None:
+        return None
+    return ended[1], ended[7], ended[_PRICED_AS], ended[10], ended[4], ended[_USAGE]
 
 
-_UNPRICED: Priced = (None, False, "")
+#: The price of a call whose price is unknown (`Pricer.price_of`'s answer then).
+UNPRICED: Priced = (None, False, "")
 _MICROSECOND = timedelta(microseconds=1)
+_RecordSlots = _slots_twin(CallRecord)
+_new_object = object.__new__

@@ -24,7 +24,7 @@ from typing import Any
 
 from costlens._errors import ConfigError, internal_error, late_error
 from costlens.context import read_tags
-from costlens.pipeline._call import Call, Ended, priced_with, record_of_ended
+from costlens.pipeline._call import UNPRICED, Call, Ended, priced_with, record_of_ended
 from costlens.pipeline._price import Pricer
 from costlens.pipeline._request import Request
 from costlens.pipeline._step import SLOTS, Step
@@ -184,16 +184,15 @@ class Pipeline:
     def _late_record(self, ended: Ended) -> CallRecord:
         """The record of `Call.ended`'s facts, priced (on the thread of the sink that deferred it:
         a failure there is reported by `late_error`, and the record kept, its price unknown)."""
-        record = record_of_ended(ended)
         to_price = priced_with(ended)
         if to_price is None:
-            return record
-        try:
-            self._pricer.price(record, to_price[1], to_price[0])
+            return record_of_ended(ended)
+        try:  # (priced before the record is made: its three price fields are then set once)
+            priced = self._pricer.price_of(*to_price)
         except Exception as exc:
-            record.cost_nanousd, record.price_known, record.price_version = None, False, ""
+            priced = UNPRICED
             late_error("pricing an LLM call", exc)
-        return record
+        return record_of_ended(ended, priced)
 
     def _after(self, call: Call, error: BaseException | None) -> None:
         flows = call.flows
