@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -47,3 +49,26 @@ def test_the_instruction_counter_reads_every_event_of_a_callgrind_profile(tmp_pa
     cells = [list(column.cells) for column in table.columns]
     assert cells[0] == ["caller (main thread)", "recorder's writer", "all"]
     assert cells[3] == ["+30", "+5", "+35"]
+
+
+def test_the_instruction_counter_simulates_the_last_level_it_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--ll-kib` becomes valgrind's `--LL=size,assoc,line` (a size valgrind accepts: a power of two)."""
+    bench = _bench_module("count_instructions")
+    seen: list[list[str]] = []
+
+    class Done:
+        returncode = 0
+        stderr = ""
+
+    def run(command: list[str], **_: object) -> Done:
+        seen.append(command)
+        return Done()
+
+    monkeypatch.setattr(bench.subprocess, "run", run)
+    bench.callgrind(tmp_path / "t", ["--child"], "http://127.0.0.1:1", cache_sim=True, ll_kib=2048)
+    bench.callgrind(tmp_path / "t", ["--child"], "http://127.0.0.1:1", cache_sim=False, ll_kib=2048)
+    assert "--LL=2097152,16,64" in seen[0] and "--cache-sim=yes" in seen[0]
+    assert not any(arg.startswith(("--LL", "--cache-sim")) for arg in seen[1])
+    assert [bench._power_of_two_kib(k) for k in (2048, 64, 32, 100, 0)] == [True, True, False, False, False]

@@ -26,7 +26,7 @@ __all__ = ["UNPRICED", "Call", "Ended", "OutputMissing", "priced_with", "record_
 #: model to price, its price when it is known already or None).
 #: A plain tuple: it is made on every tracked call.
 Ended = tuple[Any, ...]
-_USAGE, _PRICED_AS, _PRICED = 8, 13, 14
+_PROVIDER, _STARTED_AT, _RESPONSE_MODEL, _USAGE, _TIER, _PRICED_AS, _PRICED = 1, 4, 7, 8, 10, 13, 14
 
 log = logging.getLogger("costlens")
 
@@ -392,7 +392,10 @@ def priced_with(ended: Ended) -> tuple[str, str | None, str, str | None, datetim
     price."""
     if ended[_PRICED] is not None:
         return None
-    return ended[1], ended[7], ended[_PRICED_AS], ended[10], ended[4], ended[_USAGE]
+    return (
+        ended[_PROVIDER], ended[_RESPONSE_MODEL], ended[_PRICED_AS], ended[_TIER], ended[_STARTED_AT],
+        ended[_USAGE],
+    )  # fmt: skip
 
 
 #: The price of a call whose price is unknown (`Pricer.price_of`'s answer then).
