@@ -1,7 +1,7 @@
 """Machine instructions a tracked call adds, raw vs tracked in one run, per thread (a profiling aid).
 
-Run: `.venv/bin/python bench/count_instructions.py [--setup sqlite|budgets] [--stream] [--cache-sim]
-[--ll-kib K] [--lease-max-age S]`.
+Run: `.venv/bin/python bench/count_instructions.py [--setup sqlite|budgets] [--stream
+[--raw-asks-usage]] [--cache-sim [--ll-kib K]] [--lease-max-age S]`.
 
 With `--setup budgets`, budget leases live `--lease-max-age` seconds (default 3600): valgrind runs
 the process ~50x slower, so the library's default of 1 s would retire a lease every few calls and
@@ -52,8 +52,17 @@ from typing import Any
 MESSAGES: Any = [{"role": "user", "content": "Say hello"}]
 
 
-def child(tracked: bool, setup: str, stream: bool, calls: int, batches: int, lease_age: float) -> None:
-    """The measured process: `batches` batches of `calls` calls, each batch flushed."""
+def child(
+    tracked: bool,
+    setup: str,
+    stream: bool,
+    calls: int,
+    batches: int,
+    lease_age: float,
+    ask_usage: bool = False,
+) -> None:
+    """The measured process: `batches` batches of `calls` calls, each batch flushed (`ask_usage`: a
+    stream asks for its usage event, as costlens does on its own for a tracked one)."""
     import openai
 
     import costlens
@@ -76,11 +85,12 @@ def child(tracked: bool, setup: str, stream: bool, calls: int, batches: int, lea
     client = openai.OpenAI(base_url=os.environ["FAKE_URL"], api_key="bench", max_retries=0)
     if tracked:
         client = costlens.track(client)
+    options: Any = {"stream_options": {"include_usage": True}} if ask_usage else {}
     for _ in range(batches):
         for _ in range(calls):
             if stream:
                 for _chunk in client.chat.completions.create(
-                    model="gpt-4o-mini", messages=MESSAGES, stream=True
+                    model="gpt-4o-mini", messages=MESSAGES, stream=True, **options
                 ):
                     pass
             else:
@@ -195,6 +205,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setup", choices=("sqlite", "budgets"), default="sqlite")
     parser.add_argument("--stream", action="store_true", help="streamed calls")
+    parser.add_argument(
+        "--raw-asks-usage",
+        action="store_true",
+        help="with --stream: the raw client asks for the usage event too (what costlens asks for), "
+        "so the count leaves that event's reading out",
+    )
     parser.add_argument("--calls", type=int, default=255, help="calls per batch (one flush each)")
     parser.add_argument("--warm", type=int, default=2, help="batches run before counting")
     parser.add_argument("--batches", type=int, default=2, help="batches counted")
@@ -225,12 +241,15 @@ def main() -> None:
             args.calls,
             int(args.child[1]),
             args.lease_max_age,
+            args.raw_asks_usage and args.child[0] == "raw",
         )
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("count_instructions.py needs valgrind (Debian: apt-get install valgrind)")
+    if args.raw_asks_usage and not args.stream:
+        sys.exit("--raw-asks-usage needs --stream (only a stream has a usage event to ask for)")
     if args.ll_kib is not None and not (args.cache_sim and _power_of_two_kib(args.ll_kib)):
         sys.exit("--ll-kib needs --cache-sim and a power of two of at least 64 (KiB), such as 2048")
+    if shutil.which("valgrind") is None:
+        sys.exit("count_instructions.py needs valgrind (Debian: apt-get install valgrind)")
 
     from rich.console import Console
     from rich.table import Table
@@ -245,6 +264,7 @@ def main() -> None:
         "--lease-max-age",
         str(args.lease_max_age),
         *(["--stream"] if args.stream else []),
+        *(["--raw-asks-usage"] if args.raw_asks_usage else []),
     ]
     per_call: dict[tuple[str, int], dict[str, float]] = {}
     libraries: dict[str, float] = {}
@@ -275,6 +295,8 @@ def main() -> None:
     what = f"{args.setup} set-up, {'streamed' if args.stream else 'plain'} calls"
     if args.ll_kib:
         what += f", last level simulated as {args.ll_kib:,} KiB"
+    if args.raw_asks_usage:
+        what += ", the raw stream asking for its usage too"
     console.print(
         per_thread_table(per_call, "Ir", f"Instructions per call, {what} ({n} calls counted, callgrind)")
     )

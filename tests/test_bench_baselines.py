@@ -72,3 +72,20 @@ def test_the_instruction_counter_simulates_the_last_level_it_is_asked_for(
     assert "--LL=2097152,16,64" in seen[0] and "--cache-sim=yes" in seen[0]
     assert not any(arg.startswith(("--LL", "--cache-sim")) for arg in seen[1])
     assert [bench._power_of_two_kib(k) for k in (2048, 64, 32, 100, 0)] == [True, True, False, False, False]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--raw-asks-usage"], "--raw-asks-usage needs --stream"),
+        (["--ll-kib", "2048"], "--ll-kib needs --cache-sim"),
+        (["--cache-sim", "--ll-kib", "1000"], "a power of two"),
+    ],
+)
+def test_the_instruction_counter_refuses_options_that_cannot_go_together(args: list[str], says: str) -> None:
+    """Checked before anything runs (valgrind or not): the message says what to pass instead."""
+    import subprocess
+
+    command = [sys.executable, str(BENCH / "count_instructions.py"), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and says in done.stderr
