@@ -192,7 +192,9 @@ def _stream_observer(adapter: Adapter, call: Call, stream: Any, is_async: bool) 
     return observe
 
 
-def _watched_sync(call: Call, inner: Iterator[Any], observe: Observe | None) -> Iterator[Any]:
+def _watched_sync(
+    call: Call, inner: Iterator[Any], observe: Observe | None, stream: Any, close: Callable[[], None]
+) -> Iterator[Any]:
     try:
         if observe is None:
             yield from inner  # the adapter reads the stream below the SDK's chunks: nothing per chunk
@@ -213,11 +215,13 @@ def _watched_sync(call: Call, inner: Iterator[Any], observe: Observe | None) -> 
     except BaseException as exc:
         call.finish(exc)
         raise
+    finally:
+        _unhook(stream, close)
     call.finish()
 
 
 async def _watched_async(
-    call: Call, inner: AsyncIterator[Any], observe: Observe | None
+    call: Call, inner: AsyncIterator[Any], observe: Observe | None, stream: Any, close: Callable[[], Any]
 ) -> AsyncIterator[Any]:
     try:
         async for event in inner:
@@ -239,12 +243,24 @@ async def _watched_async(
     except BaseException as exc:
         call.finish(exc)
         raise
+    finally:
+        _unhook(stream, close)
     call.finish()
+
+
+def _unhook(stream: Any, close: Callable[[], Any]) -> None:
+    """The stream is read to its end (or failed, or closed): take costlens' `close` off it. That
+    wrapper holds the stream's own `close`, a bound method: a reference cycle that would keep the
+    stream, its response and ~100 more objects until the next garbage collection (under load, a
+    collection every few streams). Without it a finished stream is freed when its last reference
+    goes, as a raw one is; its call is finished, so the SDK's `close` alone is all it needs."""
+    attrs = getattr(stream, "__dict__", None)
+    if attrs is not None and attrs.get("close") is close:
+        del attrs["close"]
 
 
 def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
     observe = _stream_observer(adapter, call, stream, False)
-    stream._iterator = _watched_sync(call, stream._iterator, observe)
     original_close = stream.close
 
     def close() -> None:
@@ -253,6 +269,7 @@ def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
         finally:
             call.finish()
 
+    stream._iterator = _watched_sync(call, stream._iterator, observe, stream, close)
     stream.close = close
     _watch_lifetime(call, stream)
     return stream
@@ -260,7 +277,6 @@ def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
 
 def _hook_async_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
     observe = _stream_observer(adapter, call, stream, True)
-    stream._iterator = _watched_async(call, stream._iterator, observe)
     original_close = stream.close
 
     async def close() -> None:
@@ -269,6 +285,7 @@ def _hook_async_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
         finally:
             call.finish()
 
+    stream._iterator = _watched_async(call, stream._iterator, observe, stream, close)
     stream.close = close
     _watch_lifetime(call, stream)
     return stream

@@ -385,6 +385,13 @@ def _screen(call: Call, sse: Any, hide: bool) -> str | None:
     return bare
 
 
+def _unwrap(stream: Any) -> None:
+    """Take `filtered` off the stream once the SDK has called it (it reads `_iter_events` once, as
+    its iteration starts): the function holds the stream's own `_iter_events` (a bound method), a
+    reference cycle that would keep the stream and its response until the next garbage collection."""
+    vars(stream).pop("_iter_events", None)
+
+
 class OpenAIAdapter:
     name = "openai"
 
@@ -407,6 +414,7 @@ class OpenAIAdapter:
         if is_async:
 
             async def filtered_async() -> AsyncIterator[Any]:
+                _unwrap(stream)
                 async for sse in events():
                     if call.first_event_ns is None:
                         call.event_seen()
@@ -419,6 +427,7 @@ class OpenAIAdapter:
         else:
 
             def filtered() -> Iterator[Any]:
+                _unwrap(stream)
                 for sse in events():
                     if call.first_event_ns is None:
                         call.event_seen()
