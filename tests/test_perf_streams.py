@@ -179,3 +179,37 @@ def test_text_is_parsed_only_when_usage_never_came(fake: FakeProvider, recorded:
     for _ in complete.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True):
         pass
     assert not recorded.all()[-1].estimated and recorded.all()[-1].output_tokens == 40
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_an_event_whose_data_cannot_be_cut_still_streams(
+    fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch, is_async: bool
+) -> None:
+    """An SDK whose events refuse a new `_data`: the added `"usage": null` stays in (the SDK then
+    sets the field to None), the usage-only chunk is still dropped, the usage still recorded."""
+    from openai._streaming import ServerSentEvent
+
+    original = ServerSentEvent.__setattr__
+
+    def frozen(self: Any, name: str, value: Any) -> None:
+        if name == "_data" and "_data" in vars(self):
+            raise AttributeError("read-only")
+        original(self, name, value)
+
+    async def read_async(client: openai.AsyncOpenAI) -> list[Any]:
+        async with client:
+            stream = await client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+            return [chunk async for chunk in stream]
+
+    monkeypatch.setattr(ServerSentEvent, "__setattr__", frozen)
+    fake.default_usage = FakeUsage(input_tokens=30, output_tokens=6)
+    raw = list(_client(fake).chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))
+    if is_async:
+        seen = asyncio.run(read_async(costlens.track(_async_client(fake))))
+    else:
+        tracked = costlens.track(_client(fake))
+        seen = list(tracked.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))
+    assert [c.choices for c in seen] == [c.choices for c in raw]
+    assert all(c.usage is None for c in seen)
+    usage = recorded.one().usage
+    assert (usage.input_tokens, usage.output_tokens) == (30, 6)
