@@ -418,19 +418,10 @@ class OpenAIAdapter:
                 async for sse in events():
                     if call.first_event_ns is None:
                         call.event_seen()
-                    data = sse.data
-                    if hide and data.endswith(_NULL_USAGE_LAST):  # (`_screen`'s usual case, inline)
-                        data = data[:_CUT_LAST] + "}"
-                        try:
-                            sse._data = data
-                        except AttributeError:
-                            data = sse.data
-                    else:
-                        data = _screen(call, sse, hide)
-                        if data is None:
-                            continue
-                    kept.append(data)
-                    yield sse
+                    data = _screen(call, sse, hide)
+                    if data is not None:
+                        kept.append(data)
+                        yield sse
 
             stream._iter_events = filtered_async
         else:
@@ -440,19 +431,10 @@ class OpenAIAdapter:
                 for sse in events():
                     if call.first_event_ns is None:
                         call.event_seen()
-                    data = sse.data
-                    if hide and data.endswith(_NULL_USAGE_LAST):  # (`_screen`'s usual case, inline)
-                        data = data[:_CUT_LAST] + "}"
-                        try:
-                            sse._data = data
-                        except AttributeError:
-                            data = sse.data
-                    else:
-                        data = _screen(call, sse, hide)
-                        if data is None:
-                            continue
-                    kept.append(data)
-                    yield sse
+                    data = _screen(call, sse, hide)
+                    if data is not None:
+                        kept.append(data)
+                        yield sse
 
             stream._iter_events = filtered
         return None
