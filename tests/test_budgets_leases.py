@@ -381,3 +381,72 @@ def test_each_call_sees_the_spend_its_slice_has_charged_so_far(ledger: Ledger) -
     for r in (third, fourth):
         ledger.release(r)
     ledger.flush()
+
+
+class _SlowFirstReserve(MemoryLedger):
+    """A ledger whose first reserve waits for `go` (a slice being opened while other calls come),
+    and fails with LedgerUnavailable when `fail` is set."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.started, self.go, self.fail = threading.Event(), threading.Event(), fail
+        self.reserves = 0
+
+    def reserve(self, keys: Any, amount_nanousd: int, ttl_s: float, *, at: datetime | None = None) -> Any:
+        self.reserves += 1
+        if self.reserves == 1:
+            self.started.set()
+            assert self.go.wait(10)
+            if self.fail:
+                raise LedgerUnavailable("slow://", RuntimeError("down"))
+        return super().reserve(keys, amount_nanousd, ttl_s, at=at)
+
+
+def _while_a_slice_opens(inner: _SlowFirstReserve) -> tuple[LeasedLedger, list[Any], list[Any]]:
+    """Thread 1 opens `a`'s slice (held in the inner ledger); thread 2 reserves meanwhile."""
+    ledger, a = leased(inner), key("a")
+    results: list[Any] = []
+    errors: list[Any] = []
+
+    def call() -> None:
+        try:
+            results.append(ledger.reserve([a], 100, 60, at=T0))
+        except Exception as exc:
+            errors.append(exc)
+
+    opener = threading.Thread(target=call)
+    opener.start()
+    assert inner.started.wait(10)
+    joiner = threading.Thread(target=call)
+    joiner.start()
+    # until the joiner waits on the opener (a Condition's waiters), or went on without it
+    while joiner.is_alive() and not getattr(getattr(ledger, "_opened", None), "_waiters", None):
+        threading.Event().wait(0.001)
+    inner.go.set()
+    opener.join(10)
+    joiner.join(10)
+    return ledger, results, errors
+
+
+def test_a_call_waits_for_the_slice_another_thread_is_opening() -> None:
+    """It joins the new slice instead of reserving alone: one ledger reservation, not two."""
+    inner = _SlowFirstReserve()
+    ledger, results, errors = _while_a_slice_opens(inner)
+    assert not errors and len(results) == 2
+    assert inner.reserves == 1
+    assert inner.usage(key("a"), at=T0).reserved_nanousd == BIG // 100
+    for r in results:
+        ledger.settle(r, 30)
+    ledger.flush()
+    after = inner.usage(key("a"), at=T0)
+    assert (after.spent_nanousd, after.reserved_nanousd) == (60, 0)
+
+
+def test_when_the_slice_fails_to_open_the_waiting_call_reserves_alone() -> None:
+    inner = _SlowFirstReserve(fail=True)
+    ledger, results, errors = _while_a_slice_opens(inner)
+    assert [type(e) for e in errors] == [LedgerUnavailable]  # the opener's call
+    assert len(results) == 1 and inner.reserves == 2  # the waiter's own reservation
+    assert inner.usage(key("a"), at=T0).reserved_nanousd == 100
+    ledger.settle(results[0], 70)
+    assert inner.usage(key("a"), at=T0).spent_nanousd == 70

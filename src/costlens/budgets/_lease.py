@@ -52,6 +52,9 @@ log = logging.getLogger("costlens")
 #: A slice holds at most this share of the smallest limit it is taken on (fairness near a limit).
 _MAX_SHARE_OF_LIMIT = 100
 _live: weakref.WeakSet[LeasedLedger] = weakref.WeakSet()
+#: How long a call waits for another thread to open its key set's slice before reserving alone (a
+#: ledger that slow is failing: the call then meets the ledger's own timeout and error).
+_WAIT_FOR_SLICE_S = 1.0
 
 
 class _Slice:
@@ -107,6 +110,7 @@ class LeasedLedger:
         self.max_age_us = int(max_age_s * 1_000_000)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
+        self._opened = threading.Condition(self._lock)  # notified when a slice's opening ends
         self._open: dict[tuple[BudgetKey, ...], _Slice] = {}  # the slice new calls of a key set use
         # the same slices by `id()` of the tuple they were opened with: a caller that passes one
         # tuple per key set (the engine) finds its slice without hashing every key on every call
@@ -144,18 +148,29 @@ class LeasedLedger:
                     return self._admit(current, keyset, amount_nanousd, at_us)
                 self._retire(current, keyset)
             opening = keyset in self._opening
-            if not opening:
+            if opening:
+                # Another thread is taking this key set's slice, one ledger round trip: what this
+                # call would spend reserving alone, with a transaction more on the ledger (under 16
+                # threads, a retired slice sent every call that came meanwhile to the ledger). Wait
+                # for it, then join the new slice; alone only if it did not open or has no room.
+                self._opened.wait_for(lambda: keyset not in self._opening, timeout=_WAIT_FOR_SLICE_S)
+                current = self._open.get(keyset)
+                if current is not None and self._fits(current, amount_nanousd, at_us):
+                    return self._admit(current, keyset, amount_nanousd, at_us)
+                current = None
+            else:
                 self._opening.add(keyset)
         ready = [] if current is None else self._ready()
         try:
             self._settle_slices(ready)
-            if opening:  # another thread is taking this key set's slice: reserve this call alone
+            if opening:
                 return self.inner.reserve(keys, amount_nanousd, ttl_s, at=at)
             return self._open_slice(keyset, amount_nanousd, ttl_s, at, at_us)
         finally:
             if not opening:
                 with self._lock:
                     self._opening.discard(keyset)
+                    self._opened.notify_all()
 
     def _fits(self, held: _Slice, amount: int, at_us: int) -> bool:
         return held.room() >= amount and at_us - held.born_us < self.max_age_us
@@ -353,6 +368,7 @@ def _forget_in_child() -> None:
     is left behind with them."""
     for ledger in list(_live):
         ledger._lock = threading.Lock()
+        ledger._opened = threading.Condition(ledger._lock)
         ledger._open, ledger._opening, ledger._calls, ledger._retired = {}, set(), {}, []
         ledger._by_id = {}
         ledger._timer = None
