@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import statistics
@@ -66,6 +67,32 @@ class Samples:
     cpu_us: list[float] = field(default_factory=list)  # per call, one value per round
     rate: list[float] = field(default_factory=list)  # calls/s, one per round
     latencies_us: list[float] = field(default_factory=list)  # every call
+    collections: int = 0  # garbage collections (every generation) during the rounds
+    calls: int = 0
+
+    def per_1k_calls(self) -> float:
+        return self.collections * 1000 / max(self.calls, 1)
+
+
+class CollectorCount:
+    """Counts the garbage collector's runs (`gc.callbacks`): a tracked call that leaves objects in
+    a reference cycle, or holds many until the recorder writes them, makes it run more often, and
+    under load each run walks memory the CPU's caches no longer hold (a cost the instruction counts
+    do not show)."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            self.runs += 1
+
+    def __enter__(self) -> CollectorCount:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
 
 
 def median_interval(diffs: list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -142,10 +169,13 @@ def run_sequential(client: openai.OpenAI, n: int, *, stream: bool, ask_usage: bo
 
 
 def _round(load: Callable[[bool, int], list[float]], tracked: bool, n: int, samples: Samples) -> None:
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    latencies = load(tracked, n)
-    costlens.flush()  # the recorder's work for these calls belongs to this round
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    with CollectorCount() as collector:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        latencies = load(tracked, n)
+        costlens.flush()  # the recorder's work for these calls belongs to this round
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    samples.collections += collector.runs
+    samples.calls += n
     samples.cpu_us.append(cpu / n * 1e6)
     samples.rate.append(n / wall)
     samples.latencies_us.extend(latencies)
@@ -241,7 +271,7 @@ def measure(
     table = Table(title=title)
     for column in (
         "load", "set-up", "raw CPU µs/call", "added CPU µs/call", "95% CI", "added / raw CPU",
-        "tracked/raw calls/s", "raw p50/p99 ms", "tracked p50/p99 ms",
+        "tracked/raw calls/s", "raw p50/p99 ms", "tracked p50/p99 ms", "collections /1k calls raw, tracked",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column in ("load", "set-up") else "right")
     loop = asyncio.new_event_loop()
@@ -276,6 +306,7 @@ def measure(
                     f"{ratio:.3f}",
                     _p50_p99(raw),
                     _p50_p99(tracked),
+                    f"{raw.per_1k_calls():.1f}, {tracked.per_1k_calls():.1f}",
                 )
                 console.print(
                     f"  measured {load_name}, {setup_name}: added {added:+.0f} µs/call "

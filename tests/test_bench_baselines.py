@@ -89,3 +89,17 @@ def test_the_instruction_counter_refuses_options_that_cannot_go_together(args: l
     command = [sys.executable, str(BENCH / "count_instructions.py"), *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and says in done.stderr
+
+
+def test_bench_load_counts_the_collectors_runs_and_stops_counting() -> None:
+    import gc
+
+    bench = _bench_module("bench_load")
+    with bench.CollectorCount() as counted:
+        gc.collect()
+        gc.collect(0)
+    gc.collect()  # (after the block: not counted)
+    assert counted.runs == 2
+    assert counted not in gc.callbacks
+    samples = bench.Samples(collections=3, calls=600)
+    assert samples.per_1k_calls() == 5.0 and bench.Samples().per_1k_calls() == 0.0

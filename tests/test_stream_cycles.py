@@ -1,4 +1,5 @@
-"""A tracked stream read to its end is freed when its last reference goes, as a raw one is.
+"""A tracked stream read to its end is freed when its last reference goes, as a raw one is; no tracked
+call (plain or streamed, sync or async, budgets on or off, routed) leaves a reference cycle.
 
 costlens wraps a stream's `close` (and, for OpenAI chat streams, its `_iter_events`) on the
 instance. Each wrapper holds one of the stream's own bound methods: left in place they make a
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,8 +23,10 @@ import openai
 import pytest
 
 import costlens
+from costlens.config import reset_budgets
 from costlens.testing import FakeProvider
 from tests.conftest import Recorded
+from tests.test_routing_router import founding_router
 
 MSG: Any = [{"role": "user", "content": "hello there"}]
 
@@ -133,3 +137,113 @@ def test_closed_before_the_end_is_recorded_once(fake: FakeProvider, recorded: Re
         stream.close()
     record = recorded.one()
     assert record.request_model == "gpt-4o-mini" and record.status == "ok"
+
+
+# -- every kind of call: a tracked one leaves no more cyclic garbage than the raw SDK's ------------------
+
+
+def _garbage_of(make_calls: Callable[[], None]) -> list[Any]:
+    """What the collector would free after `make_calls()` (which runs a few calls): objects that only
+    a reference cycle kept alive."""
+    make_calls()  # warm: imports, pools, caches
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        make_calls()
+        costlens.flush()
+        gc.collect()
+        return list(gc.garbage)
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.enable()
+
+
+class _Calls:
+    """Three calls at a time on one client (async ones in one event loop of their own); `close()`
+    closes both. The client lives across `_garbage_of`'s two runs, so only what calls leave counts."""
+
+    def __init__(
+        self, client: Any, sdk: str, is_async: bool, stream: bool, model: str = "gpt-4o-mini"
+    ) -> None:
+        self.client, self.sdk, self.stream, self.model = client, sdk, stream, model
+        self.loop = asyncio.new_event_loop() if is_async else None
+
+    def _create(self) -> Any:
+        if self.sdk == "openai":
+            return self.client.chat.completions.create(model=self.model, messages=MSG, stream=self.stream)
+        return self.client.messages.create(
+            model="claude-3-5-haiku-latest", max_tokens=50, messages=MSG, stream=self.stream
+        )
+
+    async def _three_async(self) -> None:
+        for _ in range(3):
+            made = await self._create()
+            if self.stream:
+                assert [chunk async for chunk in made]
+
+    def __call__(self) -> None:
+        if self.loop is not None:
+            self.loop.run_until_complete(self._three_async())
+            return
+        for _ in range(3):
+            made = self._create()
+            if self.stream:
+                assert list(made)
+
+    def close(self) -> None:
+        if self.loop is None:
+            self.client.close()
+            return
+        self.loop.run_until_complete(self.client.close())
+        self.loop.close()
+
+
+def _garbage_of_calls(calls: _Calls) -> list[Any]:
+    try:
+        return _garbage_of(calls)
+    finally:
+        calls.close()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(("sdk", "make"), SDKS, ids=[s for s, _ in SDKS])
+@pytest.mark.parametrize("with_budgets", [False, True], ids=["", "budgets"])
+def test_a_tracked_call_leaves_no_reference_cycle(
+    fake: FakeProvider,
+    recorded: Recorded,
+    sdk: str,
+    make: Any,
+    is_async: bool,
+    stream: bool,
+    with_budgets: bool,
+) -> None:
+    """Objects a cycle keeps wait for the collector, and make it run more often; under load each run
+    walks memory that the caches no longer hold. A tracked call must leave none the raw SDK does not."""
+    raw = _garbage_of_calls(_Calls(make(fake, is_async), sdk, is_async, stream))
+    if with_budgets:
+        costlens.configure_budgets(
+            [
+                costlens.Budget("all", limit_usd="1000"),
+                costlens.Budget("m", limit_usd="1000", scope={"model": "*"}),
+            ],
+            ledger="memory://",
+            lease_usd="1",
+        )
+    try:
+        tracked = _garbage_of_calls(_Calls(costlens.track(make(fake, is_async)), sdk, is_async, stream))
+    finally:
+        reset_budgets()
+    kinds = Counter(type(o).__qualname__ for o in tracked)
+    assert len(tracked) <= len(raw), kinds.most_common(10)
+    assert len(recorded.all()) == 6
+
+
+def test_a_routed_call_leaves_no_reference_cycle(fake: FakeProvider, recorded: Recorded) -> None:
+    router = founding_router()
+    client = costlens.track(_openai(fake, False), router=router)
+    tracked = _garbage_of_calls(_Calls(client, "openai", False, False, "costlens/auto"))
+    assert not tracked, Counter(type(o).__qualname__ for o in tracked).most_common(10)
+    assert {r.route["policy"] for r in recorded.all() if r.route} == {"router:cheapest"}
