@@ -914,3 +914,16 @@ def test_records_of_deferred_calls_are_records_like_any_other(
     assert pickle.loads(pickle.dumps(record)) == expected == copy.deepcopy(record)
     assert dataclasses.asdict(record) == dataclasses.asdict(expected)
     assert record_of_ended((*ended[:12], None, *ended[13:])).id != record.id  # a fresh id per record
+
+
+@pytest.mark.parametrize("bad", ["120", [100], 7, None, True])
+def test_chat_usage_of_a_streams_json_reads_details_that_are_not_objects_as_absent(bad: object) -> None:
+    raw = {
+        "prompt_tokens": 120,
+        "completion_tokens": 40,
+        "prompt_tokens_details": bad,
+        "completion_tokens_details": bad,
+    }
+    assert chat_usage(raw) == Usage(120, 40)
+    raw["prompt_tokens_details"] = {"cached_tokens": 100}
+    assert chat_usage(raw) == Usage(120, 40, cache_read_tokens=100)

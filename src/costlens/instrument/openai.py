@@ -121,24 +121,22 @@ def _total_excludes_reasoning(prompt: Any, completion: Any, reasoning: int, tota
     return reasoning > 0 and total == prompt + completion + reasoning
 
 
-def _dict_read(obj: Any, name: str, default: Any) -> Any:
-    """`getattr` for a stream's JSON; a details field that is not an object reads as absent."""
-    return obj.get(name, default) if type(obj) is dict else default
-
-
 def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
     """Usage of chat completions (`prompt_tokens` include cached and audio ones, `completion_tokens`
     reasoning and audio), read through the provider's `convention` where it has one."""
     # the SDK's model, or a stream's JSON (no `BaseModel | dict`: that builds a union on every call)
     read: Callable[[Any, str, Any], Any] | None = (
         None if convention is not None
-        else getattr if isinstance(usage, BaseModel) else _dict_read if type(usage) is dict else None
+        else getattr if isinstance(usage, BaseModel) else dict.get if type(usage) is dict else None
     )  # fmt: skip
     if read is not None:
         prompt = read(usage, "prompt_tokens", None)
         completion = read(usage, "completion_tokens", None)
         p_details = read(usage, "prompt_tokens_details", None)
         c_details = read(usage, "completion_tokens_details", None)
+        if read is dict.get:  # a stream's JSON (`dict.get`, a C call): details not an object read as absent
+            p_details = p_details if type(p_details) is dict else None
+            c_details = c_details if type(c_details) is dict else None
         cached = cache_write = audio_in = reasoning = audio_out = None
         if p_details is not None:
             cached = read(p_details, "cached_tokens", None)
