@@ -402,9 +402,22 @@ class _SlowFirstReserve(MemoryLedger):
         return super().reserve(keys, amount_nanousd, ttl_s, at=at)
 
 
+class _TellsWhenWaiting(threading.Condition):
+    """The lease ledger's condition, telling the test when a call waits on it."""
+
+    def __init__(self, lock: Any) -> None:
+        super().__init__(lock)
+        self.waits = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.set()  # (under the lock: the opener cannot notify before this call waits)
+        return super().wait(timeout)
+
+
 def _while_a_slice_opens(inner: _SlowFirstReserve) -> tuple[LeasedLedger, list[Any], list[Any]]:
     """Thread 1 opens `a`'s slice (held in the inner ledger); thread 2 reserves meanwhile."""
     ledger, a = leased(inner), key("a")
+    ledger._opened = waiting = _TellsWhenWaiting(ledger._lock)
     results: list[Any] = []
     errors: list[Any] = []
 
@@ -419,9 +432,7 @@ def _while_a_slice_opens(inner: _SlowFirstReserve) -> tuple[LeasedLedger, list[A
     assert inner.started.wait(10)
     joiner = threading.Thread(target=call)
     joiner.start()
-    # until the joiner waits on the opener (a Condition's waiters), or went on without it
-    while joiner.is_alive() and not getattr(getattr(ledger, "_opened", None), "_waiters", None):
-        threading.Event().wait(0.001)
+    waiting.waits.wait(2)  # the joiner waits on the opener (a ledger that never waits: 2 s, then on)
     inner.go.set()
     opener.join(10)
     joiner.join(10)
