@@ -367,8 +367,8 @@ def test_a_key_set_passed_as_one_tuple_or_as_equal_ones_finds_the_same_slice(led
 
 
 def test_each_call_sees_the_spend_its_slice_has_charged_so_far(ledger: Ledger) -> None:
-    """`Reservation.before` of a leased call: the slice's view plus what its ended calls cost (made
-    once per change, shared by the calls admitted in between)."""
+    """The spend a leased call sees: the slice's view (`Reservation.before`, shared by its calls)
+    plus what the calls that ended under it cost (`lease_charged_nanousd`)."""
     ledger, a = leased(ledger), key("a")
     first = ledger.reserve([a], 100, 60, at=T0)
     ledger.settle(first, 30)
@@ -376,8 +376,10 @@ def test_each_call_sees_the_spend_its_slice_has_charged_so_far(ledger: Ledger) -
     ledger.settle(second, 5)
     fourth = ledger.reserve([a], 100, 60, at=T0)
     base = first.before[0].spent_nanousd
-    assert [r.before[0].spent_nanousd - base for r in (second, third, fourth)] == [30, 30, 35]
-    assert second.before == third.before and type(second.before[0]) is Spent
+    calls = (first, second, third, fourth)
+    seen = [r.before[0].spent_nanousd + r.lease_charged_nanousd - base for r in calls]
+    assert seen == [0, 30, 30, 35]
+    assert first.before is second.before is fourth.before and type(second.before[0]) is Spent
     for r in (third, fourth):
         ledger.release(r)
     ledger.flush()
@@ -461,3 +463,29 @@ def test_when_the_slice_fails_to_open_the_waiting_call_reserves_alone() -> None:
     assert inner.usage(key("a"), at=T0).reserved_nanousd == 100
     ledger.settle(results[0], 70)
     assert inner.usage(key("a"), at=T0).spent_nanousd == 70
+
+
+def test_a_threshold_crossed_inside_one_slice_alerts_on_the_call_that_crosses_it() -> None:
+    """The spend a leased call sees includes what the slice's earlier calls cost, though the ledger
+    does not show it yet: a 0.5% threshold (5,000,000 nano-USD of $1) is crossed by the third call
+    of 2,000,000, all three inside one slice, and alerts then, once."""
+    from costlens.budgets._alerts import AlertDispatcher
+    from costlens.budgets._watch import Applied, Watch
+
+    budget = Budget("b", limit_usd="1", window="day", thresholds=["0.5"], forecast=False)
+    position = budget.window.position(T0)
+    key_b = BudgetKey("b", budget.limit_nanousd, position.since_us, position.bucket_us)
+    applied = [Applied(budget, key_b, position)]
+    ledger, alerts = leased(MemoryLedger()), []
+    dispatcher = AlertDispatcher([alerts.append])
+    watch = Watch(ledger, dispatcher)
+    fired_after = []
+    for _ in range(4):
+        r = ledger.reserve([applied[0].key], 100_000, 60, at=T0)
+        ledger.settle(r, 2_000_000)
+        watch.settled(applied, r, 2_000_000, at=T0)
+        dispatcher.flush()
+        fired_after.append(len(alerts))
+    assert fired_after == [0, 0, 1, 1]
+    assert ledger.inner.usage(applied[0].key, at=T0).spent_nanousd == 0  # (all inside the open slice)
+    dispatcher.close()

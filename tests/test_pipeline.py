@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Generator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +14,10 @@ import pytest
 import costlens
 from costlens.budgets import Budget, BudgetEngine, BudgetExceeded, BudgetKey, BudgetStep
 from costlens.pipeline import SLOTS, Call, Pipeline, Request, count_input, estimate
-from costlens.pricing import estimate_max_cost
+from costlens.pricing import PriceCatalogue, estimate_max_cost, set_catalogue
+from costlens.pricing._catalogue import estimate_max_nanousd
+from costlens.pricing._compat import pricing_provider
+from costlens.pricing._overrides import load_overrides
 from costlens.usage import CallRecord, Usage
 
 MSG = [{"role": "user", "content": "hello there"}]
@@ -258,3 +263,58 @@ def test_budget_step_caps_an_unbounded_request_through_the_call() -> None:
     assert "max_tokens" not in request.body or request.body is call.request.body
     pipeline.finish(call, TimeoutError())
     assert call.record.budgets[0]["outcome"] == "released"
+
+
+_DATED = """
+[[models]]
+provider = "acme"
+model = "acme-chat"
+[[models.prices]]
+starts_at = 2025-01-01
+input = 1
+output = 2
+[[models.prices]]
+starts_at = 2026-01-01T00:00:00Z
+input = 0.5
+output = 1.5
+"""
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "tier"),
+    [
+        ("openai", "gpt-4o-mini", None),
+        ("openai", "gpt-4o-mini", "batch"),
+        ("openai", "gpt-4.1-mini", "priority"),  # dated tier variants: the full lookup
+        ("127.0.0.1:9", "gpt-4o-mini", None),  # a compatible host: OpenAI's list
+        ("127.0.0.1:9", "acme-chat", None),  # a host, a dated override: the full lookup
+        ("anthropic", "claude-sonnet-4-5", None),  # a long-context tier above 200k tokens
+        ("acme", "acme-chat", None),
+        ("openai", "no-such-model-xyz", None),
+    ],
+)
+@pytest.mark.parametrize("words", [1, 150_000, 250_000])
+def test_estimate_prices_each_call_as_the_full_lookup_does_cached_or_not(
+    provider: str, model: str, tier: str | None, words: int, tmp_path: Path
+) -> None:
+    """The rates the catalogue keeps for `estimate` give the cost `estimate_max_nanousd` gives for
+    the same provider, model, tier, time and token counts: on a cold and a warm cache, on each side
+    of a dated change and of a long-context threshold."""
+    (tmp_path / "prices.toml").write_text(_DATED)
+    catalogue = PriceCatalogue(load_overrides(tmp_path / "prices.toml"))
+    set_catalogue(catalogue)
+    try:
+        body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "word " * words}]}
+        if tier is not None:
+            body["service_tier"] = tier
+        request = Request.of(provider, "chat", body)
+        for at in (datetime(2025, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)):
+            first, again = estimate(request, at=at), estimate(request, at=at)
+            priced_as = pricing_provider(catalogue, provider, model)
+            expected = estimate_max_nanousd(
+                priced_as, model, first.input_tokens, first.output_tokens, at=at, service_tier=tier
+            )
+            assert first.cost_nanousd == again.cost_nanousd == expected
+        assert (provider, model, tier) in catalogue.worst_rates  # (the cache was used)
+    finally:
+        set_catalogue(None)

@@ -92,3 +92,64 @@ def test_the_prompt_count_fast_paths_agree_with_the_general_one(
         assert got == sum(tokens.count_text(t, model).tokens for t in texts) + framing
     else:
         assert got == sum(len(t.encode()) for t in texts) + len(messages) * 8 + 3
+
+
+_PROSE = st.text(
+    alphabet=st.sampled_from(list("abcdefgh ÄéZ'\n\t.,!?0123456789-_:/")) | st.characters(),
+    min_size=0,
+    max_size=400,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=_PROSE, size=st.integers(min_value=8, max_value=120))
+def test_a_text_counted_in_pieces_is_cut_only_before_a_space_between_letters(text: str, size: int) -> None:
+    """Every cut the piecewise count makes is before a space between two letters, or at the limit
+    when there is none; the pieces put together are the text."""
+    pieces = list(tokens._pieces(text, size))
+    assert "".join(pieces) == text
+    assert all(0 < len(p) <= size for p in pieces[:-1]) and len(pieces[-1]) <= max(size, len(text))
+    at = 0
+    for piece in pieces[:-1]:
+        at += len(piece)
+        between_letters = text[at] == " " and text[at - 1].isalpha() and text[at + 1 : at + 2].isalpha()
+        assert between_letters or len(piece) == size
+
+
+_WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyzÄé'", min_size=1, max_size=12)
+_WORDS = st.lists(_WORD, min_size=1, max_size=200)
+_SEPARATOR = st.sampled_from([" ", "  ", ", ", ". ", "\n", " 42 ", "'s ", "-"])
+_SEPARATORS = st.lists(_SEPARATOR, min_size=1, max_size=50)
+
+
+@settings(max_examples=80, deadline=None)
+@given(words=_WORDS, seps=_SEPARATORS, encoding=st.sampled_from(["o200k_base", "cl100k_base"]))
+def test_a_text_counted_in_pieces_counts_what_the_whole_text_counts(
+    words: list[str], seps: list[str], encoding: str
+) -> None:
+    """Prose counted in pieces (as a prompt of a million characters or more is: bpe-openai refuses
+    those whole) has the whole text's exact count; pieces made small here to cut often."""
+    pytest.importorskip("bpe_openai")
+    encoder = tokens._encoder(encoding)
+    assert encoder is not None
+    text = "".join(w + seps[i % len(seps)] for i, w in enumerate(words))
+    pieces = list(tokens._pieces(text, 40))
+    cuts = [sum(len(p) for p in pieces[: i + 1]) for i in range(len(pieces) - 1)]
+    whole, counted = len(encoder.encode(text)), tokens._encoded_length(encoder, text, 40)
+    if all(text[c] == " " and text[c - 1].isalpha() and text[c + 1 : c + 2].isalpha() for c in cuts):
+        assert counted == whole
+    else:  # cut where it must be: a token split in two at each such cut, at most
+        assert abs(counted - whole) <= 2 * (len(pieces) - 1)
+
+
+def test_a_prompt_of_a_million_characters_is_counted_not_refused() -> None:
+    """bpe-openai raises for 1,000,000 characters or more: a 1M-token model's prompt was an error
+    (and a budgeted call with it refused as if the ledger were down). The count of a phrase repeated
+    k times is linear in k (checked on small k), so the million-character count is known exactly."""
+    pytest.importorskip("bpe_openai")
+    phrase, times = "lorem ipsum dolor sit amet ", 40_000  # 1,080,000 characters
+    small = [tokens.count_text(phrase * k, "gpt-4.1").tokens for k in (1, 2, 3, 4)]
+    step = small[1] - small[0]
+    assert [small[0] + step * i for i in range(4)] == small
+    counted = tokens.count_text(phrase * times, "gpt-4.1")
+    assert counted.exact and counted.tokens == small[0] + step * (times - 1)

@@ -97,7 +97,45 @@ def tokens_in(text: str, encoding: str) -> int:
 def _count(text: str, encoding: str) -> int | None:
     """Cached: a router prices one prompt for every candidate, and budgets count it again."""
     encoder = _encoder(encoding)
-    return None if encoder is None else len(encoder.encode(text))
+    return None if encoder is None else _encoded_length(encoder, text)
+
+
+def _encoded_length(encoder: _Encoder, text: str, size: int | None = None) -> int:
+    size = size or _ENCODE_CHARS
+    if len(text) <= size:
+        return len(encoder.encode(text))
+    return sum(len(encoder.encode(piece)) for piece in _pieces(text, size))
+
+
+# bpe-openai refuses to encode a text of 1,000,000 characters or more; a longer prompt (a 1M-token
+# model's) is counted in pieces of fewer.
+_ENCODE_CHARS = 500_000
+_BOUNDARY_SEARCH = 10_000
+
+
+def _pieces(text: str, size: int) -> Iterable[str]:
+    """`text` in pieces of at most `size` characters, each cut before a space between two letters:
+    there the BPE tables' pre-tokenizers cut too (a word ends, " word" begins), so the pieces' counts
+    add up to the whole text's. A stretch of `_BOUNDARY_SEARCH` characters with no such space is cut
+    where it must be, which may split one token in two."""
+    start = 0
+    while len(text) - start > size:
+        cut = _cut(text, start, start + size)
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def _cut(text: str, start: int, end: int) -> int:
+    """The last space between two letters in `text[start + 1:end]` (within `_BOUNDARY_SEARCH` of
+    `end`), else `end`."""
+    low = max(start + 1, end - _BOUNDARY_SEARCH)
+    cut = text.rfind(" ", low, end)
+    while cut > 0:
+        if text[cut - 1].isalpha() and text[cut + 1 : cut + 2].isalpha():
+            return cut
+        cut = text.rfind(" ", low, cut)
+    return end
 
 
 def _content_text(content: Any) -> Iterable[str]:

@@ -43,7 +43,6 @@ from costlens.budgets._ledger import (
     new_reservation_id,
     now_us,
     reservation_of,
-    spent_of,
 )
 
 __all__ = ["LeasedLedger"]
@@ -61,8 +60,6 @@ class _Slice:
     """One ledger reservation shared by many calls of this process."""
 
     __slots__ = (
-        "before",
-        "before_charged",
         "born_us",
         "charged",
         "held",
@@ -80,10 +77,6 @@ class _Slice:
         self.charged = 0  # real costs of the calls that ended under it
         self.in_flight = 0
         self.retired = False
-        # each key's spend as a call admitted now sees it (`Reservation.before`), and the `charged`
-        # it was made for: calls admitted between two settles share it
-        self.before = reservation.before
-        self.before_charged = 0
 
     def room(self) -> int:
         return self.reservation.amount_nanousd - self.held - self.charged
@@ -138,7 +131,11 @@ class LeasedLedger:
                 current = self._by_id.get(id(keyset))
                 if current is None or current.keyset is not keyset:
                     current = self._open.get(keyset)
-                if current is not None and self._fits(current, amount_nanousd, at_us):
+                if (  # `_fits`, without its two frames (every leased call asks it)
+                    current is not None
+                    and current.reservation.amount_nanousd - current.held - current.charged >= amount_nanousd
+                    and at_us - current.born_us < self.max_age_us
+                ):
                     return self._admit(current, keyset, amount_nanousd, at_us)
         check_reserve(keys, amount_nanousd, ttl_s)  # (the keys of an open slice passed it already)
         with self._lock:
@@ -201,11 +198,10 @@ class LeasedLedger:
         """A call's reservation inside `held` (under the lock)."""
         held.held += amount
         held.in_flight += 1
-        r, charged = held.reservation, held.charged
-        if charged != held.before_charged:
-            held.before = tuple([spent_of(b.spent_nanousd + charged, b.reserved_nanousd) for b in r.before])
-            held.before_charged = charged
-        mine = reservation_of(new_reservation_id(), keyset, amount, at_us, r.expires_us, held.before)
+        r = held.reservation
+        # the spend the call sees: the slice's view, plus what the calls that ended under it cost
+        rid = new_reservation_id()
+        mine = reservation_of(rid, keyset, amount, at_us, r.expires_us, r.before, held.charged)
         self._calls[mine.id] = held
         return mine
 

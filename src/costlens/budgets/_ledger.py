@@ -110,7 +110,10 @@ class Spent:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Money held for one call on every key; `before` is each key's spend just before it (same order)."""
+    """Money held for one call on every key. `before` is each key's spend as the ledger showed it
+    when the call was admitted (same order); `lease_charged_nanousd` is what this process had
+    charged on top of it, under a budget lease, and the ledger did not show yet (0 without leases):
+    the spend the call saw on a key is `before[i].spent_nanousd + lease_charged_nanousd`."""
 
     id: str
     keys: tuple[BudgetKey, ...]
@@ -118,6 +121,7 @@ class Reservation:
     at_us: int
     expires_us: int
     before: tuple[Spent, ...]
+    lease_charged_nanousd: int = 0
 
 
 _SpentSlots = _slots_twin(Spent)
@@ -141,11 +145,13 @@ def reservation_of(
     at_us: int,
     expires_us: int,
     before: tuple[Spent, ...],
+    lease_charged_nanousd: int = 0,
 ) -> Reservation:
     """`Reservation(...)` in half the time (every leased call makes one), as `spent_of`."""
     blank: Any = object.__new__(_ReservationSlots)
     blank.id, blank.keys, blank.amount_nanousd = id, keys, amount_nanousd
     blank.at_us, blank.expires_us, blank.before = at_us, expires_us, before
+    blank.lease_charged_nanousd = lease_charged_nanousd
     blank.__class__ = Reservation
     return blank  # type: ignore[no-any-return]
 

@@ -105,12 +105,13 @@ class Watch:
         try:
             at_us = -1 if at is None else to_us(at)
             checked = self._forecast_checked
+            added = actual + reservation.lease_charged_nanousd  # (the call saw that on top of `before`)
             for item, before in zip(applied, reservation.before, strict=True):
                 budget = item.budget
                 marks = budget.threshold_marks
-                if marks and before.spent_nanousd + actual >= marks[0]:
+                if marks and before.spent_nanousd + added >= marks[0]:
                     at = at or clock()
-                    self._thresholds(item, before, actual, at)
+                    self._thresholds(item, before, added, at)
                 if budget.forecast and budget.window.kind in CALENDAR:
                     if at_us < 0:
                         at_us = reservation.at_us
@@ -123,9 +124,9 @@ class Watch:
         except Exception as exc:
             internal_error("checking budget alerts", exc)
 
-    def _thresholds(self, item: Applied, before: Spent, actual: int, at: datetime) -> None:
+    def _thresholds(self, item: Applied, before: Spent, added: int, at: datetime) -> None:
         budget = item.budget
-        spent = before.spent_nanousd + actual  # (at or past the first mark: `settled` tested it)
+        spent = before.spent_nanousd + added  # (at or past the first mark: `settled` tested it)
         for pct, mark in zip(budget.thresholds, budget.threshold_marks, strict=True):
             if spent >= mark:
                 self._fire(item, "threshold", f"{pct}%", at, threshold_pct=pct)

@@ -166,15 +166,16 @@ def count_input(request: Request) -> int:
 
 # The pricing functions `estimate` uses, imported on its first call: the pricing package takes ~10 ms
 # to import (not paid by `import costlens`), and an import statement run on every call costs ~1 us.
-_pricing: tuple[Any, Any, Any] | None = None
+_pricing: tuple[Any, Any, Any, Any] | None = None
 
 
-def _import_pricing() -> tuple[Any, Any, Any]:
+def _import_pricing() -> tuple[Any, Any, Any, Any]:
     global _pricing
     from costlens.pricing._catalogue import estimate_max_nanousd, get_catalogue
     from costlens.pricing._compat import pricing_provider
+    from costlens.pricing._model import atto_to_nano
 
-    _pricing = (estimate_max_nanousd, get_catalogue, pricing_provider)
+    _pricing = (estimate_max_nanousd, get_catalogue, pricing_provider, atto_to_nano)
     return _pricing
 
 
@@ -189,15 +190,25 @@ def estimate(
     (exact, or a bound), plus its output bound (`default_max_output` when it sets none), at the
     model's price on `at` in the tier the request asks for (`requested_tier`: fast mode and US-only
     inference included)."""
-    estimate_max_nanousd, get_catalogue, pricing_provider = _pricing or _import_pricing()
+    estimate_max_nanousd, get_catalogue, pricing_provider, atto_to_nano = _pricing or _import_pricing()
     model = request.model if model is None else model
     body = request.body
     n_in, exact = input_tokens(request.operation, body, model)
     bound = output_bound(request.operation, body)
     n_out = (default_max_output if bound is None else bound) * choices(request.operation, body)
-    # priced as the call will be: an OpenAI-compatible host falls back to OpenAI's list, as in `Pricer`
-    provider = pricing_provider(get_catalogue(), request.provider, model)
-    nanousd = estimate_max_nanousd(provider, model, n_in, n_out, at=at, service_tier=requested_tier(body))
+    tier = requested_tier(body)
+    catalogue = get_catalogue()
+    # the usual model, priced the same at every time (and every prompt up to a long-context tier):
+    # its worst rates, kept by the catalogue (a third of this function's work otherwise: provider,
+    # entry, price, rates, each a call)
+    worst = catalogue.worst_rates.get((request.provider, model, tier))
+    if worst is None:
+        worst = catalogue.estimate_rates(request.provider, model, tier)
+    if worst and n_in <= worst[3]:
+        nanousd = atto_to_nano(worst[0] * n_in + worst[1] * n_out + worst[2])
+    else:  # priced as the call will be: a compatible host falls back to OpenAI's list, as in `Pricer`
+        provider = pricing_provider(catalogue, request.provider, model)
+        nanousd = estimate_max_nanousd(provider, model, n_in, n_out, at=at, service_tier=tier)
     # `Estimate(...)` in a third of the time (every budgeted call makes one): filled as a plain
     # object of the same slots, then made an `Estimate` (as `costlens.usage.usage_of_ints`)
     made: Any = object.__new__(_EstimateSlots)

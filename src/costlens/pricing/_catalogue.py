@@ -48,6 +48,10 @@ log = logging.getLogger("costlens")
 # end must not grow the cache without end, so it is emptied past this size (and rebuilt).
 _MAX_ENTRIES = 10_000
 _COMMON_TIERS = ("batch", "flex", "priority")
+_NO_THRESHOLD = 2**63  # (more tokens than any prompt)
+#: `PriceCatalogue.estimate_rates`: worst input, output and request rates in atto-USD, and the
+#: most input tokens they price
+WorstRates = tuple[int, int, int, int]
 
 
 class PriceCatalogue:
@@ -82,6 +86,9 @@ class PriceCatalogue:
         self.version = "+".join(parts) or "empty"
         self._entries: dict[tuple[str | None, str, str | None], Entry] = {}
         self._missing: set[tuple[str | None, str]] = set()
+        #: (provider as called, model, tier) -> `estimate_rates(...)`; read directly by the
+        #: pre-call estimate (every budgeted call), filled by `estimate_rates`
+        self.worst_rates: dict[tuple[str, str, str | None], WorstRates | Literal[False]] = {}
 
     @classmethod
     def load(cls, path: Path | None = None, *, genai: bool = True) -> PriceCatalogue:
@@ -96,6 +103,35 @@ class PriceCatalogue:
             if len(self._entries) >= _MAX_ENTRIES:
                 self._entries.clear()
             found = self._entries[key] = Entry(self.timeline(provider, model, service_tier))
+        return found
+
+    def estimate_rates(
+        self, provider: str, model: str, service_tier: str | None
+    ) -> WorstRates | Literal[False]:
+        """(atto-USD per input token, per output token, per request, most input tokens): the
+        integer rates `estimate_max_nanousd` prices a call of `model` with at every time, for a
+        prompt of at most that many tokens (a long-context tier's threshold), `provider` being the
+        caller's (a host is priced as `pricing_provider` picks); False when no such rates exist
+        (dated prices, an unknown price, rates finer than 1e-18 USD): then ask
+        `estimate_max_nanousd`. Kept in `worst_rates`."""
+        from costlens.pricing._compat import COMPATIBLE_PROVIDER, is_host
+
+        priced_as: str | None = provider
+        if is_host(provider) and not self.entry(provider, model).fixed:
+            # `pricing_provider` decides by the price in force now: only a decision that holds at
+            # every time is kept (the host has no price at any time, OpenAI's list always has one)
+            never = all(segment is None for segment in self.entry(provider, model).segments)
+            always = self.entry(COMPATIBLE_PROVIDER, model).fixed is not None
+            priced_as = COMPATIBLE_PROVIDER if never and always else None
+        price = None if priced_as is None else self.entry(priced_as, model, service_tier).fixed
+        worst = None if price is None else price.rates.worst_atto()
+        found: WorstRates | Literal[False] = False
+        if price is not None and worst is not None:
+            up_to = min((tier.threshold for tier in price.long_context), default=_NO_THRESHOLD)
+            found = (*worst, up_to)
+        if len(self.worst_rates) >= _MAX_ENTRIES:
+            self.worst_rates.clear()
+        self.worst_rates[(provider, model, service_tier)] = found
         return found
 
     def timeline(self, provider: str | None, model: str, service_tier: str | None = None) -> Timeline:

@@ -30,6 +30,7 @@ __all__ = [
     "LongContextTier",
     "ModelPrice",
     "Rates",
+    "atto_to_nano",
     "max_cost",
     "nanousd_at",
     "nanousd_of",
@@ -264,7 +265,7 @@ def _to_atto(rate: Decimal) -> int:
     return atto
 
 
-def _atto_to_nano(total_atto: int) -> int:
+def atto_to_nano(total_atto: int) -> int:
     """Atto-USD rounded to nano-USD half to even, as `costlens.usage.to_nanousd`."""
     nano, rest = divmod(total_atto, _NANO_IN_ATTO)
     if rest > _HALF_NANO_IN_ATTO or (rest == _HALF_NANO_IN_ATTO and nano & 1):
@@ -316,7 +317,7 @@ def nanousd_at(usage: Usage, atto: AttoRates) -> int | None:
     else:
         reasoning = usage.reasoning_tokens
         total += a_out * (out - reasoning) + a_rs * reasoning + a_req
-    nano, rest = divmod(total, _NANO_IN_ATTO)  # (`_atto_to_nano`, without its frame)
+    nano, rest = divmod(total, _NANO_IN_ATTO)  # (`atto_to_nano`, without its frame)
     if rest > _HALF_NANO_IN_ATTO or (rest == _HALF_NANO_IN_ATTO and nano & 1):
         nano += 1
     return nano
@@ -445,7 +446,7 @@ def max_nanousd(price: ModelPrice, input_tokens: int, max_output_tokens: int) ->
         assert exact is not None  # a worst case is always known: every part it uses has a price
         return exact
     a_in, a_out, a_req = worst
-    return _atto_to_nano(a_in * input_tokens + a_out * max_output_tokens + a_req)
+    return atto_to_nano(a_in * input_tokens + a_out * max_output_tokens + a_req)
 
 
 def max_cost(price: ModelPrice, input_tokens: int, max_output_tokens: int, version: str) -> Cost:

@@ -13,7 +13,7 @@ from typing import Any
 
 from costlens.store._base import to_micros
 from costlens.store._ch_sql import MODEL, floor_div
-from costlens.store._codec import dumps
+from costlens.store._codec import budgets_text, dumps
 from costlens.store._rows import record_from_columns
 from costlens.store._time import HOUR_US
 from costlens.usage import USAGE_PARTS, CallRecord
@@ -250,7 +250,7 @@ def encode_columns(records: Sequence[CallRecord], version: int) -> list[list[Any
         [list(r.tags) for r in records],
         [list(r.tags.values()) for r in records],
         [_text(r.route) for r in records],
-        [dumps(r.budgets) for r in records],
+        [budgets_text(r.budgets) for r in records],
         [r.trace_id for r in records],
         [r.span_id for r in records],
         [_text(r.content) for r in records],

@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 
 from costlens.store._base import to_micros
-from costlens.store._codec import dumps, tags_text
+from costlens.store._codec import budgets_text, dumps, tags_text
 from costlens.store._pg_schema import CALL_COLUMNS, ROLLUP_KEY, ROLLUP_SUMS
 from costlens.store._time import HOUR_US
 from costlens.usage import USAGE_PARTS, CallRecord
@@ -151,7 +151,7 @@ def _row(r: CallRecord, started_us: int, tagset_id: int, tags: str) -> tuple[obj
         r.cache_read_tokens, r.cache_write_tokens, r.reasoning_tokens, r.cost_nanousd,
         1 if r.price_known else 0, r.price_version, 1 if r.estimated else 0, r.status, r.error_type,
         r.http_status, 1 if r.stream else 0, r.service_tier, tags,
-        None if route is None else dumps(route), dumps(budgets) if budgets else "[]", r.trace_id,
+        None if route is None else dumps(route), budgets_text(budgets), r.trace_id,
         r.span_id, None if content is None else dumps(content), r.cache_write_1h_tokens,
         r.input_audio_tokens, r.output_audio_tokens, r.citation_tokens, r.web_search_requests,
         r.file_search_requests, tagset_id,

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from costlens.store._base import to_micros
-from costlens.store._codec import dumps, tags_text
+from costlens.store._codec import budgets_text, dumps, tags_text
 from costlens.store._sqlite_conn import insert_rows
 from costlens.usage import USAGE_PARTS, CallRecord
 
@@ -205,7 +205,7 @@ def _json_column(column: Sequence[object]) -> list[str | None]:
 
 
 def _budgets_column(column: Sequence[object]) -> list[str]:
-    return ["[]" if entries is None else dumps(entries) for entries in column]
+    return [budgets_text(entries) for entries in column]
 
 
 def _as_is(column: Sequence[object]) -> Sequence[object]:
