@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Generator
 from datetime import UTC, datetime
@@ -10,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import costlens
 from costlens.budgets import Budget, BudgetEngine, BudgetExceeded, BudgetKey, BudgetStep
 from costlens.pipeline import SLOTS, Call, Pipeline, Request, count_input, estimate
+from costlens.pipeline._estimate import input_tokens
 from costlens.pricing import PriceCatalogue, estimate_max_cost, set_catalogue
 from costlens.pricing._catalogue import estimate_max_nanousd
 from costlens.pricing._compat import pricing_provider
@@ -318,3 +322,42 @@ def test_estimate_prices_each_call_as_the_full_lookup_does_cached_or_not(
         assert (provider, model, tier) in catalogue.worst_rates  # (the cache was used)
     finally:
         set_catalogue(None)
+
+
+_EXTRAS = {
+    "chat": ("tools", "functions", "tool_choice", "response_format"),
+    "responses": ("tools", "tool_choice", "text"),
+    "text_completion": ("suffix",),
+    "embeddings": (),
+}
+_PROMPT_KEY = {"chat": "messages", "responses": "input", "text_completion": "prompt", "embeddings": "input"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    operation=st.sampled_from(sorted(_EXTRAS)),
+    present=st.dictionaries(
+        st.sampled_from(["tools", "functions", "tool_choice", "response_format", "text", "suffix"]),
+        st.none() | st.just([]) | st.just([{"type": "function", "name": "f"}]) | st.just("auto"),
+        max_size=6,
+    ),
+)
+def test_a_byte_bound_prompt_counts_its_extra_fields_and_the_tool_allowance(
+    operation: str, present: dict[str, Any]
+) -> None:
+    """For a model without an offline tokenizer the prompt's bound is its text's UTF-8 bytes, plus
+    the operation's extra fields as JSON (when not None), plus framing, plus 1,024 tokens when tools
+    or functions are declared (non-empty), whatever the operation: the usual request, which has
+    none of those fields, takes a shortcut that must give the same."""
+    text = "héllo wörld"
+    prompt: Any = [{"role": "user", "content": text}] if operation == "chat" else text
+    body = {"model": "claude-x", _PROMPT_KEY[operation]: prompt, **present}
+    counted, exact = input_tokens(operation, body, "claude-x")
+    extra = sum(
+        len(json.dumps(body[key], default=str, ensure_ascii=False).encode())
+        for key in _EXTRAS[operation]
+        if body.get(key) is not None
+    )
+    framing = 8 + 3 if operation in ("chat", "responses") else 1
+    tools = 1024 if body.get("tools") or body.get("functions") else 0
+    assert not exact and counted == len(text.encode()) + extra + framing + tools

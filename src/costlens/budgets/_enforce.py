@@ -43,7 +43,7 @@ from costlens.budgets._errors import (
 from costlens.budgets._ledger import BudgetDefinition, BudgetKey, Ledger, Reservation, now_us, open_ledger
 from costlens.budgets._model import Budget, money
 from costlens.budgets._watch import Applied, Watch
-from costlens.budgets._window import CALENDAR, Position, to_us
+from costlens.budgets._window import CALENDAR, Position, from_us, to_us
 from costlens.pipeline import Call, Estimate, estimate
 from costlens.pipeline._estimate import cap_key
 
@@ -53,7 +53,9 @@ log = logging.getLogger("costlens")
 _MAX_DOWNGRADES = 4
 _MAX_APPLIED_CACHED = 4096  # distinct (model, provider, tags) combinations remembered
 _FOREVER_US = 2**63 - 1
-_AppliedEntry = tuple[tuple[Budget, ...], int, int, list[Applied], tuple[BudgetKey, ...]]
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+#: (budgets, valid from, valid until, applied, keys): an `_applicable` answer while the windows hold
+_AppliedEntry = tuple[tuple[Budget, ...], datetime, datetime, list[Applied], tuple[BudgetKey, ...]]
 #: Pauses between the attempts to settle a reservation when the ledger fails.
 _SETTLE_BACKOFF_S = (0.01, 0.05, 0.2)
 
@@ -257,15 +259,15 @@ class BudgetEngine:
         """`applicable(...)` and its keys, as one tuple that stays the same object while the cache
         entry holds: a lease ledger then finds its slice by the tuple's identity, without hashing
         every key of it on every call."""
-        at_us = to_us(at)
         budgets = self._budgets
         cache_key: tuple[object, ...] | None = (model, provider, *tags.items())
         try:
             hit = self._applied.get(cache_key)  # type: ignore[arg-type]
         except TypeError:  # a tag value that cannot be hashed: answer afresh
             hit = cache_key = None
-        if hit is not None and hit[0] is budgets and hit[1] <= at_us < hit[2]:
+        if hit is not None and hit[0] is budgets and hit[1] <= at < hit[2]:  # (datetimes: no `to_us`)
             return hit[3], hit[4]
+        at_us = to_us(at)
         out = []
         lo, hi = -1, _FOREVER_US
         for budget in budgets:
@@ -279,7 +281,7 @@ class BudgetEngine:
         if cache_key is not None:
             if len(self._applied) >= _MAX_APPLIED_CACHED:
                 self._applied.clear()
-            self._applied[cache_key] = (budgets, lo, hi, out, keys)
+            self._applied[cache_key] = (budgets, _instant(lo), _instant(hi), out, keys)
         return out, keys
 
     # -- before the call -----------------------------------------------------------------------------
@@ -459,6 +461,15 @@ class BudgetEngine:
     def close(self) -> None:
         self.dispatcher.close()
         self.ledger.close()
+
+
+def _instant(us: int) -> datetime:
+    """The instant `us` microseconds after the epoch; past year 9999 (a window that never ends),
+    the last one a datetime has."""
+    try:
+        return from_us(us)
+    except OverflowError:
+        return _END_OF_TIME if us > 0 else datetime.min.replace(tzinfo=UTC)
 
 
 def _utcnow() -> datetime:

@@ -44,6 +44,8 @@ _EXTRA_FIELDS = {
     "text_completion": ("suffix",),
     "embeddings": (),
 }
+_TOOL_KEYS = frozenset({"tools", "functions"})
+_EXTRA_OR_TOOLS = {operation: _TOOL_KEYS.union(fields) for operation, fields in _EXTRA_FIELDS.items()}
 _OUTPUT_KEYS = {
     "chat": ("max_completion_tokens", "max_tokens"),
     "responses": ("max_output_tokens",),
@@ -72,7 +74,10 @@ def output_bound(operation: str, body: Mapping[str, Any]) -> int | None:
     """The most output tokens per choice the request allows, or None when it sets no bound."""
     if operation == "embeddings":
         return 0
-    for key in _OUTPUT_KEYS.get(operation, ("max_tokens",)):
+    keys = _OUTPUT_KEYS.get(operation, ("max_tokens",))
+    if body.keys().isdisjoint(keys):  # (one C call for the usual request, which sets none)
+        return None
+    for key in keys:
         value = body.get(key)
         if value is not None and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
@@ -113,7 +118,9 @@ def _prompt(operation: str, body: Mapping[str, Any]) -> tuple[list[str], int, bo
     """(texts, number of messages, tools declared) of the request's prompt."""
     texts: list[str] = []
     if operation == "chat":
-        texts.extend(_content_text(body.get("system")) if body.get("system") is not None else ())
+        system = body.get("system")
+        if system is not None:
+            texts.extend(_content_text(system))
         items = body.get("messages") or ()
     elif operation == "responses":
         texts.extend(_content_text(body.get("instructions")) if body.get("instructions") else ())
@@ -129,6 +136,8 @@ def _prompt(operation: str, body: Mapping[str, Any]) -> tuple[list[str], int, bo
             texts.append(item["content"])  # the usual message, without generators or an ABC check
             continue
         texts.extend(_item_texts(item) if not _is_token_ids(item) else ["\x00" * len(item)])
+    if body.keys().isdisjoint(_EXTRA_OR_TOOLS.get(operation, _TOOL_KEYS)):  # (the usual request: one C call)
+        return texts, n, False
     for key in _EXTRA_FIELDS.get(operation, ()):
         if body.get(key) is not None:
             texts.append(json.dumps(body[key], default=str, ensure_ascii=False))
