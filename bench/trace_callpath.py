@@ -118,15 +118,21 @@ def count(calls: int, budgets: bool) -> tuple[_Counts, _Counts, list[CallRecord]
     pipeline = costlens.config.get_pipeline().with_sinks([sink]) if budgets else None
     pipeline = pipeline or Pipeline(sinks=[sink])
     caller, writer = _Counts(), _Counts()
+    # Each call sends the captured body as the SDK built it: budgets write their output cap into the
+    # SDK's options (its own object per call, one object here), so it is put back after every call
+    # (in C: the loop's own frame is not traced, and pydantic's `__setattr__` would be).
+    fields, body = options.__dict__, options.json_data
     with using_pipeline(pipeline):
         for _ in range(300):  # warm-up: caches filled, prices loaded
             request(cast_to, options)
+            fields["json_data"] = body
         sink.build_later()
         sink.clear()
         sys.settrace(caller.tracer)
         try:
             for _ in range(calls):
                 request(cast_to, options)
+                fields["json_data"] = body
         finally:
             sys.settrace(None)
         sys.settrace(writer.tracer)

@@ -103,8 +103,8 @@ class Watch:
         `at`, whether a forecast is due is judged at the reservation's time (`reservation.at_us`,
         the call's start): forecasts are a minute apart, a call's length does not matter to them."""
         try:
-            at_us = -1 if at is None else to_us(at)
-            checked = self._forecast_checked
+            at_us = reservation.at_us if at is None else to_us(at)
+            checked, every = self._forecast_checked, _FORECAST_EVERY_US
             added = actual + reservation.lease_charged_nanousd  # (the call saw that on top of `before`)
             for item, before in zip(applied, reservation.before, strict=True):
                 budget = item.budget
@@ -113,10 +113,8 @@ class Watch:
                     at = at or clock()
                     self._thresholds(item, before, added, at)
                 if budget.forecast and budget.window.kind in CALENDAR:
-                    if at_us < 0:
-                        at_us = reservation.at_us
                     last = checked.get(item.key.id)  # without the lock: the usual answer
-                    if last is None or not -_FORECAST_EVERY_US < at_us - last < _FORECAST_EVERY_US:
+                    if last is None or not -every < at_us - last < every:
                         at = at or clock()
                         self._forecast(item, at, at_us)
         except LedgerUnavailable as exc:

@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from costlens.pipeline._request import Request, requested_tier
@@ -90,8 +91,10 @@ def choices(operation: str, body: Mapping[str, Any]) -> int:
     return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 1 else 1
 
 
+@lru_cache(maxsize=1024)
 def cap_key(operation: str, provider: str, model: str) -> str:
-    """The field that caps output for this request (used when the caller set none)."""
+    """The field that caps output for this request (used when the caller set none). Remembered:
+    every budgeted call that sets no bound asks it."""
     if operation == "responses":
         return "max_output_tokens"
     reasoning = model.rsplit("/", 1)[-1].lower().startswith(_REASONING_PREFIXES)
