@@ -153,3 +153,17 @@ def test_a_prompt_of_a_million_characters_is_counted_not_refused() -> None:
     assert [small[0] + step * i for i in range(4)] == small
     counted = tokens.count_text(phrase * times, "gpt-4.1")
     assert counted.exact and counted.tokens == small[0] + step * (times - 1)
+
+
+def test_long_texts_are_remembered_a_few_at_a_time() -> None:
+    """A count is cached with its text: long texts (16,384 characters or more) go to a cache of 8,
+    so counting many long prompts keeps a few alive, not 512; the count is the same either way."""
+    pytest.importorskip("bpe_openai")
+    tokens._count.cache_clear()
+    tokens._count_long.cache_clear()
+    texts = [f"document {i} " + "word " * 4_000 for i in range(20)]
+    counts = [tokens.count_text(text, "gpt-4o").tokens for text in texts]
+    assert counts == [tokens._count_now(text, "o200k_base") for text in texts]
+    assert tokens._count_long.cache_info().currsize == 8 and tokens._count.cache_info().currsize == 0
+    assert tokens.count_text(texts[-1], "gpt-4o").tokens == counts[-1]
+    assert tokens._count_long.cache_info().hits == 1

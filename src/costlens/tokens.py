@@ -78,7 +78,7 @@ def count_text(text: str, model: str = "") -> TokenCount:
     if not text:
         return TokenCount(0, True)
     exact_name = encoding_name_for(model)
-    tokens = _count(text, exact_name or "o200k_base")
+    tokens = (_count if len(text) < _LONG_TEXT else _count_long)(text, exact_name or "o200k_base")
     if tokens is None:
         return TokenCount(math.ceil(len(text) / _CHARS_PER_TOKEN), False)
     return TokenCount(tokens, exact_name is not None)
@@ -89,15 +89,21 @@ def tokens_in(text: str, encoding: str) -> int:
     (callers counting many texts for one model look the table up once)."""
     if not text:
         return 0
-    tokens = _count(text, encoding)
+    tokens = (_count if len(text) < _LONG_TEXT else _count_long)(text, encoding)
     return math.ceil(len(text) / _CHARS_PER_TOKEN) if tokens is None else tokens
 
 
-@lru_cache(maxsize=512)
-def _count(text: str, encoding: str) -> int | None:
-    """Cached: a router prices one prompt for every candidate, and budgets count it again."""
+def _count_now(text: str, encoding: str) -> int | None:
     encoder = _encoder(encoding)
     return None if encoder is None else _encoded_length(encoder, text)
+
+
+# Counts are remembered: a router prices one prompt for every candidate, and budgets count it again.
+# The cache keeps its texts alive, so long ones (a RAG prompt, a document) get a cache of their own
+# that keeps a few: 512 of them could hold hundreds of MiB of a server's memory.
+_LONG_TEXT = 16_384
+_count = lru_cache(maxsize=512)(_count_now)
+_count_long = lru_cache(maxsize=8)(_count_now)
 
 
 def _encoded_length(encoder: _Encoder, text: str, size: int | None = None) -> int:
