@@ -10,10 +10,15 @@ A model OpenAI does not list stays unknown (loud), never $0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from costlens.pricing._catalogue import PriceCatalogue
+
+class _Resolves(Protocol):
+    """What `pricing_provider` asks of a price catalogue (`PriceCatalogue`, which asks this module
+    in turn: a protocol, not an import)."""
+
+    def resolve(self, provider: str | None, model: str) -> object | None: ...
+
 
 __all__ = ["COMPATIBLE_PROVIDER", "is_host", "pricing_provider"]
 
@@ -26,7 +31,7 @@ def is_host(provider: str) -> bool:
     return "." in provider or ":" in provider or provider == "localhost"
 
 
-def pricing_provider(catalogue: PriceCatalogue, provider: str, model: str) -> str:
+def pricing_provider(catalogue: _Resolves, provider: str, model: str) -> str:
     """The provider to price `model` under: `provider` itself, or `openai` when `provider` is a
     host with no price for the model and OpenAI's list has one."""
     if not is_host(provider) or catalogue.resolve(provider, model) is not None:
