@@ -272,6 +272,22 @@ def test_budget_step_caps_an_unbounded_request_through_the_call() -> None:
 _DATED = """
 [[models]]
 provider = "acme"
+model = "acme-fixed"
+input = 1
+output = 2
+
+[[models]]
+provider = "acme"
+model = "acme-long"
+input = 1
+output = 2
+[[models.long_context]]
+threshold = 200000
+input = 2
+output = 4
+
+[[models]]
+provider = "acme"
 model = "acme-chat"
 [[models.prices]]
 starts_at = 2025-01-01
@@ -285,21 +301,24 @@ output = 1.5
 
 
 @pytest.mark.parametrize(
-    ("provider", "model", "tier"),
-    [
-        ("openai", "gpt-4o-mini", None),
-        ("openai", "gpt-4o-mini", "batch"),
-        ("openai", "gpt-4.1-mini", "priority"),  # dated tier variants: the full lookup
-        ("127.0.0.1:9", "gpt-4o-mini", None),  # a compatible host: OpenAI's list
-        ("127.0.0.1:9", "acme-chat", None),  # a host, a dated override: the full lookup
-        ("anthropic", "claude-sonnet-4-5", None),  # a long-context tier above 200k tokens
-        ("acme", "acme-chat", None),
-        ("openai", "no-such-model-xyz", None),
+    ("provider", "model", "tier", "kept"),
+    [  # kept: whether the rates are kept (None: that depends on the installed genai-prices data)
+        ("acme", "acme-fixed", None, True),
+        ("acme", "acme-long", None, True),  # kept for prompts up to its 200k-token tier
+        ("acme", "acme-chat", None, False),  # dated: the full lookup
+        ("127.0.0.1:9", "acme-chat", None, False),  # a host, no price of its own nor OpenAI's
+        ("openai", "no-such-model-xyz", None, False),
+        ("openai", "gpt-4o-mini", None, None),
+        ("openai", "gpt-4o-mini", "batch", None),
+        ("openai", "gpt-4.1-mini", "priority", None),
+        ("127.0.0.1:9", "gpt-4o-mini", None, None),  # a compatible host
+        ("127.0.0.1:9", "text-embedding-3-small", None, None),  # a host OpenAI's list prices
+        ("anthropic", "claude-sonnet-4-5", None, None),  # a long-context tier above 200k tokens
     ],
 )
 @pytest.mark.parametrize("words", [1, 150_000, 250_000])
 def test_estimate_prices_each_call_as_the_full_lookup_does_cached_or_not(
-    provider: str, model: str, tier: str | None, words: int, tmp_path: Path
+    provider: str, model: str, tier: str | None, kept: bool | None, words: int, tmp_path: Path
 ) -> None:
     """The rates the catalogue keeps for `estimate` give the cost `estimate_max_nanousd` gives for
     the same provider, model, tier, time and token counts: on a cold and a warm cache, on each side
@@ -319,7 +338,7 @@ def test_estimate_prices_each_call_as_the_full_lookup_does_cached_or_not(
                 priced_as, model, first.input_tokens, first.output_tokens, at=at, service_tier=tier
             )
             assert first.cost_nanousd == again.cost_nanousd == expected
-        assert (provider, model, tier) in catalogue.worst_rates  # (the cache was used)
+        assert kept is None or bool(catalogue.worst_rates[(provider, model, tier)]) is kept
     finally:
         set_catalogue(None)
 
