@@ -60,9 +60,13 @@ def child(
     batches: int,
     lease_age: float,
     ask_usage: bool = False,
+    no_gc: bool = False,
 ) -> None:
     """The measured process: `batches` batches of `calls` calls, each batch flushed (`ask_usage`: a
-    stream asks for its usage event, as costlens does on its own for a tracked one)."""
+    stream asks for its usage event, as costlens does on its own for a tracked one; `no_gc`: the
+    garbage collector off once set up)."""
+    import gc
+
     import openai
 
     import costlens
@@ -86,6 +90,9 @@ def child(
     if tracked:
         client = costlens.track(client)
     options: Any = {"stream_options": {"include_usage": True}} if ask_usage else {}
+    if no_gc:
+        gc.collect()
+        gc.disable()
     for _ in range(batches):
         for _ in range(calls):
             if stream:
@@ -231,6 +238,14 @@ def main() -> None:
         "library's 1 s ends a lease every few calls, where a busy process serves hundreds of calls "
         "from one; pass 1 to count that turnover too)",
     )
+    parser.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="the garbage collector off in the measured process: whether a full collection falls in "
+        "the counted batches moves the caller's count by tens of thousands (and its cache misses) "
+        "between runs; without it the call path's own count repeats (the collector's share is what "
+        "the default count adds to it)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("raw|tracked", "BATCHES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -242,6 +257,7 @@ def main() -> None:
             int(args.child[1]),
             args.lease_max_age,
             args.raw_asks_usage and args.child[0] == "raw",
+            args.no_gc,
         )
         return
     if args.raw_asks_usage and not args.stream:
@@ -265,6 +281,7 @@ def main() -> None:
         str(args.lease_max_age),
         *(["--stream"] if args.stream else []),
         *(["--raw-asks-usage"] if args.raw_asks_usage else []),
+        *(["--no-gc"] if args.no_gc else []),
     ]
     per_call: dict[tuple[str, int], dict[str, float]] = {}
     libraries: dict[str, float] = {}
@@ -297,6 +314,8 @@ def main() -> None:
         what += f", last level simulated as {args.ll_kib:,} KiB"
     if args.raw_asks_usage:
         what += ", the raw stream asking for its usage too"
+    if args.no_gc:
+        what += ", garbage collector off"
     console.print(
         per_thread_table(per_call, "Ir", f"Instructions per call, {what} ({n} calls counted, callgrind)")
     )

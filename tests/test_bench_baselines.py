@@ -8,8 +8,11 @@ import sqlite3
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+
+import costlens
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -103,3 +106,21 @@ def test_bench_load_counts_the_collectors_runs_and_stops_counting() -> None:
     assert counted not in gc.callbacks
     samples = bench.Samples(collections=3, calls=600)
     assert samples.per_1k_calls() == 5.0 and bench.Samples().per_1k_calls() == 0.0
+
+
+@pytest.mark.parametrize("no_gc", [False, True])
+def test_the_instruction_counters_child_turns_the_collector_off_only_when_asked(
+    no_gc: bool, fake: Any, recorded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--no-gc`: the measured process makes its calls with the garbage collector off (the caller's
+    count then repeats between runs); without it, on."""
+    import gc
+
+    bench = _bench_module("count_instructions")
+    monkeypatch.setenv("FAKE_URL", fake.openai_base_url)
+    try:
+        bench.child(False, "sqlite", False, 2, 1, 3600.0, no_gc=no_gc)
+        assert gc.isenabled() is not no_gc
+    finally:
+        gc.enable()
+        costlens.configure(store="memory://", durability="sync")
