@@ -22,6 +22,11 @@ from costlens.pricing import PriceCatalogue, estimate_max_cost, set_catalogue
 from costlens.pricing._catalogue import estimate_max_nanousd
 from costlens.pricing._compat import pricing_provider
 from costlens.pricing._overrides import load_overrides
+
+try:  # the acme-chat overrides, however pytest imports the tests folder
+    from tests.test_pricing import OVERRIDES as DATED_OVERRIDES
+except ModuleNotFoundError:
+    from test_pricing import OVERRIDES as DATED_OVERRIDES  # type: ignore[no-redef]
 from costlens.usage import CallRecord, Usage
 
 MSG = [{"role": "user", "content": "hello there"}]
@@ -269,7 +274,9 @@ def test_budget_step_caps_an_unbounded_request_through_the_call() -> None:
     assert call.record.budgets[0]["outcome"] == "released"
 
 
-_DATED = """
+# a fixed price, one with a long-context tier, and (test_pricing's) one that changed on a date
+_DATED = (
+    """
 [[models]]
 provider = "acme"
 model = "acme-fixed"
@@ -285,19 +292,9 @@ output = 2
 threshold = 200000
 input = 2
 output = 4
-
-[[models]]
-provider = "acme"
-model = "acme-chat"
-[[models.prices]]
-starts_at = 2025-01-01
-input = 1
-output = 2
-[[models.prices]]
-starts_at = 2026-01-01T00:00:00Z
-input = 0.5
-output = 1.5
 """
+    + DATED_OVERRIDES
+)
 
 
 @pytest.mark.parametrize(
