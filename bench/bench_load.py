@@ -54,6 +54,7 @@ from rich.console import Console
 from rich.table import Table
 
 import costlens
+import paired  # (bench/paired.py, beside this script)
 from costlens.config import get_engine
 from costlens.testing import fake_provider_process
 
@@ -181,12 +182,12 @@ def _round(load: Callable[[bool, int], list[float]], tracked: bool, n: int, samp
     samples.latencies_us.extend(latencies)
 
 
-def _loads(
-    base_url: str, pool: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop, stack: contextlib.ExitStack
-) -> dict[str, Callable[[bool, int], list[float]]]:
-    """The loads, on clients made once: the async ones live in `loop`, which runs every async round
-    (an `AsyncOpenAI` per round, in a loop of its own, put its set-up, TLS context included, into
-    the per-call CPU, and its variance into the raw and tracked figures alike)."""
+def _clients(
+    base_url: str, loop: asyncio.AbstractEventLoop, stack: contextlib.ExitStack
+) -> tuple[dict[bool, openai.OpenAI], dict[bool, openai.AsyncOpenAI]]:
+    """A raw and a tracked client (by `tracked`), sync and async, made once: the async ones live in
+    `loop`, which runs every async round (an `AsyncOpenAI` per round, in a loop of its own, put its
+    set-up, TLS context included, into the per-call CPU, and its variance into both figures)."""
 
     def sync_client(tracked: bool) -> openai.OpenAI:
         client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0)
@@ -200,6 +201,16 @@ def _loads(
     async_clients = {tracked: async_client(tracked) for tracked in (False, True)}
     for client in async_clients.values():  # closed in the loop they used, before it closes
         stack.callback(lambda c=client: loop.run_until_complete(c.close()))
+    return clients, async_clients
+
+
+def _loads(
+    clients: dict[bool, openai.OpenAI],
+    async_clients: dict[bool, openai.AsyncOpenAI],
+    pool: ThreadPoolExecutor,
+    loop: asyncio.AbstractEventLoop,
+) -> dict[str, Callable[[bool, int], list[float]]]:
+    """The loads, by name: each runs `n` calls on the raw or the tracked client."""
 
     def in_async(tracked: bool, n: int) -> list[float]:
         return loop.run_until_complete(run_async(async_clients[tracked], n))
@@ -214,6 +225,38 @@ def _loads(
         # does not ask (costlens asks, and drops the event before the SDK builds it).
         "sequential stream, raw asks for usage": lambda tracked, n: run_sequential(
             clients[tracked], n, stream=True, ask_usage=not tracked
+        ),
+    }
+
+
+def _paired_loads(
+    clients: dict[bool, openai.OpenAI],
+    async_clients: dict[bool, openai.AsyncOpenAI],
+    pool: ThreadPoolExecutor,
+    loop: asyncio.AbstractEventLoop,
+) -> dict[str, paired.PairedLoad]:
+    """The same loads with raw and tracked calls interleaved one by one (`paired`)."""
+
+    def plain(tracked: bool) -> object:
+        return clients[tracked].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    def streamed(tracked: bool, ask_usage: bool) -> None:
+        options: dict[str, Any] = {"stream_options": {"include_usage": True}} if ask_usage else {}
+        for _chunk in clients[tracked].chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, **options
+        ):
+            pass
+
+    def in_async(tracked: bool) -> Any:
+        return async_clients[tracked].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    return {
+        f"{TASKS} asyncio tasks": paired.in_tasks(in_async, loop, TASKS),
+        f"{THREADS} threads": paired.threads(plain, pool, THREADS),
+        "sequential": paired.sequential(plain),
+        "sequential stream": paired.sequential(lambda tracked: streamed(tracked, ask_usage=False)),
+        "sequential stream, raw asks for usage": paired.sequential(
+            lambda tracked: streamed(tracked, ask_usage=not tracked)
         ),
     }
 
@@ -264,9 +307,7 @@ def _setups(folder: Path) -> dict[str, Callable[[], None]]:
     }
 
 
-def measure(
-    base_url: str, folder: Path, rounds: int, calls: int, console: Console, only: list[str] | None = None
-) -> Table:
+def _rounds_table(rounds: int, calls: int) -> Table:
     title = f"Tracking under load: {rounds} alternating rounds of {calls} calls (fake in its own process)"
     table = Table(title=title)
     for column in (
@@ -274,9 +315,62 @@ def measure(
         "tracked/raw calls/s", "raw p50/p99 ms", "tracked p50/p99 ms", "collections /1k calls raw, tracked",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column in ("load", "set-up") else "right")
+    return table
+
+
+def _paired_table(pairs: int) -> Table:
+    table = Table(title=f"Added CPU per call, paired call by call: {pairs:,} pairs (bench/paired.py)")
+    for column in (
+        "load", "set-up", "raw CPU µs/call", "added CPU µs/call", "95% CI", "of which costlens' threads",
+    ):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("load", "set-up") else "right")
+    return table
+
+
+def _measure_rounds(load: Callable[[bool, int], list[float]], rounds: int, n: int) -> tuple[Samples, Samples]:
+    raw, tracked = Samples(), Samples()
+    for i in range(rounds):  # ABBA: neither side always runs first (caches, the recorder)
+        for tracked_turn in (False, True) if i % 2 == 0 else (True, False):
+            _round(load, tracked_turn, n, tracked if tracked_turn else raw)
+    return raw, tracked
+
+
+def _add_rounds_row(table: Table, load_name: str, setup_name: str, raw: Samples, tracked: Samples) -> str:
+    diffs = [t - r for t, r in zip(tracked.cpu_us, raw.cpu_us, strict=True)]
+    added, (low, high) = statistics.median(diffs), median_interval(diffs)
+    ratio = statistics.median(tracked.rate) / statistics.median(raw.rate)
+    table.add_row(
+        load_name,
+        setup_name,
+        f"{statistics.median(raw.cpu_us):,.0f}",
+        f"{added:+,.0f}",
+        f"{low:+,.0f} to {high:+,.0f}",
+        # (this share moves less than the µs between hours: a slow hour slows both sides)
+        f"{added / statistics.median(raw.cpu_us):+.1%}",
+        f"{ratio:.3f}",
+        _p50_p99(raw),
+        _p50_p99(tracked),
+        f"{raw.per_1k_calls():.1f}, {tracked.per_1k_calls():.1f}",
+    )
+    return f"added {added:+.0f} µs/call (95% CI {low:+.0f} to {high:+.0f})"
+
+
+def measure(
+    base_url: str,
+    folder: Path,
+    rounds: int,
+    calls: int,
+    console: Console,
+    only: list[str] | None = None,
+    pairs: int = 0,
+) -> list[Table]:
+    """The round-based table (`rounds` > 0) and the paired one (`pairs` > 0), set-up by set-up."""
+    by_rounds, by_pairs = _rounds_table(rounds, calls), _paired_table(pairs)
     loop = asyncio.new_event_loop()
     with ThreadPoolExecutor(THREADS) as pool, contextlib.closing(loop), contextlib.ExitStack() as stack:
-        loads = _loads(base_url, pool, loop, stack)
+        clients, async_clients = _clients(base_url, loop, stack)
+        loads = _loads(clients, async_clients, pool, loop)
+        paired_loads = _paired_loads(clients, async_clients, pool, loop)
         for setup_name, setup in _setups(folder).items():
             if only and not any(word.lower() in setup_name.lower() for word in only):
                 continue
@@ -285,35 +379,29 @@ def measure(
             for load_name, load in loads.items():
                 if setup_name != "SQLite store" and load_name.startswith("sequential"):
                     continue  # sequential calls are measured once, on the default set-up
-                n = calls // 3 if load_name.startswith("sequential") else calls
-                raw, tracked = Samples(), Samples()
                 load(False, 30)  # warm connections, caches, the tokenizer
                 load(True, 30)
-                for i in range(rounds):  # ABBA: neither side always runs first (caches, the recorder)
-                    for tracked_turn in (False, True) if i % 2 == 0 else (True, False):
-                        _round(load, tracked_turn, n, tracked if tracked_turn else raw)
-                diffs = [t - r for t, r in zip(tracked.cpu_us, raw.cpu_us, strict=True)]
-                added, (low, high) = statistics.median(diffs), median_interval(diffs)
-                ratio = statistics.median(tracked.rate) / statistics.median(raw.rate)
-                table.add_row(
-                    load_name,
-                    setup_name,
-                    f"{statistics.median(raw.cpu_us):,.0f}",
-                    f"{added:+,.0f}",
-                    f"{low:+,.0f} to {high:+,.0f}",
-                    # (this share moves less than the µs between hours: a slow hour slows both sides)
-                    f"{added / statistics.median(raw.cpu_us):+.1%}",
-                    f"{ratio:.3f}",
-                    _p50_p99(raw),
-                    _p50_p99(tracked),
-                    f"{raw.per_1k_calls():.1f}, {tracked.per_1k_calls():.1f}",
-                )
-                console.print(
-                    f"  measured {load_name}, {setup_name}: added {added:+.0f} µs/call "
-                    f"(95% CI {low:+.0f} to {high:+.0f})"
-                )
+                if rounds:
+                    n = calls // 3 if load_name.startswith("sequential") else calls
+                    raw, tracked = _measure_rounds(load, rounds, n)
+                    said = _add_rounds_row(by_rounds, load_name, setup_name, raw, tracked)
+                    console.print(f"  measured {load_name}, {setup_name}, by rounds: {said}")
+                if pairs:
+                    result = paired.measure_pairs(paired_loads[load_name], pairs, median_interval)
+                    by_pairs.add_row(
+                        load_name,
+                        setup_name,
+                        f"{result.raw_us:,.0f}",
+                        f"{result.added_us:+,.1f}",
+                        f"{result.low_us:+,.1f} to {result.high_us:+,.1f}",
+                        f"{result.background_us:,.1f}",
+                    )
+                    console.print(
+                        f"  measured {load_name}, {setup_name}, paired: added {result.added_us:+.1f} "
+                        f"µs/call (95% CI {result.low_us:+.1f} to {result.high_us:+.1f})"
+                    )
     costlens.configure_budgets([])
-    return table
+    return [table for table, wanted in ((by_rounds, rounds), (by_pairs, pairs)) if wanted]
 
 
 def rss_section(base_url: str, folder: Path, total: int) -> Table:
@@ -337,8 +425,11 @@ def rss_section(base_url: str, folder: Path, total: int) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=24, help="alternating rounds per load (0: skip)")
     parser.add_argument("--calls", type=int, default=200, help="calls per round (sequential loads: a third)")
+    parser.add_argument(
+        "--pairs", type=int, default=1000, help="raw/tracked pairs per load, call by call (0: skip)"
+    )
     parser.add_argument("--rss-calls", type=int, default=200_000, help="0 to skip the memory section")
     parser.add_argument("--only", nargs="*", help="set-ups named with one of these words (budgets...)")
     parser.add_argument("--no-pin", action="store_true", help="leave both processes on every core")
@@ -353,8 +444,10 @@ def main() -> None:
             os.sched_setaffinity(0, {cores[0]})
             console.print(f"fake provider on core {cores[-1]}, this process on core {cores[0]}")
         folder = Path(tmp)
-        table = measure(fake.openai_base_url, folder, args.rounds, args.calls, console, args.only)
-        console.print(table)
+        for table in measure(
+            fake.openai_base_url, folder, args.rounds, args.calls, console, args.only, args.pairs
+        ):
+            console.print(table)
         if args.rss_calls:
             console.print(rss_section(fake.openai_base_url, folder, args.rss_calls))
         costlens.flush()

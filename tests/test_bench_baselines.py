@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,6 +19,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 def _bench_module(name: str) -> ModuleType:
+    if str(BENCH) not in sys.path:  # a script imports its helpers from beside it (`paired`)
+        sys.path.append(str(BENCH))
     spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -124,3 +127,103 @@ def test_the_instruction_counters_child_turns_the_collector_off_only_when_asked(
     finally:
         gc.enable()
         costlens.configure(store="memory://", durability="sync")
+
+
+def test_paired_calls_alternate_sides_and_which_runs_first() -> None:
+    paired = _bench_module("paired")
+    sides = [paired.is_tracked(number) for number in range(8)]
+    assert sides == [False, True, True, False, False, True, True, False]
+
+
+def test_paired_added_cpu_is_the_median_difference_plus_costlens_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tracked calls cost 7 µs more than the raw call of their pair, and a thread named like
+    costlens' own burns CPU meanwhile: that thread's CPU is added per tracked call."""
+    import threading
+
+    paired = _bench_module("paired")
+    bench = _bench_module("bench_load")
+    monkeypatch.setattr(paired.costlens, "flush", lambda *a, **k: True)
+    loading, burned_some, done = threading.Event(), threading.Event(), threading.Event()
+    burned: list[int] = []
+
+    def burn() -> None:  # CPU while the load runs, none before it
+        loading.wait(10)
+        t0 = time.thread_time_ns()
+        for _ in range(200):
+            sum(range(1000))
+        burned_some.set()
+        burned.append(time.thread_time_ns() - t0)
+        done.wait(10)
+
+    def load(calls: int, cpu_ns: list[int]) -> None:
+        loading.set()
+        burned_some.wait(10)
+        for number in range(calls):
+            cpu_ns[number] = 1_000_000 + (7_000 if paired.is_tracked(number) else 0) + number % 3
+
+    helper = threading.Thread(target=burn, name="costlens-test-burner")
+    helper.start()
+    try:
+        result = paired.measure_pairs(load, 50, bench.median_interval)
+    finally:
+        done.set()
+        helper.join(10)
+    assert result.pairs == 50 and result.raw_us == pytest.approx(1000.0, abs=0.01)
+    assert burned[0] / 1000 / 50 <= result.background_us  # (and what it burned before `burned_some`)
+    assert result.added_us - result.background_us == pytest.approx(7.0, abs=0.01)
+    assert result.low_us <= result.added_us <= result.high_us
+
+
+def test_paired_timing_of_a_coroutine_counts_only_its_own_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event loop runs another task between the timed coroutine's steps: a fake thread clock
+    that each side advances shows that only the coroutine's own steps are counted, and that its
+    result and its errors come through."""
+    import asyncio
+
+    paired = _bench_module("paired")
+    clock = [0]
+    monkeypatch.setattr(paired.time, "thread_time_ns", lambda: clock[0])
+
+    async def call(steps: int, fail: bool) -> str:
+        for _ in range(steps):
+            clock[0] += 5
+            await asyncio.sleep(0)
+        clock[0] += 5
+        if fail:
+            raise ValueError("provider down")
+        return "answer"
+
+    async def other() -> None:
+        for _ in range(10):
+            clock[0] += 100
+            await asyncio.sleep(0)
+
+    async def main() -> tuple[int, str, int]:
+        timed = paired._Timed(call(3, fail=False))
+        answer, _ = await asyncio.gather(timed, other())
+        failing = paired._Timed(call(1, fail=True))
+        with pytest.raises(ValueError, match="provider down"):
+            await asyncio.gather(failing, other())
+        return timed.ns, answer, failing.ns
+
+    assert asyncio.run(main()) == (20, "answer", 10)
+
+
+def test_paired_loads_track_exactly_half_the_calls(fake: Any, recorded: Any) -> None:
+    """Against the fake provider with real clients: every pair makes one raw and one tracked call."""
+    import openai
+
+    paired = _bench_module("paired")
+    bench = _bench_module("bench_load")
+    raw = openai.OpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0)
+    tracked = costlens.track(openai.OpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0))
+    clients = {False: raw, True: tracked}
+
+    def call(is_tracked: bool) -> object:
+        return clients[is_tracked].chat.completions.create(model="gpt-4o-mini", messages=bench.MESSAGES)
+
+    result = paired.measure_pairs(paired.sequential(call), 3, bench.median_interval)
+    assert result.pairs == 3 and result.raw_us > 0
+    assert len(recorded.all()) == 3
