@@ -318,10 +318,12 @@ def _rounds_table(rounds: int, calls: int) -> Table:
     return table
 
 
-def _paired_table(pairs: int) -> Table:
-    table = Table(title=f"Added CPU per call, paired call by call: {pairs:,} pairs (bench/paired.py)")
+def _paired_table(pairs: int, passes: int) -> Table:
+    title = f"Added CPU per call, paired call by call: {pairs:,} pairs in {passes} passes (bench/paired.py)"
+    table = Table(title=title)
     for column in (
-        "load", "set-up", "raw CPU µs/call", "added CPU µs/call", "95% CI", "of which costlens' threads",
+        "load", "set-up", "raw CPU µs/call", "added CPU µs/call", "95% CI", "added / raw CPU",
+        "of which costlens' threads", "collector µs/call (both sides, not added)",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column in ("load", "set-up") else "right")
     return table
@@ -356,24 +358,15 @@ def _add_rounds_row(table: Table, load_name: str, setup_name: str, raw: Samples,
 
 
 def measure(
-    base_url: str,
-    folder: Path,
-    rounds: int,
-    calls: int,
-    console: Console,
-    only: list[str] | None = None,
-    pairs: int = 0,
-) -> list[Table]:
-    """The round-based table (`rounds` > 0) and the paired one (`pairs` > 0), set-up by set-up."""
-    by_rounds, by_pairs = _rounds_table(rounds, calls), _paired_table(pairs)
+    base_url: str, folder: Path, rounds: int, calls: int, console: Console, only: list[str] | None = None
+) -> Table:
+    """The round-based table, set-up by set-up."""
+    table = _rounds_table(rounds, calls)
     loop = asyncio.new_event_loop()
     with ThreadPoolExecutor(THREADS) as pool, contextlib.closing(loop), contextlib.ExitStack() as stack:
         clients, async_clients = _clients(base_url, loop, stack)
         loads = _loads(clients, async_clients, pool, loop)
-        paired_loads = _paired_loads(clients, async_clients, pool, loop)
-        for setup_name, setup in _setups(folder).items():
-            if only and not any(word.lower() in setup_name.lower() for word in only):
-                continue
+        for setup_name, setup in _chosen(_setups(folder), only):
             close_budgets()
             setup()
             for load_name, load in loads.items():
@@ -381,27 +374,59 @@ def measure(
                     continue  # sequential calls are measured once, on the default set-up
                 load(False, 30)  # warm connections, caches, the tokenizer
                 load(True, 30)
-                if rounds:
-                    n = calls // 3 if load_name.startswith("sequential") else calls
-                    raw, tracked = _measure_rounds(load, rounds, n)
-                    said = _add_rounds_row(by_rounds, load_name, setup_name, raw, tracked)
-                    console.print(f"  measured {load_name}, {setup_name}, by rounds: {said}")
-                if pairs:
-                    result = paired.measure_pairs(paired_loads[load_name], pairs, median_interval)
-                    by_pairs.add_row(
-                        load_name,
-                        setup_name,
-                        f"{result.raw_us:,.0f}",
-                        f"{result.added_us:+,.1f}",
-                        f"{result.low_us:+,.1f} to {result.high_us:+,.1f}",
-                        f"{result.background_us:,.1f}",
-                    )
-                    console.print(
-                        f"  measured {load_name}, {setup_name}, paired: added {result.added_us:+.1f} "
-                        f"µs/call (95% CI {result.low_us:+.1f} to {result.high_us:+.1f})"
-                    )
+                n = calls // 3 if load_name.startswith("sequential") else calls
+                raw, tracked = _measure_rounds(load, rounds, n)
+                said = _add_rounds_row(table, load_name, setup_name, raw, tracked)
+                console.print(f"  measured {load_name}, {setup_name}, by rounds: {said}")
     costlens.configure_budgets([])
-    return [table for table, wanted in ((by_rounds, rounds), (by_pairs, pairs)) if wanted]
+    return table
+
+
+def measure_paired(
+    base_url: str, folder: Path, pairs: int, passes: int, console: Console, only: list[str] | None = None
+) -> Table:
+    """The paired table: every load and set-up in `passes` passes, round robin (`paired`)."""
+    table = _paired_table(pairs, passes)
+    runs: dict[tuple[str, str], list[paired.PairedRun]] = {}
+    loop = asyncio.new_event_loop()
+    with ThreadPoolExecutor(THREADS) as pool, contextlib.closing(loop), contextlib.ExitStack() as stack:
+        clients, async_clients = _clients(base_url, loop, stack)
+        paired_loads = _paired_loads(clients, async_clients, pool, loop)
+        for i in range(passes):
+            for setup_name, setup in _chosen(_setups(folder), only):
+                close_budgets()
+                setup()
+                for load_name, load in paired_loads.items():
+                    if setup_name != "SQLite store" and load_name.startswith("sequential"):
+                        continue
+                    paired.run_pairs(load, 15)  # warm connections, caches, the tokenizer
+                    done = paired.run_pairs(load, pairs // passes)
+                    runs.setdefault((load_name, setup_name), []).append(done)
+            console.print(f"  paired: pass {i + 1} of {passes} done")
+    for (load_name, setup_name), passed in runs.items():
+        result = paired.reduce_runs(passed, median_interval)
+        table.add_row(
+            load_name,
+            setup_name,
+            f"{result.raw_us:,.0f}",
+            f"{result.added_us:+,.1f}",
+            f"{result.low_us:+,.1f} to {result.high_us:+,.1f}",
+            f"{result.share:+.1%}",
+            f"{result.background_us:,.1f}",
+            f"{result.collector_us:,.1f}",
+        )
+    costlens.configure_budgets([])
+    return table
+
+
+def _chosen(
+    setups: dict[str, Callable[[], None]], only: list[str] | None
+) -> list[tuple[str, Callable[[], None]]]:
+    return [
+        (name, setup)
+        for name, setup in setups.items()
+        if not only or any(word.lower() in name.lower() for word in only)
+    ]
 
 
 def rss_section(base_url: str, folder: Path, total: int) -> Table:
@@ -430,6 +455,7 @@ def main() -> None:
     parser.add_argument(
         "--pairs", type=int, default=1000, help="raw/tracked pairs per load, call by call (0: skip)"
     )
+    parser.add_argument("--passes", type=int, default=4, help="passes over the loads for --pairs")
     parser.add_argument("--rss-calls", type=int, default=200_000, help="0 to skip the memory section")
     parser.add_argument("--only", nargs="*", help="set-ups named with one of these words (budgets...)")
     parser.add_argument("--no-pin", action="store_true", help="leave both processes on every core")
@@ -444,10 +470,12 @@ def main() -> None:
             os.sched_setaffinity(0, {cores[0]})
             console.print(f"fake provider on core {cores[-1]}, this process on core {cores[0]}")
         folder = Path(tmp)
-        for table in measure(
-            fake.openai_base_url, folder, args.rounds, args.calls, console, args.only, args.pairs
-        ):
-            console.print(table)
+        if args.rounds:
+            console.print(measure(fake.openai_base_url, folder, args.rounds, args.calls, console, args.only))
+        if args.pairs:
+            console.print(
+                measure_paired(fake.openai_base_url, folder, args.pairs, args.passes, console, args.only)
+            )
         if args.rss_calls:
             console.print(rss_section(fake.openai_base_url, folder, args.rss_calls))
         costlens.flush()

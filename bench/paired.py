@@ -13,7 +13,11 @@ interleaved one by one instead, so the two calls of a pair run under the same co
   coroutine (`_Timed`: the event loop runs other tasks between them);
 - costlens' own threads (the recorder's writer, the lease timer, the alerts thread: every thread
   named `costlens-*`) only work for tracked calls: their CPU over the section, read from their
-  thread clocks after a flush, is added per tracked call.
+  thread clocks after a flush, is added per tracked call, less the garbage collector's runs that
+  fell on them (`_CollectorClock`: the collector's CPU is shown apart, for every call);
+- the machine's speed also moves between minutes (a load measured at another minute than the next
+  one differs by ±30% from that alone), so `bench_load.py` measures every load and set-up in
+  several passes, round robin, and pools them: each figure then spans the whole run.
 
 added = median over pairs of (tracked - raw) + background CPU / tracked calls, with the 95%
 interval of the median. What this leaves out, and the round-based table keeps: work outside the
@@ -27,6 +31,7 @@ is large.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import statistics
 import threading
@@ -43,13 +48,30 @@ PairedLoad = Callable[[int, list[int]], None]
 
 
 @dataclass(frozen=True)
+class PairedRun:
+    """One pass of a load: the paired differences and what costlens' threads spent meanwhile."""
+
+    diffs_us: list[float]  # tracked - raw, per pair
+    raw_us: list[float]  # each raw call's CPU
+    background_ns: int  # costlens' threads, the collector's runs on them excepted
+    collector_ns: int  # the garbage collector, on every thread
+    pairs: int
+
+
+@dataclass(frozen=True)
 class PairedResult:
     raw_us: float  # median CPU of a raw call
     added_us: float  # median paired difference plus costlens' threads per tracked call
     low_us: float
     high_us: float
     background_us: float  # costlens' own threads, per tracked call (in `added_us`)
+    collector_us: float  # the garbage collector per call, raw and tracked alike (not in `added_us`)
     pairs: int
+
+    @property
+    def share(self) -> float:
+        """`added_us` as a share of the raw call's own CPU (what moves least between hours)."""
+        return self.added_us / self.raw_us
 
 
 def is_tracked(number: int) -> bool:
@@ -69,33 +91,81 @@ def _background_clocks() -> dict[int, int]:
     return clocks
 
 
-def measure_pairs(
-    load: PairedLoad, pairs: int, interval: Callable[[list[float]], tuple[float, float]]
-) -> PairedResult:
-    """Run `load` for `pairs` pairs and reduce it (see the module docstring)."""
+class _CollectorClock:
+    """CPU the garbage collector takes, by the thread it ran on (`gc.callbacks` run on that thread).
+
+    A collection runs on whichever thread allocates when a generation's threshold is crossed: on
+    the recorder's writer now and then, where it would be charged in full to tracked calls, though
+    it walks every thread's objects (tracked and raw calls make it run about as often: the rounds'
+    last column). So it is taken out of costlens' threads and shown apart, for every call."""
+
+    def __init__(self) -> None:
+        self.by_thread: dict[int, int] = {}
+        self._started: dict[int, int] = {}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        ident = threading.get_ident()
+        if phase == "start":
+            self._started[ident] = time.thread_time_ns()
+        elif (started := self._started.pop(ident, None)) is not None:
+            self.by_thread[ident] = self.by_thread.get(ident, 0) + time.thread_time_ns() - started
+
+    def __enter__(self) -> _CollectorClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+def run_pairs(load: PairedLoad, pairs: int) -> PairedRun:
+    """Run `load` for `pairs` pairs (see the module docstring)."""
     calls = 2 * pairs
     cpu_ns = [0] * calls
     costlens.flush()  # what earlier calls left queued is not these calls' work
-    before = _background_clocks()
-    load(calls, cpu_ns)
-    costlens.flush()  # the writer's work for these calls belongs to them
-    after = _background_clocks()
-    background_ns = sum(ns - before.get(ident, 0) for ident, ns in after.items())
-    raw = [cpu_ns[i] / 1000 for i in range(calls) if not is_tracked(i)]
-    tracked = [cpu_ns[i] / 1000 for i in range(calls) if is_tracked(i)]
+    with _CollectorClock() as collector:
+        before = _background_clocks()
+        load(calls, cpu_ns)
+        costlens.flush()  # the writer's work for these calls belongs to them
+        after = _background_clocks()
+    background_ns = sum(
+        ns - before.get(ident, 0) - collector.by_thread.get(ident, 0) for ident, ns in after.items()
+    )
     # pair k: calls 2k and 2k+1, whichever side ran first
     sign = [1 if is_tracked(2 * k + 1) else -1 for k in range(pairs)]
-    diffs = [(cpu_ns[2 * k + 1] - cpu_ns[2 * k]) / 1000 * sign[k] for k in range(pairs)]
-    background_us = background_ns / 1000 / len(tracked)
+    return PairedRun(
+        diffs_us=[(cpu_ns[2 * k + 1] - cpu_ns[2 * k]) / 1000 * sign[k] for k in range(pairs)],
+        raw_us=[cpu_ns[i] / 1000 for i in range(calls) if not is_tracked(i)],
+        background_ns=background_ns,
+        collector_ns=sum(collector.by_thread.values()),
+        pairs=pairs,
+    )
+
+
+def reduce_runs(
+    runs: list[PairedRun], interval: Callable[[list[float]], tuple[float, float]]
+) -> PairedResult:
+    """The passes of one load and set-up, pooled."""
+    diffs = [d for run in runs for d in run.diffs_us]
+    pairs = sum(run.pairs for run in runs)
+    background_us = sum(run.background_ns for run in runs) / 1000 / pairs
     low, high = interval(diffs)
     return PairedResult(
-        raw_us=statistics.median(raw),
+        raw_us=statistics.median(r for run in runs for r in run.raw_us),
         added_us=statistics.median(diffs) + background_us,
         low_us=low + background_us,
         high_us=high + background_us,
         background_us=background_us,
+        collector_us=sum(run.collector_ns for run in runs) / 1000 / (2 * pairs),
         pairs=pairs,
     )
+
+
+def measure_pairs(
+    load: PairedLoad, pairs: int, interval: Callable[[list[float]], tuple[float, float]]
+) -> PairedResult:
+    """One pass of `load`, reduced."""
+    return reduce_runs([run_pairs(load, pairs)], interval)
 
 
 # -- the loads ----------------------------------------------------------------------------------

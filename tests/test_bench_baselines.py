@@ -227,3 +227,47 @@ def test_paired_loads_track_exactly_half_the_calls(fake: Any, recorded: Any) -> 
     result = paired.measure_pairs(paired.sequential(call), 3, bench.median_interval)
     assert result.pairs == 3 and result.raw_us > 0
     assert len(recorded.all()) == 3
+
+
+def test_paired_collections_on_costlens_threads_are_shown_apart_not_added(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A garbage collection that falls on the recorder's thread walks every thread's objects: it is
+    taken out of costlens' threads and counted in the collector's column; passes pool."""
+    import gc
+    import threading
+
+    paired = _bench_module("paired")
+    bench = _bench_module("bench_load")
+    monkeypatch.setattr(paired.costlens, "flush", lambda *a, **k: True)
+    heap = [[i] for i in range(300_000)]  # (a heap worth walking)
+    loading, collected = threading.Event(), threading.Event()
+
+    def collect() -> None:
+        loading.wait(10)
+        for _ in range(5):
+            gc.collect()
+        collected.set()
+
+    def load(calls: int, cpu_ns: list[int]) -> None:
+        loading.set()
+        collected.wait(30)
+        for number in range(calls):
+            cpu_ns[number] = 500_000 + (3_000 if paired.is_tracked(number) else 0)
+
+    helper = threading.Thread(target=collect, name="costlens-test-collector")
+    helper.start()
+    try:
+        run = paired.run_pairs(load, 10)
+    finally:
+        loading.set()
+        helper.join(30)
+    assert run.collector_ns > 10 * max(run.background_ns, 0)
+    idle = paired.PairedRun(
+        diffs_us=[3.0] * 30, raw_us=[500.0] * 30, background_ns=0, collector_ns=0, pairs=30
+    )
+    pooled = paired.reduce_runs([run, idle], bench.median_interval)
+    assert pooled.pairs == 40 and pooled.added_us == pytest.approx(3.0 + run.background_ns / 1000 / 40)
+    assert pooled.collector_us == pytest.approx(run.collector_ns / 1000 / 80)
+    assert pooled.share == pytest.approx(pooled.added_us / 500.0)
+    del heap
