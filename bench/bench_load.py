@@ -187,20 +187,27 @@ def _clients(
 ) -> tuple[dict[bool, openai.OpenAI], dict[bool, openai.AsyncOpenAI]]:
     """A raw and a tracked client (by `tracked`), sync and async, made once: the async ones live in
     `loop`, which runs every async round (an `AsyncOpenAI` per round, in a loop of its own, put its
-    set-up, TLS context included, into the per-call CPU, and its variance into both figures)."""
+    set-up, TLS context included, into the per-call CPU, and its variance into both figures).
+
+    The raw and the tracked client share one HTTP connection pool: httpx's pool walks its
+    connections on every request and response, so a client with more of them costs more per call.
+    With a pool each, calls interleaved under 100 tasks made a second raw client look 95 µs per
+    call cheaper than the first (an A/A test); with one pool, +1 µs (95% CI -4 to +6)."""
+    pool = openai.DefaultHttpxClient()
+    async_pool = openai.DefaultAsyncHttpxClient()
 
     def sync_client(tracked: bool) -> openai.OpenAI:
-        client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0)
+        client = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0, http_client=pool)
         return costlens.track(client) if tracked else client
 
     def async_client(tracked: bool) -> openai.AsyncOpenAI:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+        client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, http_client=async_pool)
         return costlens.track(client) if tracked else client
 
     clients = {tracked: sync_client(tracked) for tracked in (False, True)}
     async_clients = {tracked: async_client(tracked) for tracked in (False, True)}
-    for client in async_clients.values():  # closed in the loop they used, before it closes
-        stack.callback(lambda c=client: loop.run_until_complete(c.close()))
+    stack.callback(pool.close)
+    stack.callback(lambda: loop.run_until_complete(async_pool.aclose()))  # in the loop it used
     return clients, async_clients
 
 
