@@ -1,6 +1,7 @@
 """Benchmark: what tracking costs a busy process, raw vs tracked side by side in one run.
 
-Run: `.venv/bin/python bench/bench_load.py [--rounds 24] [--calls 200] [--rss-calls 200000] [--only budgets]`.
+Run: `.venv/bin/python bench/bench_load.py [--rounds 24] [--calls 200] [--pairs 1000] [--passes 4]
+[--rss-calls 200000] [--only budgets]`.
 
 The fake provider runs in its own process so its work does not share our GIL. For each load
 (100 asyncio tasks on one `AsyncOpenAI`, 16 threads on one `OpenAI`, sequential plain calls,
@@ -23,6 +24,11 @@ cores, and how they interleave moved the added CPU by ±100 µs between identica
 "added CPU" is the median over rounds of (tracked − raw) CPU per call: a paired figure, robust to
 drift, printed with its 95% confidence interval (order statistics of the paired differences: no
 assumption about their distribution). A goal is met when the interval's upper end is within it.
+
+Then the same loads and set-ups paired call by call (`--pairs`, in `--passes` round-robin passes;
+`bench/paired.py` says how): intervals of a few µs where the rounds' are ±150 µs wide on a small
+VM, for the direct cost (what the rounds add on top is tracking's indirect share). The goals are
+judged on that table. Raw and tracked clients share one HTTP connection pool (see `_clients`).
 
 The last section tracks `--rss-calls` calls with 16 threads and prints the resident set size
 every tenth of the way: it must stay flat after warm-up.

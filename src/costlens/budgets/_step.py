@@ -17,6 +17,11 @@ class BudgetStep:
     def __init__(self, engine: BudgetEngine) -> None:
         self.engine = engine
 
+    def is_idle(self) -> bool:
+        """No budget in force (`configure_budgets([])`): `admit` would reserve nothing, so a call
+        may skip the step (`Pipeline.lean`); budgets added later are seen by the next call."""
+        return not self.engine.budgets
+
     def flow(self, call: Call) -> Generator[None, None, None]:
         engine = self.engine
         ticket = engine.admit(call)

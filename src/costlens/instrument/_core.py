@@ -15,11 +15,13 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from costlens._errors import internal_error
-from costlens.context import read_router
+from costlens.context import read_router, read_tags
 from costlens.pipeline import Call, Pipeline, Request
+from costlens.pipeline._request import requested_tier
 from costlens.usage import Usage
 
 __all__ = ["Adapter", "Observe", "wrap_async_request", "wrap_sync_request"]
@@ -341,6 +343,83 @@ class _PipelineSource:
 
 
 RequestFn = Callable[..., Any]
+#: `Adapter.lean_request` / `lean_response`, optional: see `_lean_start` and `_lean_end`.
+LeanRequest = Callable[[Any], "tuple[str, str, dict[str, Any]] | None"]
+LeanResponse = Callable[[Any, str], "tuple[str | None, str | None, Usage] | None"]
+
+
+class _Lean:
+    """A call on a `lean` pipeline, begun without a `Call` (see `Pipeline.record_later`)."""
+
+    __slots__ = ("body", "model", "operation", "pipeline", "start_ns", "started_at", "tags")
+
+    def __init__(
+        self, pipeline: Pipeline, operation: str, model: str, body: dict[str, Any], tags: dict[str, str]
+    ) -> None:
+        self.pipeline, self.operation, self.model, self.body = pipeline, operation, model, body
+        context = read_tags()
+        self.tags = {**tags, **context} if context else dict(tags)
+        self.started_at = datetime.now(UTC)
+        self.start_ns = time.perf_counter_ns()
+
+
+def _lean_start(
+    pipeline_of: Callable[[], Pipeline], lean_request: LeanRequest, options: Any, tags: dict[str, str]
+) -> _Lean | None:
+    """The call begun without a `Call` when the pipeline is `lean` and the adapter knows the
+    request (`Adapter.lean_request`); None: the full path (`_start`)."""
+    try:
+        pipeline = pipeline_of()
+        if not pipeline.lean:
+            return None
+        known = lean_request(options)
+        if known is None:
+            return None
+        return _Lean(pipeline, *known, tags)
+    except Exception as exc:
+        internal_error("preparing to record an LLM call", exc)
+        return None
+
+
+def _lean_end(lean: _Lean, lean_response: LeanResponse, result: Any, provider: str) -> bool:
+    """Hand the facts of a call that ended well with its usage to the pipeline; False (nothing
+    done) when the response needs the full path (`_lean_full`)."""
+    try:
+        read = lean_response(result, provider)
+        if read is None:
+            return False
+        response_model, tier, usage = read
+        lean.pipeline.record_later(
+            provider,
+            lean.operation,
+            lean.model,
+            lean.started_at,
+            time.perf_counter_ns() - lean.start_ns,
+            response_model,
+            usage,
+            tier or requested_tier(lean.body),
+            lean.tags,
+        )
+    except Exception as exc:
+        internal_error("recording an LLM call", exc)
+        return False
+    return True
+
+
+def _lean_full(
+    lean: _Lean,
+    pipeline_of: Callable[[], Pipeline],
+    adapter: Adapter,
+    provider: str,
+    tags: dict[str, str],
+    options: Any,
+) -> Call | None:
+    """The `Call` a lean call becomes when its response needs the full path (no or malformed usage,
+    another response type) or it failed: begun as `_start` would have, at the call's start."""
+    call = _start(pipeline_of, adapter, provider, tags, options, False)
+    if call is not None:
+        call.started_at, call.start_ns = lean.started_at, lean.start_ns
+    return call
 
 
 def wrap_sync_request(
@@ -349,8 +428,27 @@ def wrap_sync_request(
     client_tags = dict(tags)
     pipeline_of = _PipelineSource(router)
     quick: QuickRead | None = getattr(adapter, "complete_response", None)
+    lean_request: LeanRequest | None = getattr(adapter, "lean_request", None)
+    lean_response: LeanResponse | None = getattr(adapter, "lean_response", None)
+    if lean_response is None:
+        lean_request = None
 
     def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
+        if lean_request is not None and not stream:
+            lean = _lean_start(pipeline_of, lean_request, options, client_tags)
+            if lean is not None:
+                try:
+                    result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
+                except BaseException as exc:
+                    failed = _lean_full(lean, pipeline_of, adapter, provider, client_tags, options)
+                    if failed is not None:
+                        failed.finish(exc)
+                    raise
+                if not _lean_end(lean, lean_response, result, provider):  # type: ignore[arg-type]
+                    full = _lean_full(lean, pipeline_of, adapter, provider, client_tags, options)
+                    if full is not None:
+                        _complete_response(adapter, full, result, quick)
+                return result
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
         if call is None:
             return original(cast_to, options, stream=stream, stream_cls=stream_cls)
@@ -381,8 +479,27 @@ def wrap_async_request(
     client_tags = dict(tags)
     pipeline_of = _PipelineSource(router)
     quick: QuickRead | None = getattr(adapter, "complete_response", None)
+    lean_request: LeanRequest | None = getattr(adapter, "lean_request", None)
+    lean_response: LeanResponse | None = getattr(adapter, "lean_response", None)
+    if lean_response is None:
+        lean_request = None
 
     async def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
+        if lean_request is not None and not stream:  # (as in `wrap_sync_request`)
+            lean = _lean_start(pipeline_of, lean_request, options, client_tags)
+            if lean is not None:
+                try:
+                    result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
+                except BaseException as exc:
+                    failed = _lean_full(lean, pipeline_of, adapter, provider, client_tags, options)
+                    if failed is not None:
+                        failed.finish(exc)
+                    raise
+                if not _lean_end(lean, lean_response, result, provider):  # type: ignore[arg-type]
+                    full = _lean_full(lean, pipeline_of, adapter, provider, client_tags, options)
+                    if full is not None:
+                        _complete_response(adapter, full, result, quick)
+                return result
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
         if call is None:
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)

@@ -488,6 +488,36 @@ class OpenAIAdapter:
             call.set_usage(chat_usage, raw_usage, convention_for(call.request.provider, "chat"))
         return True
 
+    def lean_request(self, options: Any) -> tuple[str, str, dict[str, Any]] | None:
+        """(operation, model, body) of a chat completion sent as the caller built it (no
+        `extra_body`: the body is the SDK's own), for a `lean` pipeline; None: take the full path."""
+        if options.url != "/chat/completions" or options.method != "post" or options.extra_json:
+            return None
+        body = sent_body(options)
+        if body is not options.json_data:  # (`sent_body` dropped unset values: rare)
+            return None
+        return "chat", str(body.get("model") or ""), body
+
+    def lean_response(self, result: Any, provider: str) -> tuple[str | None, str | None, Usage] | None:
+        """(response model, service tier, usage) of the SDK's chat completion with valid usage, as
+        `complete_response` reads them; None for anything else (no usage, malformed usage, another
+        response type): the full path then reads it, and says what is wrong."""
+        if not isinstance(result, BaseModel) or getattr(result, "object", None) != "chat.completion":
+            return None
+        raw_usage = getattr(result, "usage", None)
+        if raw_usage is None:
+            return None
+        try:
+            usage = chat_usage(raw_usage, convention_for(provider, "chat"))
+        except (OutputMissing, ValueError, TypeError, AttributeError):
+            return None
+        model, tier = getattr(result, "model", None), getattr(result, "service_tier", None)
+        return (
+            (model if type(model) is str else str(model)) if model else None,
+            (tier if type(tier) is str else str(tier)) if tier else None,
+            usage,
+        )
+
     def usage_of(self, result: Any, provider: str) -> Usage | None:
         if isinstance(result, BaseModel) and getattr(result, "object", None) == "chat.completion":
             # the SDK's chat completion, on every plain call: `usage_of_response`'s first branch inline

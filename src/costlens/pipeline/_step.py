@@ -13,6 +13,10 @@ reaches the caller. An exception thrown in at the `yield` is the error path (the
 step releases what it holds and lets it pass. A step whose before-half returns without yielding has
 no after-half. Steps sit in named slots that run in a fixed order, `SLOTS`; the pipeline imports
 none of them: the composition root (`costlens.config`) puts each in its slot.
+
+A step may also have `is_idle() -> bool`: True while its flow would do nothing around any call (a
+budget step whose engine has no budgets). A pipeline whose steps are all idle tracks calls on its
+lean path (`Pipeline.lean`), which skips them; a step without `is_idle` is never skipped.
 """
 
 from __future__ import annotations

@@ -1,0 +1,308 @@
+"""The lean path: on a pipeline with no step (no budgets, no router) whose only sink builds records
+later, a plain chat completion is tracked without a `Call` (`Pipeline.record_later`). Its records
+must be the ones the full path makes, for every response, and anything unusual must take the full
+path: real `openai` clients against the fake provider, each case run both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import openai
+import pytest
+
+import costlens
+from costlens.instrument.openai import OpenAIAdapter
+from costlens.pipeline import Pipeline
+from costlens.testing import FakeProvider, Fault
+from costlens.usage import CallRecord
+from tests.conftest import Recorded
+
+MSG: Any = [{"role": "user", "content": "hello there"}]
+_VARIES = ("id", "started_at", "ended_at", "latency_ms")  # (the call's own time and id)
+
+
+def _completion(usage: Any = "default", **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "Hi, how can I help?"},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 1200,
+            "completion_tokens": 80,
+            "total_tokens": 1280,
+            "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 20, "audio_tokens": 0},
+        }
+        if usage == "default"
+        else usage,
+    }
+    body.update(fields)
+    return body
+
+
+# (what the provider answers, what the caller adds to the request)
+CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "details, tier answered": (_completion(service_tier="default"), {}),
+    "tier asked, none answered": (_completion(), {"service_tier": "flex"}),
+    "tier asked, another answered": (_completion(service_tier="priority"), {"service_tier": "flex"}),
+    "no response model": (_completion(model=None), {}),
+    "a response model not text": (_completion(model=123), {}),
+    "reasoning beside the completion (by the total)": (
+        _completion(
+            usage={
+                "prompt_tokens": 10,
+                "completion_tokens": 5,
+                "total_tokens": 75,
+                "completion_tokens_details": {"reasoning_tokens": 60},
+            }
+        ),
+        {},
+    ),
+    "no usage (counted)": (_completion(usage=None), {}),
+    "no output count (counted)": (_completion(usage={"prompt_tokens": 12}), {}),
+    "counts as text (counted, warned)": (
+        _completion(usage={"prompt_tokens": "12", "completion_tokens": 3}),
+        {},
+    ),
+    "negative counts (counted, warned)": (
+        _completion(usage={"prompt_tokens": -1, "completion_tokens": 3}),
+        {},
+    ),
+    "extra_body (full path)": (_completion(), {"extra_body": {"metadata": {"k": "v"}}}),
+    "an unknown model (unpriced)": (_completion(model="no-such-model-xyz"), {}),
+}
+
+
+def _client(fake: FakeProvider) -> openai.OpenAI:
+    client = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-test", max_retries=0)
+    return costlens.track(client, provider="openai", feature="lean")
+
+
+def _comparable(record: CallRecord) -> dict[str, Any]:
+    values = asdict(record)
+    for name in _VARIES:
+        values.pop(name)
+    return values
+
+
+def _the_new_one(recorded: Recorded, seen: list[CallRecord]) -> CallRecord:
+    known = {r.id for r in seen}
+    (new,) = [r for r in recorded.all() if r.id not in known]
+    return new
+
+
+def _full_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Pipeline, "lean", property(lambda self: False))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_lean_path_records_what_the_full_path_records(
+    case: str, fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer, extra = CASES[case]
+    client = _client(fake)
+    records = []
+    for lean in (True, False):
+        if not lean:
+            _full_path(monkeypatch)
+        fake.enqueue(raw=answer)
+        with costlens.tags(user="u1"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSG, **extra)
+        records.append(_the_new_one(recorded, records))
+    lean_record, full_record = records
+    assert _comparable(lean_record) == _comparable(full_record)
+    assert lean_record.tags == {"feature": "lean", "user": "u1"}
+    assert lean_record.latency_ms is not None and lean_record.latency_ms > 0
+    assert lean_record.ended_at is not None and lean_record.ended_at >= lean_record.started_at
+
+
+def test_the_lean_path_is_taken_only_where_nothing_else_needs_the_call(
+    fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted by the calls to `record_later`: a plain call takes it; a budget (a step), a stream,
+    and a kept text do not."""
+    taken: list[str] = []
+    real = Pipeline.record_later
+
+    def spy(self: Pipeline, *args: Any) -> None:
+        taken.append(args[2])
+        real(self, *args)
+
+    monkeypatch.setattr(Pipeline, "record_later", spy)
+    client = _client(fake)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    assert taken == ["gpt-4o-mini"]
+    for _chunk in client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True):
+        pass
+    costlens.configure_budgets([costlens.Budget("all", limit_usd="100", window="day")], ledger="memory://")
+    try:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    finally:
+        costlens.configure_budgets([])
+    assert taken == ["gpt-4o-mini"]
+    assert len(recorded.all()) == 3
+
+
+def test_pipeline_lean_only_without_steps_with_one_deferring_sink() -> None:
+    class Deferring:
+        def __call__(self, record: CallRecord) -> None: ...
+
+        def defer(self, ended: Any) -> None: ...
+
+    class Step:
+        def flow(self, call: Any) -> Any:
+            yield
+
+    assert Pipeline(sinks=[Deferring()]).lean
+    assert not Pipeline(sinks=[Deferring(), Deferring()]).lean
+    assert not Pipeline(sinks=[lambda record: None]).lean
+    assert not Pipeline(sinks=[Deferring()], content_chars=100).lean
+    assert not Pipeline({"budget": Step()}, sinks=[Deferring()]).lean  # type: ignore[dict-item]
+    with pytest.raises(RuntimeError, match="lean pipeline"):
+        Pipeline(sinks=[lambda record: None]).record_later(
+            "openai",
+            "chat",
+            "m",
+            None,
+            0,
+            None,
+            None,
+            None,
+            {},  # type: ignore[arg-type]
+        )
+
+
+def test_a_failed_lean_call_is_recorded_as_the_full_path_records_it(
+    fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = _client(fake)
+    records = []
+    for lean in (True, False):
+        if not lean:
+            _full_path(monkeypatch)
+        fake.enqueue(fault=Fault.http(500))
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        records.append(_the_new_one(recorded, records))
+    assert records[0].status == "error" and records[0].http_status == 500
+    assert _comparable(records[0]) == _comparable(records[1])
+
+
+def test_a_lean_path_that_breaks_loses_no_call(
+    fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """costlens' own failure before the call or on reading the answer: reported, and the call is
+    made, answered and recorded by the full path."""
+
+    monkeypatch.setenv("COSTLENS_STRICT", "0")  # (tests raise costlens' own failures by default)
+
+    def broken(self: OpenAIAdapter, *args: Any) -> Any:
+        raise KeyError("bug")
+
+    real_request = OpenAIAdapter.lean_request
+    said: list[str] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("costlens").addHandler(handler)
+    try:
+        monkeypatch.setattr(OpenAIAdapter, "lean_request", broken)
+        assert _client(fake).chat.completions.create(model="gpt-4o-mini", messages=MSG).choices
+        monkeypatch.setattr(OpenAIAdapter, "lean_request", real_request)
+        monkeypatch.setattr(OpenAIAdapter, "lean_response", broken)
+        assert _client(fake).chat.completions.create(model="gpt-4o-mini", messages=MSG).choices
+    finally:
+        logging.getLogger("costlens").removeHandler(handler)
+    assert said == [
+        "costlens: preparing to record an LLM call failed; the call itself was not affected",
+        "costlens: recording an LLM call failed; the call itself was not affected",
+    ]
+    records = recorded.all()
+    assert len(records) == 2 and all(r.status == "ok" and r.price_known for r in records)
+    assert all(r.input_tokens > 0 and r.output_tokens > 0 for r in records)
+
+
+def test_async_lean_calls_keep_their_tasks_tags(fake: FakeProvider, recorded: Recorded) -> None:
+    async def main() -> None:
+        client = costlens.track(
+            openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="sk-test", max_retries=0), feature="a"
+        )
+
+        async def one(user: str) -> None:
+            with costlens.tags(user=user):
+                await client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+
+        await asyncio.gather(*(one(f"u{i}") for i in range(20)))
+        await client.close()
+
+    asyncio.run(main())
+    records = recorded.all()
+    assert sorted(r.tags["user"] for r in records) == sorted(f"u{i}" for i in range(20))
+    assert all(r.tags["feature"] == "a" and r.status == "ok" and r.price_known for r in records)
+
+
+def test_budgets_turned_off_leave_an_idle_step_that_the_lean_path_skips_until_a_budget_arrives(
+    fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`configure_budgets([])` keeps an engine with no budgets in the `budget` slot (budgets may be
+    added to it later): its calls take the lean path, and the first call after `engine.add` is
+    reserved and settled on the budget again."""
+    from costlens.config import get_pipeline
+
+    taken: list[str] = []
+    real = Pipeline.record_later
+
+    def spy(self: Pipeline, *args: Any) -> None:
+        taken.append(args[2])
+        real(self, *args)
+
+    monkeypatch.setattr(Pipeline, "record_later", spy)
+    engine = costlens.configure_budgets([], ledger="memory://")
+    try:
+        assert get_pipeline().step("budget") is not None and get_pipeline().lean
+        client = _client(fake)
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        engine.add(costlens.Budget("all", limit_usd="100", window="day"))
+        assert not get_pipeline().lean
+        client.chat.completions.create(model="gpt-4o", messages=MSG)
+    finally:
+        costlens.configure_budgets([])
+    assert taken == ["gpt-4o-mini"]
+    plain, budgeted = sorted(recorded.all(), key=lambda r: r.started_at)
+    assert plain.budgets == [] and [e["budget"] for e in budgeted.budgets] == ["all"]
+    assert budgeted.budgets[0]["outcome"] == "settled"
+
+
+def test_a_step_that_cannot_say_it_is_idle_keeps_every_call_on_the_full_path() -> None:
+    class Deferring:
+        def __call__(self, record: CallRecord) -> None: ...
+
+        def defer(self, ended: Any) -> None: ...
+
+    class Audit:
+        def flow(self, call: Any) -> Any:
+            yield
+
+    class Quiet(Audit):
+        def __init__(self) -> None:
+            self.idle = True
+
+        def is_idle(self) -> bool:
+            return self.idle
+
+    quiet = Quiet()
+    assert not Pipeline({"cap": Audit()}, sinks=[Deferring()]).lean  # type: ignore[dict-item]
+    pipeline = Pipeline({"cap": quiet}, sinks=[Deferring()])  # type: ignore[dict-item]
+    assert pipeline.lean
+    quiet.idle = False
+    assert not pipeline.lean
