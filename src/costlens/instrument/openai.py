@@ -490,13 +490,16 @@ class OpenAIAdapter:
 
     def lean_request(self, options: Any) -> tuple[str, str, dict[str, Any]] | None:
         """(operation, model, body) of a chat completion sent as the caller built it (no
-        `extra_body`: the body is the SDK's own), for a `lean` pipeline; None: take the full path."""
-        if options.url != "/chat/completions" or options.method != "post" or options.extra_json:
+        `extra_body`), for a `lean` pipeline; None: take the full path. The body is the SDK's own
+        `json_data`, read for its model and requested tier only (`sent_body`'s checks of the values
+        are for the full path, which counts the prompt)."""
+        body = options.json_data
+        if options.url != "/chat/completions" or type(body) is not dict or options.extra_json:
             return None
-        body = sent_body(options)
-        if body is not options.json_data:  # (`sent_body` dropped unset values: rare)
+        model = body.get("model")
+        if type(model) is not str or options.method != "post":
             return None
-        return "chat", str(body.get("model") or ""), body
+        return "chat", model, body
 
     def lean_response(self, result: Any, provider: str) -> tuple[str | None, str | None, Usage] | None:
         """(response model, service tier, usage) of the SDK's chat completion with valid usage, as
