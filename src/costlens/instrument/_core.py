@@ -77,12 +77,15 @@ def _start(
     tags: dict[str, str],
     options: Any,
     stream: bool,
+    pipeline: Pipeline | None = None,
 ) -> Call | None:
+    """The call begun on the full path, on `pipeline` (the source's, when not given)."""
     try:
         request = adapter.parse_request(options, stream=stream, provider=provider, tags=tags)
         if request is None:
             return None
-        pipeline = pipeline_of()
+        if pipeline is None:
+            pipeline = pipeline_of()
     except Exception as exc:
         internal_error("preparing to record an LLM call", exc)
         return None
@@ -365,16 +368,17 @@ class _Lean:
 
 def _lean_start(
     pipeline_of: Callable[[], Pipeline], lean_request: LeanRequest, options: Any, tags: dict[str, str]
-) -> _Lean | None:
+) -> _Lean | Pipeline | None:
     """The call begun without a `Call` when the pipeline is `lean` and the adapter knows the
-    request (`Adapter.lean_request`); None: the full path (`_start`)."""
+    request (`Adapter.lean_request`); else the full path's pipeline (for `_start`: read once per
+    call), or None when reading it failed."""
     try:
         pipeline = pipeline_of()
         if not pipeline.lean:
-            return None
+            return pipeline
         known = lean_request(options)
         if known is None:
-            return None
+            return pipeline
         return _Lean(pipeline, *known, tags)
     except Exception as exc:
         internal_error("preparing to record an LLM call", exc)
@@ -434,9 +438,10 @@ def wrap_sync_request(
         lean_request = None
 
     def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
+        pipeline: Pipeline | None = None  # (read once per call)
         if lean_request is not None and not stream:
             lean = _lean_start(pipeline_of, lean_request, options, client_tags)
-            if lean is not None:
+            if isinstance(lean, _Lean):
                 try:
                     result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
                 except BaseException as exc:
@@ -449,7 +454,8 @@ def wrap_sync_request(
                     if full is not None:
                         _complete_response(adapter, full, result, quick)
                 return result
-        call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
+            pipeline = lean
+        call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
         if call is None:
             return original(cast_to, options, stream=stream, stream_cls=stream_cls)
         while True:  # one pass per attempt: a step (fallbacks, a cascade) may ask for another
@@ -485,9 +491,10 @@ def wrap_async_request(
         lean_request = None
 
     async def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
+        pipeline: Pipeline | None = None  # (read once per call)
         if lean_request is not None and not stream:  # (as in `wrap_sync_request`)
             lean = _lean_start(pipeline_of, lean_request, options, client_tags)
-            if lean is not None:
+            if isinstance(lean, _Lean):
                 try:
                     result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
                 except BaseException as exc:
@@ -500,7 +507,8 @@ def wrap_async_request(
                     if full is not None:
                         _complete_response(adapter, full, result, quick)
                 return result
-        call = _start(pipeline_of, adapter, provider, client_tags, options, stream)
+            pipeline = lean
+        call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
         if call is None:
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
         while True:  # one pass per attempt: a step (fallbacks, a cascade) may ask for another

@@ -110,7 +110,10 @@ class Pipeline:
         the facts of a call that ended well with its usage. Asked by every call (steps may wake)."""
         if self._lean is None:
             return False
-        return not self._idle or all(is_idle() for is_idle in self._idle)
+        for is_idle in self._idle:  # noqa: SIM110 (`all()` of a generator: a frame more per call)
+            if not is_idle():
+                return False
+        return True
 
     def record_later(
         self,
