@@ -12,6 +12,8 @@ from typing import Any
 
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import costlens
 from costlens.instrument.openai import OpenAIAdapter
@@ -77,6 +79,27 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "negative counts (counted, warned)": (
         _completion(usage={"prompt_tokens": -1, "completion_tokens": 3}),
+        {},
+    ),
+    "cached above the prompt (counted, warned)": (
+        _completion(
+            usage={
+                "prompt_tokens": 10,
+                "completion_tokens": 3,
+                "prompt_tokens_details": {"cached_tokens": 20},
+            }
+        ),
+        {},
+    ),
+    "audio inside the counts": (
+        _completion(
+            usage={
+                "prompt_tokens": 100,
+                "completion_tokens": 50,
+                "prompt_tokens_details": {"audio_tokens": 40, "cached_tokens": 10},
+                "completion_tokens_details": {"audio_tokens": 30, "reasoning_tokens": 5},
+            }
+        ),
         {},
     ),
     "extra_body (full path)": (_completion(), {"extra_body": {"metadata": {"k": "v"}}}),
@@ -306,3 +329,64 @@ def test_a_step_that_cannot_say_it_is_idle_keeps_every_call_on_the_full_path() -
     assert pipeline.lean
     quiet.idle = False
     assert not pipeline.lean
+
+
+_COUNT = st.one_of(st.none(), st.integers(-3, 400), st.sampled_from(["7", 1.5, True]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    prompt=_COUNT,
+    completion=_COUNT,
+    cached=_COUNT,
+    cache_write=_COUNT,
+    audio_in=_COUNT,
+    reasoning=_COUNT,
+    audio_out=_COUNT,
+    total=_COUNT,
+    as_model=st.booleans(),
+)
+def test_chat_counts_are_chat_usage_or_send_it_to_the_full_path(
+    prompt: Any,
+    completion: Any,
+    cached: Any,
+    cache_write: Any,
+    audio_in: Any,
+    reasoning: Any,
+    audio_out: Any,
+    total: Any,
+    as_model: bool,
+) -> None:
+    """Whatever the counts: `chat_counts` gives the `Usage` `chat_usage` gives (as its counts), or
+    None where `chat_usage` does something else (raises, or reads a count that is not an int)."""
+    from openai.types import CompletionUsage
+
+    from costlens.instrument.openai import chat_counts, chat_usage
+    from costlens.usage import usage_of_ints
+
+    raw: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    raw["prompt_tokens_details"] = {
+        "cached_tokens": cached,
+        "cache_write_tokens": cache_write,
+        "audio_tokens": audio_in,
+    }
+    raw["completion_tokens_details"] = {"reasoning_tokens": reasoning, "audio_tokens": audio_out}
+    usage: Any = CompletionUsage.model_construct(**raw) if as_model else raw
+    if as_model:  # (the SDK builds the details as models too)
+        from openai.types.completion_usage import CompletionTokensDetails, PromptTokensDetails
+
+        usage.prompt_tokens_details = PromptTokensDetails.model_construct(**raw["prompt_tokens_details"])
+        usage.completion_tokens_details = CompletionTokensDetails.model_construct(
+            **raw["completion_tokens_details"]
+        )
+    counts = chat_counts(usage)
+    try:
+        expected = chat_usage(usage)
+    except Exception:
+        assert counts is None
+        return
+    if counts is not None:
+        assert usage_of_ints(*counts) == expected
+    else:  # only where a count is not an exact int, or no prompt count (read as 0 by the full path)
+        values = (prompt, completion, cached, cache_write, audio_in, reasoning, audio_out)
+        assert prompt is None or any(v is not None and type(v) is not int for v in values)

@@ -348,7 +348,7 @@ class _PipelineSource:
 RequestFn = Callable[..., Any]
 #: `Adapter.lean_request` / `lean_response`, optional: see `_lean_start` and `_lean_end`.
 LeanRequest = Callable[[Any], "tuple[str, str, dict[str, Any]] | None"]
-LeanResponse = Callable[[Any, str], "tuple[str | None, str | None, Usage] | None"]
+LeanResponse = Callable[[Any, str], "tuple[str | None, str | None, Usage | tuple[int, ...]] | None"]
 
 
 class _Lean:

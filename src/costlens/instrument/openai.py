@@ -121,60 +121,76 @@ def _total_excludes_reasoning(prompt: Any, completion: Any, reasoning: int, tota
     return reasoning > 0 and total == prompt + completion + reasoning
 
 
+#: A chat completion's counts, each an exact int, in `usage_of_ints`' order (input, output, cache
+#: read, cache write, reasoning, input audio, output audio), checked against `Usage`'s rules.
+Counts = tuple[int, int, int, int, int, int, int]
+
+
+def chat_counts(usage: Any) -> Counts | None:
+    """The counts of the SDK's usage model (or a stream's usage JSON) when every count is an int (or
+    absent) and they obey `Usage`'s rules: `chat_usage`'s common case, without the `Usage` (a lean
+    call's record builds it on the recorder's thread). None: anything else (`chat_usage` reads it)."""
+    # the SDK's model, or a stream's JSON (no `BaseModel | dict`: that builds a union on every call)
+    read: Callable[[Any, str, Any], Any] | None = (
+        getattr if isinstance(usage, BaseModel) else dict.get if type(usage) is dict else None
+    )
+    if read is None:
+        return None
+    prompt = read(usage, "prompt_tokens", None)
+    completion = read(usage, "completion_tokens", None)
+    p_details = read(usage, "prompt_tokens_details", None)
+    c_details = read(usage, "completion_tokens_details", None)
+    if read is dict.get:  # a stream's JSON (`dict.get`, a C call): details not an object read as absent
+        p_details = p_details if type(p_details) is dict else None
+        c_details = c_details if type(c_details) is dict else None
+    cached = cache_write = audio_in = reasoning = audio_out = None
+    if p_details is not None:
+        cached = read(p_details, "cached_tokens", None)
+        audio_in = read(p_details, "audio_tokens", None)
+        cache_write = read(p_details, "cache_write_tokens", None)
+    if c_details is not None:
+        reasoning = read(c_details, "reasoning_tokens", None)
+        audio_out = read(c_details, "audio_tokens", None)
+    if not (
+        type(prompt) is int and type(completion) is int
+        and (cached is None or type(cached) is int) and (cache_write is None or type(cache_write) is int)
+        and (audio_in is None or type(audio_in) is int) and (reasoning is None or type(reasoning) is int)
+        and (audio_out is None or type(audio_out) is int)
+    ):  # fmt: skip
+        return None
+    total = read(usage, "total_tokens", None) if reasoning else None
+    if reasoning and _total_excludes_reasoning(prompt, completion, reasoning, total):
+        completion += reasoning  # (the output is what was billed: answer and reasoning)
+    cr, cw, r, ia, oa = cached or 0, cache_write or 0, reasoning or 0, audio_in or 0, audio_out or 0
+    if (prompt | completion | cr | cw | r | ia | oa) < 0 or cr + cw + ia > prompt or r + oa > completion:
+        return None  # (`chat_usage` says which rule is broken)
+    return prompt, completion, cr, cw, r, ia, oa
+
+
 def chat_usage(usage: Any, convention: UsageConvention | None = None) -> Usage:
     """Usage of chat completions (`prompt_tokens` include cached and audio ones, `completion_tokens`
     reasoning and audio), read through the provider's `convention` where it has one."""
-    # the SDK's model, or a stream's JSON (no `BaseModel | dict`: that builds a union on every call)
-    read: Callable[[Any, str, Any], Any] | None = (
-        None if convention is not None
-        else getattr if isinstance(usage, BaseModel) else dict.get if type(usage) is dict else None
-    )  # fmt: skip
-    if read is not None:
-        prompt = read(usage, "prompt_tokens", None)
-        completion = read(usage, "completion_tokens", None)
-        p_details = read(usage, "prompt_tokens_details", None)
-        c_details = read(usage, "completion_tokens_details", None)
-        if read is dict.get:  # a stream's JSON (`dict.get`, a C call): details not an object read as absent
-            p_details = p_details if type(p_details) is dict else None
-            c_details = c_details if type(c_details) is dict else None
-        cached = cache_write = audio_in = reasoning = audio_out = None
-        if p_details is not None:
-            cached = read(p_details, "cached_tokens", None)
-            audio_in = read(p_details, "audio_tokens", None)
-            cache_write = read(p_details, "cache_write_tokens", None)
-        if c_details is not None:
-            reasoning = read(c_details, "reasoning_tokens", None)
-            audio_out = read(c_details, "audio_tokens", None)
-        if (
-            type(prompt) is int and type(completion) is int
-            and (cached is None or type(cached) is int) and (cache_write is None or type(cache_write) is int)
-            and (audio_in is None or type(audio_in) is int) and (reasoning is None or type(reasoning) is int)
-            and (audio_out is None or type(audio_out) is int)
-        ):  # fmt: skip
-            if reasoning and _total_excludes_reasoning(
-                prompt, completion, reasoning, read(usage, "total_tokens", None)
-            ):
-                completion += reasoning  # (the output is what was billed: answer and reasoning)
-            # every count an int (or absent): what `_usage` gives, without its checks and conversions
-            return usage_of_ints(
-                prompt,
-                completion,
-                cached or 0,
-                cache_write or 0,
-                reasoning or 0,
-                audio_in or 0,
-                audio_out or 0,
+    if convention is None:
+        counts = chat_counts(usage)
+        if counts is not None:
+            return usage_of_ints(*counts)
+        if isinstance(usage, BaseModel) or type(usage) is dict:  # a count not an int, or a rule broken
+            read: Callable[[Any, str, Any], Any] = getattr if isinstance(usage, BaseModel) else dict.get
+            p_details = read(usage, "prompt_tokens_details", None)
+            c_details = read(usage, "completion_tokens_details", None)
+            if read is dict.get:
+                p_details = p_details if type(p_details) is dict else None
+                c_details = c_details if type(c_details) is dict else None
+            return _usage(
+                read(usage, "prompt_tokens", None),
+                read(usage, "completion_tokens", None),
+                _get(p_details, "cached_tokens"),
+                _get(p_details, "cache_write_tokens"),
+                _get(c_details, "reasoning_tokens"),
+                audio_in=_get(p_details, "audio_tokens"),
+                audio_out=_get(c_details, "audio_tokens"),
+                total=read(usage, "total_tokens", None),
             )
-        return _usage(
-            prompt,
-            completion,
-            cached,
-            cache_write,
-            reasoning,
-            audio_in=audio_in,
-            audio_out=audio_out,
-            total=read(usage, "total_tokens", None),
-        )
     p_details = _get(usage, "prompt_tokens_details")
     c_details = _get(usage, "completion_tokens_details")
     reasoning = _get(c_details, "reasoning_tokens")
@@ -501,19 +517,30 @@ class OpenAIAdapter:
             return None
         return "chat", model, body
 
-    def lean_response(self, result: Any, provider: str) -> tuple[str | None, str | None, Usage] | None:
+    def lean_response(
+        self, result: Any, provider: str
+    ) -> tuple[str | None, str | None, Usage | Counts] | None:
         """(response model, service tier, usage) of the SDK's chat completion with valid usage, as
         `complete_response` reads them; None for anything else (no usage, malformed usage, another
-        response type): the full path then reads it, and says what is wrong."""
+        response type): the full path then reads it, and says what is wrong. The usage is its
+        checked counts (`chat_counts`) where the provider has no usage convention: the `Usage` is
+        then made by whoever builds the record (`Pipeline.record_later`)."""
         if not isinstance(result, BaseModel) or getattr(result, "object", None) != "chat.completion":
             return None
         raw_usage = getattr(result, "usage", None)
         if raw_usage is None:
             return None
-        try:
-            usage = chat_usage(raw_usage, convention_for(provider, "chat"))
-        except (OutputMissing, ValueError, TypeError, AttributeError):
-            return None
+        convention = convention_for(provider, "chat")
+        usage: Usage | Counts | None
+        if convention is None:
+            usage = chat_counts(raw_usage)
+            if usage is None:
+                return None
+        else:
+            try:
+                usage = chat_usage(raw_usage, convention)
+            except (OutputMissing, ValueError, TypeError, AttributeError):
+                return None
         model, tier = getattr(result, "model", None), getattr(result, "service_tier", None)
         return (
             (model if type(model) is str else str(model)) if model else None,

@@ -24,11 +24,11 @@ from typing import Any
 
 from costlens._errors import ConfigError, internal_error, late_error
 from costlens.context import read_tags
-from costlens.pipeline._call import UNPRICED, Call, Ended, priced_with, record_of_ended
+from costlens.pipeline._call import _USAGE, UNPRICED, Call, Ended, priced_with, record_of_ended
 from costlens.pipeline._price import Pricer
 from costlens.pipeline._request import Request
 from costlens.pipeline._step import SLOTS, Step
-from costlens.usage import CallRecord, Usage
+from costlens.usage import CallRecord, Usage, usage_of_ints
 
 __all__ = ["Pipeline", "Sink"]
 
@@ -123,14 +123,16 @@ class Pipeline:
         started_at: datetime,
         latency_ns: int,
         response_model: str | None,
-        usage: Usage,
+        usage: Usage | tuple[int, ...],
         service_tier: str | None,
         tags: dict[str, str],
     ) -> None:
         """What `finish` does for a call that ended well with its usage, on a `lean` pipeline: its
         facts, as `Call.ended` gives them, go to the deferring sink. Every tracked call of a process
         with no budgets or router ends here; `start` and a `Call` (two objects of ~20 fields, ~480
-        bytecodes in all) are then left out (a test checks the records are the same)."""
+        bytecodes in all) are then left out (a test checks the records are the same). `usage` may
+        be the counts `usage_of_ints` takes, checked already: the record's builder makes the
+        `Usage` (on the recorder's writer thread, a batch at a time)."""
         defer = self._lean
         if defer is None:
             raise RuntimeError("record_later() needs a lean pipeline (see Pipeline.lean)")
@@ -230,6 +232,8 @@ class Pipeline:
     def _late_record(self, ended: Ended) -> CallRecord:
         """The record of `Call.ended`'s facts, priced (on the thread of the sink that deferred it:
         a failure there is reported by `late_error`, and the record kept, its price unknown)."""
+        if type(ended[_USAGE]) is tuple:  # a lean call's checked counts (`record_later`)
+            ended = (*ended[:_USAGE], usage_of_ints(*ended[_USAGE]), *ended[_USAGE + 1 :])
         to_price = priced_with(ended)
         if to_price is None:
             return record_of_ended(ended)
