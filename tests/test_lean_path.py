@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 import openai
@@ -140,9 +141,12 @@ def test_the_lean_path_records_what_the_full_path_records(
         if not lean:
             _full_path(monkeypatch)
         fake.enqueue(raw=answer)
+        before = datetime.now(UTC)
         with costlens.tags(user="u1"):
             client.chat.completions.create(model="gpt-4o-mini", messages=MSG, **extra)
+        after = datetime.now(UTC)
         records.append(_the_new_one(recorded, records))
+        assert before <= records[-1].started_at <= after  # (a lean call's start: `time_ns` made a datetime)
     lean_record, full_record = records
     assert _comparable(lean_record) == _comparable(full_record)
     assert lean_record.tags == {"feature": "lean", "user": "u1"}

@@ -15,12 +15,12 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from costlens._errors import internal_error
 from costlens.context import read_router, read_tags
 from costlens.pipeline import Call, Pipeline, Request
+from costlens.pipeline._call import utc_of_ns
 from costlens.pipeline._request import requested_tier
 from costlens.usage import Usage
 
@@ -354,7 +354,7 @@ LeanResponse = Callable[[Any, str], "tuple[str | None, str | None, Usage | tuple
 class _Lean:
     """A call on a `lean` pipeline, begun without a `Call` (see `Pipeline.record_later`)."""
 
-    __slots__ = ("body", "model", "operation", "pipeline", "start_ns", "started_at", "tags")
+    __slots__ = ("body", "model", "operation", "pipeline", "start_ns", "started_ns", "tags")
 
     def __init__(
         self, pipeline: Pipeline, operation: str, model: str, body: dict[str, Any], tags: dict[str, str]
@@ -362,7 +362,7 @@ class _Lean:
         self.pipeline, self.operation, self.model, self.body = pipeline, operation, model, body
         context = read_tags()
         self.tags = {**tags, **context} if context else dict(tags)
-        self.started_at = datetime.now(UTC)
+        self.started_ns = time.time_ns()  # (a `datetime` is made with the record, off the caller's thread)
         self.start_ns = time.perf_counter_ns()
 
 
@@ -397,7 +397,7 @@ def _lean_end(lean: _Lean, lean_response: LeanResponse, result: Any, provider: s
             provider,
             lean.operation,
             lean.model,
-            lean.started_at,
+            lean.started_ns,
             time.perf_counter_ns() - lean.start_ns,
             response_model,
             usage,
@@ -422,7 +422,7 @@ def _lean_full(
     another response type) or it failed: begun as `_start` would have, at the call's start."""
     call = _start(pipeline_of, adapter, provider, tags, options, False)
     if call is not None:
-        call.started_at, call.start_ns = lean.started_at, lean.start_ns
+        call.started_at, call.start_ns = utc_of_ns(lean.started_ns), lean.start_ns
     return call
 
 

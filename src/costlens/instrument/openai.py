@@ -126,15 +126,34 @@ def _total_excludes_reasoning(prompt: Any, completion: Any, reasoning: int, tota
 Counts = tuple[int, int, int, int, int, int, int]
 
 
+#: Classes seen to be pydantic models (`_is_model`): `isinstance` of pydantic's `BaseModel` goes
+#: through its ABC metaclass, several times slower than a set lookup, on every call.
+_MODELS: set[type] = set()
+_MODELS_KEPT = 64  # (a process that makes classes on the fly does not grow it without bound)
+
+
+def _is_model(obj: object) -> bool:
+    """`isinstance(obj, BaseModel)`, remembering the class (check `type(obj) in _MODELS` first)."""
+    if isinstance(obj, BaseModel):
+        if len(_MODELS) < _MODELS_KEPT:
+            _MODELS.add(type(obj))
+        return True
+    return False
+
+
 def chat_counts(usage: Any) -> Counts | None:
     """The counts of the SDK's usage model (or a stream's usage JSON) when every count is an int (or
     absent) and they obey `Usage`'s rules: `chat_usage`'s common case, without the `Usage` (a lean
     call's record builds it on the recorder's thread). None: anything else (`chat_usage` reads it)."""
     # the SDK's model, or a stream's JSON (no `BaseModel | dict`: that builds a union on every call)
-    read: Callable[[Any, str, Any], Any] | None = (
-        getattr if isinstance(usage, BaseModel) else dict.get if type(usage) is dict else None
-    )
-    if read is None:
+    kind = type(usage)
+    if kind in _MODELS:
+        read: Callable[[Any, str, Any], Any] = getattr
+    elif kind is dict:
+        read = dict.get
+    elif _is_model(usage):
+        read = getattr
+    else:
         return None
     prompt = read(usage, "prompt_tokens", None)
     completion = read(usage, "completion_tokens", None)
@@ -525,7 +544,9 @@ class OpenAIAdapter:
         response type): the full path then reads it, and says what is wrong. The usage is its
         checked counts (`chat_counts`) where the provider has no usage convention: the `Usage` is
         then made by whoever builds the record (`Pipeline.record_later`)."""
-        if not isinstance(result, BaseModel) or getattr(result, "object", None) != "chat.completion":
+        if type(result) not in _MODELS and not _is_model(result):
+            return None
+        if getattr(result, "object", None) != "chat.completion":
             return None
         raw_usage = getattr(result, "usage", None)
         if raw_usage is None:

@@ -18,7 +18,7 @@ from costlens.pipeline._price import Priced
 from costlens.pipeline._request import Request, requested_tier
 from costlens.usage import CallRecord, Usage, _new_id, _slots_twin
 
-__all__ = ["UNPRICED", "Call", "Ended", "OutputMissing", "priced_with", "record_of_ended"]
+__all__ = ["UNPRICED", "Call", "Ended", "OutputMissing", "priced_with", "record_of_ended", "utc_of_ns"]
 
 #: A call that ended well, as facts (`Call.ended`): (builder, provider, operation, request model,
 #: started at, latency ns, time to first event ns or None, response model, usage, stream, service
@@ -398,8 +398,15 @@ def priced_with(ended: Ended) -> tuple[str, str | None, str, str | None, datetim
     )  # fmt: skip
 
 
+def utc_of_ns(ns: int) -> datetime:
+    """`time.time_ns()` as the aware UTC `datetime` that `datetime.now(UTC)` gives at that instant
+    (microseconds, rounded down as it does), in integers: no float in between."""
+    return _EPOCH + _MICROSECOND * (ns // 1000)
+
+
 #: The price of a call whose price is unknown (`Pricer.price_of`'s answer then).
 UNPRICED: Priced = (None, False, "")
 _MICROSECOND = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RecordSlots = _slots_twin(CallRecord)
 _new_object = object.__new__

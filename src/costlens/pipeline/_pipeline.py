@@ -24,7 +24,16 @@ from typing import Any
 
 from costlens._errors import ConfigError, internal_error, late_error
 from costlens.context import read_tags
-from costlens.pipeline._call import _USAGE, UNPRICED, Call, Ended, priced_with, record_of_ended
+from costlens.pipeline._call import (
+    _STARTED_AT,
+    _USAGE,
+    UNPRICED,
+    Call,
+    Ended,
+    priced_with,
+    record_of_ended,
+    utc_of_ns,
+)
 from costlens.pipeline._price import Pricer
 from costlens.pipeline._request import Request
 from costlens.pipeline._step import SLOTS, Step
@@ -120,7 +129,7 @@ class Pipeline:
         provider: str,
         operation: str,
         model: str,
-        started_at: datetime,
+        started_ns: int,
         latency_ns: int,
         response_model: str | None,
         usage: Usage | tuple[int, ...],
@@ -131,14 +140,15 @@ class Pipeline:
         facts, as `Call.ended` gives them, go to the deferring sink. Every tracked call of a process
         with no budgets or router ends here; `start` and a `Call` (two objects of ~20 fields, ~480
         bytecodes in all) are then left out (a test checks the records are the same). `usage` may
-        be the counts `usage_of_ints` takes, checked already: the record's builder makes the
-        `Usage` (on the recorder's writer thread, a batch at a time)."""
+        be the counts `usage_of_ints` takes, checked already, and the start is `time.time_ns()`:
+        the record's builder makes the `Usage` and the `datetime` (on the recorder's writer
+        thread, a batch at a time)."""
         defer = self._lean
         if defer is None:
             raise RuntimeError("record_later() needs a lean pipeline (see Pipeline.lean)")
         try:
             defer(
-                (self._late, provider, operation, model, started_at, latency_ns, None, response_model, usage,
+                (self._late, provider, operation, model, started_ns, latency_ns, None, response_model, usage,
                  False, service_tier, tags, None, model, None)
             )  # fmt: skip
         except Exception as exc:
@@ -232,8 +242,12 @@ class Pipeline:
     def _late_record(self, ended: Ended) -> CallRecord:
         """The record of `Call.ended`'s facts, priced (on the thread of the sink that deferred it:
         a failure there is reported by `late_error`, and the record kept, its price unknown)."""
-        if type(ended[_USAGE]) is tuple:  # a lean call's checked counts (`record_later`)
-            ended = (*ended[:_USAGE], usage_of_ints(*ended[_USAGE]), *ended[_USAGE + 1 :])
+        if type(ended[_STARTED_AT]) is int:  # a lean call's (`record_later`): its start in ns
+            usage = ended[_USAGE]
+            ended = (
+                *ended[:_STARTED_AT], utc_of_ns(ended[_STARTED_AT]), *ended[_STARTED_AT + 1 : _USAGE],
+                usage_of_ints(*usage) if type(usage) is tuple else usage, *ended[_USAGE + 1 :],
+            )  # fmt: skip
         to_price = priced_with(ended)
         if to_price is None:
             return record_of_ended(ended)
