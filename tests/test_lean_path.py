@@ -126,6 +126,27 @@ def _the_new_one(recorded: Recorded, seen: list[CallRecord]) -> CallRecord:
     return new
 
 
+def _lean_models(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The model of every call that takes the lean path from now on (`Pipeline.record_later`)."""
+    taken: list[str] = []
+    real = Pipeline.record_later
+
+    def spy(self: Pipeline, *args: Any) -> None:
+        taken.append(args[2])
+        real(self, *args)
+
+    monkeypatch.setattr(Pipeline, "record_later", spy)
+    return taken
+
+
+class _Deferring:
+    """A sink that builds records later, as the recorder's does."""
+
+    def __call__(self, record: CallRecord) -> None: ...
+
+    def defer(self, ended: Any) -> None: ...
+
+
 def _full_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Pipeline, "lean", property(lambda self: False))
 
@@ -159,14 +180,7 @@ def test_the_lean_path_is_taken_only_where_nothing_else_needs_the_call(
 ) -> None:
     """Counted by the calls to `record_later`: a plain call takes it; a budget (a step), a stream,
     and a kept text do not."""
-    taken: list[str] = []
-    real = Pipeline.record_later
-
-    def spy(self: Pipeline, *args: Any) -> None:
-        taken.append(args[2])
-        real(self, *args)
-
-    monkeypatch.setattr(Pipeline, "record_later", spy)
+    taken = _lean_models(monkeypatch)
     client = _client(fake)
     client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
     assert taken == ["gpt-4o-mini"]
@@ -182,20 +196,15 @@ def test_the_lean_path_is_taken_only_where_nothing_else_needs_the_call(
 
 
 def test_pipeline_lean_only_without_steps_with_one_deferring_sink() -> None:
-    class Deferring:
-        def __call__(self, record: CallRecord) -> None: ...
-
-        def defer(self, ended: Any) -> None: ...
-
     class Step:
         def flow(self, call: Any) -> Any:
             yield
 
-    assert Pipeline(sinks=[Deferring()]).lean
-    assert not Pipeline(sinks=[Deferring(), Deferring()]).lean
+    assert Pipeline(sinks=[_Deferring()]).lean
+    assert not Pipeline(sinks=[_Deferring(), _Deferring()]).lean
     assert not Pipeline(sinks=[lambda record: None]).lean
-    assert not Pipeline(sinks=[Deferring()], content_chars=100).lean
-    assert not Pipeline({"budget": Step()}, sinks=[Deferring()]).lean  # type: ignore[dict-item]
+    assert not Pipeline(sinks=[_Deferring()], content_chars=100).lean
+    assert not Pipeline({"budget": Step()}, sinks=[_Deferring()]).lean  # type: ignore[dict-item]
     with pytest.raises(RuntimeError, match="lean pipeline"):
         Pipeline(sinks=[lambda record: None]).record_later(
             "openai",
@@ -286,14 +295,7 @@ def test_budgets_turned_off_leave_an_idle_step_that_the_lean_path_skips_until_a_
     reserved and settled on the budget again."""
     from costlens.config import get_pipeline
 
-    taken: list[str] = []
-    real = Pipeline.record_later
-
-    def spy(self: Pipeline, *args: Any) -> None:
-        taken.append(args[2])
-        real(self, *args)
-
-    monkeypatch.setattr(Pipeline, "record_later", spy)
+    taken = _lean_models(monkeypatch)
     engine = costlens.configure_budgets([], ledger="memory://")
     try:
         assert get_pipeline().step("budget") is not None and get_pipeline().lean
@@ -311,11 +313,6 @@ def test_budgets_turned_off_leave_an_idle_step_that_the_lean_path_skips_until_a_
 
 
 def test_a_step_that_cannot_say_it_is_idle_keeps_every_call_on_the_full_path() -> None:
-    class Deferring:
-        def __call__(self, record: CallRecord) -> None: ...
-
-        def defer(self, ended: Any) -> None: ...
-
     class Audit:
         def flow(self, call: Any) -> Any:
             yield
@@ -328,8 +325,8 @@ def test_a_step_that_cannot_say_it_is_idle_keeps_every_call_on_the_full_path() -
             return self.idle
 
     quiet = Quiet()
-    assert not Pipeline({"cap": Audit()}, sinks=[Deferring()]).lean  # type: ignore[dict-item]
-    pipeline = Pipeline({"cap": quiet}, sinks=[Deferring()])  # type: ignore[dict-item]
+    assert not Pipeline({"cap": Audit()}, sinks=[_Deferring()]).lean  # type: ignore[dict-item]
+    pipeline = Pipeline({"cap": quiet}, sinks=[_Deferring()])  # type: ignore[dict-item]
     assert pipeline.lean
     quiet.idle = False
     assert not pipeline.lean

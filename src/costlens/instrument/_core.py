@@ -346,7 +346,7 @@ class _PipelineSource:
 
 
 RequestFn = Callable[..., Any]
-#: `Adapter.lean_request` / `lean_response`, optional: see `_lean_start` and `_lean_end`.
+#: `Adapter.lean_request` / `lean_response`, optional: see `_LeanPath`.
 LeanRequest = Callable[[Any], "tuple[str, str, dict[str, Any]] | None"]
 LeanResponse = Callable[[Any, str], "tuple[str | None, str | None, Usage | tuple[int, ...]] | None"]
 
@@ -366,64 +366,95 @@ class _Lean:
         self.start_ns = time.perf_counter_ns()
 
 
-def _lean_start(
-    pipeline_of: Callable[[], Pipeline], lean_request: LeanRequest, options: Any, tags: dict[str, str]
-) -> _Lean | Pipeline | None:
-    """The call begun without a `Call` when the pipeline is `lean` and the adapter knows the
-    request (`Adapter.lean_request`); else the full path's pipeline (for `_start`: read once per
-    call), or None when reading it failed."""
-    try:
-        pipeline = pipeline_of()
-        if not pipeline.lean:
-            return pipeline
-        known = lean_request(options)
-        if known is None:
-            return pipeline
-        return _Lean(pipeline, *known, tags)
-    except Exception as exc:
-        internal_error("preparing to record an LLM call", exc)
-        return None
+class _LeanPath:
+    """A wrapped client's lean path (see `Pipeline.record_later`), made once per client and shared
+    by the sync and async wrappers: `start` before the call, then `done` or `failed`."""
 
+    __slots__ = ("adapter", "lean_request", "lean_response", "pipeline_of", "provider", "quick", "tags")
 
-def _lean_end(lean: _Lean, lean_response: LeanResponse, result: Any, provider: str) -> bool:
-    """Hand the facts of a call that ended well with its usage to the pipeline; False (nothing
-    done) when the response needs the full path (`_lean_full`)."""
-    try:
-        read = lean_response(result, provider)
-        if read is None:
-            return False
-        response_model, tier, usage = read
-        lean.pipeline.record_later(
-            provider,
-            lean.operation,
-            lean.model,
-            lean.started_ns,
-            time.perf_counter_ns() - lean.start_ns,
-            response_model,
-            usage,
-            tier or requested_tier(lean.body),
-            lean.tags,
-        )
-    except Exception as exc:
-        internal_error("recording an LLM call", exc)
-        return False
-    return True
+    def __init__(
+        self,
+        adapter: Adapter,
+        provider: str,
+        tags: dict[str, str],
+        pipeline_of: Callable[[], Pipeline],
+        quick: QuickRead | None,
+        lean_request: LeanRequest,
+        lean_response: LeanResponse,
+    ) -> None:
+        self.adapter, self.provider, self.tags, self.pipeline_of = adapter, provider, tags, pipeline_of
+        self.quick, self.lean_request, self.lean_response = quick, lean_request, lean_response
 
+    @classmethod
+    def of(
+        cls,
+        adapter: Adapter,
+        provider: str,
+        tags: dict[str, str],
+        pipeline_of: Callable[[], Pipeline],
+        quick: QuickRead | None,
+    ) -> _LeanPath | None:
+        """None for an adapter without both `lean_request` and `lean_response`."""
+        lean_request: LeanRequest | None = getattr(adapter, "lean_request", None)
+        lean_response: LeanResponse | None = getattr(adapter, "lean_response", None)
+        if lean_request is None or lean_response is None:
+            return None
+        return cls(adapter, provider, tags, pipeline_of, quick, lean_request, lean_response)
 
-def _lean_full(
-    lean: _Lean,
-    pipeline_of: Callable[[], Pipeline],
-    adapter: Adapter,
-    provider: str,
-    tags: dict[str, str],
-    options: Any,
-) -> Call | None:
-    """The `Call` a lean call becomes when its response needs the full path (no or malformed usage,
-    another response type) or it failed: begun as `_start` would have, at the call's start."""
-    call = _start(pipeline_of, adapter, provider, tags, options, False)
-    if call is not None:
-        call.started_at, call.start_ns = utc_of_ns(lean.started_ns), lean.start_ns
-    return call
+    def start(self, options: Any) -> _Lean | Pipeline | None:
+        """The call begun without a `Call` when the pipeline is `lean` and the adapter knows the
+        request; else the full path's pipeline (for `_start`: read once per call), or None when
+        reading it failed."""
+        try:
+            pipeline = self.pipeline_of()
+            if not pipeline.lean:
+                return pipeline
+            known = self.lean_request(options)
+            if known is None:
+                return pipeline
+            return _Lean(pipeline, *known, self.tags)
+        except Exception as exc:
+            internal_error("preparing to record an LLM call", exc)
+            return None
+
+    def done(self, lean: _Lean, options: Any, result: Any) -> None:
+        """Hand the facts of a call that ended well with its usage to the pipeline; a response that
+        needs more (no or malformed usage, another type) goes the full path (`_full`)."""
+        provider = self.provider
+        try:
+            read = self.lean_response(result, provider)
+            if read is not None:
+                response_model, tier, usage = read
+                lean.pipeline.record_later(
+                    provider,
+                    lean.operation,
+                    lean.model,
+                    lean.started_ns,
+                    time.perf_counter_ns() - lean.start_ns,
+                    response_model,
+                    usage,
+                    tier or requested_tier(lean.body),
+                    lean.tags,
+                )
+                return
+        except Exception as exc:
+            internal_error("recording an LLM call", exc)
+        call = self._full(lean, options)
+        if call is not None:
+            _complete_response(self.adapter, call, result, self.quick)
+
+    def failed(self, lean: _Lean, options: Any, error: BaseException) -> None:
+        """A lean call that raised: recorded by the full path, as any failed call."""
+        call = self._full(lean, options)
+        if call is not None:
+            call.finish(error)
+
+    def _full(self, lean: _Lean, options: Any) -> Call | None:
+        """The `Call` a lean call becomes: begun as `_start` would have, at the call's start."""
+        call = _start(self.pipeline_of, self.adapter, self.provider, self.tags, options, False)
+        if call is not None:
+            call.started_at, call.start_ns = utc_of_ns(lean.started_ns), lean.start_ns
+        return call
 
 
 def wrap_sync_request(
@@ -432,27 +463,19 @@ def wrap_sync_request(
     client_tags = dict(tags)
     pipeline_of = _PipelineSource(router)
     quick: QuickRead | None = getattr(adapter, "complete_response", None)
-    lean_request: LeanRequest | None = getattr(adapter, "lean_request", None)
-    lean_response: LeanResponse | None = getattr(adapter, "lean_response", None)
-    if lean_response is None:
-        lean_request = None
+    lean_path = _LeanPath.of(adapter, provider, client_tags, pipeline_of, quick)
 
     def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
         pipeline: Pipeline | None = None  # (read once per call)
-        if lean_request is not None and not stream:
-            lean = _lean_start(pipeline_of, lean_request, options, client_tags)
+        if lean_path is not None and not stream:
+            lean = lean_path.start(options)
             if isinstance(lean, _Lean):
                 try:
                     result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
                 except BaseException as exc:
-                    failed = _lean_full(lean, pipeline_of, adapter, provider, client_tags, options)
-                    if failed is not None:
-                        failed.finish(exc)
+                    lean_path.failed(lean, options, exc)
                     raise
-                if not _lean_end(lean, lean_response, result, provider):  # type: ignore[arg-type]
-                    full = _lean_full(lean, pipeline_of, adapter, provider, client_tags, options)
-                    if full is not None:
-                        _complete_response(adapter, full, result, quick)
+                lean_path.done(lean, options, result)
                 return result
             pipeline = lean
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
@@ -485,27 +508,19 @@ def wrap_async_request(
     client_tags = dict(tags)
     pipeline_of = _PipelineSource(router)
     quick: QuickRead | None = getattr(adapter, "complete_response", None)
-    lean_request: LeanRequest | None = getattr(adapter, "lean_request", None)
-    lean_response: LeanResponse | None = getattr(adapter, "lean_response", None)
-    if lean_response is None:
-        lean_request = None
+    lean_path = _LeanPath.of(adapter, provider, client_tags, pipeline_of, quick)
 
     async def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
         pipeline: Pipeline | None = None  # (read once per call)
-        if lean_request is not None and not stream:  # (as in `wrap_sync_request`)
-            lean = _lean_start(pipeline_of, lean_request, options, client_tags)
+        if lean_path is not None and not stream:  # (as in `wrap_sync_request`)
+            lean = lean_path.start(options)
             if isinstance(lean, _Lean):
                 try:
                     result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
                 except BaseException as exc:
-                    failed = _lean_full(lean, pipeline_of, adapter, provider, client_tags, options)
-                    if failed is not None:
-                        failed.finish(exc)
+                    lean_path.failed(lean, options, exc)
                     raise
-                if not _lean_end(lean, lean_response, result, provider):  # type: ignore[arg-type]
-                    full = _lean_full(lean, pipeline_of, adapter, provider, client_tags, options)
-                    if full is not None:
-                        _complete_response(adapter, full, result, quick)
+                lean_path.done(lean, options, result)
                 return result
             pipeline = lean
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
