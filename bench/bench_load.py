@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import math
 import os
 import statistics
@@ -260,6 +261,26 @@ def _paired_loads(
         ):
             pass
 
+    def floor(tracked: bool) -> None:
+        """`tracked`: costlens' stream; else the least an exact tracker pays (`usage_hidden`)."""
+        if tracked:
+            return streamed(True, ask_usage=False)
+        for _chunk in usage_hidden(
+            clients[False].chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body=ASK_USAGE
+            )
+        ):
+            pass
+
+    def wire(hide: bool) -> None:
+        """`hide`: a raw stream asking for its usage and hiding it (`usage_hidden`); else a raw one."""
+        options: dict[str, Any] = {"extra_body": ASK_USAGE} if hide else {}
+        stream = clients[False].chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, **options
+        )
+        for _chunk in usage_hidden(stream) if hide else stream:
+            pass
+
     def in_async(tracked: bool) -> Any:
         return async_clients[tracked].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
@@ -271,7 +292,52 @@ def _paired_loads(
         "sequential stream, raw asks for usage": paired.sequential(
             lambda tracked: streamed(tracked, ask_usage=not tracked)
         ),
+        # What costlens itself adds to a stream, over the least any exact tracker pays...
+        "sequential stream, raw asks for usage and hides it": paired.sequential(floor),
+        # ... and that least, with no costlens at all: asking for the usage event costs the SDK's
+        # HTTP stack one more event (the "tracked" side here is that raw stream, not costlens).
+        "sequential stream: the usage event alone, no costlens": paired.sequential(wire),
     }
+
+
+#: What costlens adds to a stream's body, sent untransformed (as costlens sends it).
+ASK_USAGE: dict[str, Any] = {"stream_options": {"include_usage": True}}
+
+
+class _UsageHidden:
+    """An SSE decoder reading bytes that `_without_usage` filtered."""
+
+    def __init__(self, decoder: Any) -> None:
+        self._decoder = decoder
+
+    def iter_bytes(self, chunks: Any) -> Any:
+        return self._decoder.iter_bytes(_without_usage(chunks))
+
+
+def usage_hidden(stream: Any) -> Any:
+    """`stream` (not yet read) read as the least an exact tracker that asked for the usage must:
+    its usage event parsed and dropped, the `"usage":null` of every other chunk cut, at the
+    byte level, before the SDK parses anything. A baseline for the fake provider's layout only."""
+    stream._decoder = _UsageHidden(stream._decoder)
+    return stream
+
+
+def _without_usage(chunks: Any) -> Any:
+    carry, blank_follows = b"", False
+    for chunk in chunks:
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n") + 1  # whole lines only: a pattern never spans two reads
+        data, carry = data[:cut].replace(b',"usage":null}', b"}"), data[cut:]
+        if blank_follows and data:  # the blank line that ended the dropped event
+            data, blank_follows = data.removeprefix(b"\n"), False
+        at = data.find(b'"usage":{')
+        if at >= 0:
+            start, end = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at) + 1
+            json.loads(data[start + len(b"data: ") : end])  # the usage the tracker asked for
+            data, blank_follows = data[:start] + data[end:].removeprefix(b"\n"), end == len(data)
+        yield data
+    if carry:
+        yield carry
 
 
 def close_budgets() -> None:

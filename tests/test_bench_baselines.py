@@ -271,3 +271,45 @@ def test_paired_collections_on_costlens_threads_are_shown_apart_not_added(
     assert pooled.collector_us == pytest.approx(run.collector_ns / 1000 / 80)
     assert pooled.share == pytest.approx(pooled.added_us / 500.0)
     del heap
+
+
+def _dumped(chunks: Any) -> list[dict[str, Any]]:
+    return [chunk.model_dump(exclude_unset=True) for chunk in chunks]
+
+
+def test_the_stream_floor_sees_the_raw_chunks_and_drops_only_the_usage_event(fake: Any) -> None:
+    """`usage_hidden` (the least an exact tracker pays) asks for the usage, parses it, and leaves
+    the caller the chunks of a stream that did not ask: same fields set, no usage chunk."""
+    import openai
+
+    bench = _bench_module("bench_load")
+    client = openai.OpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0)
+
+    def create(**options: Any) -> Any:
+        return client.chat.completions.create(
+            model="gpt-4o-mini", messages=bench.MESSAGES, stream=True, **options
+        )
+
+    asked = _dumped(create(extra_body=bench.ASK_USAGE))
+    assert asked[-1]["choices"] == [] and asked[-1]["usage"]["completion_tokens"] > 0  # (what it hides)
+    plain, hidden = _dumped(create()), _dumped(bench.usage_hidden(create(extra_body=bench.ASK_USAGE)))
+    strip = ("id", "created", "system_fingerprint")
+    assert [{k: v for k, v in c.items() if k not in strip} for c in hidden] == [
+        {k: v for k, v in c.items() if k not in strip} for c in plain
+    ]
+    assert all("usage" not in chunk for chunk in hidden)
+
+
+def test_the_stream_floor_filter_keeps_lines_whole_across_reads() -> None:
+    """A read that ends mid-line is carried over: the cut and the drop see whole lines."""
+    bench = _bench_module("bench_load")
+    events = (
+        b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
+        b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    for size in (1, 7, 13, len(events)):
+        reads = [events[i : i + size] for i in range(0, len(events), size)]
+        assert b"".join(bench._without_usage(iter(reads))) == (
+            b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
+        )

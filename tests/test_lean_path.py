@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import costlens
 from costlens.instrument.openai import OpenAIAdapter
 from costlens.pipeline import Pipeline
-from costlens.testing import FakeProvider, Fault
+from costlens.testing import FakeProvider, FakeUsage, Fault
 from costlens.usage import CallRecord
 from tests.conftest import Recorded
 
@@ -131,9 +131,9 @@ def _lean_models(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     taken: list[str] = []
     real = Pipeline.record_later
 
-    def spy(self: Pipeline, *args: Any) -> None:
+    def spy(self: Pipeline, *args: Any, **stream_facts: Any) -> None:
         taken.append(args[2])
-        real(self, *args)
+        real(self, *args, **stream_facts)
 
     monkeypatch.setattr(Pipeline, "record_later", spy)
     return taken
@@ -178,21 +178,26 @@ def test_the_lean_path_records_what_the_full_path_records(
 def test_the_lean_path_is_taken_only_where_nothing_else_needs_the_call(
     fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Counted by the calls to `record_later`: a plain call takes it; a budget (a step), a stream,
-    and a kept text do not."""
+    """Counted by the calls to `record_later`: a plain call and a chat stream take it; a budget (a
+    step), a Responses stream (read chunk by chunk) and a kept text do not."""
     taken = _lean_models(monkeypatch)
     client = _client(fake)
     client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
     assert taken == ["gpt-4o-mini"]
-    for _chunk in client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True):
+    for _chunk in client.chat.completions.create(model="gpt-4o", messages=MSG, stream=True):
+        pass
+    assert taken == ["gpt-4o-mini", "gpt-4o"]
+    for _event in client.responses.create(model="gpt-4.1", input="hi", stream=True):
         pass
     costlens.configure_budgets([costlens.Budget("all", limit_usd="100", window="day")], ledger="memory://")
     try:
         client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        for _chunk in client.chat.completions.create(model="gpt-4o", messages=MSG, stream=True):
+            pass
     finally:
         costlens.configure_budgets([])
-    assert taken == ["gpt-4o-mini"]
-    assert len(recorded.all()) == 3
+    assert taken == ["gpt-4o-mini", "gpt-4o"]
+    assert len(recorded.all()) == 5
 
 
 def test_pipeline_lean_only_without_steps_with_one_deferring_sink() -> None:
@@ -391,3 +396,119 @@ def test_chat_counts_are_chat_usage_or_send_it_to_the_full_path(
     else:  # only where a count is not an exact int, or no prompt count (read as 0 by the full path)
         values = (prompt, completion, cached, cache_write, audio_in, reasoning, audio_out)
         assert prompt is None or any(v is not None and type(v) is not int for v in values)
+
+
+# -- streams ------------------------------------------------------------------------------------
+
+# (what the fake provider does, what the caller adds to the request, chunks read before closing:
+# None reads all)
+STREAM_CASES: dict[str, tuple[dict[str, Any], dict[str, Any], int | None]] = {
+    "usage asked by costlens": ({}, {}, None),
+    "usage asked by the caller": ({}, {"stream_options": {"include_usage": True}}, None),
+    "tier asked": ({}, {"service_tier": "flex"}, None),
+    "closed early (counted)": ({}, {}, 3),
+    "server sends no usage (counted)": ({"fault": Fault.usage_missing()}, {}, None),
+    "usage without output (counted)": ({"fault": Fault.usage_no_output()}, {}, None),
+    "negative usage (counted, warned)": ({"fault": Fault.usage_negative()}, {}, None),
+    "cut midway (error)": ({"fault": Fault.cut_stream(3)}, {}, None),
+    "a torn event (error)": ({"fault": Fault.malformed_json()}, {}, None),
+    "refused (error)": ({"fault": Fault.http(500)}, {}, None),
+    "an unknown model (unpriced)": ({}, {"model": "no-such-model-xyz"}, None),
+}
+
+
+def _read_stream(client: openai.OpenAI, extra: dict[str, Any], upto: int | None) -> str:
+    """Read a chat stream as a caller would; the name of the error it raised, or "ok"."""
+    options = {"model": "gpt-4o-mini", **extra}
+    try:
+        stream = client.chat.completions.create(messages=MSG, stream=True, **options)
+        if upto is None:
+            for _chunk in stream:
+                pass
+        else:
+            for _ in range(upto):
+                next(stream)
+            stream.close()
+    except Exception as exc:  # (an API error, or the SDK's own on a torn event: `JSONDecodeError`)
+        return type(exc).__name__
+    return "ok"
+
+
+@pytest.mark.parametrize("case", list(STREAM_CASES))
+def test_a_lean_stream_records_what_the_full_path_records(
+    case: str, fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chat streams on a lean pipeline are tracked without a `Call` while they go well, and become
+    one when they do not: either way, the record is the full path's."""
+    behaviour, extra, upto = STREAM_CASES[case]
+    client = _client(fake)
+    taken = _lean_models(monkeypatch)
+    records, outcomes = [], []
+    for lean in (True, False):
+        if not lean:
+            _full_path(monkeypatch)
+        fake.enqueue(**behaviour)
+        with costlens.tags(user="u1"):
+            outcomes.append(_read_stream(client, extra, upto))
+        records.append(_the_new_one(recorded, records))
+    lean_record, full_record = records
+    assert outcomes[0] == outcomes[1]
+    assert {**_comparable(lean_record), "ttft_ms": None} == {**_comparable(full_record), "ttft_ms": None}
+    assert lean_record.tags == {"feature": "lean", "user": "u1"} and lean_record.stream
+    goes_well = case in ("usage asked by costlens", "usage asked by the caller", "tier asked")
+    assert (len(taken) == 1) == (goes_well or case == "an unknown model (unpriced)")
+    if outcomes[0] == "ok" and upto is None:
+        assert lean_record.ttft_ms is not None and 0 < lean_record.ttft_ms <= lean_record.latency_ms
+
+
+def test_a_lean_stream_hides_the_usage_chunk_and_sees_the_sdks_chunks(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    raw = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-test", max_retries=0)
+    seen = [
+        [
+            c.model_dump(exclude_unset=True, exclude={"id", "created", "system_fingerprint"})
+            for c in client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+        ]
+        for client in (raw, _client(fake))
+    ]
+    assert seen[0] == seen[1] and all("usage" not in chunk for chunk in seen[1])
+    assert recorded.one().output_tokens > 0 and not recorded.one().estimated
+
+
+@pytest.mark.parametrize("text_completion", [False, True], ids=["chat", "completions"])
+def test_a_lean_async_stream_is_recorded_once_with_its_usage(
+    fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch, text_completion: bool
+) -> None:
+    taken = _lean_models(monkeypatch)
+    fake.default_usage = FakeUsage(input_tokens=30, output_tokens=6)
+
+    async def main() -> int:
+        client = costlens.track(
+            openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="sk-test", max_retries=0),
+            provider="openai",
+        )
+        async with client:
+            if text_completion:
+                stream: Any = await client.completions.create(
+                    model="gpt-3.5-turbo-instruct", prompt="hi", stream=True
+                )
+            else:
+                stream = await client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+            return len([chunk async for chunk in stream])
+
+    assert asyncio.run(main()) > 0
+    record = recorded.one()
+    assert (record.input_tokens, record.output_tokens, record.stream) == (30, 6, True)
+    assert len(taken) == 1 and record.ttft_ms is not None
+
+
+def test_a_lean_stream_never_read_is_recorded_when_collected(fake: FakeProvider, recorded: Recorded) -> None:
+    """Dropped unread: no usage came, so it becomes a `Call` and is recorded, counted."""
+    import gc
+
+    stream = _client(fake).chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    del stream
+    gc.collect()
+    record = recorded.one()
+    assert record.estimated and record.stream and record.input_tokens > 0

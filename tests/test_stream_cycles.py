@@ -247,3 +247,26 @@ def test_a_routed_call_leaves_no_reference_cycle(fake: FakeProvider, recorded: R
     tracked = _garbage_of_calls(_Calls(client, "openai", False, False, "costlens/auto"))
     assert not tracked, Counter(type(o).__qualname__ for o in tracked).most_common(10)
     assert {r.route["policy"] for r in recorded.all() if r.route} == {"router:cheapest"}
+
+
+def test_a_stream_closed_half_read_leaves_no_more_garbage_than_a_raw_one(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    """Closed before its usage came, a lean stream becomes a `Call` to be recorded (counted): its
+    stand-in for the call and the events it kept must not stay in a cycle of their own."""
+
+    def half_read(client: Any) -> Callable[[], None]:
+        def calls() -> None:
+            for _ in range(3):
+                stream = _open(client, "openai")
+                next(iter(stream))
+                stream.close()
+
+        return calls
+
+    with _openai(fake, False) as raw, costlens.track(_openai(fake, False)) as tracked:
+        raw_garbage = _garbage_of(half_read(raw))
+        tracked_garbage = _garbage_of(half_read(tracked))
+    kinds = sorted({type(o).__name__ for o in tracked_garbage} - {type(o).__name__ for o in raw_garbage})
+    assert len(tracked_garbage) <= len(raw_garbage), kinds
+    assert len(recorded.all()) == 6 and all(r.estimated for r in recorded.all())

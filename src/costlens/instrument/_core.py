@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from costlens._errors import internal_error
 from costlens.context import read_router, read_tags
-from costlens.pipeline import Call, Pipeline, Request
+from costlens.instrument._lean_stream import LeanStream
+from costlens.pipeline import Call, Pipeline, Request, StreamCall
 from costlens.pipeline._call import utc_of_ns
 from costlens.pipeline._request import requested_tier
 from costlens.usage import Usage
@@ -147,7 +148,7 @@ def _observer(adapter: Adapter, call: Call) -> Callable[[Any], bool]:
 # the call). The reference's callback finishes the call when the stream is collected. It is kept here,
 # outside the stream's own reference cycle, so the collector runs that callback (as `weakref.finalize`
 # does, at a fraction of its cost); the entry leaves when the stream is collected.
-_open_streams: dict[int, tuple[weakref.ref[Any], Call]] = {}
+_open_streams: dict[int, tuple[weakref.ref[Any], StreamCall]] = {}
 
 
 def _stream_collected(ref: weakref.ref[Any]) -> None:
@@ -178,12 +179,12 @@ def _finish_open_streams() -> None:
 atexit.register(_finish_open_streams)
 
 
-def _watch_lifetime(call: Call, stream: Any) -> None:
+def _watch_lifetime(call: StreamCall, stream: Any) -> None:
     ref = weakref.ref(stream, _stream_collected)
     _open_streams[id(ref)] = (ref, call)
 
 
-def _stream_observer(adapter: Adapter, call: Call, stream: Any, is_async: bool) -> Observe | None:
+def _stream_observer(adapter: Adapter, call: StreamCall, stream: Any, is_async: bool) -> Observe | None:
     """What each event of this stream goes through: the adapter's `observe`, or what its optional
     `prepare_stream` (which may read the stream at a lower level) returns instead (None: nothing)."""
     prepare = getattr(adapter, "prepare_stream", None)
@@ -197,8 +198,12 @@ def _stream_observer(adapter: Adapter, call: Call, stream: Any, is_async: bool) 
     return observe
 
 
+#: An observer as `_watched_sync` / `_watched_async` call it: with a `Call` (see `_hook_sync_stream`).
+_Observing = Callable[[Any, Any], bool]
+
+
 def _watched_sync(
-    call: Call, inner: Iterator[Any], observe: Observe | None, stream: Any, close: Callable[[], None]
+    call: StreamCall, inner: Iterator[Any], observe: _Observing | None, stream: Any, close: Callable[[], None]
 ) -> Iterator[Any]:
     try:
         if observe is None:
@@ -226,7 +231,11 @@ def _watched_sync(
 
 
 async def _watched_async(
-    call: Call, inner: AsyncIterator[Any], observe: Observe | None, stream: Any, close: Callable[[], Any]
+    call: StreamCall,
+    inner: AsyncIterator[Any],
+    observe: _Observing | None,
+    stream: Any,
+    close: Callable[[], Any],
 ) -> AsyncIterator[Any]:
     try:
         async for event in inner:
@@ -264,8 +273,10 @@ def _unhook(stream: Any, close: Callable[[], Any]) -> None:
         del attrs["close"]
 
 
-def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
+def _hook_sync_stream(adapter: Adapter, call: StreamCall, stream: Any) -> Any:
     observe = _stream_observer(adapter, call, stream, False)
+    if observe is not None and isinstance(call, LeanStream):
+        call = call.as_call()  # (a reader of the SDK's chunks fills a `Call`)
     original_close = stream.close
 
     def close() -> None:
@@ -280,8 +291,10 @@ def _hook_sync_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
     return stream
 
 
-def _hook_async_stream(adapter: Adapter, call: Call, stream: Any) -> Any:
+def _hook_async_stream(adapter: Adapter, call: StreamCall, stream: Any) -> Any:
     observe = _stream_observer(adapter, call, stream, True)
+    if observe is not None and isinstance(call, LeanStream):
+        call = call.as_call()  # (as in `_hook_sync_stream`)
     original_close = stream.close
 
     async def close() -> None:
@@ -370,7 +383,9 @@ class _LeanPath:
     """A wrapped client's lean path (see `Pipeline.record_later`), made once per client and shared
     by the sync and async wrappers: `start` before the call, then `done` or `failed`."""
 
-    __slots__ = ("adapter", "lean_request", "lean_response", "pipeline_of", "provider", "quick", "tags")
+    __slots__ = (
+        "adapter", "lean_request", "lean_response", "pipeline_of", "provider", "quick", "streams", "tags"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -384,6 +399,8 @@ class _LeanPath:
     ) -> None:
         self.adapter, self.provider, self.tags, self.pipeline_of = adapter, provider, tags, pipeline_of
         self.quick, self.lean_request, self.lean_response = quick, lean_request, lean_response
+        # the operations whose streams the adapter reads below the SDK's chunks (`prepare_stream`)
+        self.streams: frozenset[str] = getattr(adapter, "lean_streams", frozenset())
 
     @classmethod
     def of(
@@ -416,6 +433,37 @@ class _LeanPath:
         except Exception as exc:
             internal_error("preparing to record an LLM call", exc)
             return None
+
+    def start_stream(self, options: Any) -> LeanStream | Pipeline | None:
+        """As `start`, for a stream: begun without a `Call` when the pipeline is `lean` and the
+        adapter reads this kind of stream itself (`LeanStream`); its body asks for the usage."""
+        try:
+            pipeline = self.pipeline_of()
+            if not pipeline.lean or not self.streams:
+                return pipeline
+            adapter = self.adapter
+            request = adapter.parse_request(options, stream=True, provider=self.provider, tags=self.tags)
+            if request is None or request.operation not in self.streams:
+                return pipeline  # (`_start` reads it again: rare requests only)
+            context = read_tags()
+            lean = LeanStream(pipeline, request, {**self.tags, **context} if context else dict(self.tags))
+        except Exception as exc:
+            internal_error("preparing to record an LLM call", exc)
+            return None
+        if request.body is not getattr(options, "json_data", None):
+            try:
+                adapter.write_back(request, options)
+            except Exception as exc:
+                internal_error("changing the request", exc)
+        return lean
+
+    def streamed(self, lean: LeanStream, result: Any, hook: Callable[[Adapter, StreamCall, Any], Any]) -> Any:
+        """What a lean stream's call returned, hooked (`hook`: `_hook_sync_stream` or
+        `_hook_async_stream`); an answer that is not a stream is read and recorded by the full path."""
+        if _is_stream(result):
+            return hook(self.adapter, lean, result)
+        _complete_response(self.adapter, lean.as_call(), result, self.quick)
+        return result
 
     def done(self, lean: _Lean, options: Any, result: Any) -> None:
         """Hand the facts of a call that ended well with its usage to the pipeline; a response that
@@ -467,8 +515,8 @@ def wrap_sync_request(
 
     def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
         pipeline: Pipeline | None = None  # (read once per call)
-        if lean_path is not None and not stream:
-            lean = lean_path.start(options)
+        if lean_path is not None:
+            lean = lean_path.start_stream(options) if stream else lean_path.start(options)
             if isinstance(lean, _Lean):
                 try:
                     result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
@@ -477,6 +525,13 @@ def wrap_sync_request(
                     raise
                 lean_path.done(lean, options, result)
                 return result
+            if isinstance(lean, LeanStream):
+                try:
+                    result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
+                except BaseException as exc:
+                    lean.finish(exc)
+                    raise
+                return lean_path.streamed(lean, result, _hook_sync_stream)
             pipeline = lean
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
         if call is None:
@@ -512,8 +567,8 @@ def wrap_async_request(
 
     async def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
         pipeline: Pipeline | None = None  # (read once per call)
-        if lean_path is not None and not stream:  # (as in `wrap_sync_request`)
-            lean = lean_path.start(options)
+        if lean_path is not None:  # (as in `wrap_sync_request`)
+            lean = lean_path.start_stream(options) if stream else lean_path.start(options)
             if isinstance(lean, _Lean):
                 try:
                     result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
@@ -522,6 +577,13 @@ def wrap_async_request(
                     raise
                 lean_path.done(lean, options, result)
                 return result
+            if isinstance(lean, LeanStream):
+                try:
+                    result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
+                except BaseException as exc:
+                    lean.finish(exc)
+                    raise
+                return lean_path.streamed(lean, result, _hook_async_stream)
             pipeline = lean
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
         if call is None:

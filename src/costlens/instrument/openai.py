@@ -20,7 +20,7 @@ from costlens.instrument._conventions import UsageConvention, convention_for
 from costlens.instrument._sdk import get as _get
 from costlens.instrument._sdk import sent_body, unwrap, write_back
 from costlens.instrument._sdk import to_int as _int
-from costlens.pipeline import Call, OutputMissing, Request
+from costlens.pipeline import Call, OutputMissing, Request, StreamCall
 from costlens.usage import Usage, usage_of_ints
 
 __all__ = ["OpenAIAdapter", "provider_from_base_url"]
@@ -335,7 +335,7 @@ def _usage_follows(data: str) -> bool:
     return rest.startswith(":") and rest[1:].lstrip().startswith("{")
 
 
-def _read_usage_event(call: Call, data: str) -> bool:
+def _read_usage_event(call: StreamCall, data: str) -> bool:
     """Take the usage (and facts) of a chunk whose `"usage"` is an object (`_usage_follows`); True
     when it is a usage-only chunk (no choices): the one costlens asked for, which the caller does
     not see."""
@@ -351,12 +351,12 @@ def _read_usage_event(call: Call, data: str) -> bool:
     return not chunk.get("choices")
 
 
-def _chunk_facts(call: Call, chunk: dict[str, Any]) -> None:
+def _chunk_facts(call: StreamCall, chunk: dict[str, Any]) -> None:
     if call.response_model is None:
-        call.apply_facts({"response_model": chunk.get("model"), "service_tier": chunk.get("service_tier")})
+        call.set_facts(chunk.get("model"), chunk.get("service_tier"))
 
 
-def _texts_of_events(call: Call, events: list[str]) -> list[str]:
+def _texts_of_events(call: StreamCall, events: list[str]) -> list[str]:
     """The answer's text from a chat (or text completion) stream's raw events: parsed only when it
     is needed (usage missing, content kept, a verifier)."""
     texts: list[str] = []
@@ -385,7 +385,7 @@ _CUT_LAST = -len(_NULL_USAGE_LAST)
 _NULL_USAGE = re.compile(r'\s*,\s*"usage"\s*:\s*null\b|"usage"\s*:\s*null\s*,?\s*')
 
 
-def _screen(call: Call, sse: Any, hide: bool) -> str | None:
+def _screen(call: StreamCall, sse: Any, hide: bool) -> str | None:
     """One server-sent event of a chat stream, before the SDK parses it: its data as the SDK will
     read it, or None to drop it. Most events cost a substring search; only the usage chunk is parsed.
 
@@ -427,8 +427,13 @@ def _unwrap(stream: Any) -> None:
 
 class OpenAIAdapter:
     name = "openai"
+    #: The streams `prepare_stream` reads below the SDK's chunks: on a lean pipeline they need no
+    #: `Call` (`costlens.instrument._lean_stream`).
+    lean_streams = frozenset({"chat", "text_completion"})
 
-    def prepare_stream(self, call: Call, stream: Any, is_async: bool) -> Callable[[Call, Any], bool] | None:
+    def prepare_stream(
+        self, call: StreamCall, stream: Any, is_async: bool
+    ) -> Callable[[Call, Any], bool] | None:
         """Before the caller iterates a chat or text completion stream: read it at the level of its
         server-sent events, where each event costs a substring search and nothing is parsed twice.
         The usage chunk (the only one with `"usage": {`) is parsed here; the usage-only chunk

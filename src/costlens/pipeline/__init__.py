@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from costlens.pipeline._call import Call, OutputMissing
+from costlens.pipeline._call import Call, OutputMissing, StreamCall
 from costlens.pipeline._pipeline import Pipeline, Sink
 from costlens.pipeline._request import Request
 from costlens.pipeline._step import SLOTS, Step
@@ -33,6 +33,7 @@ __all__ = [
     "Request",
     "Sink",
     "Step",
+    "StreamCall",
     "count_input",
     "estimate",
 ]

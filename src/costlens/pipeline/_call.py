@@ -18,7 +18,17 @@ from costlens.pipeline._price import Priced
 from costlens.pipeline._request import Request, requested_tier
 from costlens.usage import CallRecord, Usage, _new_id, _slots_twin
 
-__all__ = ["UNPRICED", "Call", "Ended", "OutputMissing", "priced_with", "record_of_ended", "utc_of_ns"]
+__all__ = [
+    "UNPRICED",
+    "Call",
+    "Ended",
+    "OutputMissing",
+    "StreamCall",
+    "priced_with",
+    "record_of_ended",
+    "usage_refused",
+    "utc_of_ns",
+]
 
 #: A call that ended well, as facts (`Call.ended`): (builder, provider, operation, request model,
 #: started at, latency ns, time to first event ns or None, response model, usage, stream, service
@@ -44,6 +54,32 @@ class Finisher(Protocol):
     """What a call needs of the pipeline that started it (`Pipeline` is one)."""
 
     def finish(self, call: Call, error: BaseException | None = None) -> None: ...
+
+
+class StreamCall(Protocol):
+    """What a stream reader that reads below the SDK's chunks (an adapter's `prepare_stream`) needs
+    of the call it fills: a `Call`, or a lean stream's stand-in for one (`costlens.instrument`)."""
+
+    request: Request
+    first_event_ns: int | None
+    response_model: str | None
+    text_later: Callable[[], list[str]] | None
+    finished: bool
+
+    def event_seen(self) -> None: ...
+
+    def set_facts(self, response_model: object, service_tier: object) -> None: ...
+
+    def set_usage(self, build: Callable[..., Usage | None], *args: Any) -> None: ...
+
+    def finish(self, error: BaseException | None = None) -> None: ...
+
+
+def usage_refused(provider: str, model: str, exc: Exception) -> None:
+    """Say that a provider's usage was malformed (the call's tokens are counted instead)."""
+    log.warning(
+        "costlens: %s returned invalid usage for %s (%s); counting tokens instead", provider, model, exc
+    )
 
 
 class Call:
@@ -310,12 +346,7 @@ class Call:
             self.output_missing = True
         except (ValueError, TypeError, AttributeError) as exc:
             self.usage_invalid = True
-            log.warning(
-                "costlens: %s returned invalid usage for %s (%s); counting tokens instead",
-                self.record.provider,
-                self.request.model,
-                exc,
-            )
+            usage_refused(self.record.provider, self.request.model, exc)
 
     def apply_facts(self, facts: Mapping[str, Any]) -> None:
         """The response's facts: `response_model` and `service_tier` (absent or empty: unchanged)."""

@@ -135,6 +135,9 @@ class Pipeline:
         usage: Usage | tuple[int, ...],
         service_tier: str | None,
         tags: dict[str, str],
+        *,
+        ttft_ns: int | None = None,
+        stream: bool = False,
     ) -> None:
         """What `finish` does for a call that ended well with its usage, on a `lean` pipeline: its
         facts, as `Call.ended` gives them, go to the deferring sink. Every tracked call of a process
@@ -142,14 +145,15 @@ class Pipeline:
         bytecodes in all) are then left out (a test checks the records are the same). `usage` may
         be the counts `usage_of_ints` takes, checked already, and the start is `time.time_ns()`:
         the record's builder makes the `Usage` and the `datetime` (on the recorder's writer
-        thread, a batch at a time)."""
+        thread, a batch at a time). A stream gives its time to its first event (`ttft_ns`, from
+        its start) too."""
         defer = self._lean
         if defer is None:
             raise RuntimeError("record_later() needs a lean pipeline (see Pipeline.lean)")
         try:
             defer(
-                (self._late, provider, operation, model, started_ns, latency_ns, None, response_model, usage,
-                 False, service_tier, tags, None, model, None)
+                (self._late, provider, operation, model, started_ns, latency_ns, ttft_ns, response_model,
+                 usage, stream, service_tier, tags, None, model, None)
             )  # fmt: skip
         except Exception as exc:
             internal_error("recording an LLM call", exc)
