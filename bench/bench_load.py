@@ -29,6 +29,9 @@ Then the same loads and set-ups paired call by call (`--pairs`, in `--passes` ro
 `bench/paired.py` says how): intervals of a few µs where the rounds' are ±150 µs wide on a small
 VM, for the direct cost (what the rounds add on top is tracking's indirect share). The goals are
 judged on that table. Raw and tracked clients share one HTTP connection pool (see `_clients`).
+Two more stream rows there split a tracked stream's cost: the least any exact tracker pays
+(`usage_hidden`: a raw stream that asks for its usage event and hides it at the byte level) against
+a raw stream that asks for none, and costlens against that least.
 
 The last section tracks `--rss-calls` calls with 16 threads and prints the resident set size
 every tenth of the way: it must stay flat after warm-up.

@@ -38,7 +38,10 @@ class Adapter(Protocol):
     """Provider specifics. One module per provider implements this and registers itself.
 
     Optional methods, looked up once per tracked client: `prepare_stream(call, stream, is_async)`
-    (see `_stream_observer`) and `complete_response(call, result) -> bool` (`QuickRead`).
+    (see `_stream_observer`), `complete_response(call, result) -> bool` (`QuickRead`), and
+    `lean_request` / `lean_response` (see `_LeanPath`); and an optional attribute, `lean_streams`:
+    the operations whose streams `prepare_stream` reads itself, which a lean pipeline then tracks
+    without a `Call` (`_LeanPath.start_stream`).
     """
 
     name: str

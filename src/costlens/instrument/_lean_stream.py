@@ -48,7 +48,7 @@ class LeanStream:
         self.start_ns = time.perf_counter_ns()
         self.first_event_ns: int | None = None
         self.response_model: str | None = None
-        self.service_tier: str | None = None  # (as answered; else the one asked for: `_tier`)
+        self.service_tier: str | None = None  # (as answered; the one asked for is read at the end)
         self.usage: Usage | None = None
         self.output_missing = self.usage_invalid = self.finished = False
         self.text_later: Callable[[], list[str]] | None = None
