@@ -4,7 +4,8 @@ Each SDK client funnels every HTTP call through one method, `client.request(cast
 stream=, stream_cls=)` (true of both the `openai` and the `anthropic` SDKs). We replace that
 method *on the instance* (never the class), so tracking is per client, idempotent and reversible.
 Provider specifics (URLs, usage JSON, stream events) live in one adapter module per provider; the
-call itself (steps, usage, price, record) is `costlens.pipeline`'s.
+call itself (steps, usage, price, record) is `costlens.pipeline`'s. What an adapter is, and the
+full path's steps, are in `_adapter`; the lean path (no `Call` where nothing needs one) in `_lean`.
 """
 
 from __future__ import annotations
@@ -15,131 +16,23 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any
 
 from costlens._errors import internal_error
-from costlens.context import read_router, read_tags
-from costlens.instrument._lean_stream import LeanStream
-from costlens.pipeline import Call, Pipeline, Request, StreamCall
-from costlens.pipeline._call import utc_of_ns
-from costlens.pipeline._request import requested_tier
-from costlens.usage import Usage
+from costlens.context import read_router
+from costlens.instrument._adapter import (
+    Adapter,
+    Observe,
+    QuickRead,
+    _complete_response,
+    _is_stream,
+    _next_attempt,
+    _start,
+)
+from costlens.instrument._lean import LeanStream, _Lean, _LeanPath
+from costlens.pipeline import Pipeline, StreamCall
 
 __all__ = ["Adapter", "Observe", "wrap_async_request", "wrap_sync_request"]
-
-#: Takes what matters from one stream event; True hides the event from the caller.
-Observe = Callable[[Call, Any], bool]
-#: An adapter's optional `complete_response(call, result)`: facts and usage of the responses it
-#: knows best, read at once (True), instead of `facts_of` then `usage_of` (False: not one of them).
-QuickRead = Callable[[Call, Any], bool]
-
-
-class Adapter(Protocol):
-    """Provider specifics. One module per provider implements this and registers itself.
-
-    Optional methods, looked up once per tracked client: `prepare_stream(call, stream, is_async)`
-    (see `_stream_observer`), `complete_response(call, result) -> bool` (`QuickRead`), and
-    `lean_request` / `lean_response` (see `_LeanPath`); and an optional attribute, `lean_streams`:
-    the operations whose streams `prepare_stream` reads itself, which a lean pipeline then tracks
-    without a `Call` (`_LeanPath.start_stream`).
-    """
-
-    name: str
-
-    def matches(self, client: object) -> bool: ...
-
-    def provider_for(self, client: object) -> str: ...
-
-    def parse_request(
-        self, options: Any, *, stream: bool, provider: str, tags: dict[str, str]
-    ) -> Request | None:
-        """The request the SDK is about to send, or None for endpoints costlens does not record
-        (file uploads, model lists, ...). Must not change `options`."""
-
-    def write_back(self, request: Request, options: Any) -> None:
-        """Make the SDK send `request.body` (changed by the pipeline): the only writer of SDK options."""
-
-    def facts_of(self, result: Any) -> dict[str, Any]:
-        """Facts of a complete response: `response_model`, `service_tier`."""
-
-    def usage_of(self, result: Any, provider: str) -> Usage | None:
-        """Usage of a complete response from `provider` (whose usage conventions apply, see
-        `costlens.instrument._conventions`); raises ValueError/TypeError when it is malformed,
-        `OutputMissing` when the output count is absent."""
-
-    def output_text(self, result: Any) -> list[str]:
-        """The answer's text, counted when the response came without (valid) usage."""
-
-    def observe(self, call: Call, event: Any) -> bool:
-        """Take what matters from one stream event; True hides the event from the caller."""
-
-
-def _start(
-    pipeline_of: Callable[[], Pipeline],
-    adapter: Adapter,
-    provider: str,
-    tags: dict[str, str],
-    options: Any,
-    stream: bool,
-    pipeline: Pipeline | None = None,
-) -> Call | None:
-    """The call begun on the full path, on `pipeline` (the source's, when not given)."""
-    try:
-        request = adapter.parse_request(options, stream=stream, provider=provider, tags=tags)
-        if request is None:
-            return None
-        if pipeline is None:
-            pipeline = pipeline_of()
-    except Exception as exc:
-        internal_error("preparing to record an LLM call", exc)
-        return None
-    call = pipeline.start(request)  # a step's refusal (BudgetExceeded, ...) propagates, on purpose
-    if call.request.body is not getattr(options, "json_data", None):
-        try:
-            adapter.write_back(call.request, options)
-        except Exception as exc:
-            internal_error("changing the request", exc)
-    return call
-
-
-def _next_attempt(
-    pipeline_of: Callable[[], Pipeline], adapter: Adapter, request: Request, options: Any
-) -> Call:
-    """Start the attempt a step asked for, and make the SDK send its body."""
-    call = pipeline_of().start(request)  # a refusal (a budget) propagates, as for a first attempt
-    adapter.write_back(call.request, options)
-    return call
-
-
-def _complete_response(adapter: Adapter, call: Call, result: Any, quick: QuickRead | None = None) -> None:
-    try:
-        if quick is None or not quick(call, result):
-            call.apply_facts(adapter.facts_of(result))
-            call.set_usage(adapter.usage_of, result, call.request.provider)
-        if call.keep_response:
-            call.response = result
-        if call.usage is None or call.output_missing or call.keep_response or call.want_text:
-            call.text.extend(adapter.output_text(result))
-    except Exception as exc:
-        internal_error("reading the usage of an LLM response", exc)
-    if not call.finished:  # (`call.finish()`, one frame less on every call)
-        call.pipeline.finish(call)
-
-
-def _observer(adapter: Adapter, call: Call) -> Callable[[Any], bool]:
-    observe = adapter.observe
-
-    def watch(event: Any) -> bool:
-        if call.first_event_ns is None:
-            call.event_seen()
-        try:
-            return observe(call, event)
-        except Exception as exc:
-            internal_error("reading a stream event", exc)
-            return False
-
-    return watch
-
 
 # -- streams ---------------------------------------------------------------------------------
 # The SDK stream objects iterate `self._iterator`; we swap that iterator for one that watches the
@@ -312,10 +205,6 @@ def _hook_async_stream(adapter: Adapter, call: StreamCall, stream: Any) -> Any:
     return stream
 
 
-def _is_stream(result: Any) -> bool:
-    return hasattr(result, "_iterator") and hasattr(result, "response")
-
-
 # -- the request wrappers ---------------------------------------------------------------------
 
 
@@ -362,150 +251,6 @@ class _PipelineSource:
 
 
 RequestFn = Callable[..., Any]
-#: `Adapter.lean_request` / `lean_response`, optional: see `_LeanPath`.
-LeanRequest = Callable[[Any], "tuple[str, str, dict[str, Any]] | None"]
-LeanResponse = Callable[[Any, str], "tuple[str | None, str | None, Usage | tuple[int, ...]] | None"]
-
-
-class _Lean:
-    """A call on a `lean` pipeline, begun without a `Call` (see `Pipeline.record_later`)."""
-
-    __slots__ = ("body", "model", "operation", "pipeline", "start_ns", "started_ns", "tags")
-
-    def __init__(
-        self, pipeline: Pipeline, operation: str, model: str, body: dict[str, Any], tags: dict[str, str]
-    ) -> None:
-        self.pipeline, self.operation, self.model, self.body = pipeline, operation, model, body
-        context = read_tags()
-        self.tags = {**tags, **context} if context else dict(tags)
-        self.started_ns = time.time_ns()  # (a `datetime` is made with the record, off the caller's thread)
-        self.start_ns = time.perf_counter_ns()
-
-
-class _LeanPath:
-    """A wrapped client's lean path (see `Pipeline.record_later`), made once per client and shared
-    by the sync and async wrappers: `start` before the call, then `done` or `failed`."""
-
-    __slots__ = (
-        "adapter", "lean_request", "lean_response", "pipeline_of", "provider", "quick", "streams", "tags"
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        adapter: Adapter,
-        provider: str,
-        tags: dict[str, str],
-        pipeline_of: Callable[[], Pipeline],
-        quick: QuickRead | None,
-        lean_request: LeanRequest,
-        lean_response: LeanResponse,
-    ) -> None:
-        self.adapter, self.provider, self.tags, self.pipeline_of = adapter, provider, tags, pipeline_of
-        self.quick, self.lean_request, self.lean_response = quick, lean_request, lean_response
-        # the operations whose streams the adapter reads below the SDK's chunks (`prepare_stream`)
-        self.streams: frozenset[str] = getattr(adapter, "lean_streams", frozenset())
-
-    @classmethod
-    def of(
-        cls,
-        adapter: Adapter,
-        provider: str,
-        tags: dict[str, str],
-        pipeline_of: Callable[[], Pipeline],
-        quick: QuickRead | None,
-    ) -> _LeanPath | None:
-        """None for an adapter without both `lean_request` and `lean_response`."""
-        lean_request: LeanRequest | None = getattr(adapter, "lean_request", None)
-        lean_response: LeanResponse | None = getattr(adapter, "lean_response", None)
-        if lean_request is None or lean_response is None:
-            return None
-        return cls(adapter, provider, tags, pipeline_of, quick, lean_request, lean_response)
-
-    def start(self, options: Any) -> _Lean | Pipeline | None:
-        """The call begun without a `Call` when the pipeline is `lean` and the adapter knows the
-        request; else the full path's pipeline (for `_start`: read once per call), or None when
-        reading it failed."""
-        try:
-            pipeline = self.pipeline_of()
-            if not pipeline.lean:
-                return pipeline
-            known = self.lean_request(options)
-            if known is None:
-                return pipeline
-            return _Lean(pipeline, *known, self.tags)
-        except Exception as exc:
-            internal_error("preparing to record an LLM call", exc)
-            return None
-
-    def start_stream(self, options: Any) -> LeanStream | Pipeline | None:
-        """As `start`, for a stream: begun without a `Call` when the pipeline is `lean` and the
-        adapter reads this kind of stream itself (`LeanStream`); its body asks for the usage."""
-        try:
-            pipeline = self.pipeline_of()
-            if not pipeline.lean or not self.streams:
-                return pipeline
-            adapter = self.adapter
-            request = adapter.parse_request(options, stream=True, provider=self.provider, tags=self.tags)
-            if request is None or request.operation not in self.streams:
-                return pipeline  # (`_start` reads it again: rare requests only)
-            context = read_tags()
-            lean = LeanStream(pipeline, request, {**self.tags, **context} if context else dict(self.tags))
-        except Exception as exc:
-            internal_error("preparing to record an LLM call", exc)
-            return None
-        if request.body is not getattr(options, "json_data", None):
-            try:
-                adapter.write_back(request, options)
-            except Exception as exc:
-                internal_error("changing the request", exc)
-        return lean
-
-    def streamed(self, lean: LeanStream, result: Any, hook: Callable[[Adapter, StreamCall, Any], Any]) -> Any:
-        """What a lean stream's call returned, hooked (`hook`: `_hook_sync_stream` or
-        `_hook_async_stream`); an answer that is not a stream is read and recorded by the full path."""
-        if _is_stream(result):
-            return hook(self.adapter, lean, result)
-        _complete_response(self.adapter, lean.as_call(), result, self.quick)
-        return result
-
-    def done(self, lean: _Lean, options: Any, result: Any) -> None:
-        """Hand the facts of a call that ended well with its usage to the pipeline; a response that
-        needs more (no or malformed usage, another type) goes the full path (`_full`)."""
-        provider = self.provider
-        try:
-            read = self.lean_response(result, provider)
-            if read is not None:
-                response_model, tier, usage = read
-                lean.pipeline.record_later(
-                    provider,
-                    lean.operation,
-                    lean.model,
-                    lean.started_ns,
-                    time.perf_counter_ns() - lean.start_ns,
-                    response_model,
-                    usage,
-                    tier or requested_tier(lean.body),
-                    lean.tags,
-                )
-                return
-        except Exception as exc:
-            internal_error("recording an LLM call", exc)
-        call = self._full(lean, options)
-        if call is not None:
-            _complete_response(self.adapter, call, result, self.quick)
-
-    def failed(self, lean: _Lean, options: Any, error: BaseException) -> None:
-        """A lean call that raised: recorded by the full path, as any failed call."""
-        call = self._full(lean, options)
-        if call is not None:
-            call.finish(error)
-
-    def _full(self, lean: _Lean, options: Any) -> Call | None:
-        """The `Call` a lean call becomes: begun as `_start` would have, at the call's start."""
-        call = _start(self.pipeline_of, self.adapter, self.provider, self.tags, options, False)
-        if call is not None:
-            call.started_at, call.start_ns = utc_of_ns(lean.started_ns), lean.start_ns
-        return call
 
 
 def wrap_sync_request(

@@ -428,7 +428,7 @@ def _unwrap(stream: Any) -> None:
 class OpenAIAdapter:
     name = "openai"
     #: The streams `prepare_stream` reads below the SDK's chunks: on a lean pipeline they need no
-    #: `Call` (`costlens.instrument._lean_stream`).
+    #: `Call` (`costlens.instrument._lean`).
     lean_streams = frozenset({"chat", "text_completion"})
 
     def prepare_stream(

@@ -33,7 +33,8 @@ from typing import Any
 
 from costlens._errors import CostlensError
 from costlens.budgets._errors import BudgetExceeded, BudgetUnavailable
-from costlens.instrument._core import Adapter, _complete_response, _observer, _PipelineSource
+from costlens.instrument._adapter import Adapter, _complete_response, _observer
+from costlens.instrument._core import _PipelineSource
 from costlens.instrument.anthropic import AnthropicAdapter
 from costlens.instrument.openai import OpenAIAdapter, _ask_for_stream_usage
 from costlens.pipeline import Call, Pipeline, Request
