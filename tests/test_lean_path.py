@@ -1,7 +1,8 @@
 """The lean path: on a pipeline with no step (no budgets, no router) whose only sink builds records
-later, a plain chat completion is tracked without a `Call` (`Pipeline.record_later`). Its records
-must be the ones the full path makes, for every response, and anything unusual must take the full
-path: real `openai` clients against the fake provider, each case run both ways."""
+later, a plain chat completion, and a chat or text completion stream, is tracked without a `Call`
+(`Pipeline.record_later`). Its records must be the ones the full path makes, for every response,
+and anything unusual must take the full path: real `openai` clients against the fake provider,
+each case run both ways."""
 
 from __future__ import annotations
 
