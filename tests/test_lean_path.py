@@ -513,3 +513,105 @@ def test_a_lean_stream_never_read_is_recorded_when_collected(fake: FakeProvider,
     gc.collect()
     record = recorded.one()
     assert record.estimated and record.stream and record.input_tokens > 0
+
+
+# -- Anthropic messages -------------------------------------------------------------------------
+
+
+def _message(usage: Any = "default", **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": [{"type": "text", "text": "Hi, how can I help?"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 200,
+            "cache_read_input_tokens": 1000,
+            "cache_creation_input_tokens": 300,
+            "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200},
+            "output_tokens": 80,
+            "service_tier": "standard",
+        }
+        if usage == "default"
+        else usage,
+    }
+    body.update(fields)
+    return body
+
+
+ANTHROPIC_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "cache reads and writes, 1-hour writes": (_message(), {}),
+    "thinking and web searches": (
+        _message(
+            usage={
+                "input_tokens": 50,
+                "output_tokens": 400,
+                "output_tokens_details": {"thinking_tokens": 300},
+                "server_tool_use": {"web_search_requests": 2},
+            }
+        ),
+        {},
+    ),
+    "priority tier, US-only inference": (
+        _message(
+            usage={"input_tokens": 10, "output_tokens": 5, "service_tier": "priority", "inference_geo": "us"}
+        ),
+        {},
+    ),
+    "tier asked, none answered": (
+        _message(usage={"input_tokens": 10, "output_tokens": 5}),
+        {"service_tier": "auto"},
+    ),
+    "no usage (counted)": (_message(usage=None), {}),
+    "no output count (counted)": (_message(usage={"input_tokens": 12}), {}),
+    "negative counts (counted, warned)": (_message(usage={"input_tokens": -1, "output_tokens": 3}), {}),
+    "extra_body (full path)": (_message(), {"extra_body": {"metadata": {"user_id": "u"}}}),
+    "an unknown model (unpriced)": (_message(model="claude-no-such-model"), {}),
+}
+
+
+@pytest.mark.parametrize("case", list(ANTHROPIC_CASES))
+def test_an_anthropic_message_on_the_lean_path_is_recorded_as_the_full_path_records_it(
+    case: str, fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anthropic
+
+    answer, extra = ANTHROPIC_CASES[case]
+    client = costlens.track(
+        anthropic.Anthropic(base_url=fake.base_url, api_key="sk-ant-test", max_retries=0), feature="lean"
+    )
+    taken = _lean_models(monkeypatch)
+    records = []
+    for lean in (True, False):
+        if not lean:
+            _full_path(monkeypatch)
+        fake.enqueue(raw=answer)
+        with costlens.tags(user="u1"):
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=MSG, **extra)
+        records.append(_the_new_one(recorded, records))
+    lean_record, full_record = records
+    assert _comparable(lean_record) == _comparable(full_record)
+    assert lean_record.tags == {"feature": "lean", "user": "u1"} and lean_record.provider == "anthropic"
+    plain = "counted" not in case and "full path" not in case
+    assert taken == (["claude-sonnet-4-5"] if plain else [])
+
+
+def test_an_anthropic_error_on_the_lean_path_is_recorded_as_the_full_path_records_it(
+    fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anthropic
+
+    client = costlens.track(anthropic.Anthropic(base_url=fake.base_url, api_key="sk-ant-test", max_retries=0))
+    records = []
+    for lean in (True, False):
+        if not lean:
+            _full_path(monkeypatch)
+        fake.enqueue(fault=Fault.http(529))
+        with pytest.raises(anthropic.APIStatusError):
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=MSG)
+        records.append(_the_new_one(recorded, records))
+    assert _comparable(records[0]) == _comparable(records[1])
+    assert records[0].status == "error" and records[0].http_status == 529 and records[0].cost_nanousd == 0

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from costlens.pipeline import Request
 
-__all__ = ["get", "sent_body", "to_int", "unwrap", "write_back"]
+__all__ = ["get", "sent_as_built", "sent_body", "to_int", "unwrap", "write_back"]
 
 _UNSET = frozenset({"NotGiven", "Omit"})
 
@@ -91,3 +91,16 @@ def write_back(request: Request, options: Any) -> None:
         options.extra_json = {k: body[k] for k in extra if k in body}
     else:
         options.json_data = body
+
+
+def sent_as_built(options: Any, url: str) -> tuple[str, dict[str, Any]] | None:
+    """(model, body) of a POST to `url` whose body the SDK built from the caller's arguments alone
+    (no `extra_body`): the SDK's own `json_data`, for a lean pipeline's call (its model and
+    requested tier are all that is read of it); None for anything else (the full path reads it)."""
+    body = options.json_data
+    if options.url != url or type(body) is not dict or options.extra_json:
+        return None
+    model = body.get("model")
+    if type(model) is not str or options.method != "post":
+        return None
+    return model, body

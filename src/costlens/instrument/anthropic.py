@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from costlens.instrument._sdk import get as _get
-from costlens.instrument._sdk import sent_body, unwrap, write_back
+from costlens.instrument._sdk import sent_as_built, sent_body, unwrap, write_back
 from costlens.instrument._sdk import to_int as _int
 from costlens.pipeline import Call, OutputMissing, Request
 from costlens.usage import Usage, with_inference_geo
@@ -110,6 +110,33 @@ class AnthropicAdapter:
 
     def write_back(self, request: Request, options: Any) -> None:
         write_back(request, options)
+
+    def lean_request(self, options: Any) -> tuple[str, str, dict[str, Any]] | None:
+        """(operation, model, body) of a message sent as the caller built it (no `extra_body`), for
+        a `lean` pipeline (see `costlens.instrument._lean`); None: take the full path. The body is
+        the SDK's own `json_data`, read for its model and requested tier only."""
+        known = sent_as_built(options, "/v1/messages")
+        return None if known is None else ("chat", *known)
+
+    def lean_response(self, result: Any, provider: str) -> tuple[str | None, str | None, Usage] | None:
+        """(response model, tier, usage) of the SDK's message with valid usage, as `facts_of` and
+        `usage_of` read them; None for anything else (no usage, no output count, malformed counts,
+        another response type): the full path then reads it, and says what is wrong."""
+        if getattr(result, "type", None) != "message":  # (the SDK's `Message`; a raw response has none)
+            return None
+        raw = getattr(result, "usage", None)
+        if raw is None:
+            return None
+        try:
+            usage = messages_usage(raw)
+        except (OutputMissing, ValueError, TypeError, AttributeError):
+            return None
+        model, tier = getattr(result, "model", None), _tier(raw)
+        return (
+            (model if type(model) is str else str(model)) if model else None,
+            (tier if type(tier) is str else str(tier)) if tier else None,
+            usage,
+        )
 
     def facts_of(self, result: Any) -> dict[str, Any]:
         result = unwrap(result)

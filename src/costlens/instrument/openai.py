@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from costlens.instrument._conventions import UsageConvention, convention_for
 from costlens.instrument._sdk import get as _get
-from costlens.instrument._sdk import sent_body, unwrap, write_back
+from costlens.instrument._sdk import sent_as_built, sent_body, unwrap, write_back
 from costlens.instrument._sdk import to_int as _int
 from costlens.pipeline import Call, OutputMissing, Request, StreamCall
 from costlens.usage import Usage, usage_of_ints
@@ -533,13 +533,8 @@ class OpenAIAdapter:
         `extra_body`), for a `lean` pipeline; None: take the full path. The body is the SDK's own
         `json_data`, read for its model and requested tier only (`sent_body`'s checks of the values
         are for the full path, which counts the prompt)."""
-        body = options.json_data
-        if options.url != "/chat/completions" or type(body) is not dict or options.extra_json:
-            return None
-        model = body.get("model")
-        if type(model) is not str or options.method != "post":
-            return None
-        return "chat", model, body
+        known = sent_as_built(options, "/chat/completions")
+        return None if known is None else ("chat", *known)
 
     def lean_response(
         self, result: Any, provider: str
