@@ -615,3 +615,31 @@ def test_an_anthropic_error_on_the_lean_path_is_recorded_as_the_full_path_record
         records.append(_the_new_one(recorded, records))
     assert _comparable(records[0]) == _comparable(records[1])
     assert records[0].status == "error" and records[0].http_status == 529 and records[0].cost_nanousd == 0
+
+
+def test_an_async_anthropic_message_on_the_lean_path_is_recorded_as_the_full_path_records_it(
+    fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anthropic
+
+    taken = _lean_models(monkeypatch)
+
+    async def send() -> None:
+        client = costlens.track(
+            anthropic.AsyncAnthropic(base_url=fake.base_url, api_key="sk-ant-test", max_retries=0),
+            feature="lean",
+        )
+        async with client:
+            with costlens.tags(user="u1"):
+                await client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=MSG)
+
+    records = []
+    for lean in (True, False):
+        if not lean:
+            _full_path(monkeypatch)
+        fake.enqueue(raw=_message())
+        asyncio.run(send())
+        records.append(_the_new_one(recorded, records))
+    assert _comparable(records[0]) == _comparable(records[1])
+    assert records[0].tags == {"feature": "lean", "user": "u1"} and records[0].cache_write_1h_tokens == 200
+    assert taken == ["claude-sonnet-4-5"]
