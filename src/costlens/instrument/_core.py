@@ -251,6 +251,7 @@ class _PipelineSource:
 
 
 RequestFn = Callable[..., Any]
+_LEAN = (_Lean, LeanStream)  # a call begun on the lean path (`_LeanPath.start`, `start_stream`)
 
 
 def wrap_sync_request(
@@ -265,21 +266,13 @@ def wrap_sync_request(
         pipeline: Pipeline | None = None  # (read once per call)
         if lean_path is not None:
             lean = lean_path.start_stream(options) if stream else lean_path.start(options)
-            if isinstance(lean, _Lean):
+            if isinstance(lean, _LEAN):
                 try:
                     result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
                 except BaseException as exc:
                     lean_path.failed(lean, options, exc)
                     raise
-                lean_path.done(lean, options, result)
-                return result
-            if isinstance(lean, LeanStream):
-                try:
-                    result = original(cast_to, options, stream=stream, stream_cls=stream_cls)
-                except BaseException as exc:
-                    lean.finish(exc)
-                    raise
-                return lean_path.streamed(lean, result, _hook_sync_stream)
+                return lean_path.done(lean, options, result, _hook_sync_stream)
             pipeline = lean
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
         if call is None:
@@ -317,21 +310,13 @@ def wrap_async_request(
         pipeline: Pipeline | None = None  # (read once per call)
         if lean_path is not None:  # (as in `wrap_sync_request`)
             lean = lean_path.start_stream(options) if stream else lean_path.start(options)
-            if isinstance(lean, _Lean):
+            if isinstance(lean, _LEAN):
                 try:
                     result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
                 except BaseException as exc:
                     lean_path.failed(lean, options, exc)
                     raise
-                lean_path.done(lean, options, result)
-                return result
-            if isinstance(lean, LeanStream):
-                try:
-                    result = await original(cast_to, options, stream=stream, stream_cls=stream_cls)
-                except BaseException as exc:
-                    lean.finish(exc)
-                    raise
-                return lean_path.streamed(lean, result, _hook_async_stream)
+                return lean_path.done(lean, options, result, _hook_async_stream)
             pipeline = lean
         call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
         if call is None:

@@ -123,17 +123,22 @@ class _LeanPath:
                 internal_error("changing the request", exc)
         return lean
 
-    def streamed(self, lean: LeanStream, result: Any, hook: Callable[[Adapter, StreamCall, Any], Any]) -> Any:
-        """What a lean stream's call returned, hooked (`hook`: `_hook_sync_stream` or
-        `_hook_async_stream`); an answer that is not a stream is read and recorded by the full path."""
-        if _is_stream(result):
-            return hook(self.adapter, lean, result)
-        _complete_response(self.adapter, lean.as_call(), result, self.quick)
-        return result
-
-    def done(self, lean: _Lean, options: Any, result: Any) -> None:
-        """Hand the facts of a call that ended well with its usage to the pipeline; a response that
-        needs more (no or malformed usage, another type) goes the full path (`_full`)."""
+    def done(
+        self,
+        lean: _Lean | LeanStream,
+        options: Any,
+        result: Any,
+        hook: Callable[[Adapter, StreamCall, Any], Any],
+    ) -> Any:
+        """What the wrapper returns for a lean call that answered. A plain call that ended well with
+        its usage: its facts go to the pipeline; a response that needs more (no or malformed usage,
+        another type) goes the full path (`_full`). A stream: hooked (`hook`: `_hook_sync_stream`
+        or `_hook_async_stream`); an answer that is not a stream is read by the full path."""
+        if isinstance(lean, LeanStream):
+            if _is_stream(result):
+                return hook(self.adapter, lean, result)
+            _complete_response(self.adapter, lean.as_call(), result, self.quick)
+            return result
         provider = self.provider
         try:
             read = self.lean_response(result, provider)
@@ -150,15 +155,19 @@ class _LeanPath:
                     tier or requested_tier(lean.body),
                     lean.tags,
                 )
-                return
+                return result
         except Exception as exc:
             internal_error("recording an LLM call", exc)
         call = self._full(lean, options)
         if call is not None:
             _complete_response(self.adapter, call, result, self.quick)
+        return result
 
-    def failed(self, lean: _Lean, options: Any, error: BaseException) -> None:
+    def failed(self, lean: _Lean | LeanStream, options: Any, error: BaseException) -> None:
         """A lean call that raised: recorded by the full path, as any failed call."""
+        if isinstance(lean, LeanStream):
+            lean.finish(error)
+            return
         call = self._full(lean, options)
         if call is not None:
             call.finish(error)
