@@ -1,7 +1,7 @@
 """Benchmark: what tracking costs a busy process, raw vs tracked side by side in one run.
 
 Run: `.venv/bin/python bench/bench_load.py [--rounds 24] [--calls 200] [--pairs 1000] [--passes 4]
-[--rss-calls 200000] [--only budgets]`.
+[--collector-calls 1000] [--rss-calls 200000] [--only budgets]`.
 
 The fake provider runs in its own process so its work does not share our GIL. For each load
 (100 asyncio tasks on one `AsyncOpenAI`, 16 threads on one `OpenAI`, sequential plain calls,
@@ -33,7 +33,9 @@ Two more stream rows there split a tracked stream's cost: the least any exact tr
 (`usage_hidden`: a raw stream that asks for its usage event and hides it at the byte level) against
 a raw stream that asks for none, and costlens against that least.
 
-The last section tracks `--rss-calls` calls with 16 threads and prints the resident set size
+Then the objects the garbage collector counts per call, raw and tracked (`--collector-calls`;
+`collector_section` says why they matter). The last section tracks `--rss-calls` calls with 16
+threads and prints the resident set size
 every tenth of the way: it must stay flat after warm-up.
 
 Goals (issue 14): added CPU ≤ 40 µs per call under 100 tasks and under 16 threads (SQLite store,
@@ -511,6 +513,63 @@ def _chosen(
     ]
 
 
+def collector_section(base_url: str, folder: Path, calls: int, repeats: int = 4) -> Table:
+    """Objects the garbage collector counts per call, raw and tracked (SQLite store).
+
+    CPython runs its youngest collection when the objects made (less those freed) since the last
+    run pass 700. An object a tracked call keeps until the recorder writes it counts towards that
+    run, and a run under 100 asyncio tasks took 1-2.5 ms here (it walks every young object, and what
+    each refers to: cold memory), so each object kept per call costs every call a few µs, which the
+    paired table (medians, the collector shown apart) does not show. Counted with the collector
+    off (`gc.get_count()`), exact, unlike times: after the calls, the recorder held back (it writes
+    when a batch's worth waits, or every half second), then after it wrote them."""
+    table = Table(
+        title=f"Objects the garbage collector counts per call ({calls:,} calls x {repeats}, SQLite store)"
+    )
+    for column in ("load", "raw", "tracked", "kept per call until written", "left per call once written"):
+        table.add_column(column, justify="left" if column == "load" else "right")
+    costlens.configure(store=f"sqlite:///{folder / 'collector.db'}", durability="async")
+    recorder: Any = costlens.get_recorder()
+    recorder._interval, recorder._batch_size = 1e6, 1_000_000  # (private: held back while counting)
+    loop = asyncio.new_event_loop()
+    with ThreadPoolExecutor(THREADS) as pool, contextlib.closing(loop), contextlib.ExitStack() as stack:
+        clients, async_clients = _clients(base_url, loop, stack)
+        loads = _loads(clients, async_clients, pool, loop)
+        for name in (f"{TASKS} asyncio tasks", f"{THREADS} threads", "sequential"):
+            counts = _collector_counts(loads[name], calls, repeats)
+            raw, done, written = (statistics.median(counts[key]) for key in ("raw", "done", "written"))
+            table.add_row(name, f"{raw:.1f}", f"{written:.1f}", f"{done - raw:+.1f}", f"{written - raw:+.1f}")
+    costlens.configure(store="memory://")
+    return table
+
+
+def _collector_counts(
+    load: Callable[[bool, int], list[float]], calls: int, repeats: int
+) -> dict[str, list[float]]:
+    load(False, 30)
+    load(True, 30)
+    counts: dict[str, list[float]] = {"raw": [], "done": [], "written": []}
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            for tracked in (False, True):
+                costlens.flush()
+                gc.collect()
+                before = gc.get_count()[0]
+                load(tracked, calls)
+                done = gc.get_count()[0]
+                costlens.flush()
+                written = gc.get_count()[0]
+                if tracked:
+                    counts["done"].append((done - before) / calls)
+                    counts["written"].append((written - before) / calls)
+                else:
+                    counts["raw"].append((written - before) / calls)
+    finally:
+        gc.enable()
+    return counts
+
+
 def rss_section(base_url: str, folder: Path, total: int) -> Table:
     costlens.configure(store=f"sqlite:///{folder / 'rss.db'}", durability="async")
     client = costlens.track(openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0))
@@ -538,6 +597,12 @@ def main() -> None:
         "--pairs", type=int, default=1000, help="raw/tracked pairs per load, call by call (0: skip)"
     )
     parser.add_argument("--passes", type=int, default=4, help="passes over the loads for --pairs")
+    parser.add_argument(
+        "--collector-calls",
+        type=int,
+        default=2000,
+        help="calls per side for the collector's counts (0: skip)",
+    )
     parser.add_argument("--rss-calls", type=int, default=200_000, help="0 to skip the memory section")
     parser.add_argument("--only", nargs="*", help="set-ups named with one of these words (budgets...)")
     parser.add_argument("--no-pin", action="store_true", help="leave both processes on every core")
@@ -558,6 +623,8 @@ def main() -> None:
             console.print(
                 measure_paired(fake.openai_base_url, folder, args.pairs, args.passes, console, args.only)
             )
+        if args.collector_calls:
+            console.print(collector_section(fake.openai_base_url, folder, args.collector_calls))
         if args.rss_calls:
             console.print(rss_section(fake.openai_base_url, folder, args.rss_calls))
         costlens.flush()

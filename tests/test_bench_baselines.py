@@ -313,3 +313,24 @@ def test_the_stream_floor_filter_keeps_lines_whole_across_reads() -> None:
         assert b"".join(bench._without_usage(iter(reads))) == (
             b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
         )
+
+
+def test_the_collector_counts_objects_a_tracked_call_keeps_and_turns_the_collector_back_on() -> None:
+    """`bench_load.py`'s collector section: the objects counted per call, exactly, on each side."""
+    import gc
+
+    bench_load = _bench_module("bench_load")
+    kept: list[object] = []
+
+    def load(tracked: bool, n: int) -> list[float]:
+        for _ in range(n):
+            if tracked:
+                kept.extend(([], {}))  # two container objects kept per tracked call
+        return []
+
+    assert gc.isenabled()
+    counts = bench_load._collector_counts(load, 100, 2)
+    assert gc.isenabled()
+    # (`costlens.flush()` between the counts makes a handful of objects: a tenth per call at most here)
+    assert all(value < 0.2 for value in counts["raw"])
+    assert all(abs(value - 2) < 0.2 for value in counts["done"] + counts["written"])

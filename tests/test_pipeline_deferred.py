@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Generator
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any
 
 import openai
@@ -407,3 +408,28 @@ def test_hashed_user_ids_apply_to_deferred_records(fake: FakeProvider) -> None:
         assert record.tags["user"] == costlens.config.hash_user_id("alice@example.com")
     finally:
         costlens.configure(store="memory://", durability="sync")
+
+
+@pytest.mark.parametrize("usage", [(1200, 340, 200, 0, 100, 0, 0), Usage(1200, 340, 200, 0, 100)])
+def test_a_lean_calls_facts_hold_its_counts_inline_and_build_the_same_record(usage: Any) -> None:
+    """`record_later`'s counts go into the facts themselves, not as a tuple of their own, and the
+    tags are merged where the record is built: every object a queued call keeps counts towards the
+    garbage collector's next run."""
+    sink = Deferring()
+    pipeline = Pipeline(sinks=[sink])
+    assert pipeline.lean
+    started_ns = 1_780_000_000_123_456_789
+    client_tags = {"feature": "f", "user": "client"}
+    pipeline.record_later(
+        "openai", "chat", "gpt-4o-mini", started_ns, 2_500_000, "gpt-4o-mini-2024-07-18", usage, None,
+        client_tags, context=MappingProxyType({"user": "u1"}),
+    )  # fmt: skip
+    (ended,) = sink.later
+    assert not any(type(value) is tuple for value in ended)
+    assert ended[-7:] == usage if type(usage) is tuple else usage in ended  # (a `Usage` is kept as given)
+    (record,) = sink.built()
+    assert (record.input_tokens, record.output_tokens, record.cache_read_tokens) == (1200, 340, 200)
+    assert record.reasoning_tokens == 100 and record.latency_ms == 2.5 and record.price_known
+    assert record.started_at.timestamp() == pytest.approx(started_ns / 1e9, abs=1e-6)
+    # the tags merged where the record is built, into a dict of its own
+    assert record.tags == {"feature": "f", "user": "u1"} and client_tags == {"feature": "f", "user": "client"}

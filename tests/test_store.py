@@ -350,7 +350,7 @@ def test_sqlite_batches_one_dims_row_for_calls_that_differ_only_in_json_parts() 
     batch = [
         rec(budgets=[{"reservation": f"r{i}"}], route={"n": i}, content={"p": str(i)}) for i in range(50)
     ]
-    _, _, dims, _ = _split(batch)
+    _, _, _, dims, _ = _split(batch)
     assert len(dims) == 1
 
 
@@ -360,17 +360,38 @@ def test_sqlite_stage_binds_only_the_extras_some_call_of_the_batch_has() -> None
     from costlens.store._sqlwrite import _split
 
     plain = [rec(ended_at=T0 + timedelta(seconds=1), latency_ms=12.5) for _ in range(3)]
-    head, rows, _, _ = _split(plain)
+    head, values, width, _, _ = _split(plain)
     assert head.endswith("reasoning_tokens, cost_nanousd, estimated, cache_write_1h_tokens, "
                          "input_audio_tokens, output_audio_tokens, citation_tokens, web_search_requests, "
                          "file_search_requests, ended_at_us, latency_ms)")  # fmt: skip
-    assert all(None not in row for row in rows)
+    assert None not in values and width == head.count(",") + 1 and len(values) == 3 * width
     traced = [*plain, rec(trace_id="t1", span_id="s1", ttft_ms=3.0)]
-    head, rows, _, _ = _split(traced)
+    head, values, width, _, _ = _split(traced)
     assert head.endswith("ended_at_us, latency_ms, ttft_ms, trace_id, span_id)")
-    assert {len(row) for row in rows} == {head.count(",") + 1}
-    head, rows, _, _ = _split([rec()])  # no extras at all: core values only
-    assert head.endswith("file_search_requests)") and len(rows[0]) == head.count(",") + 1
+    assert width == head.count(",") + 1 and len(values) == 4 * width
+    rows = [values[i : i + width] for i in range(0, len(values), width)]
+    assert [row[-3:] for row in rows] == [[None, None, None]] * 3 + [[3.0, "t1", "s1"]]
+    head, values, width, _, _ = _split([rec()])  # no extras at all: core values only
+    assert head.endswith("file_search_requests)") and len(values) == width == head.count(",") + 1
+
+
+def test_sqlite_stages_a_batch_as_one_list_of_values_with_no_object_per_call() -> None:
+    """A batch's stage values are one flat list: a tuple per call would be hundreds of objects
+    counted towards the garbage collector's next run, in the process the calls are made in."""
+    from costlens.store._sqlwrite import _split
+
+    batch = [
+        rec(ended_at=T0 + timedelta(seconds=1), latency_ms=float(i), tags={"user": f"u{i % 3}"})
+        for i in range(40)
+    ]
+    head, values, width, dims, tags = _split(batch)
+    assert (
+        head.endswith("ended_at_us, latency_ms)")
+        and len(values) == 40 * width
+        and not any(isinstance(value, tuple | list | dict) for value in values)
+    )
+    assert len(dims) == 3 and sorted(tags) == ['{"user":"u0"}', '{"user":"u1"}', '{"user":"u2"}']
+    assert values[width - 1 :: width] == [float(i) for i in range(40)]  # each call's own latency, in order
 
 
 def test_sqlite_round_trips_batches_whose_calls_have_different_extras(tmp_path: Path) -> None:

@@ -2,7 +2,11 @@
 
 `submit()` runs on the hot path of every tracked LLM call, so in `async` durability it only appends
 to a deque (a few hundred nanoseconds); a daemon thread wakes every `flush_interval_s`, or as soon
-as `batch_size` records wait, and appends batches in one transaction each.
+as `batch_size` records wait, and appends batches in one transaction each. What waits counts towards
+CPython's next young collection until it is written (a run walks every young object and what it
+refers to: 1-2.5 ms under 100 asyncio tasks here), so a lean call hands over one flat tuple
+(`costlens.pipeline.Pipeline.record_later`) and the SQLite store's write keeps no object per
+record (`bench_load.py` counts them per call).
 
 Failure policy (records are never silently lost):
 - store raises: retry with exponential backoff, then write the batch to a JSONL file in the spool

@@ -33,14 +33,15 @@ LeanResponse = Callable[[Any, str], "tuple[str | None, str | None, Usage | tuple
 class _Lean:
     """A call on a `lean` pipeline, begun without a `Call` (see `Pipeline.record_later`)."""
 
-    __slots__ = ("body", "model", "operation", "pipeline", "start_ns", "started_ns", "tags")
+    __slots__ = ("body", "context", "model", "operation", "pipeline", "start_ns", "started_ns", "tags")
 
     def __init__(
         self, pipeline: Pipeline, operation: str, model: str, body: dict[str, Any], tags: dict[str, str]
     ) -> None:
         self.pipeline, self.operation, self.model, self.body = pipeline, operation, model, body
-        context = read_tags()
-        self.tags = {**tags, **context} if context else dict(tags)
+        # the client's tags and a `costlens.tags` block's, merged where the record is built
+        # (`record_later`): a dict made here would be kept, and counted, until the recorder writes
+        self.tags, self.context = tags, read_tags() or None
         self.started_ns = time.time_ns()  # (a `datetime` is made with the record, off the caller's thread)
         self.start_ns = time.perf_counter_ns()
 
@@ -154,6 +155,7 @@ class _LeanPath:
                     usage,
                     tier or requested_tier(lean.body),
                     lean.tags,
+                    context=lean.context,
                 )
                 return result
         except Exception as exc:

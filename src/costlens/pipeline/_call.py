@@ -34,9 +34,12 @@ __all__ = [
 #: started at, latency ns, time to first event ns or None, response model, usage, stream, service
 #: tier, tags, budget entries (a list, None, or a function that makes the list: `note_budgets_later`),
 #: model to price, its price when it is known already or None).
-#: A plain tuple: it is made on every tracked call.
+#: A plain tuple: it is made on every tracked call. A lean call's (`Pipeline.record_later`) has its
+#: start in ns, the client's tags (merged where the record is built), and goes on: a `costlens.tags`
+#: block's tags or None, then its counts when its usage slot is None.
 Ended = tuple[Any, ...]
-_PROVIDER, _STARTED_AT, _RESPONSE_MODEL, _USAGE, _TIER, _PRICED_AS, _PRICED = 1, 4, 7, 8, 10, 13, 14
+_PROVIDER, _STARTED_AT, _RESPONSE_MODEL, _USAGE, _TAGS, _PRICED_AS, _PRICED = 1, 4, 7, 8, 11, 13, 14
+_TIER, _CONTEXT, _COUNTS = 10, 15, 16
 
 log = logging.getLogger("costlens")
 

@@ -25,7 +25,10 @@ from typing import Any
 from costlens._errors import ConfigError, internal_error, late_error
 from costlens.context import read_tags
 from costlens.pipeline._call import (
+    _CONTEXT,
+    _COUNTS,
     _STARTED_AT,
+    _TAGS,
     _USAGE,
     UNPRICED,
     Call,
@@ -134,10 +137,11 @@ class Pipeline:
         response_model: str | None,
         usage: Usage | tuple[int, ...],
         service_tier: str | None,
-        tags: dict[str, str],
+        tags: Mapping[str, str],
         *,
         ttft_ns: int | None = None,
         stream: bool = False,
+        context: Mapping[str, str] | None = None,
     ) -> None:
         """What `finish` does for a call that ended well with its usage, on a `lean` pipeline: its
         facts, as `Call.ended` gives them, go to the deferring sink. Every tracked call of a process
@@ -146,15 +150,28 @@ class Pipeline:
         be the counts `usage_of_ints` takes, checked already, and the start is `time.time_ns()`:
         the record's builder makes the `Usage` and the `datetime` (on the recorder's writer
         thread, a batch at a time). A stream gives its time to its first event (`ttft_ns`, from
-        its start) too."""
+        its start) too.
+
+        The record's tags are made where it is built: `tags` (read then: a mapping nobody changes,
+        such as a tracked client's own) overridden by `context` (a `costlens.tags` block's). The
+        counts go inline, after the facts `Call.ended` gives (its usage slot None), and the context
+        before them. Each object made here per call, a tuple of counts or a dict of tags, would be
+        kept until the recorder writes the call, counted towards the garbage collector's next run
+        (see `costlens.recorder`)."""
         defer = self._lean
         if defer is None:
             raise RuntimeError("record_later() needs a lean pipeline (see Pipeline.lean)")
         try:
-            defer(
-                (self._late, provider, operation, model, started_ns, latency_ns, ttft_ns, response_model,
-                 usage, stream, service_tier, tags, None, model, None)
-            )  # fmt: skip
+            if type(usage) is tuple:
+                defer(
+                    (self._late, provider, operation, model, started_ns, latency_ns, ttft_ns, response_model,
+                     None, stream, service_tier, tags, None, model, None, context, *usage)
+                )  # fmt: skip
+            else:
+                defer(
+                    (self._late, provider, operation, model, started_ns, latency_ns, ttft_ns, response_model,
+                     usage, stream, service_tier, tags, None, model, None, context)
+                )  # fmt: skip
         except Exception as exc:
             internal_error("recording an LLM call", exc)
 
@@ -247,10 +264,11 @@ class Pipeline:
         """The record of `Call.ended`'s facts, priced (on the thread of the sink that deferred it:
         a failure there is reported by `late_error`, and the record kept, its price unknown)."""
         if type(ended[_STARTED_AT]) is int:  # a lean call's (`record_later`): its start in ns
-            usage = ended[_USAGE]
+            usage, tags, context = ended[_USAGE], ended[_TAGS], ended[_CONTEXT]
             ended = (
                 *ended[:_STARTED_AT], utc_of_ns(ended[_STARTED_AT]), *ended[_STARTED_AT + 1 : _USAGE],
-                usage_of_ints(*usage) if type(usage) is tuple else usage, *ended[_USAGE + 1 :],
+                usage_of_ints(*ended[_COUNTS:]) if usage is None else usage, *ended[_USAGE + 1 : _TAGS],
+                {**tags, **context} if context else dict(tags), *ended[_TAGS + 1 : _CONTEXT],
             )  # fmt: skip
         to_price = priced_with(ended)
         if to_price is None:

@@ -38,7 +38,7 @@ from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 
-__all__ = ["ConnectionsClosed", "ThreadConnections", "enable_wal", "insert_rows"]
+__all__ = ["ConnectionsClosed", "ThreadConnections", "enable_wal", "insert_flat", "insert_rows"]
 
 _MOST_ROWS = 256
 """Rows per multi-row statement (a power of two); fewer where SQLite allows fewer variables."""
@@ -192,26 +192,32 @@ def insert_rows(
 ) -> None:
     """`head` (`INSERT INTO t (a, b)`, without VALUES) for every row, in multi-row statements;
     `tail` follows the values (` ON CONFLICT ... DO UPDATE ...`: SQLite applies it row by row, so
-    two rows with the same key add up as two statements would).
+    two rows with the same key add up as two statements would). See `insert_flat`."""
+    if rows:
+        insert_flat(conn, head, list(chain.from_iterable(rows)), len(rows[0]), tail)
+
+
+def insert_flat(
+    conn: sqlite3.Connection, head: str, values: list[object], width: int, tail: str = ""
+) -> None:
+    """`insert_rows` of rows given one after another in `values`, `width` values each (a caller
+    with hundreds of rows then makes no object per row).
 
     Up to 8 rows go in one statement of exactly those rows; more go in statements of
     256, 128, ..., 1 rows (powers of two, fewer where the connection allows fewer variables), so a
     connection prepares a handful of statement texts per `head` and row width, and keeps them.
     """
-    total = len(rows)
+    total = len(values) // width
     if not total:
         return
-    width = len(rows[0])
     limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     if total <= _FEW_ROWS and total * width <= limit:
-        conn.execute(_values_sql(head, width, total, tail), tuple(chain.from_iterable(rows)))
+        conn.execute(_values_sql(head, width, total, tail), values)
         return
     size = _most_rows(limit, width)
     done = 0
     while done < total:
         while size > total - done:
             size //= 2
-        conn.execute(
-            _values_sql(head, width, size, tail), tuple(chain.from_iterable(rows[done : done + size]))
-        )
+        conn.execute(_values_sql(head, width, size, tail), values[done * width : (done + size) * width])
         done += size

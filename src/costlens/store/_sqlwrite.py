@@ -7,7 +7,7 @@ stored (first one wins inside a batch), and one more folds exactly the rows just
 `rollup_hourly`: from the stage when every staged row went in, else from `calls` above the rowid
 watermark taken before the move. Binding 16 values per call (24 when a batch has end times,
 latencies, trace ids, routes, budget entries or content) instead of 36 is what makes bulk imports
-fast. The stage is filled by multi-row INSERTs (`insert_rows`): a batch of 500 calls takes about a
+fast. The stage is filled by multi-row INSERTs (`insert_flat`): a batch of 500 calls takes about a
 dozen statements in all, where one per call handed the GIL to the process's other threads 500
 times and, in a busy process, tripled the writer's CPU per call. Everything runs
 inside the caller's transaction.
@@ -24,7 +24,7 @@ from typing import Any
 
 from costlens.store._base import to_micros
 from costlens.store._codec import budgets_text, dumps, tags_text
-from costlens.store._sqlite_conn import insert_rows
+from costlens.store._sqlite_conn import insert_flat, insert_rows
 from costlens.usage import USAGE_PARTS, CallRecord
 
 __all__ = ["COLUMNS", "TagsetCache", "prepare", "write_batch"]
@@ -47,6 +47,7 @@ _Extra = tuple[
     object,
 ]
 _VAR = _CORE + _EXTRA
+_CORE_WIDTH, _EXTRA_WIDTH = 1 + len(_CORE), len(_EXTRA)  # (the stage's core values start with the dim)
 _DIM = (
     "provider", "operation", "request_model", "response_model", "price_known", "price_version", "status",
     "error_type", "http_status", "stream", "service_tier", "tags", "tagset_id",
@@ -136,12 +137,16 @@ def prepare(conn: sqlite3.Connection) -> None:
 
 def _split(
     records: Sequence[CallRecord],
-) -> tuple[str, list[tuple[object, ...]], dict[tuple[object, ...], int], dict[str, Mapping[str, str]]]:
-    """The stage INSERT and its rows (core values, plus the extras that some call of the batch
-    has), distinct dims (-> dim number), and the tags dict of every tags text seen. The hot loop
-    of every write: kept lean on purpose."""
-    cores: list[tuple[object, ...]] = []
-    extras: list[_Extra] = []
+) -> tuple[str, list[object], int, dict[tuple[object, ...], int], dict[str, Mapping[str, str]]]:
+    """The stage INSERT and its values, record after record (core values, plus the extras that some
+    call of the batch has), how many per record, distinct dims (-> dim number), and the tags dict
+    of every tags text seen. The hot loop of every write: kept lean on purpose.
+
+    No object is kept per record (the values go straight into one list): a batch's objects count
+    towards the garbage collector's next run until the batch is written, and a busy process pays
+    for each run in every generation it walks (see `costlens.recorder`)."""
+    cores: list[object] = []  # `_CORE_WIDTH` values per record
+    extras: list[object] = []  # `_EXTRA_WIDTH` values per record
     dims: dict[tuple[object, ...], int] = {}
     texts: dict[int, str] = {}  # id(tags dict) -> text; the records keep their dicts alive meanwhile
     by_items: dict[tuple[tuple[str, object], ...], str] = {}
@@ -167,30 +172,33 @@ def _split(
             dim = dims[dim_key] = len(dims)
         started = r.started_at
         micros = (started - _EPOCH) // _MICRO if started.tzinfo else to_micros(started)
-        core = (
+        cores += (
             dim, r.id, micros, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,
             r.reasoning_tokens, r.cost_nanousd, 1 if r.estimated else 0, r.cache_write_1h_tokens,
             r.input_audio_tokens, r.output_audio_tokens, r.citation_tokens, r.web_search_requests,
             r.file_search_requests,
         )  # fmt: skip
-        cores.append(core)
-        extra = (
+        extras += (
             r.ended_at, r.latency_ms, r.ttft_ms, r.trace_id, r.span_id, r.route, r.budgets or None, r.content
         )  # fmt: skip
-        extras.append(extra)
-    # The extras some call of the batch has (`tuple.count` runs in C): only those are bound, each
+    # The extras some call of the batch has (`list.count` runs in C): only those are bound, each
     # converted column by column (one comprehension per column, not a function call per call).
     present: list[int] = []
-    columns: list[Sequence[object]] = []
-    for i, column in enumerate(zip(*extras, strict=True)):
+    columns: list[list[object]] = []
+    for i in range(_EXTRA_WIDTH):
+        column = extras[i::_EXTRA_WIDTH]
         if column.count(None) != len(column):
             present.append(i)
             columns.append(_COLUMN_VALUES[i](column))
-    if len(columns) == 1:
-        cores = [(*core, value) for core, value in zip(cores, columns[0], strict=True)]
-    elif columns:
-        cores = [(*core, *values) for core, values in zip(cores, zip(*columns, strict=True), strict=True)]
-    return _stage_head(tuple(present)), cores, dims, tag_dicts
+    width = _CORE_WIDTH + len(columns)
+    values: list[object] = cores
+    if columns:  # core values and extras interleaved, record after record (slices copy in C)
+        values = [None] * (len(records) * width)  # (every slot is filled below)
+        for i in range(_CORE_WIDTH):
+            values[i::width] = cores[i::_CORE_WIDTH]
+        for i, column in enumerate(columns, _CORE_WIDTH):
+            values[i::width] = column
+    return _stage_head(tuple(present)), values, width, dims, tag_dicts
 
 
 def _micros_column(column: Sequence[datetime | None]) -> list[int | None]:
@@ -208,13 +216,13 @@ def _budgets_column(column: Sequence[object]) -> list[str]:
     return [budgets_text(entries) for entries in column]
 
 
-def _as_is(column: Sequence[object]) -> Sequence[object]:
+def _as_is(column: list[object]) -> list[object]:
     return column
 
 
 #: How each extra column (in `_EXTRA` order) is bound: end times as microseconds, the JSON parts as
 #: text (`calls.budgets` is NOT NULL: '[]' when a call has none), the rest as they are.
-_COLUMN_VALUES: tuple[Callable[[Sequence[Any]], Sequence[object]], ...] = (
+_COLUMN_VALUES: tuple[Callable[[list[Any]], list[Any]], ...] = (
     _micros_column,
     _as_is,
     _as_is,
@@ -271,7 +279,7 @@ def write_batch(
     """
     if not records:
         return 0
-    head, stage, dims, tag_dicts = _split(records)
+    head, stage, width, dims, tag_dicts = _split(records)
     dim_rows = []
     for key, dim in dims.items():
         text = str(key[_TAGS_AT])
@@ -279,10 +287,10 @@ def write_batch(
         row[_PRICE_KNOWN_AT], row[_STREAM_AT] = int(bool(row[_PRICE_KNOWN_AT])), int(bool(row[_STREAM_AT]))
         dim_rows.append((dim, *row, _tagset_id(conn, text, tag_dicts[text], cache, fresh)))
     insert_rows(conn, _INSERT_DIMS, dim_rows)
-    insert_rows(conn, head, stage)
+    insert_flat(conn, head, stage, width)
     watermark = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM calls").fetchone()[0]
     inserted = conn.execute(_MOVE).rowcount
-    if inserted == len(stage):
+    if inserted == len(records):
         conn.execute(_FOLD_STAGE)
     elif inserted:
         conn.execute(_FOLD, (watermark,))
