@@ -33,10 +33,10 @@ Two more stream rows there split a tracked stream's cost: the least any exact tr
 (`usage_hidden`: a raw stream that asks for its usage event and hides it at the byte level) against
 a raw stream that asks for none, and costlens against that least.
 
-Then the objects the garbage collector counts per call, raw and tracked (`--collector-calls`;
-`collector_section` says why they matter). The last section tracks `--rss-calls` calls with 16
-threads and prints the resident set size
-every tenth of the way: it must stay flat after warm-up.
+Then the objects the garbage collector counts per call, raw and tracked, plain and budgeted
+(`--collector-calls`; `collector_section` says why they matter). The last section tracks
+`--rss-calls` calls with 16 threads and prints the resident set size every tenth of the way: it
+must stay flat after warm-up.
 
 Goals (issue 14): added CPU ≤ 40 µs per call under 100 tasks and under 16 threads (SQLite store,
 async durability), ≤ 120 µs with two nested budgets; streamed call ≤ +60 µs over raw (paired).
@@ -523,22 +523,41 @@ def collector_section(base_url: str, folder: Path, calls: int, repeats: int = 4)
     paired table (medians, the collector shown apart) does not show. Counted with the collector
     off (`gc.get_count()`), exact, unlike times: after the calls, the recorder held back (it writes
     when a batch's worth waits, or every half second), then after it wrote them."""
-    table = Table(
-        title=f"Objects the garbage collector counts per call ({calls:,} calls x {repeats}, SQLite store)"
-    )
-    for column in ("load", "raw", "tracked", "kept per call until written", "left per call once written"):
-        table.add_column(column, justify="left" if column == "load" else "right")
-    costlens.configure(store=f"sqlite:///{folder / 'collector.db'}", durability="async")
-    recorder: Any = costlens.get_recorder()
-    recorder._interval, recorder._batch_size = 1e6, 1_000_000  # (private: held back while counting)
+    table = Table(title=f"Objects the garbage collector counts per call ({calls:,} calls x {repeats})")
+    for column in (
+        "load",
+        "set-up",
+        "raw",
+        "tracked",
+        "kept per call until written",
+        "left per call once written",
+    ):
+        table.add_column(column, justify="left" if column in ("load", "set-up") else "right")
+    setups = _setups(folder)
     loop = asyncio.new_event_loop()
     with ThreadPoolExecutor(THREADS) as pool, contextlib.closing(loop), contextlib.ExitStack() as stack:
         clients, async_clients = _clients(base_url, loop, stack)
         loads = _loads(clients, async_clients, pool, loop)
-        for name in (f"{TASKS} asyncio tasks", f"{THREADS} threads", "sequential"):
-            counts = _collector_counts(loads[name], calls, repeats)
-            raw, done, written = (statistics.median(counts[key]) for key in ("raw", "done", "written"))
-            table.add_row(name, f"{raw:.1f}", f"{written:.1f}", f"{done - raw:+.1f}", f"{written - raw:+.1f}")
+        for setup_name, load_names in (
+            ("SQLite store", (f"{TASKS} asyncio tasks", f"{THREADS} threads", "sequential")),
+            ("SQLite + 2 budgets, leases", (f"{TASKS} asyncio tasks", "sequential")),
+        ):
+            close_budgets()
+            setups[setup_name]()
+            recorder: Any = costlens.get_recorder()
+            recorder._interval, recorder._batch_size = 1e6, 1_000_000  # (private: held back while counting)
+            for name in load_names:
+                counts = _collector_counts(loads[name], calls, repeats)
+                raw, done, written = (statistics.median(counts[key]) for key in ("raw", "done", "written"))
+                table.add_row(
+                    name,
+                    setup_name,
+                    f"{raw:.1f}",
+                    f"{written:.1f}",
+                    f"{done - raw:+.1f}",
+                    f"{written - raw:+.1f}",
+                )
+    close_budgets()
     costlens.configure(store="memory://")
     return table
 
@@ -600,7 +619,7 @@ def main() -> None:
     parser.add_argument(
         "--collector-calls",
         type=int,
-        default=2000,
+        default=1000,
         help="calls per side for the collector's counts (0: skip)",
     )
     parser.add_argument("--rss-calls", type=int, default=200_000, help="0 to skip the memory section")

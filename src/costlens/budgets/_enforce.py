@@ -131,6 +131,10 @@ class Ticket:
             for a in self.applied
         ]
 
+    #: The ticket is what the call waits on for its entries (`note_budgets_later(ticket)`): a bound
+    #: `ticket.entries` would be one more object per call kept until the recorder writes it.
+    __call__ = entries
+
     def mark(self, call: Call, outcome: str, charged: int | None) -> None:
         if self.made:
             _mark(call.budget_entries, self.reservation.id, outcome, charged)
@@ -346,7 +350,7 @@ class BudgetEngine:
                 )
                 return None
             ticket = Ticket(applied, outcome)
-            call.note_budgets_later(ticket.entries)
+            call.note_budgets_later(ticket)
             return ticket
         self._apply(call, model, notes, cap=False)  # no budget applies
         return None

@@ -263,7 +263,7 @@ class Call:
             self.usage,
             request.stream,
             self.service_tier,
-            dict(self._tags),
+            self._tags,  # (copied by whoever builds the record: a dict made here would wait with it)
             budgets,
             request.state.get("priced_as") or request.model,  # (a deployment name: the model it stands for)
             self.priced,
@@ -398,7 +398,7 @@ def record_of_ended(ended: Ended, priced: Priced | None = None) -> CallRecord:
     r.reasoning_tokens = usage.reasoning_tokens
     r.cost_nanousd, r.price_known, r.price_version = cost, known, version
     r.estimated, r.status, r.error_type, r.http_status = False, "ok", None, None
-    r.stream, r.service_tier, r.tags, r.route = stream, tier, tags, None
+    r.stream, r.service_tier, r.tags, r.route = stream, tier, dict(tags), None  # (the record's own)
     r.budgets = [] if budgets is None else budgets if type(budgets) is list else _made(budgets)
     r.trace_id = r.span_id = r.content = None
     r.cache_write_1h_tokens = usage.cache_write_1h_tokens

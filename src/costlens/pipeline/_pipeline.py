@@ -268,7 +268,7 @@ class Pipeline:
             ended = (
                 *ended[:_STARTED_AT], utc_of_ns(ended[_STARTED_AT]), *ended[_STARTED_AT + 1 : _USAGE],
                 usage_of_ints(*ended[_COUNTS:]) if usage is None else usage, *ended[_USAGE + 1 : _TAGS],
-                {**tags, **context} if context else dict(tags), *ended[_TAGS + 1 : _CONTEXT],
+                {**tags, **context} if context else tags, *ended[_TAGS + 1 : _CONTEXT],
             )  # fmt: skip
         to_price = priced_with(ended)
         if to_price is None:
