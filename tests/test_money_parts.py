@@ -910,7 +910,7 @@ def test_records_of_deferred_calls_are_records_like_any_other(
     expected.set_usage(usage)
     assert type(record) is CallRecord and not hasattr(record, "__dict__")
     assert record == expected
-    assert record.tags is tags  # (the facts' own dict: the call made it for its record)
+    assert record.tags == tags and record.tags is not tags  # (its own: the facts' may be a client's, shared)
     assert pickle.loads(pickle.dumps(record)) == expected == copy.deepcopy(record)
     assert dataclasses.asdict(record) == dataclasses.asdict(expected)
     assert record_of_ended((*ended[:12], None, *ended[13:])).id != record.id  # a fresh id per record

@@ -433,3 +433,6 @@ def test_a_lean_calls_facts_hold_its_counts_inline_and_build_the_same_record(usa
     assert record.started_at.timestamp() == pytest.approx(started_ns / 1e9, abs=1e-6)
     # the tags merged where the record is built, into a dict of its own
     assert record.tags == {"feature": "f", "user": "u1"} and client_tags == {"feature": "f", "user": "client"}
+    pipeline.record_later("openai", "chat", "gpt-4o-mini", started_ns, 1, None, usage, None, client_tags)
+    alone = sink.built()[-1]  # (no `costlens.tags` block: the client's tags, copied)
+    assert alone.tags == client_tags and alone.tags is not client_tags
