@@ -36,16 +36,6 @@ _CORE = (
 # The JSON parts are per call too (a budget entry names its reservation, content is the call's
 # own text): as dims, every budgeted call made a dims row and a rollup group of its own.
 _EXTRA = ("ended_at_us", "latency_ms", "ttft_ms", "trace_id", "span_id", "route", "budgets", "content")
-_Extra = tuple[
-    datetime | None,
-    float | None,
-    float | None,
-    str | None,
-    str | None,
-    object,
-    Sequence[object] | None,
-    object,
-]
 _VAR = _CORE + _EXTRA
 _CORE_WIDTH, _EXTRA_WIDTH = 1 + len(_CORE), len(_EXTRA)  # (the stage's core values start with the dim)
 _DIM = (
