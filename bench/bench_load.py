@@ -518,7 +518,7 @@ def collector_section(base_url: str, folder: Path, calls: int, repeats: int = 4)
 
     CPython runs its youngest collection when the objects made (less those freed) since the last
     run pass 700. An object a tracked call keeps until the recorder writes it counts towards that
-    run, and a run under 100 asyncio tasks took 1-2.5 ms here (it walks every young object, and what
+    run, and a run under 100 asyncio tasks took 0.8-2.5 ms here (it walks every young object, and what
     each refers to: cold memory), so each object kept per call costs every call a few µs, which the
     paired table (medians, the collector shown apart) does not show. Counted with the collector
     off (`gc.get_count()`), exact, unlike times: after the calls, the recorder held back (it writes
