@@ -12,7 +12,7 @@ closed before its usage came, malformed usage, a reader that needs the SDK's chu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from costlens._errors import internal_error
@@ -112,8 +112,7 @@ class _LeanPath:
             request = adapter.parse_request(options, stream=True, provider=self.provider, tags=self.tags)
             if request is None or request.operation not in self.streams:
                 return pipeline  # (`_start` reads it again: rare requests only)
-            context = read_tags()
-            lean = LeanStream(pipeline, request, {**self.tags, **context} if context else dict(self.tags))
+            lean = LeanStream(pipeline, request, self.tags, read_tags() or None)
         except Exception as exc:
             internal_error("preparing to record an LLM call", exc)
             return None
@@ -186,6 +185,7 @@ class LeanStream:
     """A lean pipeline's stream in flight: its request, start, and what its events said."""
 
     __slots__ = (
+        "context",
         "finished",
         "first_event_ns",
         "output_missing",
@@ -201,8 +201,15 @@ class LeanStream:
         "usage_invalid",
     )
 
-    def __init__(self, pipeline: Pipeline, request: Request, tags: dict[str, str]) -> None:
-        self.pipeline, self.request, self.tags = pipeline, request, tags
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        request: Request,
+        tags: dict[str, str],
+        context: Mapping[str, str] | None = None,
+    ) -> None:
+        # the client's tags and a `costlens.tags` block's, merged where the record is built (as `_Lean`)
+        self.pipeline, self.request, self.tags, self.context = pipeline, request, tags, context
         self.started_ns = time.time_ns()  # (a `datetime` is made with the record)
         self.start_ns = time.perf_counter_ns()
         self.first_event_ns: int | None = None
@@ -257,6 +264,7 @@ class LeanStream:
                     self.tags,
                     ttft_ns=None if first is None else first - self.start_ns,
                     stream=True,
+                    context=self.context,
                 )
                 return
             except Exception as exc:
@@ -267,7 +275,8 @@ class LeanStream:
 
     def as_call(self) -> Call:
         """The `Call` this stream is, begun at its start, with what its events said so far."""
-        call = Call(self.pipeline, self.request, self.tags)
+        context = self.context
+        call = Call(self.pipeline, self.request, {**self.tags, **context} if context else self.tags)
         call.started_at, call.start_ns = utc_of_ns(self.started_ns), self.start_ns
         call.first_event_ns = self.first_event_ns
         call.set_facts(self.response_model, self.service_tier)
