@@ -150,6 +150,7 @@ class _Deferring:
 
 def _full_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Pipeline, "lean", property(lambda self: False))
+    monkeypatch.setattr(Pipeline, "gate", lambda self: None)  # (nor through a budget step)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -274,7 +275,10 @@ def test_a_lean_path_that_breaks_loses_no_call(
     assert all(r.input_tokens > 0 and r.output_tokens > 0 for r in records)
 
 
-def test_async_lean_calls_keep_their_tasks_tags(fake: FakeProvider, recorded: Recorded) -> None:
+def twenty_async_users(fake: FakeProvider) -> None:
+    """One tracked `AsyncOpenAI` client (`feature="a"`), 20 asyncio tasks at once, each a call in a
+    `costlens.tags(user=...)` block of its own (users u0 to u19)."""
+
     async def main() -> None:
         client = costlens.track(
             openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="sk-test", max_retries=0), feature="a"
@@ -288,6 +292,10 @@ def test_async_lean_calls_keep_their_tasks_tags(fake: FakeProvider, recorded: Re
         await client.close()
 
     asyncio.run(main())
+
+
+def test_async_lean_calls_keep_their_tasks_tags(fake: FakeProvider, recorded: Recorded) -> None:
+    twenty_async_users(fake)
     records = recorded.all()
     assert sorted(r.tags["user"] for r in records) == sorted(f"u{i}" for i in range(20))
     assert all(r.tags["feature"] == "a" and r.status == "ok" and r.price_known for r in records)

@@ -233,6 +233,43 @@ def test_estimate_is_the_counted_prompt_plus_the_output_bound_at_the_models_pric
     assert estimate(_request(model="no-such-model-xyz")).cost_nanousd is None
 
 
+_SHAPING_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 9), st.sampled_from(["flex", "us", "fast", ""])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    operation=st.sampled_from(["chat", "responses", "text_completion", "embeddings"]),
+    fields=st.dictionaries(
+        st.sampled_from(
+            ["max_tokens", "max_completion_tokens", "max_output_tokens", "n", "best_of", "service_tier",
+             "speed", "inference_geo", "temperature", "user"]
+        ),
+        _SHAPING_VALUES,
+    ),
+)  # fmt: skip
+def test_estimate_reads_the_output_bound_choices_and_tier_as_their_readers_do(
+    operation: str, fields: dict[str, Any]
+) -> None:
+    """`estimate` skips `output_bound`, `choices` and `requested_tier` for a body with none of the
+    fields they read: with any mix of those fields and others, it bounds the output as they do."""
+    from costlens.pipeline._estimate import choices, output_bound
+    from costlens.pipeline._request import requested_tier
+
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "input": "hi", "prompt": "hi", **fields}
+    body["messages"] = [{"role": "user", "content": "hi"}]
+    est = estimate(Request.of("openai", operation, body), default_max_output=77)
+    bound = output_bound(operation, body)
+    assert est.output_bounded is (bound is not None)
+    assert est.output_tokens == (77 if bound is None else bound) * choices(operation, body)
+    tier = requested_tier(body)
+    priced = estimate_max_nanousd(
+        "openai", "gpt-4o-mini", est.input_tokens, est.output_tokens, service_tier=tier
+    )
+    assert est.cost_nanousd == priced
+
+
 # -- the budget step, with no adapter and no SDK object ------------------------------------------------
 
 

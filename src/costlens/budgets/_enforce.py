@@ -44,7 +44,7 @@ from costlens.budgets._ledger import BudgetDefinition, BudgetKey, Ledger, Reserv
 from costlens.budgets._model import Budget, money
 from costlens.budgets._watch import Applied, Watch
 from costlens.budgets._window import CALENDAR, Position, from_us, to_us
-from costlens.pipeline import Call, Estimate, estimate
+from costlens.pipeline import Call, Estimate, Request, estimate
 from costlens.pipeline._estimate import cap_key
 
 __all__ = ["BudgetEngine", "EngineSettings", "Ticket"]
@@ -355,6 +355,38 @@ class BudgetEngine:
         self._apply(call, model, notes, cap=False)  # no budget applies
         return None
 
+    def admit_lean(self, request: Request, tags: Mapping[str, str]) -> Ticket | bool | None:
+        """`admit` without a `Call`, for the common call (`costlens.pipeline.LeanStep`): a ticket when
+        every budget the call falls in reserved its worst case (its body capped as `admit` caps it:
+        `request.body` is then a new dict, for the adapter to send); False when no budget applies;
+        None for anything else (a price unknown, a budget full, a ledger that fails): nothing was
+        done, and the call takes the full path, whose `admit` decides (asking the ledger again)."""
+        try:
+            if not self._budgets:
+                return False
+            at = self.clock()
+            model, provider, settings = request.model, request.provider, self.settings
+            applied, keys = self._applicable(tags, model, provider, at)
+            if not applied:
+                return False
+            est = estimate(request, model=model, default_max_output=settings.default_max_output_tokens, at=at)
+            if est.cost_nanousd is None:
+                return None
+            body = request.body
+            if not est.output_bounded and settings.cap_output and request.operation != "embeddings":
+                body = {
+                    **body,
+                    cap_key(request.operation, provider, model): settings.default_max_output_tokens,
+                }
+            reservation = self.ledger.reserve(keys, est.cost_nanousd, settings.reservation_ttl_s, at=at)
+        except (LimitReached, LedgerUnavailable):
+            return None
+        except Exception as exc:
+            internal_error("checking budgets", exc)
+            return None
+        request.body = body  # (what `Call.rewrite` does; nothing that can fail after the reservation)
+        return Ticket(applied, reservation)
+
     def _try(
         self,
         applied: list[Applied],
@@ -413,10 +445,26 @@ class BudgetEngine:
 
         A ledger that fails is asked again (`_SETTLE_BACKOFF_S`); a reservation that still cannot be
         settled is charged at its reserved amount when it expires, never dropped."""
-        r = ticket.reservation
         actual = call.cost_nanousd  # (read on the call: `call.record` would build the record now)
         if actual == 0 and call.status == "error":
             actual = None  # failed before anything was billed: nothing to settle, release it
+        outcome = self._charge(ticket.reservation, actual)
+        ticket.mark(call, outcome, None if outcome == "unsettled" else actual)
+        if outcome == "settled" and actual is not None:
+            self._settled(ticket, actual, call.request)
+
+    def settle_lean(self, ticket: Ticket, actual: int | None, request: Request) -> None:
+        """`settle` for a call that `admit_lean` admitted and that ended well, priced at `actual`
+        (None: its price is unknown, the reservation is released): the ticket's entries are made
+        after it, by whoever builds the record."""
+        outcome = self._charge(ticket.reservation, actual)
+        ticket.outcome, ticket.charged = outcome, None if outcome == "unsettled" else actual
+        if outcome == "settled" and actual is not None:
+            self._settled(ticket, actual, request)
+
+    def _charge(self, r: Reservation, actual: int | None) -> str:
+        """Settle `actual` on the reservation (None: release it): "settled", "released", or
+        "unsettled" when the ledger fails, also when asked again."""
         try:
             if actual is None:
                 self.ledger.release(r)
@@ -424,13 +472,13 @@ class BudgetEngine:
                 self.ledger.settle(r, actual)
         except LedgerUnavailable as exc:
             if not self._settle_again(r, actual, exc):
-                ticket.mark(call, "unsettled", None)
-                return
-        ticket.mark(call, "released" if actual is None else "settled", actual)
-        if actual is None:
-            return
+                return "unsettled"
+        return "released" if actual is None else "settled"
+
+    def _settled(self, ticket: Ticket, actual: int, request: Request) -> None:
+        r = ticket.reservation
         if actual > r.amount_nanousd:
-            _underestimated(call.request.provider, call.request.model, r.amount_nanousd, actual)
+            _underestimated(request.provider, request.model, r.amount_nanousd, actual)
         self.watch.settled(ticket.applied, r, actual, clock=self.clock)
 
     def _settle_again(self, r: Reservation, actual: int | None, exc: LedgerUnavailable) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-from costlens.budgets._enforce import BudgetEngine
+from costlens.budgets._enforce import BudgetEngine, Ticket
 from costlens.budgets._errors import BudgetUnavailable
 from costlens.pipeline import Call
 
@@ -16,6 +16,9 @@ class BudgetStep:
 
     def __init__(self, engine: BudgetEngine) -> None:
         self.engine = engine
+        # the lean path's halves (`costlens.pipeline.LeanStep`), the engine's own: a frame less per call
+        self.admit_lean = engine.admit_lean
+        self.settle_lean = engine.settle_lean
 
     def is_idle(self) -> bool:
         """No budget in force (`configure_budgets([])`): `admit` would reserve nothing, so a call
@@ -31,6 +34,15 @@ class BudgetStep:
             yield
         finally:  # success or error: the price is on the record (0 when nothing was billed)
             engine.settle(ticket, call)
+
+    def admitted_flow(self, ticket: Ticket, call: Call) -> Generator[None, None, None]:
+        """The after-half of a call that `admit_lean` admitted and that became a `Call` (it failed,
+        or its answer needs the full path): its entries on its record, settled at its end (as `flow`)."""
+        call.note_budgets_later(ticket)
+        try:
+            yield
+        finally:
+            self.engine.settle(ticket, call)
 
 
 class BrokenBudgets:

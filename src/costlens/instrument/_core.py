@@ -29,7 +29,7 @@ from costlens.instrument._adapter import (
     _next_attempt,
     _start,
 )
-from costlens.instrument._lean import LeanStream, _Lean, _LeanPath
+from costlens.instrument._lean import LeanStream, _Gated, _Lean, _LeanPath
 from costlens.pipeline import Pipeline, StreamCall
 
 __all__ = ["Adapter", "Observe", "wrap_async_request", "wrap_sync_request"]
@@ -251,7 +251,7 @@ class _PipelineSource:
 
 
 RequestFn = Callable[..., Any]
-_LEAN = (_Lean, LeanStream)  # a call begun on the lean path (`_LeanPath.start`, `start_stream`)
+_LEAN = (_Lean, _Gated, LeanStream)  # a call begun on the lean path (`_LeanPath.start`, `start_stream`)
 
 
 def wrap_sync_request(

@@ -21,7 +21,8 @@ from costlens.instrument._adapter import Adapter, QuickRead, _complete_response,
 from costlens.pipeline import Call, OutputMissing, Pipeline, Request, StreamCall
 from costlens.pipeline._call import usage_refused, utc_of_ns
 from costlens.pipeline._request import requested_tier
-from costlens.usage import Usage
+from costlens.pipeline._step import LeanStep
+from costlens.usage import Usage, usage_of_ints
 
 __all__ = ["LeanStream"]
 
@@ -44,6 +45,32 @@ class _Lean:
         self.tags, self.context = tags, read_tags() or None
         self.started_ns = time.time_ns()  # (a `datetime` is made with the record, off the caller's thread)
         self.start_ns = time.perf_counter_ns()
+
+
+class _Gated:
+    """A call on a pipeline that is lean but for one step (`Pipeline.gate`: budgets), admitted by
+    that step without a `Call` (`LeanStep.admit_lean`)."""
+
+    __slots__ = ("admitted", "gate", "pipeline", "request", "start_ns", "started_ns", "tags")
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        gate: LeanStep,
+        request: Request,
+        tags: Mapping[str, str],
+        started_ns: int,
+        start_ns: int,
+        admitted: Any,
+    ) -> None:
+        self.pipeline, self.gate, self.request, self.tags = pipeline, gate, request, tags
+        self.started_ns, self.start_ns, self.admitted = started_ns, start_ns, admitted
+
+    def as_call(self) -> Call:
+        """The `Call` this call becomes (`Pipeline.resume_gated`), begun at its start."""
+        return self.pipeline.resume_gated(
+            self.gate, self.admitted, self.request, self.tags, self.started_ns, self.start_ns
+        )
 
 
 class _LeanPath:
@@ -85,14 +112,15 @@ class _LeanPath:
             return None
         return cls(adapter, provider, tags, pipeline_of, quick, lean_request, lean_response)
 
-    def start(self, options: Any) -> _Lean | Pipeline | None:
+    def start(self, options: Any) -> _Lean | _Gated | Pipeline | None:
         """The call begun without a `Call` when the pipeline is `lean` and the adapter knows the
         request; else the full path's pipeline (for `_start`: read once per call), or None when
         reading it failed."""
         try:
             pipeline = self.pipeline_of()
             if not pipeline.lean:
-                return pipeline
+                gate = pipeline.gate()
+                return pipeline if gate is None else self._admit(pipeline, gate, options)
             known = self.lean_request(options)
             if known is None:
                 return pipeline
@@ -100,6 +128,34 @@ class _LeanPath:
         except Exception as exc:
             internal_error("preparing to record an LLM call", exc)
             return None
+
+    def _admit(self, pipeline: Pipeline, gate: LeanStep, options: Any) -> _Lean | _Gated | Pipeline:
+        """`start` on a pipeline with one step awake that can act without a `Call` (`Pipeline.gate`):
+        the call admitted by it (`_Gated`), or lean when it does nothing around this call; else the
+        pipeline, for the full path (a request costlens does not record, or one the step cannot
+        admit here: a budget full, a price unknown; the step did nothing then). The request is read
+        as the full path reads it (`parse_request`: the step may count its prompt); an answer that
+        `lean_response` does not read (another operation's) is read by the full path, after."""
+        started_ns, start_ns = (
+            time.time_ns(),
+            time.perf_counter_ns(),
+        )  # (as `Call` has them: admission included)
+        request = self.adapter.parse_request(options, stream=False, provider=self.provider, tags=self.tags)
+        if request is None:
+            return pipeline
+        context = read_tags()
+        tags = {**self.tags, **context} if context else self.tags
+        admitted = gate.admit_lean(request, tags)
+        if admitted is None:
+            return pipeline
+        if admitted is False:  # (no budget applies to this call: a lean call, read as one)
+            return _Lean(pipeline, request.operation, request.model, request.body, self.tags)
+        if request.body is not options.json_data:  # (capped: `Call.rewrite`, as the full path's `_start`)
+            try:
+                self.adapter.write_back(request, options)
+            except Exception as exc:
+                internal_error("changing the request", exc)
+        return _Gated(pipeline, gate, request, tags, started_ns, start_ns, admitted)
 
     def start_stream(self, options: Any) -> LeanStream | Pipeline | None:
         """As `start`, for a stream: begun without a `Call` when the pipeline is `lean` and the
@@ -125,7 +181,7 @@ class _LeanPath:
 
     def done(
         self,
-        lean: _Lean | LeanStream,
+        lean: _Lean | _Gated | LeanStream,
         options: Any,
         result: Any,
         hook: Callable[[Adapter, StreamCall, Any], Any],
@@ -139,6 +195,8 @@ class _LeanPath:
                 return hook(self.adapter, lean, result)
             _complete_response(self.adapter, lean.as_call(), result, self.quick)
             return result
+        if isinstance(lean, _Gated):
+            return self._done_gated(lean, result)
         provider = self.provider
         try:
             read = self.lean_response(result, provider)
@@ -164,10 +222,36 @@ class _LeanPath:
             _complete_response(self.adapter, call, result, self.quick)
         return result
 
-    def failed(self, lean: _Lean | LeanStream, options: Any, error: BaseException) -> None:
+    def _done_gated(self, gated: _Gated, result: Any) -> Any:
+        """`done` for a call the pipeline's gate admitted: one that ended well with its usage is
+        priced, settled and handed over (`Pipeline.record_gated`); any other answer is read by the
+        full path, as the `Call` it becomes (`_Gated.as_call`)."""
+        request = gated.request
+        try:
+            read = self.lean_response(result, self.provider)
+            if read is not None:
+                response_model, tier, counts = read
+                usage = usage_of_ints(*counts) if isinstance(counts, tuple) else counts
+                tier = tier or requested_tier(request.body)
+        except Exception as exc:
+            internal_error("recording an LLM call", exc)
+            read = None
+        if read is None:
+            _complete_response(self.adapter, gated.as_call(), result, self.quick)
+            return result
+        gated.pipeline.record_gated(  # (never raises: settled once, here)
+            gated.gate, gated.admitted, request, gated.tags, gated.started_ns,
+            time.perf_counter_ns() - gated.start_ns, response_model, usage, tier,
+        )  # fmt: skip
+        return result
+
+    def failed(self, lean: _Lean | _Gated | LeanStream, options: Any, error: BaseException) -> None:
         """A lean call that raised: recorded by the full path, as any failed call."""
         if isinstance(lean, LeanStream):
             lean.finish(error)
+            return
+        if isinstance(lean, _Gated):
+            lean.as_call().finish(error)
             return
         call = self._full(lean, options)
         if call is not None:

@@ -53,6 +53,13 @@ _OUTPUT_KEYS = {
     "text_completion": ("max_tokens",),
 }
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+#: The fields that shape a worst case besides the prompt: an output bound, choices, a tier (fast
+#: mode and US-only inference included). A request with none of them (one C call to tell) is
+#: bounded by the default output, once, in the standard tier.
+_SHAPING_KEYS = frozenset(
+    {key for keys in _OUTPUT_KEYS.values() for key in keys}
+    | {"max_tokens", "n", "best_of", "service_tier", "speed", "inference_geo"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +212,16 @@ def estimate(
     estimate_max_nanousd, get_catalogue, pricing_provider, atto_to_nano = _pricing or _import_pricing()
     model = request.model if model is None else model
     body = request.body
-    n_in, exact = input_tokens(request.operation, body, model)
-    bound = output_bound(request.operation, body)
-    n_out = (default_max_output if bound is None else bound) * choices(request.operation, body)
-    tier = requested_tier(body)
+    operation = request.operation
+    n_in, exact = input_tokens(operation, body, model)
+    if operation != "embeddings" and body.keys().isdisjoint(
+        _SHAPING_KEYS
+    ):  # (`output_bound` & co.: None, 1, None)
+        bound, n_out, tier = None, default_max_output, None
+    else:
+        bound = output_bound(operation, body)
+        n_out = (default_max_output if bound is None else bound) * choices(operation, body)
+        tier = requested_tier(body)
     catalogue = get_catalogue()
     # the usual model, priced the same at every time (and every prompt up to a long-context tier):
     # its worst rates, kept by the catalogue (a third of this function's work otherwise: provider,
