@@ -8,7 +8,7 @@ case run both ways."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from costlens.pipeline import Pipeline
 from costlens.testing import FakeProvider, Fault
 from costlens.usage import CallRecord
 from tests.conftest import Recorded
-from tests.test_lean_path import CASES, twenty_async_users
+from tests.test_lean_path import ANTHROPIC_CASES, CASES, twenty_async_users
 
 MSG: Any = [{"role": "user", "content": "hello there"}]
 _VARIES = ("id", "started_at", "ended_at", "latency_ms")
@@ -74,11 +74,11 @@ def _comparable(record: CallRecord) -> dict[str, Any]:
     return values
 
 
-def _spent(engine: BudgetEngine) -> dict[str, tuple[int, int]]:
-    """(spent, reserved) of every key the calls of these tests fall in, leases settled first."""
+def _spent(engine: BudgetEngine, model: str = "gpt-4o-mini") -> dict[str, tuple[int, int]]:
+    """(spent, reserved) of every key a call to `model` falls in, leases settled first."""
     engine.flush()
     out = {}
-    for name, key_id in (("all", "all"), ("per-model", "per-model[gpt-4o-mini]")):
+    for name, key_id in (("all", "all"), ("per-model", f"per-model[{model}]")):
         budget = engine.get(name)
         assert budget is not None
         pos = budget.window.position(engine.clock())
@@ -93,6 +93,40 @@ def _new(recorded: Recorded, seen: list[CallRecord]) -> CallRecord:
     return new
 
 
+def _both_ways(
+    call: Callable[[], object],
+    model: str,
+    recorded: Recorded,
+    engine: BudgetEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[CallRecord], list[str]]:
+    """`call()` on the gate, then on the full path: each one's record (checked equal, as what each
+    charged on every key), and the models of the calls that ended on the gate."""
+    taken = _gated(monkeypatch)
+    records: list[CallRecord] = []
+    charged: list[dict[str, tuple[int, int]]] = []
+    for gated in (True, False):
+        if not gated:
+            _full_path(monkeypatch)
+        before = _spent(engine, model)
+        with costlens.tags(user="u1"):
+            call()
+        records.append(_new(recorded, records))
+        after = _spent(engine, model)
+        charged.append({key: (after[key][0] - before[key][0], after[key][1]) for key in after})
+    gated_record, full_record = records
+    assert _comparable(gated_record) == _comparable(full_record)
+    assert charged[0] == charged[1]  # the same spend on each key, nothing left reserved
+    entries = gated_record.budgets
+    assert [e["budget"] for e in entries] == ["all", "per-model"]
+    assert len({e["reservation"] for e in entries}) == 1
+    if gated_record.cost_nanousd is not None:
+        assert {e["outcome"] for e in entries} == {"settled"}
+        assert all(e["charged_nanousd"] == gated_record.cost_nanousd for e in entries)
+        assert charged[0]["all"] == (gated_record.cost_nanousd, 0)
+    return records, taken
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_budgeted_call_on_the_gate_records_and_charges_what_the_full_path_does(
     case: str,
@@ -103,34 +137,40 @@ def test_a_budgeted_call_on_the_gate_records_and_charges_what_the_full_path_does
 ) -> None:
     answer, extra = CASES[case]
     client = _client(fake)
-    taken = _gated(monkeypatch)
-    records: list[CallRecord] = []
-    charged: list[dict[str, tuple[int, int]]] = []
-    for gated in (True, False):
-        if not gated:
-            _full_path(monkeypatch)
-        before = _spent(engine)
+
+    def call() -> None:
         fake.enqueue(raw=answer)
-        with costlens.tags(user="u1"):
-            client.chat.completions.create(model="gpt-4o-mini", messages=MSG, **extra)
-        records.append(_new(recorded, records))
-        after = _spent(engine)
-        charged.append({key: (after[key][0] - before[key][0], after[key][1]) for key in after})
-    gated_record, full_record = records
-    assert _comparable(gated_record) == _comparable(full_record)
-    assert charged[0] == charged[1]  # the same spend on each key, nothing left reserved
-    assert gated_record.tags == {"feature": "gate", "user": "u1"}
-    entries = gated_record.budgets
-    assert [e["budget"] for e in entries] == ["all", "per-model"] and len(
-        {e["reservation"] for e in entries}
-    ) == 1
-    if gated_record.cost_nanousd is not None:
-        assert {e["outcome"] for e in entries} == {"settled"}
-        assert all(e["charged_nanousd"] == gated_record.cost_nanousd for e in entries)
-        assert charged[0]["all"] == (gated_record.cost_nanousd, 0)
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG, **extra)
+
+    records, taken = _both_ways(call, "gpt-4o-mini", recorded, engine, monkeypatch)
+    assert records[0].tags == {"feature": "gate", "user": "u1"}
     # the gate reads the answers the lean path reads; the others become a `Call` after admission
-    lean = "counted" not in case
-    assert taken == (["gpt-4o-mini"] if lean else [])
+    assert taken == ([] if "counted" in case else ["gpt-4o-mini"])
+
+
+@pytest.mark.parametrize("case", list(ANTHROPIC_CASES))
+def test_a_budgeted_anthropic_message_on_the_gate_records_and_charges_what_the_full_path_does(
+    case: str,
+    fake: FakeProvider,
+    recorded: Recorded,
+    engine: BudgetEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import anthropic
+
+    answer, extra = ANTHROPIC_CASES[case]
+    client = costlens.track(
+        anthropic.Anthropic(base_url=fake.base_url, api_key="sk-ant-test", max_retries=0), feature="gate"
+    )
+
+    def call() -> None:
+        fake.enqueue(raw=answer)
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=MSG, **extra)
+
+    records, taken = _both_ways(call, "claude-sonnet-4-5", recorded, engine, monkeypatch)
+    assert records[0].provider == "anthropic" and records[0].budgets[0]["reserved_nanousd"] > 0
+    # (`extra_body` too: the gate reads the request as the full path does, then the answer lean)
+    assert taken == ([] if "counted" in case else ["claude-sonnet-4-5"])
 
 
 def test_the_gate_caps_the_body_sent_as_the_full_path_does(

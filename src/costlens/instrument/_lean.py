@@ -190,13 +190,13 @@ class _LeanPath:
         its usage: its facts go to the pipeline; a response that needs more (no or malformed usage,
         another type) goes the full path (`_full`). A stream: hooked (`hook`: `_hook_sync_stream`
         or `_hook_async_stream`); an answer that is not a stream is read by the full path."""
-        if isinstance(lean, LeanStream):
+        if not isinstance(lean, _Lean):  # (the plain call, the usual one, is told with one test)
+            if isinstance(lean, _Gated):
+                return self._done_gated(lean, result)
             if _is_stream(result):
                 return hook(self.adapter, lean, result)
             _complete_response(self.adapter, lean.as_call(), result, self.quick)
             return result
-        if isinstance(lean, _Gated):
-            return self._done_gated(lean, result)
         provider = self.provider
         try:
             read = self.lean_response(result, provider)
