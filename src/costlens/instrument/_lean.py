@@ -18,10 +18,9 @@ from typing import Any
 from costlens._errors import internal_error
 from costlens.context import read_tags
 from costlens.instrument._adapter import Adapter, QuickRead, _complete_response, _is_stream, _start
-from costlens.pipeline import Call, OutputMissing, Pipeline, Request, StreamCall
+from costlens.pipeline import Call, LeanStep, OutputMissing, Pipeline, Request, StreamCall
 from costlens.pipeline._call import usage_refused, utc_of_ns
 from costlens.pipeline._request import requested_tier
-from costlens.pipeline._step import LeanStep
 from costlens.usage import Usage, usage_of_ints
 
 __all__ = ["LeanStream"]

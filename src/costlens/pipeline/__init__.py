@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from costlens.pipeline._call import Call, OutputMissing, StreamCall
 from costlens.pipeline._pipeline import Pipeline, Sink
 from costlens.pipeline._request import Request
-from costlens.pipeline._step import SLOTS, Step
+from costlens.pipeline._step import SLOTS, LeanStep, Step
 
 if TYPE_CHECKING:
     from costlens.pipeline._estimate import DEFAULT_MAX_OUTPUT, Estimate, count_input, estimate
@@ -28,6 +28,7 @@ __all__ = [
     "SLOTS",
     "Call",
     "Estimate",
+    "LeanStep",
     "OutputMissing",
     "Pipeline",
     "Request",
