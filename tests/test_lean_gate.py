@@ -7,6 +7,7 @@ case run both ways."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -285,3 +286,48 @@ def test_costlens_failing_on_the_gate_loses_no_call_and_reserves_once(
     assert blocked.status == "blocked" and answered.status == "ok" and answered.price_known
     assert answered.budgets[0]["outcome"] == "settled"
     assert _spent(engine)["all"] == (answered.cost_nanousd, 0)
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_a_ledger_that_fails_the_gate_is_asked_once_per_call(
+    fake: FakeProvider,
+    recorded: Recorded,
+    engine: BudgetEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    fail_open: bool,
+) -> None:
+    """The gate's ledger answer (down, or a budget full) goes with the request to the full path,
+    which decides from it without asking again: a ledger that times out makes a call wait once."""
+    from costlens.budgets import LedgerUnavailable
+
+    asked: list[str] = []
+    real = engine.ledger.reserve
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        asked.append("down")
+        raise LedgerUnavailable("ledger down (test)")
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        asked.append("full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "settings", dataclasses.replace(engine.settings, fail_open=fail_open))
+    monkeypatch.setattr(engine.ledger, "reserve", down)
+    client = _client(fake)
+    if fail_open:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    else:
+        with pytest.raises(BudgetUnavailable):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    assert asked == ["down"]
+    (record,) = recorded.all()
+    if fail_open:
+        assert record.status == "ok" and record.budgets[0]["outcome"] == "unenforced"
+    else:
+        assert (record.status, record.error_type) == ("blocked", "BudgetUnavailable")
+    monkeypatch.setattr(engine.ledger, "reserve", full)
+    monkeypatch.setattr(engine, "settings", dataclasses.replace(engine.settings, fail_open=False))
+    with pytest.raises(BudgetExceeded):  # more than every limit: the ledger refuses it, once
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=10**9)
+    assert asked == ["down", "full"]
+    assert _spent(engine) == {"all": (0, 0), "per-model[gpt-4o-mini]": (0, 0)}

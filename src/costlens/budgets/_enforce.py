@@ -58,6 +58,8 @@ _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 _AppliedEntry = tuple[tuple[Budget, ...], datetime, datetime, list[Applied], tuple[BudgetKey, ...]]
 #: Pauses between the attempts to settle a reservation when the ledger fails.
 _SETTLE_BACKOFF_S = (0.01, 0.05, 0.2)
+#: `Request.state` key: the ledger's refusal or failure that `admit_lean` met (see there).
+_LEDGER_ANSWERED = "costlens.budgets.ledger_answered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +334,7 @@ class BudgetEngine:
         at = self.clock()
         model = request.model
         notes: list[dict[str, Any]] = []
+        answered = request.state.pop(_LEDGER_ANSWERED, None) if request.state else None  # (`admit_lean`)
         while True:  # ends: each pass reserves, refuses, or downgrades (at most _MAX_DOWNGRADES times)
             applied, keys = self._applicable(tags, model, provider, at)
             if not applied:
@@ -339,7 +342,8 @@ class BudgetEngine:
             est = estimate(
                 request, model=model, default_max_output=self.settings.default_max_output_tokens, at=at
             )
-            outcome = self._try(applied, keys, est, at, notes, provider)
+            outcome = self._try(applied, keys, est, at, notes, provider, answered)
+            answered = None  # (it answered this model's reservation only)
             if isinstance(outcome, str):
                 model = outcome  # downgraded: choose the budgets again for the cheaper model
                 continue
@@ -379,7 +383,10 @@ class BudgetEngine:
                     cap_key(request.operation, provider, model): settings.default_max_output_tokens,
                 }
             reservation = self.ledger.reserve(keys, est.cost_nanousd, settings.reservation_ttl_s, at=at)
-        except (LimitReached, LedgerUnavailable):
+        except (LimitReached, LedgerUnavailable) as answer:
+            # The full path takes the call on from this request: the ledger's answer is given to its
+            # `admit`, which would otherwise ask again (twice the wait on a ledger that is down)
+            request.state[_LEDGER_ANSWERED] = answer
             return None
         except Exception as exc:
             internal_error("checking budgets", exc)
@@ -395,8 +402,10 @@ class BudgetEngine:
         at: datetime,
         notes: list[dict[str, Any]],
         provider: str,
+        answered: Exception | None = None,
     ) -> Reservation | str | None:
-        """A reservation, a model to downgrade to, or None (unpriced and allowed). Raises to refuse."""
+        """A reservation, a model to downgrade to, or None (unpriced and allowed). Raises to refuse.
+        `answered`: what the ledger answered `admit_lean` for this reservation, instead of asking."""
         if est.cost_nanousd is None:
             blocker = next((a for a in applied if a.budget.unknown_price == "block"), None)
             if blocker is None:
@@ -410,6 +419,8 @@ class BudgetEngine:
                 limit_nanousd=blocker.budget.limit_nanousd,
             )  # fmt: skip
         try:
+            if answered is not None:
+                raise answered
             return self.ledger.reserve(keys, est.cost_nanousd, self.settings.reservation_ttl_s, at=at)
         except LimitReached as full:
             # Order-independent: a full `downgrade` budget downgrades the call, even when a `block`

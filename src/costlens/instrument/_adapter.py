@@ -1,6 +1,6 @@
 """What an adapter is (`Adapter`), and the full path's steps the wrappers and the gateway share:
-begin a call (`_start`), read a complete response into it (`_complete_response`), make the next
-attempt a step asked for (`_next_attempt`)."""
+begin a call (`_start`, or `_begin` from a request parsed already), read a complete response into
+it (`_complete_response`), make the next attempt a step asked for (`_next_attempt`)."""
 
 from __future__ import annotations
 
@@ -79,6 +79,12 @@ def _start(
     except Exception as exc:
         internal_error("preparing to record an LLM call", exc)
         return None
+    return _begin(adapter, pipeline, request, options)
+
+
+def _begin(adapter: Adapter, pipeline: Pipeline, request: Request, options: Any) -> Call:
+    """The call begun on the full path from its parsed request; the SDK sends what the steps made
+    of its body."""
     call = pipeline.start(request)  # a step's refusal (BudgetExceeded, ...) propagates, on purpose
     if call.request.body is not getattr(options, "json_data", None):
         try:

@@ -30,7 +30,7 @@ from costlens.instrument._adapter import (
     _start,
 )
 from costlens.instrument._lean import LeanStream, _Gated, _Lean, _LeanPath
-from costlens.pipeline import Pipeline, StreamCall
+from costlens.pipeline import Call, Pipeline, StreamCall
 
 __all__ = ["Adapter", "Observe", "wrap_async_request", "wrap_sync_request"]
 
@@ -263,7 +263,7 @@ def wrap_sync_request(
     lean_path = _LeanPath.of(adapter, provider, client_tags, pipeline_of, quick)
 
     def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
-        pipeline: Pipeline | None = None  # (read once per call)
+        pipeline: Pipeline | Call | None = None  # (read once per call; a `Call` the lean path began)
         if lean_path is not None:
             lean = lean_path.start_stream(options) if stream else lean_path.start(options)
             if isinstance(lean, _LEAN):
@@ -274,7 +274,10 @@ def wrap_sync_request(
                     raise
                 return lean_path.done(lean, options, result, _hook_sync_stream)
             pipeline = lean
-        call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
+        if isinstance(pipeline, Call):  # begun already, from the request the gate read (`_LeanPath.start`)
+            call: Call | None = pipeline
+        else:
+            call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
         if call is None:
             return original(cast_to, options, stream=stream, stream_cls=stream_cls)
         while True:  # one pass per attempt: a step (fallbacks, a cascade) may ask for another
@@ -307,8 +310,8 @@ def wrap_async_request(
     lean_path = _LeanPath.of(adapter, provider, client_tags, pipeline_of, quick)
 
     async def request(cast_to: Any, options: Any, *, stream: bool = False, stream_cls: Any = None) -> Any:
-        pipeline: Pipeline | None = None  # (read once per call)
-        if lean_path is not None:  # (as in `wrap_sync_request`)
+        pipeline: Pipeline | Call | None = None  # (as in `wrap_sync_request`)
+        if lean_path is not None:
             lean = lean_path.start_stream(options) if stream else lean_path.start(options)
             if isinstance(lean, _LEAN):
                 try:
@@ -318,7 +321,10 @@ def wrap_async_request(
                     raise
                 return lean_path.done(lean, options, result, _hook_async_stream)
             pipeline = lean
-        call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
+        if isinstance(pipeline, Call):  # begun already, from the request the gate read (`_LeanPath.start`)
+            call: Call | None = pipeline
+        else:
+            call = _start(pipeline_of, adapter, provider, client_tags, options, stream, pipeline)
         if call is None:
             return await original(cast_to, options, stream=stream, stream_cls=stream_cls)
         while True:  # one pass per attempt: a step (fallbacks, a cascade) may ask for another

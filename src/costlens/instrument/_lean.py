@@ -17,7 +17,14 @@ from typing import Any
 
 from costlens._errors import internal_error
 from costlens.context import read_tags
-from costlens.instrument._adapter import Adapter, QuickRead, _complete_response, _is_stream, _start
+from costlens.instrument._adapter import (
+    Adapter,
+    QuickRead,
+    _begin,
+    _complete_response,
+    _is_stream,
+    _start,
+)
 from costlens.pipeline import Call, LeanStep, OutputMissing, Pipeline, Request, StreamCall
 from costlens.pipeline._call import usage_refused, utc_of_ns
 from costlens.pipeline._request import requested_tier
@@ -111,34 +118,40 @@ class _LeanPath:
             return None
         return cls(adapter, provider, tags, pipeline_of, quick, lean_request, lean_response)
 
-    def start(self, options: Any) -> _Lean | _Gated | Pipeline | None:
-        """The call begun without a `Call` when the pipeline is `lean` and the adapter knows the
-        request; else the full path's pipeline (for `_start`: read once per call), or None when
-        reading it failed."""
+    def start(self, options: Any) -> _Lean | _Gated | Call | Pipeline | None:
+        """The call begun without a `Call` when the pipeline is `lean` (or `gate`s it) and the
+        adapter knows the request; else the full path's pipeline (for `_start`: read once per
+        call), or None when reading it failed; or the full path's `Call`, begun already from the
+        request the gate read (a step's refusal propagates from here, as from `_start`)."""
         try:
             pipeline = self.pipeline_of()
-            if not pipeline.lean:
-                gate = pipeline.gate()
-                return pipeline if gate is None else self._admit(pipeline, gate, options)
-            known = self.lean_request(options)
-            if known is None:
+            if pipeline.lean:
+                known = self.lean_request(options)
+                if known is None:
+                    return pipeline
+                return _Lean(pipeline, *known, self.tags)
+            gate = pipeline.gate()
+            if gate is None:
                 return pipeline
-            return _Lean(pipeline, *known, self.tags)
+            begun = self._admit(pipeline, gate, options)
+            if not isinstance(begun, Request):
+                return begun
         except Exception as exc:
             internal_error("preparing to record an LLM call", exc)
             return None
+        return _begin(self.adapter, pipeline, begun, options)
 
-    def _admit(self, pipeline: Pipeline, gate: LeanStep, options: Any) -> _Lean | _Gated | Pipeline:
+    def _admit(self, pipeline: Pipeline, gate: LeanStep, options: Any) -> _Lean | _Gated | Pipeline | Request:
         """`start` on a pipeline with one step awake that can act without a `Call` (`Pipeline.gate`):
         the call admitted by it (`_Gated`), or lean when it does nothing around this call; else the
-        pipeline, for the full path (a request costlens does not record, or one the step cannot
-        admit here: a budget full, a price unknown; the step did nothing then). The request is read
-        as the full path reads it (`parse_request`: the step may count its prompt); an answer that
-        `lean_response` does not read (another operation's) is read by the full path, after."""
-        started_ns, start_ns = (
-            time.time_ns(),
-            time.perf_counter_ns(),
-        )  # (as `Call` has them: admission included)
+        pipeline, for the full path (a request costlens does not record), or the request, for the
+        full path to begin (one the step could not admit here: a budget full, a price unknown, a
+        ledger down; the step did nothing, and left on the request what the full path needs so as
+        not to ask its ledger again). The request is read as the full path reads it
+        (`parse_request`: the step may count its prompt); an answer that `lean_response` does not
+        read (another operation's) is read by the full path, after."""
+        # the start, as a `Call` has it: the admission is part of the call's time
+        started_ns, start_ns = time.time_ns(), time.perf_counter_ns()
         request = self.adapter.parse_request(options, stream=False, provider=self.provider, tags=self.tags)
         if request is None:
             return pipeline
@@ -146,7 +159,7 @@ class _LeanPath:
         tags = {**self.tags, **context} if context else self.tags
         admitted = gate.admit_lean(request, tags)
         if admitted is None:
-            return pipeline
+            return request
         if admitted is False:  # (no budget applies to this call: a lean call, read as one)
             return _Lean(pipeline, request.operation, request.model, request.body, self.tags)
         if request.body is not options.json_data:  # (capped: `Call.rewrite`, as the full path's `_start`)
