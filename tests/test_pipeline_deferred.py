@@ -302,16 +302,23 @@ def test_budgeted_calls_reach_the_store_with_entries_settled_at_their_cost(fake:
         costlens.configure(store="memory://", durability="sync")
 
 
+@pytest.mark.parametrize("lean", [False, True])
 def test_a_pricing_failure_keeps_the_record_unpriced_and_strict_mode_raises_it_later(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, lean: bool
 ) -> None:
+    """A deferred call's facts (`Call.ended`), or a lean call's (`record_later`, its counts inline)."""
+
     def broken(self: Pricer, *args: object) -> None:
         raise RuntimeError("price table exploded")
 
     monkeypatch.setattr(Pricer, "price_of", broken)
     sink = Deferring()
     pipeline = Pipeline(sinks=[sink])
-    pipeline.finish(_call(pipeline, Usage(10, 5)))  # nothing raised to the caller
+    if lean:
+        counts = (10, 5, 0, 0, 0, 0, 0)
+        pipeline.record_later("openai", "chat", "gpt-4o-mini", 0, 1000, None, counts, None, {})
+    else:
+        pipeline.finish(_call(pipeline, Usage(10, 5)))  # nothing raised to the caller
     with caplog.at_level(logging.ERROR, logger="costlens"):
         (record,) = sink.built()  # strict under pytest, yet the builder does not raise: it keeps it
     assert record.cost_nanousd is None and not record.price_known and record.output_tokens == 5

@@ -25,6 +25,7 @@ __all__ = [
     "OutputMissing",
     "StreamCall",
     "priced_with",
+    "record_of",
     "record_of_ended",
     "usage_refused",
     "utc_of_ns",
@@ -386,7 +387,29 @@ def record_of_ended(ended: Ended, priced: Priced | None = None) -> CallRecord:
     checks the result equals the record the constructor builds from the same facts."""
     (_, provider, operation, model, started_at, latency_ns, ttft_ns, response_model, usage, stream,
      tier, tags, budgets, _, held) = ended  # fmt: skip
-    cost, known, version = priced or held or UNPRICED
+    return record_of(
+        provider, operation, model, started_at, latency_ns, ttft_ns, response_model, usage, stream, tier,
+        tags, budgets, priced or held or UNPRICED,
+    )  # fmt: skip
+
+
+def record_of(
+    provider: str,
+    operation: str,
+    model: str,
+    started_at: datetime,
+    latency_ns: int,
+    ttft_ns: int | None,
+    response_model: str | None,
+    usage: Usage,
+    stream: bool,
+    tier: str | None,
+    tags: Mapping[str, str],
+    budgets: Any,
+    priced: Priced,
+) -> CallRecord:
+    """`record_of_ended`, from the facts themselves (a lean call's builder has them unpacked)."""
+    cost, known, version = priced
     r: Any = _new_object(_RecordSlots)
     r.provider, r.operation, r.request_model, r.started_at = provider, operation, model, started_at
     r.ended_at = started_at + _MICROSECOND * (latency_ns // 1000)  # (not `timedelta(microseconds=)`)

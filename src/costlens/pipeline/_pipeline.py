@@ -25,15 +25,12 @@ from typing import Any
 from costlens._errors import ConfigError, internal_error, late_error
 from costlens.context import read_tags
 from costlens.pipeline._call import (
-    _CONTEXT,
-    _COUNTS,
     _STARTED_AT,
-    _TAGS,
-    _USAGE,
     UNPRICED,
     Call,
     Ended,
     priced_with,
+    record_of,
     record_of_ended,
     utc_of_ns,
 )
@@ -345,12 +342,7 @@ class Pipeline:
         """The record of `Call.ended`'s facts, priced (on the thread of the sink that deferred it:
         a failure there is reported by `late_error`, and the record kept, its price unknown)."""
         if type(ended[_STARTED_AT]) is int:  # a lean call's (`record_later`): its start in ns
-            usage, tags, context = ended[_USAGE], ended[_TAGS], ended[_CONTEXT]
-            ended = (
-                *ended[:_STARTED_AT], utc_of_ns(ended[_STARTED_AT]), *ended[_STARTED_AT + 1 : _USAGE],
-                usage_of_ints(*ended[_COUNTS:]) if usage is None else usage, *ended[_USAGE + 1 : _TAGS],
-                {**tags, **context} if context else tags, *ended[_TAGS + 1 : _CONTEXT],
-            )  # fmt: skip
+            return self._lean_record(ended)
         to_price = priced_with(ended)
         if to_price is None:
             return record_of_ended(ended)
@@ -360,6 +352,28 @@ class Pipeline:
             priced = UNPRICED
             late_error("pricing an LLM call", exc)
         return record_of_ended(ended, priced)
+
+    def _lean_record(self, ended: Ended) -> CallRecord:
+        """`_late_record` of a lean call's facts (`record_later`), read as they are: its `datetime`,
+        its `Usage` (from the counts inline) and its merged tags made here, then priced, with no
+        tuple of facts rebuilt in between (every record of a process without budgets is made so)."""
+        (_, provider, operation, model, started_ns, latency_ns, ttft_ns, response_model, usage, stream, tier,
+         tags, budgets, priced_as, priced, context, *counts) = ended  # fmt: skip
+        started_at = utc_of_ns(started_ns)
+        if usage is None:
+            usage = usage_of_ints(*counts)
+        if context:
+            tags = {**tags, **context}
+        if priced is None:
+            try:
+                priced = self._pricer.price_of(provider, response_model, priced_as, tier, started_at, usage)
+            except Exception as exc:
+                priced = UNPRICED
+                late_error("pricing an LLM call", exc)
+        return record_of(
+            provider, operation, model, started_at, latency_ns, ttft_ns, response_model, usage, stream, tier,
+            tags, budgets, priced,
+        )  # fmt: skip
 
     def _after(self, call: Call, error: BaseException | None) -> None:
         flows = call.flows
