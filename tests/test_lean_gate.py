@@ -24,7 +24,7 @@ from costlens.pipeline import Pipeline
 from costlens.testing import FakeProvider, Fault
 from costlens.usage import CallRecord
 from tests.conftest import Recorded
-from tests.test_lean_path import ANTHROPIC_CASES, CASES, twenty_async_users
+from tests.test_lean_path import ANTHROPIC_CASES, CASES, STREAM_CASES, _read_stream, twenty_async_users
 
 MSG: Any = [{"role": "user", "content": "hello there"}]
 _VARIES = ("id", "started_at", "ended_at", "latency_ms")
@@ -55,9 +55,9 @@ def _gated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     taken: list[str] = []
     real = Pipeline.record_gated
 
-    def spy(self: Pipeline, gate: Any, admitted: Any, request: Any, *rest: Any) -> None:
+    def spy(self: Pipeline, gate: Any, admitted: Any, request: Any, *rest: Any, **stream: Any) -> None:
         taken.append(request.model)
-        real(self, gate, admitted, request, *rest)
+        real(self, gate, admitted, request, *rest, **stream)
 
     monkeypatch.setattr(Pipeline, "record_gated", spy)
     return taken
@@ -100,9 +100,12 @@ def _both_ways(
     recorded: Recorded,
     engine: BudgetEngine,
     monkeypatch: pytest.MonkeyPatch,
+    *,
+    entries: bool = True,
 ) -> tuple[list[CallRecord], list[str]]:
     """`call()` on the gate, then on the full path: each one's record (checked equal, as what each
-    charged on every key), and the models of the calls that ended on the gate."""
+    charged on every key), and the models of the calls that ended on the gate. `entries`: whether
+    the call reserved on the budgets (False: an unknown price, nothing reserved)."""
     taken = _gated(monkeypatch)
     records: list[CallRecord] = []
     charged: list[dict[str, tuple[int, int]]] = []
@@ -116,14 +119,17 @@ def _both_ways(
         after = _spent(engine, model)
         charged.append({key: (after[key][0] - before[key][0], after[key][1]) for key in after})
     gated_record, full_record = records
-    assert _comparable(gated_record) == _comparable(full_record)
+    # (a stream's time to first event is its own: the rest must match)
+    assert {**_comparable(gated_record), "ttft_ms": None} == {**_comparable(full_record), "ttft_ms": None}
     assert charged[0] == charged[1]  # the same spend on each key, nothing left reserved
-    entries = gated_record.budgets
-    assert [e["budget"] for e in entries] == ["all", "per-model"]
-    assert len({e["reservation"] for e in entries}) == 1
-    if gated_record.cost_nanousd is not None:
-        assert {e["outcome"] for e in entries} == {"settled"}
-        assert all(e["charged_nanousd"] == gated_record.cost_nanousd for e in entries)
+    if not entries:
+        return records, taken
+    entries_made = gated_record.budgets
+    assert [e["budget"] for e in entries_made] == ["all", "per-model"]
+    assert len({e["reservation"] for e in entries_made}) == 1
+    if gated_record.cost_nanousd is not None and gated_record.status != "error":
+        assert {e["outcome"] for e in entries_made} == {"settled"}
+        assert all(e["charged_nanousd"] == gated_record.cost_nanousd for e in entries_made)
         assert charged[0]["all"] == (gated_record.cost_nanousd, 0)
     return records, taken
 
@@ -331,3 +337,52 @@ def test_a_ledger_that_fails_the_gate_is_asked_once_per_call(
         client.chat.completions.create(model="gpt-4o-mini", messages=MSG, max_tokens=10**9)
     assert asked == ["down", "full"]
     assert _spent(engine) == {"all": (0, 0), "per-model[gpt-4o-mini]": (0, 0)}
+
+
+# -- streams ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(STREAM_CASES))
+def test_a_budgeted_stream_on_the_gate_records_and_charges_what_the_full_path_does(
+    case: str,
+    fake: FakeProvider,
+    recorded: Recorded,
+    engine: BudgetEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chat stream admitted by the gate is settled when it ends well with its usage (priced,
+    handed over as a stream, with its time to first event); any other end makes it the `Call` it
+    would have been, with the step's after-half waiting: the same record and charges either way."""
+    behaviour, extra, upto = STREAM_CASES[case]
+    client = _client(fake)
+    model = extra.get("model", "gpt-4o-mini")
+    outcomes: list[str] = []
+
+    def call() -> None:
+        fake.enqueue(**behaviour)
+        outcomes.append(_read_stream(client, extra, upto))
+
+    if model != "gpt-4o-mini":  # (an unknown model: nothing reserved, on either path)
+        records, taken = _both_ways(call, "gpt-4o-mini", recorded, engine, monkeypatch, entries=False)
+    else:
+        records, taken = _both_ways(call, model, recorded, engine, monkeypatch)
+    assert outcomes[0] == outcomes[1] and records[0].stream
+    goes_well = case in ("usage asked by costlens", "usage asked by the caller", "tier asked")
+    assert taken == (["gpt-4o-mini"] if goes_well else [])
+    if goes_well:
+        record = records[0]
+        assert record.ttft_ms is not None and 0 < record.ttft_ms <= (record.latency_ms or 0)
+
+
+def test_a_budgeted_stream_dropped_unread_is_settled_when_collected(
+    fake: FakeProvider, recorded: Recorded, engine: BudgetEngine
+) -> None:
+    import gc
+
+    stream = _client(fake).chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    assert _spent(engine)["all"][1] > 0  # its worst case is held while it is open
+    del stream
+    gc.collect()
+    record = recorded.one()
+    assert record.estimated and record.stream and record.budgets[0]["outcome"] == "settled"
+    assert _spent(engine)["all"] == (record.cost_nanousd, 0)

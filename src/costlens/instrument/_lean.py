@@ -169,21 +169,32 @@ class _LeanPath:
                 internal_error("changing the request", exc)
         return _Gated(pipeline, gate, request, tags, started_ns, start_ns, admitted)
 
-    def start_stream(self, options: Any) -> LeanStream | Pipeline | None:
-        """As `start`, for a stream: begun without a `Call` when the pipeline is `lean` and the
-        adapter reads this kind of stream itself (`LeanStream`); its body asks for the usage."""
+    def start_stream(self, options: Any) -> LeanStream | Call | Pipeline | None:
+        """As `start`, for a stream: begun without a `Call` when the pipeline is `lean` (or `gate`s
+        it: the step admits it as a plain call) and the adapter reads this kind of stream itself
+        (`LeanStream`); its body asks for the usage."""
         try:
             pipeline = self.pipeline_of()
-            if not pipeline.lean or not self.streams:
+            gate = None if pipeline.lean else pipeline.gate()
+            if (gate is None and not pipeline.lean) or not self.streams:
                 return pipeline
             adapter = self.adapter
             request = adapter.parse_request(options, stream=True, provider=self.provider, tags=self.tags)
             if request is None or request.operation not in self.streams:
                 return pipeline  # (`_start` reads it again: rare requests only)
-            lean = LeanStream(pipeline, request, self.tags, read_tags() or None)
+            context = read_tags() or None
+            admitted = None
+            if gate is not None:
+                admitted = gate.admit_lean(request, {**self.tags, **context} if context else self.tags)
+                if admitted is False:  # (no budget applies to this stream: a lean one)
+                    gate = admitted = None
+            if gate is None or admitted is not None:
+                lean = LeanStream(pipeline, request, self.tags, context, gate, admitted)
         except Exception as exc:
             internal_error("preparing to record an LLM call", exc)
             return None
+        if gate is not None and admitted is None:  # (the step could not admit it: as in `start`)
+            return _begin(adapter, pipeline, request, options)
         if request.body is not getattr(options, "json_data", None):
             try:
                 adapter.write_back(request, options)
@@ -281,9 +292,11 @@ class LeanStream:
     """A lean pipeline's stream in flight: its request, start, and what its events said."""
 
     __slots__ = (
+        "admitted",
         "context",
         "finished",
         "first_event_ns",
+        "gate",
         "output_missing",
         "pipeline",
         "request",
@@ -303,9 +316,13 @@ class LeanStream:
         request: Request,
         tags: dict[str, str],
         context: Mapping[str, str] | None = None,
+        gate: LeanStep | None = None,
+        admitted: Any = None,
     ) -> None:
         # the client's tags and a `costlens.tags` block's, merged where the record is built (as `_Lean`)
         self.pipeline, self.request, self.tags, self.context = pipeline, request, tags, context
+        # a stream the pipeline's gate admitted (`Pipeline.gate`: budgets), settled when it ends
+        self.gate, self.admitted = gate, admitted
         self.started_ns = time.time_ns()  # (a `datetime` is made with the record)
         self.start_ns = time.perf_counter_ns()
         self.first_event_ns: int | None = None
@@ -347,6 +364,15 @@ class LeanStream:
             request, first = self.request, self.first_event_ns
             end_ns = time.perf_counter_ns()
             self.text_later = None  # (it holds this object and the events: a cycle, broken here)
+            if self.gate is not None:  # priced, settled by the step, handed over
+                context = self.context
+                self.pipeline.record_gated(  # (never raises: a `Call` now would settle it twice)
+                    self.gate, self.admitted, request, {**self.tags, **context} if context else self.tags,
+                    self.started_ns, end_ns - self.start_ns, self.response_model, usage,
+                    self.service_tier or requested_tier(request.body),
+                    ttft_ns=None if first is None else first - self.start_ns, stream=True,
+                )  # fmt: skip
+                return
             try:
                 self.pipeline.record_later(
                     request.provider,
@@ -372,8 +398,14 @@ class LeanStream:
     def as_call(self) -> Call:
         """The `Call` this stream is, begun at its start, with what its events said so far."""
         context = self.context
-        call = Call(self.pipeline, self.request, {**self.tags, **context} if context else self.tags)
-        call.started_at, call.start_ns = utc_of_ns(self.started_ns), self.start_ns
+        tags = {**self.tags, **context} if context else self.tags
+        if self.gate is not None:  # admitted already: the step's after-half waits for its end
+            call = self.pipeline.resume_gated(
+                self.gate, self.admitted, self.request, tags, self.started_ns, self.start_ns
+            )
+        else:
+            call = Call(self.pipeline, self.request, tags)
+            call.started_at, call.start_ns = utc_of_ns(self.started_ns), self.start_ns
         call.first_event_ns = self.first_event_ns
         call.set_facts(self.response_model, self.service_tier)
         call.usage, call.output_missing, call.usage_invalid = (

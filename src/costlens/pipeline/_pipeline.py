@@ -207,9 +207,13 @@ class Pipeline:
         response_model: str | None,
         usage: Usage,
         service_tier: str | None,
+        *,
+        ttft_ns: int | None = None,
+        stream: bool = False,
     ) -> None:
         """What `finish` does for a call that `gate` admitted (`admit_lean`) and that ended well with
-        its usage: priced, settled by the step (`settle_lean`), then its facts, as `Call.ended`
+        its usage (a stream: `stream`, with `ttft_ns`, the time to its first event): priced,
+        settled by the step (`settle_lean`), then its facts, as `Call.ended`
         gives them, go to the deferring sink (the record's budget entries made by `admitted`,
         there). The `Call`, `start`, the flow's generator and the adapter's full read are left
         out (two nested budgets: 2,516 -> 2,136 bytecodes on the caller's thread, ~6 µs in place).
@@ -228,8 +232,8 @@ class Pipeline:
         defer: Callable[[Ended], None] = self._defer  # type: ignore[assignment]  # (a gate has one)
         try:
             defer(
-                (self._late, provider, request.operation, model, started_at, latency_ns, None, response_model,
-                 usage, False, service_tier, tags, admitted, model, priced)
+                (self._late, provider, request.operation, model, started_at, latency_ns, ttft_ns,
+                 response_model, usage, stream, service_tier, tags, admitted, model, priced)
             )  # fmt: skip
         except Exception as exc:
             internal_error("recording an LLM call", exc)
