@@ -181,7 +181,8 @@ def test_the_lean_path_is_taken_only_where_nothing_else_needs_the_call(
     fake: FakeProvider, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Counted by the calls to `record_later`: a plain call and a chat stream take it; a budget (a
-    step), a Responses stream (read chunk by chunk) and a kept text do not."""
+    step), a Responses stream (read chunk by chunk) and a kept text do not (a budgeted call goes
+    through the budget step's gate instead: `tests/test_lean_gate.py`)."""
     taken = _lean_models(monkeypatch)
     client = _client(fake)
     client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
