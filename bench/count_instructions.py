@@ -171,6 +171,41 @@ def by_library(profile: Path) -> dict[str, int]:
     return found
 
 
+def by_function(profile: Path, event: str = "Ir") -> dict[str, int]:
+    """Exclusive count of `event` per function (`callgrind_annotate --show`), keyed `file:function`:
+    the build's own directory and callgrind's recursion marks (`'2`) left out, so that the same
+    function adds up across its recursion levels and across profiles."""
+    text = subprocess.run(
+        ["callgrind_annotate", f"--show={event}", "--threshold=100", "--inclusive=no", str(profile)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found: dict[str, int] = {}
+    for match in re.finditer(r"^\s*([\d,]+) \([^)]*\)\s+(\S.*?)(?: \[.*\])?$", text, re.MULTILINE):
+        name = match.group(2)
+        if name == "PROGRAM TOTALS":
+            continue
+        name = re.sub(r"'\d+$", "", name.rsplit("/", 1)[-1] if name.startswith("/") else name)
+        found[name] = found.get(name, 0) + int(match.group(1).replace(",", ""))
+    return found
+
+
+def added_by_function(
+    runs: dict[str, tuple[dict[int, Path], dict[int, Path]]], event: str, calls: int
+) -> dict[str, float]:
+    """Per function, per call: what the tracked side's counted batches add over the raw side's
+    (each side's warm-up profile subtracted from its full one), every thread summed."""
+    added: dict[str, float] = {}
+    for side, (before, after) in runs.items():
+        sign = 1 if side == "tracked" else -1
+        for thread, profile in after.items():
+            old = by_function(before[thread], event) if thread in before else {}
+            for name, count in by_function(profile, event).items():
+                added[name] = added.get(name, 0.0) + sign * (count - old.get(name, 0)) / calls
+    return added
+
+
 #: The cache misses `--cache-sim` prints (callgrind models the caches this machine's CPU reports).
 _MISSES = {
     "I1mr": "First-level instruction cache misses",
@@ -222,6 +257,12 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=2, help="batches run before counting")
     parser.add_argument("--batches", type=int, default=2, help="batches counted")
     parser.add_argument("--by-library", action="store_true", help="split the added instructions")
+    parser.add_argument(
+        "--by-function",
+        metavar="EVENT",
+        help="the functions that add most of EVENT per call (Ir, or with --cache-sim a miss count such "
+        "as I1mr or D1mr), every thread summed: where a cut that is spread over many functions goes",
+    )
     parser.add_argument("--keep", type=Path, help="keep the callgrind profiles in this folder")
     parser.add_argument("--cache-sim", action="store_true", help="also count simulated cache misses")
     parser.add_argument(
@@ -264,6 +305,8 @@ def main() -> None:
         sys.exit("--raw-asks-usage needs --stream (only a stream has a usage event to ask for)")
     if args.ll_kib is not None and not (args.cache_sim and _power_of_two_kib(args.ll_kib)):
         sys.exit("--ll-kib needs --cache-sim and a power of two of at least 64 (KiB), such as 2048")
+    if args.by_function and args.by_function not in ("Ir", *(_MISSES if args.cache_sim else ())):
+        sys.exit(f"--by-function takes Ir, or with --cache-sim one of {', '.join(_MISSES)}")
     if shutil.which("valgrind") is None:
         sys.exit("count_instructions.py needs valgrind (Debian: apt-get install valgrind)")
 
@@ -285,6 +328,7 @@ def main() -> None:
     ]
     per_call: dict[tuple[str, int], dict[str, float]] = {}
     libraries: dict[str, float] = {}
+    profiles: dict[str, tuple[dict[int, Path], dict[int, Path]]] = {}
     with fake_provider() as url, tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep or scratch
         Path(tmp).mkdir(parents=True, exist_ok=True)
@@ -297,6 +341,7 @@ def main() -> None:
                     Path(tmp) / f"{side}.{batches}", child_args, url, args.cache_sim, args.ll_kib
                 )
             before, after = runs[args.warm], runs[args.warm + args.batches]
+            profiles[side] = (before, after)
             for thread in after:
                 start = totals(before[thread]) if thread in before else {}
                 per_call[side, thread] = {
@@ -309,6 +354,7 @@ def main() -> None:
                     for library, count in by_library(after[thread]).items():
                         added = sign * (count - old.get(library, 0)) / n
                         libraries[library] = libraries.get(library, 0.0) + added
+        functions = added_by_function(profiles, args.by_function, n) if args.by_function else {}
     what = f"{args.setup} set-up, {'streamed' if args.stream else 'plain'} calls"
     if args.ll_kib:
         what += f", last level simulated as {args.ll_kib:,} KiB"
@@ -330,6 +376,13 @@ def main() -> None:
             if abs(added) >= 50:
                 split.add_row(library, f"{added:+,.0f}")
         console.print(split)
+    if functions:
+        top = Table(title=f"Functions that add most {args.by_function} per call, {what} (all threads)")
+        top.add_column("function")
+        top.add_column("added", justify="right")
+        for name, added in sorted(functions.items(), key=lambda kv: -abs(kv[1]))[:25]:
+            top.add_row(name, f"{added:+,.1f}")
+        console.print(top)
 
 
 if __name__ == "__main__":

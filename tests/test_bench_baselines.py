@@ -80,9 +80,38 @@ def test_the_instruction_counter_simulates_the_last_level_it_is_asked_for(
     assert [bench._power_of_two_kib(k) for k in (2048, 64, 32, 100, 0)] == [True, True, False, False, False]
 
 
+def test_the_instruction_counter_splits_what_a_call_adds_by_function(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--by-function`: each function's exclusive count (recursion levels and the build's folder
+    merged), tracked minus raw, each side's warm-up subtracted, every thread summed, per call."""
+    bench = _bench_module("count_instructions")
+    loop = "/b/Python/ceval.c:_PyEval_EvalFrameDefault"
+    annotated = {  # (what `callgrind_annotate --show=EVENT` prints for each profile)
+        "raw.1": f"1,000 (100.0%)  PROGRAM TOTALS\n  600 (60.0%)  {loop} [/l/libpython.so]\n",
+        "raw.3": f"2,000 (100.0%)  PROGRAM TOTALS\n1,200 (60.0%)  {loop} [/l/libpython.so]\n",
+        "tracked.1": f"  700 (70.0%)  {loop}'2 [/l/libpython.so]\n",
+        "tracked.3": (
+            f"1,500 (50.0%)  {loop} [/l/libpython.so]\n  300 (10.0%)  {loop}'2 [/l/libpython.so]\n"
+            "  40 ( 1.0%)  ???:sqlite3VdbeExec [/l/libsqlite3.so]\n"
+        ),
+    }
+
+    class Done:
+        def __init__(self, command: list[str]) -> None:
+            self.stdout = annotated[Path(command[-1]).name]
+
+    monkeypatch.setattr(bench.subprocess, "run", lambda command, **_: Done(command))
+    runs = {side: ({1: tmp_path / f"{side}.1"}, {1: tmp_path / f"{side}.3"}) for side in ("raw", "tracked")}
+    added = bench.added_by_function(runs, "Ir", 10)
+    # tracked: (1,500 + 300 - 700) / 10 = 110; raw: (1,200 - 600) / 10 = 60; sqlite: 40 / 10
+    assert added == {"ceval.c:_PyEval_EvalFrameDefault": 50.0, "???:sqlite3VdbeExec": 4.0}
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
+        (["--by-function", "D1mr"], "with --cache-sim one of"),
         (["--raw-asks-usage"], "--raw-asks-usage needs --stream"),
         (["--ll-kib", "2048"], "--ll-kib needs --cache-sim"),
         (["--cache-sim", "--ll-kib", "1000"], "a power of two"),
