@@ -175,8 +175,9 @@ class _LeanPath:
         (`LeanStream`); its body asks for the usage."""
         try:
             pipeline = self.pipeline_of()
-            gate = None if pipeline.lean else pipeline.gate()
-            if (gate is None and not pipeline.lean) or not self.streams:
+            lean_now = pipeline.lean  # (asked once: it asks each step whether it is idle)
+            gate = None if lean_now else pipeline.gate()
+            if (gate is None and not lean_now) or not self.streams:
                 return pipeline
             adapter = self.adapter
             request = adapter.parse_request(options, stream=True, provider=self.provider, tags=self.tags)
