@@ -379,10 +379,12 @@ def test_a_budgeted_stream_dropped_unread_is_settled_when_collected(
 ) -> None:
     import gc
 
-    stream = _client(fake).chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    client = _client(fake)  # (kept, and closed after: its pool closes the dropped stream's socket)
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
     assert _spent(engine)["all"][1] > 0  # its worst case is held while it is open
     del stream
     gc.collect()
+    client.close()
     record = recorded.one()
     assert record.estimated and record.stream and record.budgets[0]["outcome"] == "settled"
     assert _spent(engine)["all"] == (record.cost_nanousd, 0)
