@@ -517,9 +517,11 @@ def test_a_lean_stream_never_read_is_recorded_when_collected(fake: FakeProvider,
     """Dropped unread: no usage came, so it becomes a `Call` and is recorded, counted."""
     import gc
 
-    stream = _client(fake).chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    client = _client(fake)  # (kept, and closed after: its pool closes the dropped stream's socket)
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
     del stream
     gc.collect()
+    client.close()
     record = recorded.one()
     assert record.estimated and record.stream and record.input_tokens > 0
 
