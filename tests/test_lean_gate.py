@@ -388,3 +388,28 @@ def test_a_budgeted_stream_dropped_unread_is_settled_when_collected(
     record = recorded.one()
     assert record.estimated and record.stream and record.budgets[0]["outcome"] == "settled"
     assert _spent(engine)["all"] == (record.cost_nanousd, 0)
+
+
+def test_an_answer_the_gate_cannot_read_goes_to_the_full_path_and_is_settled_once(
+    fake: FakeProvider, recorded: Recorded, engine: BudgetEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """costlens' own failure reading an admitted call's answer: reported; the full path reads it
+    (the call becomes the `Call` it would have been) and the step settles it, once."""
+    from costlens.instrument.openai import OpenAIAdapter
+
+    monkeypatch.setenv("COSTLENS_STRICT", "0")
+
+    def broken(self: OpenAIAdapter, *args: Any) -> Any:
+        raise KeyError("bug")
+
+    settled: list[int | None] = []
+    real_settle = engine.settle
+    monkeypatch.setattr(OpenAIAdapter, "lean_response", broken)
+    monkeypatch.setattr(
+        engine, "settle", lambda ticket, call: settled.append(call.cost_nanousd) or real_settle(ticket, call)
+    )
+    assert _client(fake).chat.completions.create(model="gpt-4o-mini", messages=MSG).choices
+    record = recorded.one()
+    assert record.status == "ok" and record.price_known and record.budgets[0]["outcome"] == "settled"
+    assert settled == [record.cost_nanousd]
+    assert _spent(engine)["all"] == (record.cost_nanousd, 0)

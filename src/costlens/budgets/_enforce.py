@@ -364,7 +364,8 @@ class BudgetEngine:
         every budget the call falls in reserved its worst case (its body capped as `admit` caps it:
         `request.body` is then a new dict, for the adapter to send); False when no budget applies;
         None for anything else (a price unknown, a budget full, a ledger that fails): nothing was
-        done, and the call takes the full path, whose `admit` decides (asking the ledger again)."""
+        done but leave the ledger's answer on the request, and the call takes the full path, whose
+        `admit` decides from that answer without asking the ledger again."""
         try:
             if not self._budgets:
                 return False

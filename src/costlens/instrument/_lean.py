@@ -186,11 +186,15 @@ class _LeanPath:
             context = read_tags() or None
             admitted = None
             if gate is not None:
+                # the start, as a `Call` has it (and `_admit`): the admission is part of the stream's time
+                started = time.time_ns(), time.perf_counter_ns()
                 admitted = gate.admit_lean(request, {**self.tags, **context} if context else self.tags)
                 if admitted is False:  # (no budget applies to this stream: a lean one)
                     gate = admitted = None
             if gate is None or admitted is not None:
                 lean = LeanStream(pipeline, request, self.tags, context, gate, admitted)
+                if admitted is not None:
+                    lean.started_ns, lean.start_ns = started
         except Exception as exc:
             internal_error("preparing to record an LLM call", exc)
             return None

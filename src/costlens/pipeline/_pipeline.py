@@ -216,7 +216,7 @@ class Pipeline:
         settled by the step (`settle_lean`), then its facts, as `Call.ended`
         gives them, go to the deferring sink (the record's budget entries made by `admitted`,
         there). The `Call`, `start`, the flow's generator and the adapter's full read are left
-        out (two nested budgets: 2,516 -> 2,136 bytecodes on the caller's thread, ~6 µs in place).
+        out (two nested budgets: 2,516 -> 2,068 bytecodes on the caller's thread, ~6 µs in place).
         Never raises: the call is over (a failure is reported, and the record kept)."""
         started_at = utc_of_ns(started_ns)
         provider, model = request.provider, request.model
