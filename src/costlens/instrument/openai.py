@@ -440,8 +440,11 @@ class OpenAIAdapter:
         costlens asked for is dropped before the SDK would build it; the other events are kept raw
         and parsed for their text only when needed (`Call.text_later`). The SDK's `Stream.__stream__`
         reads events from `self._iter_events()`, looked up when iteration starts: we wrap it on the
-        instance. Returns the per-chunk observer the stream still needs (None: none), or
-        `self.observe` when this stream is read chunk by chunk (another SDK version, another API)."""
+        instance. `_screen`'s usual case (costlens asked for the usage, and the chunk's `"usage":
+        null` comes last) is written inline there: a call per event was a third of the bytecodes
+        costlens added to a stream (524 of 1,619 per 20-event stream; 1,079 in all now). Returns
+        the per-chunk observer the stream still needs (None: none), or `self.observe` when this
+        stream is read chunk by chunk (another SDK version, another API)."""
         request = call.request
         events = getattr(stream, "_iter_events", None)
         if request.operation not in ("chat", "text_completion") or not callable(events):
@@ -456,10 +459,16 @@ class OpenAIAdapter:
                 async for sse in events():
                     if call.first_event_ns is None:
                         call.event_seen()
-                    data = _screen(call, sse, hide)
-                    if data is not None:
-                        kept.append(data)
-                        yield sse
+                    data = sse.data
+                    if hide and data.endswith(_NULL_USAGE_LAST):  # (`_screen`'s usual case, inline)
+                        try:  # noqa: SIM105 (`contextlib.suppress` is a context manager per event)
+                            sse._data = data = data[:_CUT_LAST] + "}"
+                        except AttributeError:  # (kept uncut, as `_screen` keeps it)
+                            pass
+                    elif (data := _screen(call, sse, hide)) is None:
+                        continue
+                    kept.append(data)
+                    yield sse
 
             stream._iter_events = filtered_async
         else:
@@ -469,10 +478,16 @@ class OpenAIAdapter:
                 for sse in events():
                     if call.first_event_ns is None:
                         call.event_seen()
-                    data = _screen(call, sse, hide)
-                    if data is not None:
-                        kept.append(data)
-                        yield sse
+                    data = sse.data
+                    if hide and data.endswith(_NULL_USAGE_LAST):  # (`_screen`'s usual case, inline)
+                        try:  # noqa: SIM105 (`contextlib.suppress` is a context manager per event)
+                            sse._data = data = data[:_CUT_LAST] + "}"
+                        except AttributeError:  # (kept uncut, as `_screen` keeps it)
+                            pass
+                    elif (data := _screen(call, sse, hide)) is None:
+                        continue
+                    kept.append(data)
+                    yield sse
 
             stream._iter_events = filtered
         return None
