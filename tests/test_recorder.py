@@ -109,6 +109,30 @@ def test_a_full_batch_wakes_the_writer_without_flush(recorders: list[Recorder], 
     assert store.batches[0] == ("costlens-recorder", 10)
 
 
+def test_records_that_arrive_during_a_write_wait_for_the_next_wake(
+    recorders: list[Recorder], spool: Path
+) -> None:
+    """The writer takes what was queued when it woke: records submitted while it writes wait for
+    the next batch, flush or interval, instead of a transaction each right after (a busy process
+    made dozens of one-record transactions per batch that way). Nothing is lost or written twice."""
+    store = SpyStore(block_writer=True)
+    recorder = Recorder(store, batch_size=3, flush_interval_s=3600, spool_dir=spool)
+    recorders.append(recorder)
+    sent = records(5)
+    for record in sent[:3]:
+        recorder.submit(record)  # a full batch wakes the writer, which blocks inside the store
+    assert store.writer_busy.wait(10)
+    recorder.submit(sent[3])
+    recorder.submit(sent[4])  # two more arrive during that write
+    store.release.set()
+    with recorder._drain_lock:  # the writer's pass is over
+        assert store.batches == [("costlens-recorder", 3)]
+        assert len(recorder._queue) == 2  # waiting, not written one transaction each
+    assert recorder.flush(timeout=10)
+    assert store.batches == [("costlens-recorder", 3), ("costlens-recorder", 2)]
+    assert sorted(r.id for r in store.iter_records()) == sorted(r.id for r in sent)
+
+
 def test_sync_durability_writes_before_submit_returns(spool: Path) -> None:
     store = SpyStore()
     recorder = Recorder(store, durability="sync", spool_dir=spool)
