@@ -133,6 +133,51 @@ def test_records_that_arrive_during_a_write_wait_for_the_next_wake(
     assert sorted(r.id for r in store.iter_records()) == sorted(r.id for r in sent)
 
 
+class GatedStore(MemoryStore):
+    """Each append the writer makes waits for its own gate, which the test opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = [threading.Event() for _ in range(10)]
+        self.gates = [threading.Event() for _ in range(10)]
+        self.sizes: list[int] = []
+
+    def append(self, records: Sequence[CallRecord]) -> None:
+        at = len(self.sizes)
+        self.sizes.append(len(records))
+        self.entered[at].set()
+        self.gates[at].wait(30)
+        super().append(records)
+
+
+def test_a_batchs_worth_that_came_in_during_a_write_is_written_without_waiting(
+    recorders: list[Recorder], spool: Path
+) -> None:
+    """Taking only what was queued at its wake, the writer must still not sit on a full batch that
+    arrived while the queue stayed above a batch (no `submit` crossed the mark to wake it): at a
+    high call rate that backlog would otherwise grow for a whole interval."""
+    store = GatedStore()
+    recorder = Recorder(store, batch_size=2, flush_interval_s=3600, spool_dir=spool)
+    recorders.append(recorder)
+    sent = records(11)
+    recorder.submit(sent[0])
+    recorder.submit(sent[1])
+    assert store.entered[0].wait(10)
+    for record in sent[2:8]:
+        recorder.submit(record)  # six wait (the mark crossed: the writer comes back for them)
+    store.gates[0].set()
+    assert store.entered[1].wait(10)  # writing two of those six
+    for record in sent[8:]:
+        recorder.submit(record)  # three more, the queue above a batch all the while
+    for gate in store.gates[1:]:
+        gate.set()
+    assert store.entered[4].wait(10)  # the three, taken at once: no wait for the interval
+    with recorder._drain_lock:  # that pass is over
+        assert store.sizes == [2, 2, 2, 2, 2, 1] and not recorder._queue
+    assert recorder.flush(timeout=10)
+    assert sorted(r.id for r in store.iter_records()) == sorted(r.id for r in sent)
+
+
 def test_sync_durability_writes_before_submit_returns(spool: Path) -> None:
     store = SpyStore()
     recorder = Recorder(store, durability="sync", spool_dir=spool)

@@ -258,7 +258,10 @@ class Recorder:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._interval)
+            # A batch's worth already queued (it came in during the last write, the queue above a
+            # batch all along, so no `submit` crossed the mark to wake it): no wait.
+            if len(self._queue) < self._batch_size:
+                self._wake.wait(self._interval)
             self._wake.clear()
             self._progress = time.monotonic()
             # What is queued now, and no more: what arrives meanwhile waits for the next wake (a
