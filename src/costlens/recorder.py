@@ -4,10 +4,10 @@
 to a deque (a few hundred nanoseconds); a daemon thread wakes every `flush_interval_s`, or as soon
 as `batch_size` records wait, and appends what was queued when it woke in batches of one
 transaction each (what arrives while it writes waits for the next wake, unless it is a batch).
-What waits counts towards CPython's next young collection until it is written (a run walks every young object and what it
-refers to: 0.8-2.5 ms under 100 asyncio tasks here), so a lean call hands over one flat tuple
-(`costlens.pipeline.Pipeline.record_later`) and the SQLite store's write keeps no object per
-record (`bench_load.py` counts them per call).
+What waits counts towards CPython's next young collection until it is written (a run walks
+every young object and what it refers to: 0.8-2.5 ms under 100 asyncio tasks here), so a lean
+call hands over one flat tuple (`costlens.pipeline.Pipeline.record_later`) and the SQLite store's
+write keeps no object per record (`bench_load.py` counts them per call).
 
 Failure policy (records are never silently lost):
 - store raises: retry with exponential backoff, then write the batch to a JSONL file in the spool
