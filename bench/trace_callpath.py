@@ -32,7 +32,7 @@ from costlens.instrument import _registered
 from costlens.instrument._core import using_pipeline, wrap_sync_request
 from costlens.pipeline import Pipeline
 from costlens.testing import FakeProvider
-from costlens.usage import CallRecord
+from costlens.usage import CallRecord, record_of_row
 
 MESSAGES: Any = [{"role": "user", "content": "Say hello"}]
 
@@ -61,6 +61,7 @@ class _Sink:
 
     def __init__(self) -> None:
         self.records: list[CallRecord] = []
+        self.rows: list[tuple[Any, ...]] = []
         self.later: list[tuple[Any, ...]] = []
 
     def __call__(self, record: CallRecord) -> None:
@@ -69,12 +70,20 @@ class _Sink:
     def defer(self, ended: tuple[Any, ...]) -> None:
         self.later.append(ended)
 
-    def build_later(self) -> None:
-        self.records.extend(ended[0](ended) for ended in self.later)
+    def build_later(self, rows: bool) -> None:
+        """Build what was deferred, as the recorder does: rows for a store that takes them (SQLite,
+        `rows`: `ended[0].rows(facts)`, a batch in one call), else records (`ended[0](ended)`)."""
+        if rows and self.later:
+            made, failed = self.later[0][0].rows(self.later)
+            assert not failed
+            self.rows.extend(made)
+        else:
+            self.records.extend(ended[0](ended) for ended in self.later)
         self.later.clear()
 
     def clear(self) -> None:
         self.records.clear()
+        self.rows.clear()
         self.later.clear()
 
 
@@ -102,7 +111,7 @@ class _Counts:
         return local
 
 
-def count(calls: int, budgets: bool) -> tuple[_Counts, _Counts, list[CallRecord]]:
+def count(calls: int, budgets: bool, rows: bool = True) -> tuple[_Counts, _Counts, list[CallRecord]]:
     adapter, cast_to, options, result = captured_call()
     request = wrap_sync_request(lambda *a, **k: result, adapter, "openai", {"feature": "bench"})
     if budgets:
@@ -126,7 +135,7 @@ def count(calls: int, budgets: bool) -> tuple[_Counts, _Counts, list[CallRecord]
         for _ in range(300):  # warm-up: caches filled, prices loaded
             request(cast_to, options)
             fields["json_data"] = body
-        sink.build_later()
+        sink.build_later(rows)
         sink.clear()
         sys.settrace(caller.tracer)
         try:
@@ -137,10 +146,10 @@ def count(calls: int, budgets: bool) -> tuple[_Counts, _Counts, list[CallRecord]
             sys.settrace(None)
         sys.settrace(writer.tracer)
         try:
-            sink.build_later()
+            sink.build_later(rows)
         finally:
             sys.settrace(None)
-    return caller, writer, sink.records
+    return caller, writer, [*sink.records, *map(record_of_row, sink.rows)]
 
 
 def main() -> None:
@@ -148,13 +157,19 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--budgets", action="store_true", help="two nested budgets, memory ledger, leases")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--records",
+        action="store_true",
+        help="the writer builds records (a store without `append_rows`, such as memory://), not rows",
+    )
     args = parser.parse_args()
-    caller, writer, records = count(args.calls, args.budgets)
+    caller, writer, records = count(args.calls, args.budgets, rows=not args.records)
     if args.calls and (len(records) != args.calls or not records[-1].cost_nanousd):
         raise SystemExit(f"expected {args.calls} priced records, got {len(records)}")
     n = max(args.calls, 1)
     setup = "two nested budgets" if args.budgets else "no budgets"
-    for where, counts in (("the caller's thread", caller), ("the writer thread, deferred records", writer)):
+    built = "records" if args.records else "rows (the SQLite store's)"
+    for where, counts in (("the caller's thread", caller), (f"the writer thread, deferred {built}", writer)):
         print(f"bytecodes per tracked call on {where}: {sum(counts.ops.values()) / n:,.0f} ({setup})")
         print(f"{'per call':>9} {'calls':>6}  function")
         for name, total in counts.ops.most_common(args.top):

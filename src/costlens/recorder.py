@@ -7,7 +7,10 @@ transaction each (what arrives while it writes waits for the next wake, unless i
 What waits counts towards CPython's next young collection until it is written (a run walks
 every young object and what it refers to: 0.8-2.5 ms under 100 asyncio tasks here), so a lean
 call hands over one flat tuple (`costlens.pipeline.Pipeline.record_later`) and the SQLite store's
-write keeps no object per record (`bench_load.py` counts them per call).
+write keeps no object per record (`bench_load.py` counts them per call). A store with `append_rows`
+(SQLite's) is handed rows (`costlens.usage.ROW_FIELDS`) instead of `CallRecord`s: the deferred
+calls' are made as rows straight from their facts, a batch in one call of the pipeline's builder
+(`ended[0].rows`), with no record object made and read back per call; the spool gets records.
 
 Failure policy (records are never silently lost):
 - store raises: retry with exponential backoff, then write the batch to a JSONL file in the spool
@@ -68,7 +71,7 @@ from costlens import _paths
 from costlens._errors import ConfigError, internal_error, late_error, raise_late_error
 from costlens.store import Store
 from costlens.store._codec import dumps, record_from_dict, record_to_dict
-from costlens.usage import CallRecord
+from costlens.usage import CallRecord, record_of_row, record_row
 
 __all__ = ["SIGTERM_FLUSH_S", "Durability", "Recorder", "install_sigterm_handler", "replay_spool"]
 
@@ -120,6 +123,10 @@ class Recorder:
                 "Recorder needs max_queue >= 1, batch_size >= 1, flush_interval_s > 0, retries >= 0"
             )
         self.store = store
+        # A store that takes rows (`append_rows`) is handed every record as one, and a deferred
+        # call's record is made as one (see `costlens.usage.ROW_FIELDS`).
+        rows = getattr(store, "append_rows", None)
+        self._append_rows: Callable[[Sequence[Any]], None] | None = rows if callable(rows) else None
         self.durability = durability
         self._sync = durability == "sync"
         self._max_queue = max_queue
@@ -301,29 +308,72 @@ class Recorder:
             self._drain_lock.release()
         return True
 
-    def _next_batch(self, most: int) -> tuple[list[CallRecord], _Marker | None, int]:
-        """The oldest records, up to a batch (taking `most` queue items at most), the marker that
-        ended it early (if one did), and how many items it took off the queue."""
+    def _next_batch(self, most: int) -> tuple[list[Any], _Marker | None, int]:
+        """The oldest records (or rows, for a store that takes them: `_write`), up to a batch
+        (taking `most` queue items at most), the marker that ended it early (if one did), and how
+        many items it took off the queue."""
         queue = self._queue
-        batch: list[CallRecord] = []
+        rows = self._append_rows is not None
+        batch: list[Any] = []
+        facts: list[tuple[Any, ...]] = []  # deferred calls' facts, made into rows a run at a time
         taken = 0
-        while queue and taken < most and len(batch) < self._batch_size:
+        while queue and taken < most and len(batch) + len(facts) < self._batch_size:
             item = queue.popleft()
             taken += 1
-            if isinstance(item, CallRecord):
-                batch.append(item)
-            elif isinstance(item, _Marker):
-                return batch, item, taken
-            else:  # a deferred call's facts
+            if type(item) is tuple:  # a deferred call's facts (the usual item)
+                if rows:
+                    facts.append(item)
+                    continue
                 try:
                     batch.append(self._built(item))
                 except Exception as exc:  # (the pipeline's builder keeps the record when pricing fails)
-                    with self._counts_lock:
-                        self._lost += 1
+                    self._count_lost(1)
                     late_error("building a call record", exc)
+                continue
+            if facts:
+                self._add_rows(batch, facts)
+            if isinstance(item, _Marker):
+                return batch, item, taken
+            batch.append(item)
+        if facts:
+            self._add_rows(batch, facts)
         return batch, None, taken
 
-    def _write_batch(self, batch: list[CallRecord], marker: _Marker | None, attempts: int) -> None:
+    def _add_rows(self, batch: list[Any], facts: list[tuple[Any, ...]]) -> None:
+        """Append the rows of `facts` to `batch`, each run of one builder made in one call of its
+        `rows` (`costlens.pipeline`), else record by record; then clear `facts`."""
+        start = 0
+        while start < len(facts):
+            builder = facts[start][0]
+            end = start + 1
+            while end < len(facts) and facts[end][0] is builder:
+                end += 1
+            run = facts[start:end]
+            start = end
+            make_rows = getattr(builder, "rows", None)
+            if make_rows is not None:
+                try:
+                    made, failed = make_rows(run)
+                except Exception as exc:  # (it reports each record's own failure): record by record
+                    late_error("building call records", exc)
+                else:
+                    batch += made
+                    if failed:
+                        self._count_lost(failed)
+                    continue
+            for ended in run:
+                try:
+                    batch.append(record_row(self._built(ended)))
+                except Exception as exc:
+                    self._count_lost(1)
+                    late_error("building a call record", exc)
+        facts.clear()
+
+    def _count_lost(self, count: int) -> None:
+        with self._counts_lock:
+            self._lost += count
+
+    def _write_batch(self, batch: list[Any], marker: _Marker | None, attempts: int) -> None:
         """Write `batch` (call with the drain lock held), then release the marker that ended it."""
         try:
             if batch:
@@ -332,11 +382,17 @@ class Recorder:
             if marker is not None:
                 marker.done.set()
 
-    def _write(self, batch: Sequence[CallRecord], attempts: int) -> None:
+    def _write(self, batch: Sequence[Any], attempts: int) -> None:
+        """Append records (rows, as `_next_batch` makes them, may come among them), retrying; the
+        spool takes them when every attempt fails."""
         error: Exception | None = None
+        append: Callable[[Sequence[Any]], None] = self.store.append
+        if self._append_rows is not None:
+            append = self._append_rows
+            batch = [item if type(item) is tuple else record_row(item) for item in batch]
         for attempt in range(attempts):
             try:
-                self.store.append(batch)
+                append(batch)
             except Exception as exc:
                 error = exc
                 if attempt + 1 < attempts:
@@ -363,11 +419,12 @@ class Recorder:
             return
         log.warning("costlens: the store accepts writes again; replayed %d spooled records", replayed)
 
-    def _spool(self, batch: Sequence[CallRecord], error: Exception) -> None:
+    def _spool(self, batch: Sequence[Any], error: Exception) -> None:
         first = not self._degraded_until
         self._degraded_until = time.monotonic() + _DEGRADED_FOR_S
         try:
-            path = spool_records(batch, self.spool_dir)
+            records = [record_of_row(item) if type(item) is tuple else item for item in batch]
+            path = spool_records(records, self.spool_dir)
         except Exception as exc:
             with self._counts_lock:
                 self._lost += len(batch)

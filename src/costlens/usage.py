@@ -11,7 +11,7 @@ import os
 import struct
 import time
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import partial
 from typing import Any, Literal, NoReturn, cast
@@ -20,12 +20,17 @@ __all__ = [
     "GEO_SEPARATOR",
     "NANO",
     "PLAIN_GEOS",
+    "ROW_FIELDS",
     "USAGE_PARTS",
     "CallRecord",
     "Cost",
     "Status",
     "Usage",
+    "micros_of",
+    "new_ids",
     "record_from_dict",
+    "record_of_row",
+    "record_row",
     "record_to_dict",
     "to_nanousd",
     "usage_of_ints",
@@ -293,6 +298,13 @@ def _new_id() -> str:
     return _pack_id(time.time_ns() // 1000, tag, next(_id_counter) & 0xFFFFFFFF).hex()[2:]
 
 
+def new_ids(count: int) -> list[str]:
+    """`count` record ids at once (a batch's): one clock read, each id after the one before."""
+    tag = _id_tag or _reset_ids()
+    micros, counter, pack = time.time_ns() // 1000, _id_counter, _pack_id
+    return [pack(micros, tag, next(counter) & 0xFFFFFFFF).hex()[2:] for _ in range(count)]
+
+
 os.register_at_fork(after_in_child=_reset_ids)
 
 
@@ -403,3 +415,59 @@ def record_from_dict(data: dict[str, Any]) -> CallRecord:
         if kwargs.get(name) is not None:
             kwargs[name] = datetime.fromisoformat(kwargs[name])
     return CallRecord(**kwargs)
+
+
+#: A record as one flat tuple (`record_row`): its fields in this order, the times as integer
+#: microseconds since the epoch (UTC), `estimated` as 0 or 1, no budget entries as None: what a store
+#: that writes many records at once binds as it is (SQL binds an int or a str directly, a bool or a
+#: datetime through an adapter), and slices into its parts in C. A deferred call's record is made
+#: as a row on the recorder's thread for such a store (`costlens.pipeline`): a `CallRecord` made
+#: there was only read back, field by field, into the same values.
+ROW_FIELDS = (
+    "provider", "operation", "request_model", "response_model", "price_known", "price_version", "status",
+    "error_type", "http_status", "stream", "service_tier", "tags",
+    "id", "started_at_us", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "reasoning_tokens", "cost_nanousd", "estimated", *USAGE_PARTS,
+    "ended_at_us", "latency_ms", "ttft_ms", "trace_id", "span_id", "route", "budgets", "content",
+)  # fmt: skip
+_ROW_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ROW_MICRO = timedelta(microseconds=1)
+
+
+def micros_of(when: datetime) -> int:
+    """Microseconds since the epoch, UTC."""
+    if when.tzinfo is None:  # taken as UTC, as the stores take it
+        when = when.replace(tzinfo=UTC)
+    return (when - _ROW_EPOCH) // _ROW_MICRO
+
+
+def record_row(r: CallRecord) -> tuple[Any, ...]:
+    """The record as a row (`ROW_FIELDS`)."""
+    ended = r.ended_at
+    return (
+        r.provider, r.operation, r.request_model, r.response_model, r.price_known, r.price_version, r.status,
+        r.error_type, r.http_status, r.stream, r.service_tier, r.tags,
+        r.id, micros_of(r.started_at), r.input_tokens, r.output_tokens, r.cache_read_tokens,
+        r.cache_write_tokens, r.reasoning_tokens, r.cost_nanousd, 1 if r.estimated else 0,
+        r.cache_write_1h_tokens, r.input_audio_tokens, r.output_audio_tokens, r.citation_tokens,
+        r.web_search_requests, r.file_search_requests,
+        None if ended is None else micros_of(ended), r.latency_ms, r.ttft_ms, r.trace_id, r.span_id, r.route,
+        r.budgets or None, r.content,
+    )  # fmt: skip
+
+
+def record_of_row(row: tuple[Any, ...]) -> CallRecord:
+    """The record a row holds (`record_row`'s inverse; times come back as UTC datetimes). Made
+    where a row cannot be written: the spool, a store that takes records."""
+    values = dict(zip(ROW_FIELDS, row, strict=True))
+    started_us, ended_us = values.pop("started_at_us"), values.pop("ended_at_us")
+    values.update(
+        started_at=_ROW_EPOCH + _ROW_MICRO * started_us,
+        ended_at=None if ended_us is None else _ROW_EPOCH + _ROW_MICRO * ended_us,
+        price_known=bool(values["price_known"]),
+        estimated=bool(values["estimated"]),
+        stream=bool(values["stream"]),
+        tags=dict(values["tags"]),  # (a row's tags may be a client's own mapping)
+        budgets=values["budgets"] or [],
+    )
+    return CallRecord(**values)

@@ -24,6 +24,7 @@ __all__ = [
     "Ended",
     "OutputMissing",
     "StreamCall",
+    "made_budgets",
     "priced_with",
     "record_of",
     "record_of_ended",
@@ -235,9 +236,9 @@ class Call:
         make, self._budgets_later = self._budgets_later, None
         if make is not None:
             if self._budgets is None:
-                self._budgets = _made(make)
+                self._budgets = made_budgets(make)
             else:
-                self._budgets.extend(_made(make))
+                self._budgets.extend(made_budgets(make))
 
     def ended(self, build: Callable[[Ended], CallRecord] | None, end_ns: int) -> Ended:
         """The facts of a call that ended well with its usage and whose record nothing read: what
@@ -422,7 +423,7 @@ def record_of(
     r.cost_nanousd, r.price_known, r.price_version = cost, known, version
     r.estimated, r.status, r.error_type, r.http_status = False, "ok", None, None
     r.stream, r.service_tier, r.tags, r.route = stream, tier, dict(tags), None  # (the record's own)
-    r.budgets = [] if budgets is None else budgets if type(budgets) is list else _made(budgets)
+    r.budgets = [] if budgets is None else budgets if type(budgets) is list else made_budgets(budgets)
     r.trace_id = r.span_id = r.content = None
     r.cache_write_1h_tokens = usage.cache_write_1h_tokens
     r.input_audio_tokens, r.output_audio_tokens = usage.input_audio_tokens, usage.output_audio_tokens
@@ -433,7 +434,7 @@ def record_of(
     return r  # type: ignore[no-any-return]
 
 
-def _made(make: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def made_budgets(make: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The entries `Call.note_budgets_later` waits for; none when making them fails (the record is
     kept, and the failure reported: on the recorder's thread no caller would see it raised)."""
     try:

@@ -29,7 +29,7 @@ from costlens.store._rows import record_from_columns
 from costlens.store._sql import RAW, ROLLUP, Filter, Source, aggregate_sql
 from costlens.store._sqlcommon import spend_rows, unapplied
 from costlens.store._sqlite_conn import ThreadConnections, enable_wal
-from costlens.store._sqlwrite import TagsetCache, prepare, write_batch
+from costlens.store._sqlwrite import TagsetCache, prepare, write_batch, write_rows
 from costlens.store._time import HOUR_US, hour_aligned, offset_segments
 from costlens.usage import USAGE_PARTS, CallRecord
 
@@ -69,6 +69,8 @@ Segments = tuple[tuple[int, int], ...]
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _BULK_CACHE_KIB = -131072  # negative: KiB, as SQLite's cache_size pragma takes it
 _DEFAULT_CACHE_KIB = -2000
+#: Writes a batch inside an open transaction (`write_batch` for records, `write_rows` for rows).
+_Writer = Callable[[sqlite3.Connection, Any, TagsetCache, dict[str, int]], int]
 
 
 class SQLiteStore:
@@ -158,6 +160,14 @@ class SQLiteStore:
         with self._transaction() as write:
             write(records)
 
+    def append_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """`append` of records as rows (`costlens.usage.ROW_FIELDS`): the recorder hands this store
+        the deferred calls' records so, made as rows on its thread."""
+        if not rows:
+            return
+        with self._transaction(write_rows) as write:
+            write(rows)
+
     @contextmanager
     def bulk(self) -> Iterator[Callable[[Sequence[CallRecord]], int]]:
         """One write transaction for many batches (imports): all of them commit, or none.
@@ -176,12 +186,12 @@ class SQLiteStore:
             conn.execute(f"PRAGMA cache_size = {_DEFAULT_CACHE_KIB}")
 
     @contextmanager
-    def _transaction(self) -> Iterator[Callable[[Sequence[CallRecord]], int]]:
+    def _transaction(self, writer: _Writer = write_batch) -> Iterator[Callable[[Sequence[Any]], int]]:
         conn = self._conn()
         fresh: dict[str, int] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
-            yield lambda batch: write_batch(conn, batch, self._tagsets, fresh)
+            yield lambda batch: writer(conn, batch, self._tagsets, fresh)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
