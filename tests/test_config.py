@@ -6,7 +6,8 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,10 @@ from costlens.usage import CallRecord
 
 @pytest.fixture(autouse=True)
 def _fresh_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("COSTLENS_DURABILITY", "COSTLENS_STORE_CONTENT", "COSTLENS_HASH_USER_IDS"):
+    for name in (
+        "COSTLENS_DURABILITY", "COSTLENS_STORE_CONTENT", "COSTLENS_HASH_USER_IDS", "COSTLENS_BATCH_SIZE",
+        "COSTLENS_FLUSH_INTERVAL_S",
+    ):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     config.shutdown()
     yield
@@ -93,6 +97,15 @@ def test_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ({"store": "mysql://x"}, {}, "unknown store URL 'mysql://x': use one of the schemes"),
         ({}, {"COSTLENS_STORE": "nope"}, "unknown store URL 'nope'"),
         ({"store": 42}, {}, "takes a store URL or a Store, got int"),
+        ({"batch_size": 0}, {}, "batch_size must be a whole number of records from 1 to 2,500, got 0"),
+        ({"batch_size": 2.5}, {}, "batch_size must be a whole number"),
+        ({"batch_size": True}, {}, "batch_size must be a whole number"),
+        ({}, {"COSTLENS_BATCH_SIZE": "lots"}, "COSTLENS_BATCH_SIZE='lots' is not a whole number"),
+        ({}, {"COSTLENS_BATCH_SIZE": "100000"}, "got 100000 (in configure() or COSTLENS_BATCH_SIZE)"),
+        ({"flush_interval_s": 0}, {}, "flush_interval_s must be a number of seconds above 0 and at most 60"),
+        ({"flush_interval_s": float("nan")}, {}, "flush_interval_s must be a number of seconds"),
+        ({}, {"COSTLENS_FLUSH_INTERVAL_S": "1m"}, "COSTLENS_FLUSH_INTERVAL_S='1m' is not a number"),
+        ({}, {"COSTLENS_FLUSH_INTERVAL_S": "3600"}, "got 3600.0 (in configure() or COSTLENS_FLUSH_"),
     ],
 )
 def test_bad_values_say_what_to_do(
@@ -103,6 +116,39 @@ def test_bad_values_say_what_to_do(
     with pytest.raises(ConfigError) as info:
         config.configure(**kwargs)  # type: ignore[arg-type]
     assert message in str(info.value)
+
+
+def test_the_writers_wake_settings_come_from_arguments_else_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = config.configure(MemoryStore())
+    assert (defaults.batch_size, defaults.flush_interval_s) == (500, 0.5)
+    monkeypatch.setenv("COSTLENS_BATCH_SIZE", " 2000 ")
+    monkeypatch.setenv("COSTLENS_FLUSH_INTERVAL_S", "2")
+    from_env = config.configure(MemoryStore())
+    assert (from_env.batch_size, from_env.flush_interval_s) == (2000, 2.0)
+    recorder = config.get_recorder()
+    assert (recorder._batch_size, recorder._interval) == (2000, 2.0)
+    store = _Signalling()
+    settings = config.configure(store, batch_size=3, flush_interval_s=60)  # arguments win
+    assert (settings.batch_size, settings.flush_interval_s) == (3, 60.0)
+    assert (config.get_recorder()._batch_size, config.get_recorder()._interval) == (3, 60.0)
+    for _ in range(3):  # a batch's worth wakes the writer: written with no flush, long before 60 s
+        config.emit(call())
+    assert store.written.wait(10)
+    assert len(list(store.iter_records())) == 3
+
+
+class _Signalling(MemoryStore):
+    """Says when a batch was written (the writer thread's work, waited for without a flush)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = threading.Event()
+
+    def append(self, records: Sequence[CallRecord]) -> None:
+        super().append(records)
+        self.written.set()
 
 
 def test_get_recorder_configures_lazily_once() -> None:

@@ -73,11 +73,22 @@ from costlens.store import Store
 from costlens.store._codec import dumps, record_from_dict, record_to_dict
 from costlens.usage import CallRecord, record_of_row, record_row
 
-__all__ = ["SIGTERM_FLUSH_S", "Durability", "Recorder", "install_sigterm_handler", "replay_spool"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_FLUSH_INTERVAL_S",
+    "SIGTERM_FLUSH_S",
+    "Durability",
+    "Recorder",
+    "install_sigterm_handler",
+    "replay_spool",
+]
 
 log = logging.getLogger("costlens.recorder")
 
 Durability = Literal["async", "sync"]
+#: When the async writer wakes by default: this many records waiting, or this long after its last wake.
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_FLUSH_INTERVAL_S = 0.5
 _DEGRADED_FOR_S = 5.0
 _EXIT_TIMEOUT_S = 10.0
 SIGTERM_FLUSH_S = 5.0
@@ -109,8 +120,8 @@ class Recorder:
         *,
         durability: Durability = "async",
         max_queue: int = 10_000,
-        batch_size: int = 500,
-        flush_interval_s: float = 0.5,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         spool_dir: str | Path | None = None,
         retries: int = 3,
         retry_backoff_s: float = 0.05,

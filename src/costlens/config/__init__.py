@@ -3,6 +3,7 @@ from settings, the environment and the config files. Nothing below it imports it
 
 Environment: `COSTLENS_HOME` (one folder for everything), `COSTLENS_STORE` (store URL),
 `COSTLENS_DURABILITY` (async|sync), `COSTLENS_STORE_CONTENT` and `COSTLENS_HASH_USER_IDS` (1/0),
+`COSTLENS_BATCH_SIZE` and `COSTLENS_FLUSH_INTERVAL_S` (when the async writer wakes),
 `COSTLENS_BUDGETS` (budgets file), `COSTLENS_LEDGER` (ledger URL), `COSTLENS_PRICES` (price overrides).
 """
 

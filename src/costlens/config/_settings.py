@@ -3,9 +3,11 @@
 Environment (read when `configure()` leaves a value as None, or on first use without `configure()`):
 `COSTLENS_STORE` (store URL), `COSTLENS_DURABILITY` (async|sync), `COSTLENS_STORE_CONTENT` and
 `COSTLENS_HASH_USER_IDS` (1/0, true/false, yes/no, on/off), `COSTLENS_CONTENT_MAX_CHARS` (how much
-text of each side a record keeps when content is stored; default 16384), `COSTLENS_HOME` (data folder; default
-the platform's user data dir). The default store is `sqlite:///<data dir>/costlens.db`; the folder
-is created on the first write, never at import or configure time.
+text of each side a record keeps when content is stored; default 16384), `COSTLENS_BATCH_SIZE` and
+`COSTLENS_FLUSH_INTERVAL_S` (when the async writer wakes: default 500 records, 0.5 s),
+`COSTLENS_HOME` (data folder; default the platform's user data dir). The default store is
+`sqlite:///<data dir>/costlens.db`; the folder is created on the first write, never at import or
+configure time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from typing import Any, cast
 from costlens._errors import ConfigError, internal_error
 from costlens._paths import data_dir, spool_dir
 from costlens.pipeline._content import DEFAULT_MAX_CHARS
-from costlens.recorder import Durability, Recorder, spool_records
+from costlens.recorder import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FLUSH_INTERVAL_S,
+    Durability,
+    Recorder,
+    spool_records,
+)
 from costlens.store import Store, check_store_url, open_store
 from costlens.usage import CallRecord
 
@@ -56,6 +64,9 @@ class Settings:
     hash_user_ids: bool
     content_max_chars: int = DEFAULT_MAX_CHARS
     ledger_url: str | None = None  # the process's default budget ledger; None: $COSTLENS_LEDGER or SQLite
+    # When the async writer wakes: this many records waiting, or this long after its last wake.
+    batch_size: int = DEFAULT_BATCH_SIZE
+    flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
 
     @property
     def content_chars(self) -> int:
@@ -107,6 +118,8 @@ def configure(
     hash_user_ids: bool | None = None,
     content_max_chars: int | None = None,
     ledger: str | None = None,
+    batch_size: int | None = None,
+    flush_interval_s: float | None = None,
 ) -> Settings:
     """Replace the process-wide settings and recorder; the old recorder is flushed and closed.
 
@@ -116,8 +129,17 @@ def configure(
     `sqlite:///...`) is the budget ledger used by budgets configured from now on without a ledger
     of their own (`configure_budgets()`, `costlens.budget()`, a budgets file without
     `[settings] ledger`); call it before defining budgets.
+
+    `batch_size` and `flush_interval_s` say when the async writer wakes (as many records waiting,
+    or that long since its last wake; 500 and 0.5 s by default): larger values write fewer, larger
+    transactions, which costs each call less CPU, at the price of a longer wait before other
+    processes see a call and of more calls lost if the process is killed (SIGKILL; a SIGTERM or a
+    normal exit flushes).
     """
     settings, backend = _resolve(store, durability, store_content, hash_user_ids, content_max_chars)
+    settings = replace(
+        settings, batch_size=_batch_size(batch_size), flush_interval_s=_flush_interval(flush_interval_s)
+    )
     if ledger is not None:
         from costlens.budgets import check_ledger_url
 
@@ -126,6 +148,8 @@ def configure(
     recorder = Recorder(
         backend,
         durability=settings.durability,
+        batch_size=settings.batch_size,
+        flush_interval_s=settings.flush_interval_s,
         spool_dir=spool_dir(),
         owns_store=settings.store_url is not None,
     )
@@ -173,6 +197,50 @@ def _content_max(value: int | None) -> int:
     if isinstance(value, bool) or value <= 0:
         raise ConfigError(f"content_max_chars must be a positive number of characters, got {value!r}")
     return value
+
+
+def _batch_size(value: int | None) -> int:
+    if value is None:
+        raw = os.environ.get("COSTLENS_BATCH_SIZE", "").strip()
+        if not raw:
+            return DEFAULT_BATCH_SIZE
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"COSTLENS_BATCH_SIZE={raw!r} is not a whole number (default 500)") from None
+    if type(value) is not int or not 1 <= value <= MAX_BATCH_SIZE:
+        raise ConfigError(
+            f"batch_size must be a whole number of records from 1 to {MAX_BATCH_SIZE:,}, got {value!r} "
+            "(in configure() or COSTLENS_BATCH_SIZE)"
+        )
+    return value
+
+
+def _flush_interval(value: float | None) -> float:
+    if value is None:
+        raw = os.environ.get("COSTLENS_FLUSH_INTERVAL_S", "").strip()
+        if not raw:
+            return DEFAULT_FLUSH_INTERVAL_S
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(
+                f"COSTLENS_FLUSH_INTERVAL_S={raw!r} is not a number of seconds (default 0.5)"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_FLUSH_INTERVAL_S:
+        raise ConfigError(
+            f"flush_interval_s must be a number of seconds above 0 and at most {MAX_FLUSH_INTERVAL_S:g}, "
+            f"got {value!r} (in configure() or COSTLENS_FLUSH_INTERVAL_S)"
+        )
+    return float(value)
+
+
+#: Bounds of the writer's wake settings. The queue holds 10,000 records and callers start writing
+#: batches themselves once four batches wait (a starved writer, `costlens.recorder`): that must
+#: come before the queue is full. An interval of minutes would leave that much unwritten, unseen by
+#: other processes and lost to a kill.
+MAX_BATCH_SIZE = 2_500
+MAX_FLUSH_INTERVAL_S = 60.0
 
 
 def _resolve(
