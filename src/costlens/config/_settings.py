@@ -16,8 +16,9 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from costlens._errors import ConfigError, internal_error
 from costlens._paths import data_dir, spool_dir
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("costlens")
+_T = TypeVar("_T")
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -183,17 +185,22 @@ def content_chars_from_env() -> int:
         return 0
 
 
+def _from_env(name: str, parse: Callable[[str], _T], default: _T, what: str) -> _T:
+    """The environment variable `name`, parsed; `default` when it is unset or blank."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
+
+
 def _content_max(value: int | None) -> int:
     if value is None:
-        raw = os.environ.get("COSTLENS_CONTENT_MAX_CHARS", "").strip()
-        if not raw:
-            return DEFAULT_MAX_CHARS
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(
-                f"COSTLENS_CONTENT_MAX_CHARS={raw!r} is not a whole number of characters, e.g. 16384"
-            ) from None
+        value = _from_env(
+            "COSTLENS_CONTENT_MAX_CHARS", int, DEFAULT_MAX_CHARS, "a whole number of characters, e.g. 16384"
+        )
     if isinstance(value, bool) or value <= 0:
         raise ConfigError(f"content_max_chars must be a positive number of characters, got {value!r}")
     return value
@@ -201,13 +208,7 @@ def _content_max(value: int | None) -> int:
 
 def _batch_size(value: int | None) -> int:
     if value is None:
-        raw = os.environ.get("COSTLENS_BATCH_SIZE", "").strip()
-        if not raw:
-            return DEFAULT_BATCH_SIZE
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"COSTLENS_BATCH_SIZE={raw!r} is not a whole number (default 500)") from None
+        value = _from_env("COSTLENS_BATCH_SIZE", int, DEFAULT_BATCH_SIZE, "a whole number (default 500)")
     if type(value) is not int or not 1 <= value <= MAX_BATCH_SIZE:
         raise ConfigError(
             f"batch_size must be a whole number of records from 1 to {MAX_BATCH_SIZE:,}, got {value!r} "
@@ -218,15 +219,9 @@ def _batch_size(value: int | None) -> int:
 
 def _flush_interval(value: float | None) -> float:
     if value is None:
-        raw = os.environ.get("COSTLENS_FLUSH_INTERVAL_S", "").strip()
-        if not raw:
-            return DEFAULT_FLUSH_INTERVAL_S
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(
-                f"COSTLENS_FLUSH_INTERVAL_S={raw!r} is not a number of seconds (default 0.5)"
-            ) from None
+        value = _from_env(
+            "COSTLENS_FLUSH_INTERVAL_S", float, DEFAULT_FLUSH_INTERVAL_S, "a number of seconds (default 0.5)"
+        )
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_FLUSH_INTERVAL_S:
         raise ConfigError(
             f"flush_interval_s must be a number of seconds above 0 and at most {MAX_FLUSH_INTERVAL_S:g}, "
