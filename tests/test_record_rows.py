@@ -256,3 +256,37 @@ def test_rows_the_store_refuses_are_spooled_as_records_with_the_ids_every_attemp
         assert spooled[0]["input_tokens"] == 1200 and spooled[1]["tags"] == {"feature": "f", "user": "u1"}
     finally:
         recorder.close()
+
+
+class _RowsFail:
+    """A builder whose batch call fails as a whole (a bug in it): its records are made one by one."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.record = pipeline._late
+
+    def __call__(self, ended: tuple[Any, ...]) -> CallRecord:
+        return self.record(ended)
+
+    def rows(self, facts: Any) -> Any:
+        raise RuntimeError("batch builder broke")
+
+
+def test_a_batch_builder_that_fails_as_a_whole_loses_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COSTLENS_STRICT", "0")
+    sink = Deferring()
+    pipeline = Pipeline(sinks=[sink])
+    builder = _RowsFail(pipeline)
+    facts = [(builder, *ended[1:]) for ended in _facts(pipeline, sink)]
+    store = SQLiteStore(tmp_path / "calls.db")
+    recorder = Recorder(store, durability="async")
+    try:
+        for ended in facts:
+            recorder.defer(ended)
+        assert recorder.flush(5) and recorder.lost == 0
+        stored = sorted((_without_id(record_row(r)) for r in store.iter_records()), key=repr)
+        assert stored == sorted((_without_id(record_row(builder(ended))) for ended in facts), key=repr)
+    finally:
+        recorder.close()
+        store.close()

@@ -435,7 +435,7 @@ _ROW_MICRO = timedelta(microseconds=1)
 
 
 def micros_of(when: datetime) -> int:
-    """Microseconds since the epoch, UTC."""
+    """Microseconds since the epoch, UTC; a naive datetime is taken as UTC (the stores' reading)."""
     if when.tzinfo is None:  # taken as UTC, as the stores take it
         when = when.replace(tzinfo=UTC)
     return (when - _ROW_EPOCH) // _ROW_MICRO

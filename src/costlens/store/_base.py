@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from costlens.store._time import TIME_KEYS, bucket_label, get_zone
-from costlens.usage import USAGE_PARTS, CallRecord
+from costlens.usage import USAGE_PARTS, CallRecord, micros_of
 
 __all__ = [
     "BUILTIN_KEYS",
@@ -52,7 +52,6 @@ SCAN_FIELDS = (
 
 _TAG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
 
 
 def parse_key(key: str) -> tuple[str, str]:
@@ -71,11 +70,8 @@ def parse_key(key: str) -> tuple[str, str]:
     return "tag", name
 
 
-def to_micros(when: datetime) -> int:
-    """Microseconds since the epoch, UTC; a naive datetime is taken as UTC."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - _EPOCH) // _MICRO
+#: Microseconds since the epoch, UTC; a naive datetime is taken as UTC (the records' rows use it too).
+to_micros = micros_of
 
 
 def from_micros(micros: int) -> datetime:
