@@ -31,7 +31,9 @@ VM, for the direct cost (what the rounds add on top is tracking's indirect share
 judged on that table. Raw and tracked clients share one HTTP connection pool (see `_clients`).
 Two more stream rows there split a tracked stream's cost: the least any exact tracker pays
 (`usage_hidden`: a raw stream that asks for its usage event and hides it at the byte level) against
-a raw stream that asks for none, and costlens against that least.
+a raw stream that asks for none, and costlens against that least. The floor keeps the SDK's own
+SSE decoder; a tracked OpenAI stream decodes its events with costlens' faster one (since stop 43,
+`costlens.instrument._sse`), so costlens can come out below the floor, and below a raw stream.
 
 Then the objects the garbage collector counts per call, raw and tracked, plain and budgeted
 (`--collector-calls`; `collector_section` says why they matter). The last section tracks
