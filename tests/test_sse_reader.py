@@ -65,7 +65,7 @@ def _reads(raw: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def _fields(sse: Any) -> tuple[Any, ...]:
-    return (type(sse), sse.event, sse.data, sse.id, sse.retry)
+    return (type(sse), sse.event, sse.data, sse.id, sse.retry, vars(sse))  # (what `json()` and repr read)
 
 
 def _decode_all(decoder: Any, reads: list[bytes]) -> tuple[list[tuple[Any, ...]], str | None]:

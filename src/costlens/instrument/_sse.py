@@ -36,7 +36,7 @@ class SSEReader:
 
     __slots__ = ("_buffer", "_data", "_event", "_id", "_make", "_retry", "_skip_lf")
 
-    def __init__(self, make: Callable[..., Any]) -> None:
+    def __init__(self, make: Any) -> None:
         self._make = make
         self._buffer = bytearray()  # a line not yet ended
         self._skip_lf = False  # the last read ended with CR: a LF that starts the next ends no line
@@ -73,14 +73,19 @@ class SSEReader:
         ):  # fmt: skip
             return self._by_line(chunk)
         events = []
-        make, last_id = self._make, self._id
+        new, make, last_id = object.__new__, self._make, self._id
         try:
             for block in chunk[:-2].split(b"\n\n"):
                 # one `data:` line, then the blank line that dispatches it (the split ate it)
                 if not block.startswith(b"data:") or b"\n" in block:
                     return self._by_line(chunk)
                 value = block.decode("utf-8")[5:]
-                events.append(make(data=value[1:] if value.startswith(" ") else value, id=last_id))
+                # `make(data=..., id=...)` filled in place, in half the time (`faster_decoder`
+                # checked that this makes the event the class's own `__init__` makes)
+                sse = new(make)
+                sse._id, sse._event, sse._retry = last_id, None, None
+                sse._data = value[1:] if value.startswith(" ") else value
+                events.append(sse)
         except UnicodeDecodeError:  # (the SDK raises it after the events before: by line, as it)
             return self._by_line(chunk)
         return events
