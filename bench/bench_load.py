@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 from rich.console import Console
 from rich.table import Table
@@ -225,6 +226,19 @@ def _clients(
     return clients, async_clients
 
 
+def _anthropic_clients(base_url: str, stack: contextlib.ExitStack) -> dict[bool, anthropic.Anthropic]:
+    """A raw and a tracked `anthropic.Anthropic` (by `tracked`) on one connection pool, as `_clients`."""
+    pool = anthropic.DefaultHttpxClient()
+    stack.callback(pool.close)
+    root = base_url.removesuffix("/v1")  # (the Anthropic SDK adds `/v1` to its paths itself)
+
+    def client(tracked: bool) -> anthropic.Anthropic:
+        made = anthropic.Anthropic(base_url=root, api_key="bench", max_retries=0, http_client=pool)
+        return costlens.track(made) if tracked else made
+
+    return {tracked: client(tracked) for tracked in (False, True)}
+
+
 def _loads(
     clients: dict[bool, openai.OpenAI],
     async_clients: dict[bool, openai.AsyncOpenAI],
@@ -255,6 +269,7 @@ def _paired_loads(
     async_clients: dict[bool, openai.AsyncOpenAI],
     pool: ThreadPoolExecutor,
     loop: asyncio.AbstractEventLoop,
+    anthropic_clients: dict[bool, anthropic.Anthropic],
 ) -> dict[str, paired.PairedLoad]:
     """The same loads with raw and tracked calls interleaved one by one (`paired`)."""
 
@@ -291,6 +306,14 @@ def _paired_loads(
     def in_async(tracked: bool) -> Any:
         return async_clients[tracked].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
+    def anthropic_streamed(tracked: bool) -> None:
+        # (an Anthropic stream carries its usage: no event is added, the raw side is the baseline)
+        stream = anthropic_clients[tracked].messages.create(
+            model="claude-3-5-haiku-20241022", max_tokens=64, messages=MESSAGES, stream=True
+        )
+        for _event in stream:
+            pass
+
     return {
         f"{TASKS} asyncio tasks": paired.in_tasks(in_async, loop, TASKS),
         f"{THREADS} threads": paired.threads(plain, pool, THREADS),
@@ -304,6 +327,7 @@ def _paired_loads(
         # ... and that least, with no costlens at all: asking for the usage event costs the SDK's
         # HTTP stack one more event (the "tracked" side here is that raw stream, not costlens).
         "sequential stream: the usage event alone, no costlens": paired.sequential(wire),
+        "sequential stream, Anthropic": paired.sequential(anthropic_streamed),
     }
 
 
@@ -477,7 +501,7 @@ def measure_paired(
     loop = asyncio.new_event_loop()
     with ThreadPoolExecutor(THREADS) as pool, contextlib.closing(loop), contextlib.ExitStack() as stack:
         clients, async_clients = _clients(base_url, loop, stack)
-        paired_loads = _paired_loads(clients, async_clients, pool, loop)
+        paired_loads = _paired_loads(clients, async_clients, pool, loop, _anthropic_clients(base_url, stack))
         for i in range(passes):
             for setup_name, setup in _chosen(_setups(folder), only):
                 close_budgets()

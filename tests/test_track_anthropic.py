@@ -137,3 +137,31 @@ def test_a_thinking_count_past_the_output_is_held_to_it() -> None:
     raw = {"input_tokens": 10, "output_tokens": 50, "output_tokens_details": {"thinking_tokens": 52}}
     assert messages_usage(raw) == Usage(10, 50, reasoning_tokens=50)
     assert messages_usage({"input_tokens": 10, "output_tokens": 50}).reasoning_tokens == 0
+
+
+def test_a_streams_text_is_read_from_the_sdks_events_and_from_plain_dicts_alike() -> None:
+    from types import SimpleNamespace
+
+    from anthropic.types import RawContentBlockDeltaEvent, RawContentBlockStopEvent
+
+    from costlens.instrument.anthropic import AnthropicAdapter
+
+    def texts(events: list[Any]) -> list[str]:
+        call: Any = SimpleNamespace(text=[])
+        for event in events:
+            assert AnthropicAdapter().observe(call, event) is False
+        return list(call.text)
+
+    deltas = [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": "{"},
+        },
+        {"type": "content_block_stop", "index": 0},
+    ]
+    models = [RawContentBlockDeltaEvent.model_validate(d) for d in deltas[:3]]
+    models.append(RawContentBlockStopEvent.model_validate(deltas[3]))
+    assert texts(deltas) == texts(models) == ["Hel", "hm"]
