@@ -168,3 +168,34 @@ def test_bytes_that_are_not_utf8_raise_after_the_events_before_them_as_in_the_sd
     assert ours == sdks
     assert [fields[2] for fields in ours[0]] == ["a"]
     assert ours[1] is not None
+
+
+def test_a_tracked_openai_stream_is_read_by_the_reader_and_gives_the_raw_streams_chunks(
+    fake: Any, recorded: Any
+) -> None:
+    import costlens
+
+    messages: Any = [{"role": "user", "content": "Say hello"}]
+
+    def client() -> openai.OpenAI:
+        return openai.OpenAI(base_url=fake.openai_base_url, api_key="x", max_retries=0)
+
+    with client() as raw, costlens.track(client()) as tracked:
+        raw_stream = raw.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+        stream = tracked.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+        assert type(stream._decoder) is SSEReader and type(raw_stream._decoder) is SSEDecoder
+        chunks = [c.model_dump(exclude={"id", "created"}) for c in stream]
+        assert chunks == [c.model_dump(exclude={"id", "created"}) for c in raw_stream]
+    record = recorded.one()
+    assert record.output_tokens > 0 and not record.estimated
+
+    async def async_stream() -> tuple[type, int]:
+        made = openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="x", max_retries=0)
+        async with costlens.track(made) as tracked:
+            answer = await tracked.chat.completions.create(
+                model="gpt-4o-mini", messages=messages, stream=True
+            )
+            return type(answer._decoder), len([c async for c in answer])
+
+    assert asyncio.run(async_stream()) == (SSEReader, len(chunks))
+    assert len(recorded.all()) == 2

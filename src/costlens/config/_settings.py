@@ -208,7 +208,8 @@ def _content_max(value: int | None) -> int:
 
 def _batch_size(value: int | None) -> int:
     if value is None:
-        value = _from_env("COSTLENS_BATCH_SIZE", int, DEFAULT_BATCH_SIZE, "a whole number (default 500)")
+        what = f"a whole number (default {DEFAULT_BATCH_SIZE})"
+        value = _from_env("COSTLENS_BATCH_SIZE", int, DEFAULT_BATCH_SIZE, what)
     if type(value) is not int or not 1 <= value <= MAX_BATCH_SIZE:
         raise ConfigError(
             f"batch_size must be a whole number of records from 1 to {MAX_BATCH_SIZE:,}, got {value!r} "
@@ -219,9 +220,8 @@ def _batch_size(value: int | None) -> int:
 
 def _flush_interval(value: float | None) -> float:
     if value is None:
-        value = _from_env(
-            "COSTLENS_FLUSH_INTERVAL_S", float, DEFAULT_FLUSH_INTERVAL_S, "a number of seconds (default 0.5)"
-        )
+        what = f"a number of seconds (default {DEFAULT_FLUSH_INTERVAL_S:g})"
+        value = _from_env("COSTLENS_FLUSH_INTERVAL_S", float, DEFAULT_FLUSH_INTERVAL_S, what)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_FLUSH_INTERVAL_S:
         raise ConfigError(
             f"flush_interval_s must be a number of seconds above 0 and at most {MAX_FLUSH_INTERVAL_S:g}, "
