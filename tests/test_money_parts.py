@@ -153,19 +153,19 @@ _count = st.integers(-3, 10**6) | st.sampled_from([0, 1, 2])
 
 
 @settings(max_examples=400, deadline=None)
-@given(counts=st.tuples(_count, _count, _count, _count, _count, _count, _count))
+@given(counts=st.tuples(*[_count] * 9))
 def test_usage_of_ints_is_usage_with_fewer_checks_for_counts_known_to_be_ints(
-    counts: tuple[int, int, int, int, int, int, int],
+    counts: tuple[int, ...],
 ) -> None:
     """The adapters' shortcut (`usage_of_ints`, for counts already checked to be exact ints) builds
     the same `Usage` as the constructor, and refuses the same counts with the same message."""
-    i, o, cr, cw, r, ia, oa = counts
+    i, o, cr, cw, r, ia, oa, c1, ws = counts
     try:
-        expected: Usage | str = Usage(i, o, cr, cw, r, 0, ia, oa)
+        expected: Usage | str = Usage(i, o, cr, cw, r, c1, ia, oa, web_search_requests=ws)
     except ValueError as exc:
         expected = str(exc)
     try:
-        got: Usage | str = usage_of_ints(i, o, cr, cw, r, ia, oa)
+        got: Usage | str = usage_of_ints(i, o, cr, cw, r, ia, oa, c1, ws)
     except ValueError as exc:
         got = str(exc)
     assert got == expected

@@ -1,4 +1,5 @@
-"""`costlens.instrument._sse.SSEReader` gives exactly the events of the SDK's own decoder.
+"""`costlens.instrument._sse.SSEReader` gives exactly the events of the SDK's own decoder (OpenAI's,
+and Anthropic's, whose events keep their raw lines).
 
 The reader replaces the SDK's `SSEDecoder` on a tracked stream, so every difference would reach the
 caller: the events (every field), their order, where an error is raised, for any bytes cut into
@@ -37,7 +38,20 @@ _LINE = st.one_of(
     st.just(""),
 )
 _END = st.sampled_from(["\n", "\r\n", "\r"])
-_USUAL = _VALUE.map(lambda v: f"data: {v}\n\n")
+_USUAL = st.one_of(
+    _VALUE.map(lambda v: f"data: {v}\n\n"),
+    st.tuples(_VALUE, _VALUE).map(lambda kv: f"event: {kv[0]}\ndata: {kv[1]}\n\n"),  # (Anthropic's)
+)
+
+#: Each SDK's decoder, its event class, and whether its events keep their raw lines.
+_SDKS = pytest.mark.parametrize(
+    ("sdk_decoder", "event_class", "raw"),
+    [
+        (SSEDecoder, ServerSentEvent, False),
+        (anthropic._streaming.SSEDecoder, anthropic._streaming.ServerSentEvent, True),
+    ],
+    ids=["openai", "anthropic"],
+)
 
 
 @st.composite
@@ -78,11 +92,14 @@ def _decode_all(decoder: Any, reads: list[bytes]) -> tuple[list[tuple[Any, ...]]
     return events, None
 
 
+@_SDKS
 @settings(max_examples=400, deadline=None)
-@given(_streams())
-def test_the_reader_gives_the_sdk_decoders_events_for_any_bytes_cut_anywhere(stream: Any) -> None:
+@given(stream=_streams())
+def test_the_reader_gives_the_sdk_decoders_events_for_any_bytes_cut_anywhere(
+    sdk_decoder: Any, event_class: Any, raw: bool, stream: Any
+) -> None:
     reads = _reads(*stream)
-    assert _decode_all(SSEReader(ServerSentEvent), reads) == _decode_all(SSEDecoder(), reads)
+    assert _decode_all(SSEReader(event_class, raw), reads) == _decode_all(sdk_decoder(), reads)
 
 
 async def _aiter(reads: list[bytes]) -> AsyncIterator[bytes]:
@@ -90,9 +107,12 @@ async def _aiter(reads: list[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
+@_SDKS
 @settings(max_examples=100, deadline=None)
-@given(_streams())
-def test_the_async_reader_gives_the_same_events(stream: Any) -> None:
+@given(stream=_streams())
+def test_the_async_reader_gives_the_same_events(
+    sdk_decoder: Any, event_class: Any, raw: bool, stream: Any
+) -> None:
     reads = _reads(*stream)
 
     async def collect(decoder: Any) -> tuple[list[tuple[Any, ...]], str | None]:
@@ -104,8 +124,8 @@ def test_the_async_reader_gives_the_same_events(stream: Any) -> None:
             return events, exc.reason
         return events, None
 
-    ours = asyncio.run(collect(SSEReader(ServerSentEvent)))
-    assert ours == asyncio.run(collect(SSEDecoder()))
+    ours = asyncio.run(collect(SSEReader(event_class, raw)))
+    assert ours == asyncio.run(collect(sdk_decoder()))
 
 
 def test_whole_data_events_take_the_fast_path_and_others_the_line_by_line_one() -> None:
@@ -113,12 +133,26 @@ def test_whole_data_events_take_the_fast_path_and_others_the_line_by_line_one() 
     fast = reader._feed(b'data: {"a":1}\n\ndata:[DONE]\n\n')
     assert isinstance(fast, list)
     assert [(s.data, s.id, s.event) for s in fast] == [('{"a":1}', None, None), ("[DONE]", None, None)]
-    for chunk in (b"data: a\n", b"data: a\r\n\r\n", b"event: x\ndata: a\n\n", b": hi\n\n", b"\n\n"):
+    named = SSEReader(ServerSentEvent)._feed(b"event: x\ndata: a\n\nevent: y\ndata:b\n\n")
+    assert [(s.event, s.data) for s in named] == [("x", "a"), ("y", "b")]
+    assert isinstance(named, list)
+    slow = (b"data: a\n", b"data: a\r\n\r\n", b"event:\ndata: a\n\n", b"data: a\nevent: x\n\n", b": hi\n\n")
+    for chunk in (*slow, b"event: x\ndata: a\ndata: b\n\n", b"event: x\nid: 1\n\n", b"\n\n"):
         assert isinstance(SSEReader(ServerSentEvent)._feed(chunk), Iterator), chunk
     # a line cut between two reads: the next read goes line by line, then whole events are fast again
     assert list(reader._feed(b"data: x")) == []
     assert [s.data for s in reader._feed(b"yz\n\n")] == ["xyz"]
     assert isinstance(reader._feed(b"data: b\n\n"), list)
+
+
+def test_anthropic_events_keep_their_lines_on_either_path() -> None:
+    make = anthropic._streaming.ServerSentEvent
+    (fast,) = SSEReader(make, raw=True)._feed(b"event: message_stop\ndata: {}\n\n")
+    assert (fast.event, fast.data, fast.raw) == ("message_stop", "{}", ["event: message_stop", "data: {}"])
+    reader = SSEReader(make, raw=True)
+    (slow,) = reader._feed(b": ping\nevent: e\nwhat: ever\ndata: x\n\n")
+    assert slow.raw == [": ping", "event: e", "what: ever", "data: x"]
+    assert list(reader._feed(b": alone\n\n")) == [] and reader._raw == []  # (no event: no lines kept)
 
 
 def test_the_last_event_id_is_carried_into_the_fast_paths_events() -> None:
@@ -131,7 +165,7 @@ def test_the_last_event_id_is_carried_into_the_fast_paths_events() -> None:
     ("decoder", "replaced"),
     [
         (openai._streaming.SSEDecoder(), True),
-        (anthropic._streaming.SSEDecoder(), False),  # its events keep their raw lines: not the same
+        (anthropic._streaming.SSEDecoder(), True),  # (its events keep their raw lines: so do ours)
         (type("SSEDecoder", (openai._streaming.SSEDecoder,), {})(), False),  # a client's own
         (object(), False),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import anthropic
@@ -165,3 +166,60 @@ def test_a_streams_text_is_read_from_the_sdks_events_and_from_plain_dicts_alike(
     models = [RawContentBlockDeltaEvent.model_validate(d) for d in deltas[:3]]
     models.append(RawContentBlockStopEvent.model_validate(deltas[3]))
     assert texts(deltas) == texts(models) == ["Hel", "hm"]
+    # a stream read below the SDK's events keeps the same text from the raw events
+    from costlens.instrument.anthropic import _texts_of_deltas
+
+    raw = [json.dumps(d) for d in deltas[:3]]
+    assert _texts_of_deltas([*raw, '{"type": "content_block_delta", "delta": {"te']) == ["Hel", "hm"]
+
+
+def test_a_tracked_stream_is_read_below_the_sdks_events_and_gives_the_raw_streams_events(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    from anthropic._streaming import SSEDecoder
+
+    from costlens.instrument._sse import SSEReader
+    from costlens.instrument.anthropic import _EventReader
+
+    fake.default_usage = CACHED
+    raw_stream = _client(fake).messages.create(model=MODEL, max_tokens=200, messages=MSG, stream=True)
+    stream = costlens.track(_client(fake)).messages.create(
+        model=MODEL, max_tokens=200, messages=MSG, stream=True
+    )
+    assert type(raw_stream._decoder) is SSEDecoder and type(stream._decoder) is _EventReader
+    assert type(stream._decoder._decoder) is SSEReader  # (the SDK's own decoder: the faster one)
+    events = _without_ids(list(stream))
+    assert events == _without_ids(list(raw_stream))
+    record = recorded.one()
+    assert record.usage == CACHED_USAGE and record.stream and not record.estimated
+    assert record.response_model == MODEL and record.ttft_ms is not None
+
+    async def async_stream() -> tuple[type, list[Any]]:
+        async with anthropic.AsyncAnthropic(base_url=fake.base_url, api_key="k", max_retries=0) as client:
+            costlens.track(client)
+            answer = await client.messages.create(model=MODEL, max_tokens=200, messages=MSG, stream=True)
+            return type(answer._decoder), [event async for event in answer]
+
+    kind, async_events = asyncio.run(async_stream())
+    assert kind is _EventReader and _without_ids(async_events) == events
+    assert recorded.all()[1].usage == CACHED_USAGE
+
+
+def test_a_stream_whose_iterator_was_made_already_is_read_event_by_event(
+    fake: FakeProvider, recorded: Recorded
+) -> None:
+    # An SDK that makes a stream's iterator on first use, from a copy of the stream (this one): if
+    # something made it before costlens hooked the stream, the copy keeps the SDK's decoder, so
+    # costlens reads the SDK's events instead (`observe`), and still records the exact usage.
+    from costlens.instrument.anthropic import AnthropicAdapter
+
+    fake.default_usage = CACHED
+    stream = _client(fake).messages.create(model=MODEL, max_tokens=200, messages=MSG, stream=True)
+    stream._iterator  # noqa: B018 (made now)
+    call: Any = type("Call", (), {"request": type("R", (), {"operation": "chat"})()})()
+    adapter = AnthropicAdapter()
+    assert adapter.prepare_stream(call, stream, False) == adapter.observe
+    stream.close()
+    fresh = _client(fake).messages.create(model=MODEL, max_tokens=200, messages=MSG, stream=True)
+    assert adapter.prepare_stream(call, fresh, False) is None
+    fresh.close()

@@ -200,18 +200,20 @@ def _slots_twin(cls: type) -> type:
 _UsageSlots = _slots_twin(Usage)  # (`Usage.__new__` and `usage_of_ints` fill one)
 
 
-def usage_of_ints(i: int, o: int, cr: int = 0, cw: int = 0, r: int = 0, ia: int = 0, oa: int = 0) -> Usage:
-    """`Usage(i, o, cr, cw, r, input_audio_tokens=ia, output_audio_tokens=oa)`, for an adapter that
-    has checked already that every count is an exact `int` (`type(x) is int`): the same rules are
-    checked, in a third of the time (every plain call builds one). Counts that break a rule raise
-    the same ValueError as `Usage` does."""
-    if (i | o | cr | cw | r | ia | oa) < 0 or cr + cw + ia > i or r + oa > o:
-        return Usage(i, o, cr, cw, r, 0, ia, oa)  # raises, and says which rule is broken
+def usage_of_ints(
+    i: int, o: int, cr: int = 0, cw: int = 0, r: int = 0, ia: int = 0, oa: int = 0, c1: int = 0, ws: int = 0
+) -> Usage:
+    """`Usage(i, o, cr, cw, r, c1, ia, oa, web_search_requests=ws)`, for an adapter that has checked
+    already that every count is an exact `int` (`type(x) is int`): the same rules are checked, in a
+    third of the time (every plain call builds one). Counts that break a rule raise the same
+    ValueError as `Usage` does."""
+    if (i | o | cr | cw | r | ia | oa | c1 | ws) < 0 or cr + cw + ia > i or r + oa > o or c1 > cw:
+        return Usage(i, o, cr, cw, r, c1, ia, oa, web_search_requests=ws)  # raises, says which rule
     blank: Any = object.__new__(_UsageSlots)
     blank.input_tokens, blank.output_tokens, blank.cache_read_tokens = i, o, cr
-    blank.cache_write_tokens, blank.reasoning_tokens, blank.cache_write_1h_tokens = cw, r, 0
+    blank.cache_write_tokens, blank.reasoning_tokens, blank.cache_write_1h_tokens = cw, r, c1
     blank.input_audio_tokens, blank.output_audio_tokens, blank.citation_tokens = ia, oa, 0
-    blank.web_search_requests = blank.file_search_requests = 0
+    blank.web_search_requests, blank.file_search_requests = ws, 0
     blank.__class__ = Usage
     return blank  # type: ignore[no-any-return]
 

@@ -134,4 +134,10 @@ def _observer(adapter: Adapter, call: Call) -> Callable[[Any], bool]:
 
 
 def _is_stream(result: Any) -> bool:
-    return hasattr(result, "_iterator") and hasattr(result, "response")
+    # (asked of the class, or of the instance's own attributes: where the SDK makes the iterator on
+    # first use, from a copy of the stream, asking the instance would make it before
+    # `prepare_stream` changed the stream)
+    kind = type(result)
+    return (hasattr(kind, "_iterator") or "_iterator" in getattr(result, "__dict__", ())) and hasattr(
+        result, "response"
+    )

@@ -70,15 +70,15 @@ def _without_unset(merged: dict[str, Any]) -> dict[str, Any]:
     """`merged` without the SDKs' "not given" sentinels (e.g. anthropic's `.stream()` helper leaves
     `Omit` values): the SDK drops them when it serialises; so do we, or they would count as prompt
     text."""
-    unset = False
+    unset: set[type] = set()
     for kind in set(map(type, merged.values())) - _PLAIN:
         if kind.__name__ in _UNSET:
-            unset = True
+            unset.add(kind)
         elif len(_PLAIN) < _PLAIN_MAX:
             _PLAIN.add(kind)
     if not unset:
         return merged
-    return {k: v for k, v in merged.items() if type(v).__name__ not in _UNSET}
+    return {k: v for k, v in merged.items() if type(v) not in unset}
 
 
 def write_back(request: Request, options: Any) -> None:

@@ -1,19 +1,22 @@
-"""A faster decoder of server-sent events for the streams of the Stainless-made SDKs (OpenAI's).
+"""A faster decoder of server-sent events for the streams of the Stainless-made SDKs (OpenAI's, Anthropic's).
 
 A tracked stream asks for its usage event: one more event than the caller's raw stream, which the
 SDK's HTTP stack reads and decodes (the usage event alone, no costlens, is about +65 µs per stream
 here). The SDK's own decoder (`SSEDecoder`) spends ~4.5 µs per event in Python generators, a
 regular expression per line and a copy of every line through a `bytearray`, ~90 µs for a 20-event
-stream; most of a stream's reads are one or more whole `data: ...` events, which `SSEReader`
-decodes with one `split`, so a tracked stream reads its events for less than a raw one.
+stream (the Anthropic SDK's: a bytes concatenation and a test per line, each event's lines split
+twice); most of a stream's reads are one or more whole events (a `data:` line, or an `event:` line
+and a `data:` line), which `SSEReader` decodes with one `split`, so a tracked stream reads its
+events for less than a raw one.
 
-It makes the same events (the SDK's `ServerSentEvent`, with the same fields) from the same bytes,
-in the same order, with the same errors: a read that is anything else (a line cut between two
-reads, a CR, a comment, an `event:`, `id:` or `retry:` field, an empty event, bytes that are not
-UTF-8) is decoded line by line as the SDK's decoder does (`_by_line`, the same state machine).
-A test checks both decoders give the same events for random streams cut at random places. It
-replaces a stream's decoder only when that is exactly the SDK's `SSEDecoder` (`faster_decoder`):
-a client's own decoder (`_make_sse_decoder`) is left alone.
+It makes the same events (the SDK's `ServerSentEvent`, with the same fields; with `raw`, the lines
+each was decoded from, as the Anthropic SDK's keep them) from the same bytes, in the same order,
+with the same errors: a read that is anything else (a line cut between two reads, a CR, a comment,
+an `id:` or `retry:` field, an empty event, bytes that are not UTF-8) is decoded line by line as the
+SDK's decoder does (`_by_line`, the same state machine). A test checks that each SDK's decoder and
+this one give the same events for random streams cut at random places. It replaces a stream's
+decoder only when that is exactly its SDK's `SSEDecoder` and a probe gives the same events
+(`faster_decoder`): a client's own decoder (`_make_sse_decoder`) is left alone.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ class SSEReader:
     """Decodes a stream's bytes into the SDK's `ServerSentEvent`s (`make`); see the module docstring.
     `iter_bytes` / `aiter_bytes`, as the SDK's `SSEBytesDecoder` protocol."""
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_make", "_retry", "_skip_lf")
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_keep_raw", "_make", "_raw", "_retry", "_skip_lf")
 
-    def __init__(self, make: Any) -> None:
+    def __init__(self, make: Any, raw: bool = False) -> None:
         self._make = make
+        self._keep_raw = raw  # (each event gets the lines it was decoded from: `make(..., raw=)`)
         self._buffer = bytearray()  # a line not yet ended
         self._skip_lf = False  # the last read ended with CR: a LF that starts the next ends no line
         self._reset()
@@ -47,6 +51,7 @@ class SSEReader:
         self._data: list[str] = []
         self._id: str | None = None
         self._retry: int | None = None
+        self._raw: list[str] = []
 
     def iter_bytes(self, iterator: Iterable[bytes]) -> Iterator[Any]:
         try:
@@ -66,25 +71,35 @@ class SSEReader:
             self._reset()
 
     def _feed(self, chunk: bytes) -> Iterable[Any]:
-        """The events that end in `chunk`: whole `data:` events at once, anything else by line."""
+        """The events that end in `chunk`: whole events at once, anything else by line."""
         if (
-            self._buffer or self._skip_lf or self._data or self._event is not None
+            self._buffer or self._skip_lf or self._data or self._event is not None or self._raw
             or self._retry is not None or not chunk.endswith(b"\n\n") or b"\r" in chunk
         ):  # fmt: skip
             return self._by_line(chunk)
         events = []
-        new, make, last_id = object.__new__, self._make, self._id
+        new, make, last_id, keep_raw = object.__new__, self._make, self._id, self._keep_raw
         try:
             for block in chunk[:-2].split(b"\n\n"):
-                # one `data:` line, then the blank line that dispatches it (the split ate it)
-                if not block.startswith(b"data:") or b"\n" in block:
-                    return self._by_line(chunk)
-                value = block.decode("utf-8")[5:]
-                # `make(data=..., id=...)` filled in place, in half the time (`faster_decoder`
-                # checked that this makes the event the class's own `__init__` makes)
+                # a `data:` line, or an `event:` line then a `data:` line; then the blank line that
+                # dispatches the event (the split ate it)
+                text = block.decode("utf-8")
+                if text.startswith("data:") and "\n" not in text:
+                    kind, data = None, text[5:]
+                else:
+                    head, _, data = text.partition("\n")
+                    kind = head[6:]
+                    kind = kind[1:] if kind.startswith(" ") else kind
+                    if not (kind and head.startswith("event:") and data.startswith("data:")) or "\n" in data:
+                        return self._by_line(chunk)
+                    data = data[5:]
+                # `make(data=..., event=..., id=...)` filled in place, in half the time
+                # (`faster_decoder` checked that this makes the event the class's `__init__` makes)
                 sse = new(make)
-                sse._id, sse._event, sse._retry = last_id, None, None
-                sse._data = value[1:] if value.startswith(" ") else value
+                sse._id, sse._event, sse._retry = last_id, kind, None
+                sse._data = data[1:] if data.startswith(" ") else data
+                if keep_raw:
+                    sse._raw = text.split("\n")
                 events.append(sse)
         except UnicodeDecodeError:  # (the SDK raises it after the events before: by line, as it)
             return self._by_line(chunk)
@@ -127,10 +142,20 @@ class SSEReader:
         """One line, as the SSE standard reads it: an event on the blank line that ends one."""
         if not line:
             if not self._event and not self._data and not self._id and self._retry is None:
+                self._raw = []  # (its comments, an empty event name: no event, and no lines kept)
                 return None  # (an empty event name or id counts as none, as in the SDK)
-            sse = self._make(event=self._event, data="\n".join(self._data), id=self._id, retry=self._retry)
-            self._event, self._data, self._retry = None, [], None  # (the last event id stays)
-            return sse
+            fields: dict[str, object] = {
+                "event": self._event,
+                "data": "\n".join(self._data),
+                "id": self._id,
+                "retry": self._retry,
+            }
+            if self._keep_raw:
+                fields["raw"] = self._raw
+            self._event, self._data, self._retry, self._raw = None, [], None, []  # (the last event id stays)
+            return self._make(**fields)
+        if self._keep_raw:
+            self._raw.append(line)
         if line.startswith(":"):
             return None
         field, _, value = line.partition(":")
@@ -149,37 +174,47 @@ class SSEReader:
         return None
 
 
-#: Reads that take every path of `SSEReader`: whole events, lines cut between reads (a CRLF too),
-#: a CR alone, comments, every field, an empty event name, an id carried into later events, multi-line data,
-#: a character cut between reads, an empty event with an id, a last line that never ends.
+#: Reads that take every path of `SSEReader`: whole events (with an event name too), lines cut
+#: between reads (a CRLF too), a CR alone, comments, unknown fields, every field, an empty event
+#: name, an id carried into later events, multi-line data, a character cut between reads, an empty
+#: event with an id, a comment alone, a last line that never ends.
 _PROBE = (
     b"data: a\n\n", b"data:b\r\n\r\n", b": c\nevent: e\nid: 1\nretry: 5\ndata: x\ndata: y\n\n",
-    b"data: z\r", b"\n\r\n", b"data: after id 1\n\n", b"data: \xc3", b"\xa9\n\n", b"event:\ndata\n\n",
-    b"id: 2\n\n", b"retry: x\n\n", b"data: cr\r\r", b"data: tail",
+    b"data: z\r", b"\n\r\n", b"data: after id 1\n\nevent: named\ndata: {}\n\n", b"data: \xc3", b"\xa9\n\n",
+    b"event:\ndata\n\n", b"id: 2\n\n", b"retry: x\n\n", b"what: ever\ndata: cr\r\r", b": ping\n\n",
+    b"event: e\n", b"data: cut\n\n", b"data: tail",
 )  # fmt: skip
-_VERIFIED: dict[type, Callable[..., Any] | None] = {}
+#: By decoder class: how to make its events (the event class, and whether they keep their lines),
+#: or None where `SSEReader` does not give its events.
+_VERIFIED: dict[type, tuple[Callable[..., Any], bool] | None] = {}
 
 
 def faster_decoder(decoder: object) -> SSEReader | None:
     """An `SSEReader` to use instead of `decoder`, when that is its SDK's `SSEDecoder` (in a module
     that defines `ServerSentEvent`) and gives the events `SSEReader` gives for `_PROBE` (every
-    attribute): checked once per class, so an SDK version that decodes otherwise, or whose events
-    carry more (the Anthropic SDK's keep their raw lines), keeps its own decoder. Else None."""
+    attribute; with `raw` lines or without): checked once per class, so an SDK version that decodes
+    otherwise keeps its own decoder. Else None."""
     kind = type(decoder)
     if kind not in _VERIFIED:
         _VERIFIED[kind] = _event_class(kind)
-    make = _VERIFIED[kind]
-    return None if make is None else SSEReader(make)
+    verified = _VERIFIED[kind]
+    return None if verified is None else SSEReader(*verified)
 
 
-def _event_class(kind: type) -> Callable[..., Any] | None:
+def _event_class(kind: type) -> tuple[Callable[..., Any], bool] | None:
     module = sys.modules.get(kind.__module__)
     make = getattr(module, "ServerSentEvent", None)
     if kind.__name__ != "SSEDecoder" or make is None or getattr(module, "SSEDecoder", None) is not kind:
         return None
     try:
         theirs = [(type(sse), vars(sse)) for sse in kind().iter_bytes(iter(_PROBE))]
-        ours = [(type(sse), vars(sse)) for sse in SSEReader(make).iter_bytes(iter(_PROBE))]
     except Exception:  # (a decoder that cannot be made without arguments, or fails: its own then)
         return None
-    return make if theirs == ours and ours else None
+    for raw in (False, True):
+        try:
+            ours = [(type(sse), vars(sse)) for sse in SSEReader(make, raw).iter_bytes(iter(_PROBE))]
+        except Exception:  # (an event class that takes no `raw`)
+            continue
+        if ours == theirs and ours:
+            return make, raw
+    return None

@@ -68,6 +68,7 @@ class StreamCall(Protocol):
     request: Request
     first_event_ns: int | None
     response_model: str | None
+    usage: Usage | None
     text_later: Callable[[], list[str]] | None
     finished: bool
 
