@@ -34,6 +34,8 @@ Two more stream rows there split a tracked stream's cost: the least any exact tr
 a raw stream that asks for none, and costlens against that least. The floor keeps the SDK's own
 SSE decoder; a tracked OpenAI stream decodes its events with costlens' faster one (since stop 43,
 `costlens.instrument._sse`), so costlens can come out below the floor, and below a raw stream.
+The last paired row is an Anthropic stream, tracked against raw (its usage comes in every stream:
+nothing is added); since stop 44 it too is read below the SDK's events and decoded by costlens.
 
 Then the objects the garbage collector counts per call, raw and tracked, plain and budgeted
 (`--collector-calls`; `collector_section` says why they matter). The last section tracks

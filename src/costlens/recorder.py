@@ -53,6 +53,7 @@ import atexit
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -147,7 +148,10 @@ class Recorder:
         # starved (see `_help`), and callers write the oldest batches or hand it the GIL.
         self._help_at = min(max_queue, 4 * batch_size)
         self._progress = time.monotonic()  # when the writer last woke or drained a batch
-        self._handed_off = 0.0  # when a caller last waited on a writer stuck inside a write
+        # when a caller last waited on a writer stuck inside a write: never yet (not 0.0: the
+        # monotonic clock starts at the machine's boot, and a machine up for less than `_STALE_S`
+        # would then wait for no writer)
+        self._handed_off = -math.inf
         self._spool_dir = None if spool_dir is None else Path(spool_dir)
         self._attempts = retries + 1
         self._backoff = retry_backoff_s
