@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import anthropic
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import costlens
 from costlens.pricing import cost
@@ -223,3 +226,81 @@ def test_a_stream_whose_iterator_was_made_already_is_read_event_by_event(
     fresh = _client(fake).messages.create(model=MODEL, max_tokens=200, messages=MSG, stream=True)
     assert adapter.prepare_stream(call, fresh, False) is None
     fresh.close()
+
+
+_VALID = st.integers(0, 5000)
+_COUNT = st.one_of(
+    _VALID, _VALID, _VALID, st.sampled_from([None, True, "12", 3.0, -1, -2])
+)  # (and malformed)
+_SPLIT = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {}, optional={"ephemeral_5m_input_tokens": _COUNT, "ephemeral_1h_input_tokens": _COUNT}
+    ),
+    st.just("split"),
+)
+_USAGE_DICT = st.fixed_dictionaries(
+    {},
+    optional={
+        "input_tokens": _COUNT,
+        "output_tokens": _COUNT,
+        "cache_read_input_tokens": _COUNT,
+        "cache_creation_input_tokens": _COUNT,
+        "cache_creation": _SPLIT,
+        "server_tool_use": st.one_of(st.none(), st.fixed_dictionaries({"web_search_requests": _COUNT})),
+        "output_tokens_details": st.one_of(st.none(), st.fixed_dictionaries({"thinking_tokens": _COUNT})),
+        "service_tier": st.just("standard"),
+    },
+)
+_START = st.builds(
+    lambda i, cr, cw, c1, o, r, ws: Usage(
+        i + cr + cw + c1, o + r, cr, cw + c1, r, c1, web_search_requests=ws
+    ),
+    *[st.integers(0, 300)] * 7,
+)
+
+
+def _outcome(read: Any) -> Any:
+    from costlens.pipeline import OutputMissing
+
+    try:
+        return read()
+    except OutputMissing as partial:
+        return ("missing", partial.usage)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@settings(max_examples=500, deadline=None)
+@given(usage=_USAGE_DICT, start=st.one_of(st.none(), _START))
+@example(  # the usual message_start: writes split by lifetime, with their total
+    usage={"input_tokens": 5, "cache_creation_input_tokens": 3, "cache_read_input_tokens": 7,
+           "cache_creation": {"ephemeral_5m_input_tokens": 3}, "output_tokens": 1},
+    start=None,
+)  # fmt: skip
+@example(
+    usage={"output_tokens": 25}, start=Usage(100, 20, 10, 30, 5, 10, web_search_requests=2)
+)  # the usual delta
+def test_the_usual_usage_reader_answers_as_the_general_one(
+    usage: dict[str, Any], start: Usage | None
+) -> None:
+    """`_usual_usage` (a stream's usage events, parsed by costlens) gives what the general readers
+    give, for a whole message (`messages_usage`) and for a `message_delta` after a `message_start`
+    (each count it lacks keeps the start's), or declines: random usage dicts, malformed ones too."""
+    from unittest import mock
+
+    from costlens.instrument import anthropic as adapter_module
+
+    call: Any = SimpleNamespace(usage=start, got=[])
+    call.set_usage = lambda build, *args: call.got.append(_outcome(lambda: build(*args)))
+
+    def both(read: Any) -> tuple[Any, Any]:
+        quick = read()
+        with mock.patch.object(adapter_module, "_usual_usage", return_value=None):
+            return quick, read()
+
+    if start is None:
+        quick, general = both(lambda: _outcome(lambda: adapter_module.messages_usage(usage)))
+    else:
+        quick, general = both(lambda: (adapter_module._observe_delta(call, usage), call.got[-1])[1])
+    assert quick == general

@@ -71,7 +71,49 @@ def _thinking(usage: Any, output: int, default: int = 0) -> int:
     return default if found is None else min(_int(found), output)
 
 
+#: What a message's usage adds to before its first count (`_usual_usage`'s start for a whole message).
+_NOTHING = Usage()
+
+
+def _usual_usage(usage: dict[str, Any], start: Usage) -> Usage | None:
+    """A usage dict in its usual shape, read as `messages_usage` (`start`: `_NOTHING`) or a stream's
+    `message_delta` (`start`: the counts `message_start` gave; a count it lacks keeps its value) read
+    it, with a tenth of their calls: every count present an exact non-negative int, the cache writes
+    given as a total, no thinking or search counts. None for anything else: the general readers
+    read it then (and say what is wrong). A test holds the two to the same answers."""
+    get = usage.get
+    if get("output_tokens_details") is not None or get("server_tool_use") is not None:
+        return None
+    split = get("cache_creation")
+    cache_write = get("cache_creation_input_tokens")
+    if cache_write is None:
+        if split is not None:  # (the writes given by lifetime only: added up by the general reader)
+            return None
+        cache_write = start.cache_write_tokens
+    one_hour: Any
+    if split is None:
+        one_hour = start.cache_write_1h_tokens
+    else:  # (anything but a dict: the general reader)
+        one_hour = split.get("ephemeral_1h_input_tokens", 0) if type(split) is dict else None
+    uncached = get("input_tokens", start.uncached_input_tokens)
+    cache_read = get("cache_read_input_tokens", start.cache_read_tokens)
+    output = get("output_tokens")
+    if (
+        int is type(uncached) is type(cache_read) is type(cache_write) is type(one_hour) is type(output)
+        and (uncached | cache_read | cache_write | output) >= 0
+    ):
+        return usage_of_ints(
+            uncached + cache_read + cache_write, output, cache_read, cache_write,
+            min(start.reasoning_tokens, output), c1=one_hour, ws=start.web_search_requests,
+        )  # fmt: skip
+    return None
+
+
 def messages_usage(usage: Any, *, output_tokens: int | None = None) -> Usage:
+    if type(usage) is dict and output_tokens is None:  # (a stream's event, parsed by costlens)
+        usual = _usual_usage(usage, _NOTHING)
+        if usual is not None:
+            return usual
     cache_read = _int(_get(usage, "cache_read_input_tokens"))
     cache_write, cache_1h = _cache_writes(usage, 0, 0)
     uncached = _int(_get(usage, "input_tokens"))
@@ -160,7 +202,15 @@ def _observe_start(call: StreamCall, message: Any) -> None:
     usage = _get(message, "usage")
     call.set_facts(_get(message, "model"), _tier(usage))
     if usage is not None:
-        call.set_usage(messages_usage, usage)
+        call.set_usage(_started, usage)
+
+
+def _started(usage: Any) -> Usage:
+    """`message_start`'s usage: its input counts are final, its output count (0 or 1) is not. Until
+    `message_delta` brings the final one the output is missing, so a stream that ends before it
+    (closed early, cut) has its output counted from the text it streamed, flagged estimated,
+    instead of the 1 token `message_start` announced."""
+    raise OutputMissing(messages_usage(usage))
 
 
 def _observe_delta(call: StreamCall, usage: Any) -> None:
@@ -170,6 +220,10 @@ def _observe_delta(call: StreamCall, usage: Any) -> None:
     start = call.usage or Usage()
 
     def merged() -> Usage:
+        if type(usage) is dict:  # (a stream's event, parsed by costlens)
+            usual = _usual_usage(usage, start)
+            if usual is not None:
+                return usual
         cache_read = _get(usage, "cache_read_input_tokens")
         uncached = _get(usage, "input_tokens")
         cache_read = start.cache_read_tokens if cache_read is None else _int(cache_read)
