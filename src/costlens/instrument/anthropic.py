@@ -151,12 +151,15 @@ def _read_event(call: StreamCall, kind: str, data: str) -> None:
     """A `message_start` or `message_delta` event's data, parsed for the call's facts and usage."""
     try:
         body = json.loads(data)
+    except ValueError:
+        return  # (not JSON: the SDK raises on the same data, and the call ends with that error)
+    if type(body) is not dict:
+        return  # (nor an event: the SDK's model refuses it)
+    try:
         if kind == "message_start":
             _observe_start(call, body.get("message"))
         else:
             _observe_delta(call, body.get("usage"))
-    except ValueError:
-        pass  # (not JSON: the SDK raises on the same data, and the call ends with that error)
     except Exception as exc:
         internal_error("reading a stream event", exc)
 
