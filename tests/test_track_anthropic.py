@@ -304,3 +304,49 @@ def test_the_usual_usage_reader_answers_as_the_general_one(
     else:
         quick, general = both(lambda: (adapter_module._observe_delta(call, usage), call.got[-1])[1])
     assert quick == general
+
+
+class _Seen:
+    """What a stream reader fills (as `LeanStream` / `Call`), kept plain for a unit test."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.output_missing = False
+        self.facts: tuple[Any, Any] | None = None
+
+    def set_facts(self, response_model: Any, service_tier: Any) -> None:
+        self.facts = (response_model, service_tier)
+
+    def set_usage(self, build: Any, *args: Any) -> None:
+        from costlens.pipeline import OutputMissing
+
+        try:
+            self.usage, self.output_missing = build(*args), False
+        except OutputMissing as partial:
+            self.usage, self.output_missing = partial.usage, True
+
+
+def test_a_delta_with_only_its_output_count_keeps_the_starts_input_counts() -> None:
+    # (the API's older `message_delta`: `{"output_tokens": N}` alone; the newer repeats every count)
+    from costlens.instrument.anthropic import _read_event
+
+    start = {"input_tokens": 500, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 300}
+    message = {"model": MODEL, "usage": {**start, "output_tokens": 1, "service_tier": "standard"}}
+    seen = _Seen()
+    _read_event(seen, "message_start", json.dumps({"type": "message_start", "message": message}))
+    assert seen.output_missing and seen.facts == (MODEL, "standard")  # (1 output token: provisional)
+    assert seen.usage == Usage(2800, 1, cache_read_tokens=2000, cache_write_tokens=300)
+    _read_event(seen, "message_delta", json.dumps({"type": "message_delta", "usage": {"output_tokens": 120}}))
+    assert not seen.output_missing
+    assert seen.usage == Usage(2800, 120, cache_read_tokens=2000, cache_write_tokens=300)
+    # a model of the SDK's, read event by event (`observe`), gives the same
+    from anthropic.types import RawMessageDeltaEvent
+
+    from costlens.instrument.anthropic import AnthropicAdapter
+
+    delta = RawMessageDeltaEvent.model_validate(
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 120}}
+    )
+    seen.usage, seen.output_missing = Usage(2800, 1, cache_read_tokens=2000, cache_write_tokens=300), True
+    AnthropicAdapter().observe(seen, delta)
+    assert seen.usage == Usage(2800, 120, cache_read_tokens=2000, cache_write_tokens=300)

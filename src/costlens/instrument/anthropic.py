@@ -71,16 +71,15 @@ def _thinking(usage: Any, output: int, default: int = 0) -> int:
     return default if found is None else min(_int(found), output)
 
 
-#: What a message's usage adds to before its first count (`_usual_usage`'s start for a whole message).
+#: `messages_usage`'s start for a whole message: nothing yet (a stream's delta starts from `message_start`).
 _NOTHING = Usage()
 
 
 def _usual_usage(usage: dict[str, Any], start: Usage) -> Usage | None:
-    """A usage dict in its usual shape, read as `messages_usage` (`start`: `_NOTHING`) or a stream's
-    `message_delta` (`start`: the counts `message_start` gave; a count it lacks keeps its value) read
-    it, with a tenth of their calls: every count present an exact non-negative int, the cache writes
-    given as a total, no thinking or search counts. None for anything else: the general readers
-    read it then (and say what is wrong). A test holds the two to the same answers."""
+    """A usage dict in its usual shape, read as `messages_usage` reads it (with its `start`), with a
+    tenth of its calls: every count present an exact non-negative int, the cache writes
+    given as a total, no thinking or search counts. None for anything else: the general reader
+    reads it then (and says what is wrong). A test holds the two to the same answers."""
     get = usage.get
     if get("output_tokens_details") is not None or get("server_tool_use") is not None:
         return None
@@ -109,22 +108,28 @@ def _usual_usage(usage: dict[str, Any], start: Usage) -> Usage | None:
     return None
 
 
-def messages_usage(usage: Any, *, output_tokens: int | None = None) -> Usage:
-    if type(usage) is dict and output_tokens is None:  # (a stream's event, parsed by costlens)
-        usual = _usual_usage(usage, _NOTHING)
+def messages_usage(usage: Any, start: Usage = _NOTHING) -> Usage:
+    """A message's usage (the SDK's model, or a dict). `start`: for a stream's `message_delta`, the
+    counts its `message_start` gave; a count the delta lacks keeps its value there (for a whole
+    message, nothing: a count it lacks is 0). No output count raises `OutputMissing`."""
+    if type(usage) is dict:  # (a stream's event, parsed by costlens)
+        usual = _usual_usage(usage, start)
         if usual is not None:
             return usual
-    cache_read = _int(_get(usage, "cache_read_input_tokens"))
-    cache_write, cache_1h = _cache_writes(usage, 0, 0)
-    uncached = _int(_get(usage, "input_tokens"))
-    if uncached < 0 or cache_read < 0 or cache_write < 0:
+    cache_read = _get(usage, "cache_read_input_tokens")
+    uncached = _get(usage, "input_tokens")
+    cache_read = start.cache_read_tokens if cache_read is None else _int(cache_read)
+    cache_write, cache_1h = _cache_writes(usage, start.cache_write_tokens, start.cache_write_1h_tokens)
+    uncached = start.uncached_input_tokens if uncached is None else _int(uncached)
+    if min(cache_read, cache_write, uncached) < 0:
         raise ValueError(f"negative token count in {usage!r}")
-    output = _get(usage, "output_tokens") if output_tokens is None else output_tokens
+    output = _get(usage, "output_tokens")
     out = _int(output)
     # (every count an exact int by now, checked by `_int`: the quick constructor checks the rest)
     counted = usage_of_ints(
-        uncached + cache_read + cache_write, out, cache_read, cache_write, _thinking(usage, out),
-        c1=cache_1h, ws=_web_searches(usage),
+        uncached + cache_read + cache_write, out, cache_read, cache_write,
+        _thinking(usage, out, min(start.reasoning_tokens, out)),
+        c1=cache_1h, ws=_web_searches(usage, start.web_search_requests),
     )  # fmt: skip
     if output is None:
         raise OutputMissing(counted)  # no output count is not 0 output tokens: count it instead
@@ -218,34 +223,8 @@ def _started(usage: Any) -> Usage:
 
 def _observe_delta(call: StreamCall, usage: Any) -> None:
     """`message_delta` has the final cumulative output count; input counts there are optional."""
-    if usage is None:
-        return
-    start = call.usage or Usage()
-
-    def merged() -> Usage:
-        if type(usage) is dict:  # (a stream's event, parsed by costlens)
-            usual = _usual_usage(usage, start)
-            if usual is not None:
-                return usual
-        cache_read = _get(usage, "cache_read_input_tokens")
-        uncached = _get(usage, "input_tokens")
-        cache_read = start.cache_read_tokens if cache_read is None else _int(cache_read)
-        cache_write, cache_1h = _cache_writes(usage, start.cache_write_tokens, start.cache_write_1h_tokens)
-        uncached = start.uncached_input_tokens if uncached is None else _int(uncached)
-        if min(cache_read, cache_write, uncached) < 0:
-            raise ValueError(f"negative token count in {usage!r}")
-        output = _get(usage, "output_tokens")
-        out = _int(output)
-        merged_usage = usage_of_ints(  # (exact ints, as in `messages_usage`)
-            uncached + cache_read + cache_write, out, cache_read, cache_write,
-            _thinking(usage, out, min(start.reasoning_tokens, out)),
-            c1=cache_1h, ws=_web_searches(usage, start.web_search_requests),
-        )  # fmt: skip
-        if output is None:
-            raise OutputMissing(merged_usage)
-        return merged_usage
-
-    call.set_usage(merged)
+    if usage is not None:
+        call.set_usage(messages_usage, usage, call.usage or _NOTHING)
 
 
 class AnthropicAdapter:
